@@ -1,0 +1,1 @@
+"""Tensor operations whose torch semantics jax.numpy does not have directly."""
