@@ -1,0 +1,3 @@
+from torch2jax.cli import main
+
+main()

@@ -1,0 +1,170 @@
+"""The `torch2jax` command: translate, coverage, explain (review and check live in their own modules)."""
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from torch2jax.files import InputError, python_files, read_source, write_atomic
+from torch2jax.result import Translation
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Translate PyTorch source to JAX.")
+
+EXIT_OK, EXIT_DIAGNOSTIC_ERRORS, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _err(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+def _fail(line: str) -> None:
+    _err(f"torch2jax: error: {line}")
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _translate_one(path: Path) -> tuple[Path, Translation | None, str, str]:
+    """(path, translation, encoding, error line). Runs in worker processes for folders."""
+    from torch2jax.pipeline import translate
+
+    try:
+        src = read_source(path)
+    except InputError as e:
+        return path, None, "", str(e)
+    return path, translate(src.text, filename=str(path)), src.encoding, ""
+
+
+def _report(t: Translation, quiet: bool) -> None:
+    for d in t.diagnostics:
+        if d.code == "T2J001":
+            _err(f"{t.filename}:{d.line}: {d.message}")
+        elif not (quiet and d.severity == "info"):
+            _err(d.format(t.filename))
+
+
+def _unified_diff(path: Path, before: str, after: str) -> str:
+    return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True),
+                                        f"a/{path}", f"b/{path}"))
+
+
+@app.command()
+def translate(
+    input: Path = typer.Argument(..., help="A .py file or a folder of them."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file or folder (mirrors the tree)."),
+    write: bool = typer.Option(False, "--write", help="Rewrite the input files in place."),
+    diff: bool = typer.Option(False, "--diff", help="Print a unified diff instead of the translation."),
+    jobs: int = typer.Option(0, "-j", "--jobs", help="Worker processes for folders (0: one per core)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Hide info diagnostics."),
+) -> None:
+    """Translate IN to JAX. Diagnostics go to stderr as file:line:col: CODE message."""
+    if sum([output is not None, write, diff]) > 1:
+        _fail("use only one of -o, --write and --diff")
+    if not input.exists():
+        _fail(f"{input}: no such file or directory")
+    if input.is_dir():
+        raise typer.Exit(_translate_folder(input, output, write, diff, jobs, quiet))
+    path, t, encoding, error = _translate_one(input)
+    if error:
+        _fail(error)
+    _report(t, quiet)
+    if t.failed:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    before = read_source(input).text
+    if diff:
+        sys.stdout.write(_unified_diff(input, before, t.code))
+    elif write:
+        if t.code != before:
+            write_atomic(input, t.code, encoding, like=input)
+    elif output is not None:
+        if output.is_dir():
+            output = output / input.name
+        if output.resolve() == input.resolve():
+            _fail("the output is the input: use --write to rewrite in place")
+        write_atomic(output, t.code, encoding)
+    else:
+        sys.stdout.write(t.code)
+    raise typer.Exit(EXIT_DIAGNOSTIC_ERRORS if t.has_errors else EXIT_OK)
+
+
+def _translate_folder(folder: Path, output: Path | None, write: bool, diff: bool, jobs: int, quiet: bool) -> int:
+    if output is None and not (write or diff):
+        _fail("translating a folder needs -o OUT_FOLDER, --write or --diff")
+    if output is not None:
+        out_resolved, in_resolved = output.resolve(), folder.resolve()
+        if out_resolved == in_resolved or in_resolved in out_resolved.parents:
+            _fail(f"output folder {output} is inside the input folder {folder}")
+    files = python_files(folder)
+    jobs = jobs or os.cpu_count() or 1
+    status = EXIT_OK
+    results = _map_with_progress(_translate_one, files, jobs)
+    for path, t, encoding, error in results:
+        if error:
+            _err(f"torch2jax: error: {error}")
+            status = EXIT_BAD_INPUT
+            continue
+        _report(t, quiet)
+        if t.failed:
+            status = EXIT_BAD_INPUT
+            continue
+        if t.has_errors and status == EXIT_OK:
+            status = EXIT_DIAGNOSTIC_ERRORS
+        if diff:
+            sys.stdout.write(_unified_diff(path, read_source(path).text, t.code))
+        elif write:
+            if t.code != read_source(path).text:
+                write_atomic(path, t.code, encoding, like=path)
+        else:
+            write_atomic(output / path.relative_to(folder), t.code, encoding)
+    return status
+
+
+def _map_with_progress(fn, items: list, jobs: int):
+    """fn over items, in worker processes when there are enough of them, with a progress bar on stderr."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("translating", total=len(items))
+        if jobs <= 1 or len(items) < 4:
+            for item in items:
+                yield fn(item)
+                progress.advance(task)
+            return
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for result in pool.map(fn, items, chunksize=max(1, len(items) // (jobs * 8))):
+                yield result
+                progress.advance(task)
+
+
+@app.command()
+def coverage(
+    unmapped: bool = typer.Option(False, "--unmapped", help="List the frequently used torch APIs not mapped."),
+) -> None:
+    """How many torch APIs are mapped, and how much of real-world torch usage that covers."""
+    from torch2jax.coverage import coverage_report
+
+    typer.echo(coverage_report(show_unmapped=unmapped))
+
+
+@app.command()
+def explain(code: str = typer.Argument(..., help="A diagnostic code such as T2J101.")) -> None:
+    """What a diagnostic code means, with a before/after example."""
+    from torch2jax.diagnostics import code_table
+
+    info = code_table().get(code.upper())
+    if info is None:
+        _fail(f"unknown diagnostic code {code!r} (known: {', '.join(sorted(code_table()))})")
+    typer.echo(f"{info.code}: {info.title} [{info.severity}, {info.safety}]\n\n{info.explain}")
+    if info.before:
+        typer.echo(f"\nBefore:\n    {info.before.replace(chr(10), chr(10) + '    ')}")
+    if info.after:
+        typer.echo(f"After:\n    {info.after.replace(chr(10), chr(10) + '    ')}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,78 @@
+"""translate(): parse, collect facts, run the rewrite passes, fix imports, return code and diagnostics."""
+from __future__ import annotations
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from torch2jax import diagnostics
+from torch2jax.diagnostics import Diagnostic
+from torch2jax.mappings import load_tables
+from torch2jax.result import Translation
+from torch2jax.transform.base import FileContext
+from torch2jax.transform.grad_mode import GradModePass
+from torch2jax.transform.imports import fix_imports
+from torch2jax.transform.names import ImportCollector, Scopes, module_level_rebinds
+from torch2jax.transform.ops import OpsPass
+
+PASSES = (GradModePass, OpsPass)
+
+
+def _python_syntax_error(source: str) -> tuple[int, int, str] | None:
+    """CPython's own message for a syntax error, which users know better than the parser's token list."""
+    import ast
+
+    try:
+        ast.parse(source)
+    except SyntaxError as e:
+        return e.lineno or 1, max((e.offset or 1) - 1, 0), e.msg
+    except (ValueError, MemoryError, RecursionError):
+        return None
+    return None
+
+
+def _mentions_torch(source: str) -> bool:
+    return "torch" in source
+
+
+def translate(source: str, filename: str = "<string>") -> Translation:
+    """Translate one file's PyTorch source to JAX source. Never raises on bad input: see .diagnostics."""
+    try:
+        module = cst.parse_module(source)
+    except cst.ParserSyntaxError as e:
+        line, col, message = _python_syntax_error(source) or (e.raw_line, e.raw_column, e.message)
+        d = diagnostics.make("T2J001", f"syntax error: {message}", line, col, filename)
+        return Translation(source, [d], filename, failed=True)
+    if not _mentions_torch(source):
+        return Translation(source, [], filename)
+    try:
+        return _translate_module(module, source, filename)
+    except Exception as e:  # an internal error must never lose or corrupt the user's file
+        d = diagnostics.make("T2J002", f"internal error: {type(e).__name__}: {e}", 1, 0, filename)
+        return Translation(source, [d], filename, failed=True)
+
+
+def _translate_module(module: cst.Module, source: str, filename: str) -> Translation:
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+    positions = dict(wrapper.resolve(PositionProvider))
+    collector = ImportCollector()
+    module.visit(collector)
+    aliases = collector.aliases
+    for name in module_level_rebinds(module, aliases):
+        del aliases[name]
+    ctx = FileContext(filename=filename, scopes=Scopes(aliases), tables=load_tables(), positions=positions)
+    for pass_cls in PASSES:
+        module = module.visit(pass_cls(ctx))
+    module = fix_imports(module, ctx.needed_imports)
+    code = module.code
+    diags = sorted(ctx.diagnostics, key=lambda d: (d.line, d.column, d.code))
+    return Translation(code, _dedupe(diags), filename)
+
+
+def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
+    seen, out = set(), []
+    for d in diags:
+        k = (d.code, d.message, d.line, d.column)
+        if k not in seen:
+            seen.add(k)
+            out.append(d)
+    return out

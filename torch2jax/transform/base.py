@@ -1,0 +1,102 @@
+"""What every rewrite pass shares: the file's facts, diagnostics with source positions, and marker comments."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from torch2jax import diagnostics
+from torch2jax.diagnostics import Diagnostic
+from torch2jax.mappings import Tables
+from torch2jax.transform.names import Scopes
+
+MARKER = "torch2jax:"
+
+
+@dataclass
+class FileContext:
+    """Facts about one file, shared by the passes, and what they report."""
+
+    filename: str
+    scopes: Scopes
+    tables: Tables
+    positions: dict  # node -> libcst CodeRange in the input (carried over to rewritten nodes)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    needed_imports: set[str] = field(default_factory=set)  # short names: jnp, jax, eqx, optax, t2j
+
+    def report(self, code: str, message: str, line: int, column: int) -> Diagnostic:
+        d = diagnostics.make(code, message, line, column, self.filename)
+        self.diagnostics.append(d)
+        return d
+
+
+class Pass(cst.CSTTransformer):
+    """A transformer that knows where it is in the original source and marks the statements it reports on."""
+
+    def __init__(self, ctx: FileContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self._where: list[tuple[int, int]] = [(1, 0)]
+        self._markers: list[list[Diagnostic]] = [[]]
+
+    # --- positions: the innermost node whose original position is known
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        pos = self.ctx.positions.get(node)
+        self._where.append((pos.start.line, pos.start.column) if pos else self._where[-1])
+        if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+            self._markers.append([])
+        return super().on_visit(node)
+
+    def on_leave(self, original: cst.CSTNode, updated: cst.CSTNode):
+        result = super().on_leave(original, updated)
+        self._where.pop()
+        # nodes are rebuilt by every pass: carry the original position over so later passes can report it
+        pos = self.ctx.positions.get(original)
+        if pos is not None and isinstance(result, cst.CSTNode):
+            self.ctx.positions.setdefault(result, pos)
+        if isinstance(original, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+            pending = self._markers.pop()
+            if pending and isinstance(result, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+                result = add_marker(result, pending)
+        return result
+
+    def report(self, code: str, message: str, node: cst.CSTNode | None = None) -> Diagnostic:
+        pos = self.ctx.positions.get(node) if node is not None else None
+        line, col = (pos.start.line, pos.start.column) if pos else self._where[-1]
+        d = self.ctx.report(code, message, line, col)
+        if d.safety in ("manual", "unsafe"):
+            self._markers[-1].append(d)
+        return d
+
+    def need(self, *names: str) -> None:
+        self.ctx.needed_imports.update(names)
+
+
+def marker_text(d: Diagnostic) -> str:
+    return f"{MARKER} {d.code} {d.message}"
+
+
+def add_marker(stmt, pending: list[Diagnostic]):
+    """Append `# torch2jax: CODE message` to the statement's line (once: translating again adds nothing)."""
+    if isinstance(stmt, cst.SimpleStatementLine):
+        trailing = stmt.trailing_whitespace
+    elif isinstance(getattr(stmt, "body", None), cst.IndentedBlock):
+        trailing = stmt.body.header
+    else:
+        return stmt
+    existing = trailing.comment.value if trailing.comment else ""
+    texts = []
+    for d in pending:
+        text = marker_text(d)
+        if f"{MARKER} {d.code}" not in existing and text not in texts:
+            texts.append(text)
+    if not texts:
+        return stmt
+    comment = "  # ".join(([existing] if existing else []) + texts)
+    if not comment.startswith("#"):
+        comment = "# " + comment
+    whitespace = trailing.whitespace if existing else cst.SimpleWhitespace("  ")
+    new_trailing = trailing.with_changes(comment=cst.Comment(comment), whitespace=whitespace)
+    if isinstance(stmt, cst.SimpleStatementLine):
+        return stmt.with_changes(trailing_whitespace=new_trailing)
+    return stmt.with_changes(body=stmt.body.with_changes(header=new_trailing))

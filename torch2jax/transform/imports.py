@@ -1,0 +1,126 @@
+"""Import fix-up: drop torch imports nothing uses any more, add the JAX imports the rewrites need."""
+from __future__ import annotations
+
+import libcst as cst
+
+from torch2jax.transform.names import dotted
+
+IMPORT_LINES = {
+    "jax": "import jax",
+    "jnp": "import jax.numpy as jnp",
+    "lax": "from jax import lax",
+    "eqx": "import equinox as eqx",
+    "optax": "import optax",
+    "t2j": "import torch2jax.runtime as t2j",
+    "np": "import numpy as np",
+    "math": "import math",
+}
+ORDER = list(IMPORT_LINES)
+
+
+class _UsedNames(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def visit_Import(self, node) -> bool:
+        return False
+
+    def visit_ImportFrom(self, node) -> bool:
+        return False
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.used.add(node.value)
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)
+        return False
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        node.value.visit(self)
+        return False
+
+
+def _is_torch(module: str | None) -> bool:
+    return module is not None and (module == "torch" or module.startswith("torch."))
+
+
+def _local(alias: cst.ImportAlias) -> str:
+    return alias.asname.name.value if alias.asname else dotted(alias.name).split(".")[0]
+
+
+class _Prune(cst.CSTTransformer):
+    def __init__(self, used: set[str]) -> None:
+        self.used = used
+
+    def _keep(self, alias: cst.ImportAlias, module: str | None) -> bool:
+        return not _is_torch(module) or _local(alias) in self.used
+
+    def leave_Import(self, original, updated):
+        names = [a for a in updated.names if self._keep(a, dotted(a.name))]
+        return self._rebuild(updated, names)
+
+    def leave_ImportFrom(self, original, updated):
+        if updated.relative or updated.module is None or isinstance(updated.names, cst.ImportStar):
+            return updated
+        module = dotted(updated.module)
+        names = [a for a in updated.names if self._keep(a, module)]
+        return self._rebuild(updated, names)
+
+    def _rebuild(self, node, names):
+        if not names:
+            return cst.RemoveFromParent()
+        if len(names) == len(node.names):
+            return node
+        names[-1] = names[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        return node.with_changes(names=names)
+
+
+def _existing_imports(module: cst.Module) -> set[str]:
+    """Import lines already in the file, normalised the way IMPORT_LINES spells them."""
+    out = set()
+    for stmt in module.body:
+        if isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                if isinstance(small, (cst.Import, cst.ImportFrom)):
+                    out.add(cst.Module([]).code_for_node(small).strip())
+    return out
+
+
+def _is_docstring_or_future(stmt) -> bool:
+    if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+        return False
+    small = stmt.body[0]
+    if isinstance(small, cst.Expr):
+        return isinstance(small.value, (cst.SimpleString, cst.ConcatenatedString))
+    return isinstance(small, cst.ImportFrom) and small.module is not None and dotted(small.module) == "__future__"
+
+
+def _has_torch_import(stmt) -> bool:
+    if not isinstance(stmt, cst.SimpleStatementLine):
+        return False
+    for small in stmt.body:
+        if isinstance(small, cst.Import) and any(_is_torch(dotted(a.name)) for a in small.names):
+            return True
+        if isinstance(small, cst.ImportFrom) and small.module is not None and _is_torch(dotted(small.module)):
+            return True
+    return False
+
+
+def fix_imports(module: cst.Module, needed: set[str]) -> cst.Module:
+    have = _existing_imports(module)
+    lines = [IMPORT_LINES[n] for n in ORDER if n in needed and IMPORT_LINES[n] not in have]
+    if lines:
+        new = [cst.parse_statement(line + "\n") for line in lines]
+        body = list(module.body)
+        # where the torch imports were, else after the docstring and __future__ imports; the comments above
+        # that statement stay above the new lines
+        at = next((i for i, s in enumerate(body) if _has_torch_import(s)), None)
+        if at is None:
+            at = next((i for i, s in enumerate(body) if not _is_docstring_or_future(s)), len(body))
+        if at < len(body) and body[at].leading_lines:
+            new[0] = new[0].with_changes(leading_lines=body[at].leading_lines)
+            body[at] = body[at].with_changes(leading_lines=[])
+        module = module.with_changes(body=body[:at] + new + body[at:])
+    finder = _UsedNames()
+    module.visit(finder)
+    return module.visit(_Prune(finder.used))

@@ -1,0 +1,156 @@
+"""Name resolution from a file's imports: a small alias table, much faster than libcst's QualifiedNameProvider.
+
+`import torch as t`, `from torch import nn`, `import torch.nn.functional as F` and `from torch.nn.functional import
+relu` all become entries local name -> qualified name. A function that binds one of those names itself (a
+parameter or a local variable called `torch`) shadows it inside that function.
+"""
+from __future__ import annotations
+
+import libcst as cst
+
+
+def dotted(node: cst.BaseExpression) -> str | None:
+    """`a.b.c` as a string, or None when the expression is not a plain dotted name."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        base = dotted(node.value)
+        return f"{base}.{node.attr.value}" if base else None
+    return None
+
+
+def root_name(node: cst.BaseExpression) -> str | None:
+    while isinstance(node, (cst.Attribute, cst.Call, cst.Subscript)):
+        node = node.value if not isinstance(node, cst.Call) else node.func
+    return node.value if isinstance(node, cst.Name) else None
+
+
+class ImportCollector(cst.CSTVisitor):
+    """Collects every import in the file: local name -> qualified name."""
+
+    def __init__(self) -> None:
+        self.aliases: dict[str, str] = {}
+        self.star_modules: list[str] = []
+
+    def visit_Import(self, node: cst.Import) -> None:
+        for alias in node.names:
+            full = dotted(alias.name)
+            if alias.asname is not None:
+                self.aliases[alias.asname.name.value] = full
+            else:
+                top = full.split(".")[0]
+                self.aliases[top] = top
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        if node.relative or node.module is None:
+            return
+        module = dotted(node.module)
+        if isinstance(node.names, cst.ImportStar):
+            self.star_modules.append(module)
+            return
+        for alias in node.names:
+            name = alias.name.value
+            local = alias.asname.name.value if alias.asname is not None else name
+            self.aliases[local] = f"{module}.{name}"
+
+
+class _Binder(cst.CSTVisitor):
+    """Names bound inside one function body (not descending into nested functions or classes)."""
+
+    def __init__(self) -> None:
+        self.bound: set[str] = set()
+        self.depth = 0
+
+    def visit_FunctionDef(self, node) -> bool:
+        self.depth += 1
+        return self.depth == 1
+
+    def leave_FunctionDef(self, node) -> None:
+        self.depth -= 1
+
+    def visit_ClassDef(self, node) -> bool:
+        return False
+
+    def visit_Param(self, node: cst.Param) -> None:
+        self.bound.add(node.name.value)
+
+    def _targets(self, target: cst.BaseExpression) -> None:
+        if isinstance(target, cst.Name):
+            self.bound.add(target.value)
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for el in target.elements:
+                self._targets(el.value)
+        elif isinstance(target, cst.StarredElement):
+            self._targets(target.value)
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self._targets(node.target)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self._targets(node.target)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._targets(node.target)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._targets(node.target)
+
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        self._targets(node.target)
+
+    def visit_AsName(self, node: cst.AsName) -> None:
+        self._targets(node.name)
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+        self._targets(node.target)
+
+
+def bound_in_function(fn: cst.FunctionDef) -> set[str]:
+    binder = _Binder()
+    fn.visit(binder)
+    return binder.bound
+
+
+def module_level_rebinds(module: cst.Module, aliases: dict[str, str]) -> set[str]:
+    """Alias names that the module body rebinds with something other than an import (so they are not torch)."""
+    out = set()
+    for stmt in module.body:
+        if isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                if isinstance(small, cst.Assign):
+                    for t in small.targets:
+                        if isinstance(t.target, cst.Name) and t.target.value in aliases:
+                            out.add(t.target.value)
+        elif isinstance(stmt, (cst.FunctionDef, cst.ClassDef)) and stmt.name.value in aliases:
+            out.add(stmt.name.value)
+    return out
+
+
+class Scopes:
+    """The alias table plus a stack of function scopes, to resolve a dotted expression to a qualified name."""
+
+    def __init__(self, aliases: dict[str, str]) -> None:
+        self.aliases = aliases
+        self.shadow_stack: list[set[str]] = []
+
+    def push(self, fn: cst.FunctionDef) -> None:
+        self.shadow_stack.append(bound_in_function(fn) & self.aliases.keys())
+
+    def pop(self) -> None:
+        self.shadow_stack.pop()
+
+    def is_shadowed(self, name: str) -> bool:
+        return any(name in s for s in self.shadow_stack)
+
+    def qualname(self, node: cst.BaseExpression) -> str | None:
+        path = dotted(node)
+        if path is None:
+            return None
+        head, _, rest = path.partition(".")
+        full = self.aliases.get(head)
+        if full is None or self.is_shadowed(head):
+            return None
+        return f"{full}.{rest}" if rest else full
+
+    def is_import(self, name: str) -> bool:
+        return name in self.aliases and not self.is_shadowed(name)

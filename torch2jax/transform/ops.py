@@ -1,0 +1,177 @@
+"""Rewrites torch calls, Tensor methods and torch attributes with the mapping tables (mappings/*.toml)."""
+from __future__ import annotations
+
+import libcst as cst
+
+from torch2jax.mappings import Record
+from torch2jax.transform import handlers
+from torch2jax.transform.base import FileContext, Pass
+from torch2jax.transform.names import dotted
+from torch2jax.transform.templates import BindError, Bound, bind, choose, parsed, render
+
+# Short names a template may use, and the import each needs (imports.py adds them).
+IMPORT_ROOTS = ("jnp", "jax", "lax", "eqx", "optax", "t2j", "np", "math")
+KEY_PLACEHOLDER = "__t2j_key__"
+# Tensor method names that builtin types share: only rewritten when the call does not look like str/list/set/dict use.
+BUILTIN_CLASH = frozenset({"split", "index", "count", "add", "sort", "copy", "type", "item", "remove", "clear",
+                           "update", "pop", "join", "lower", "upper", "strip", "replace", "get", "keys", "values",
+                           "items", "append", "extend", "insert", "format", "startswith", "endswith", "find",
+                           "all", "any", "max", "min", "sum", "mean", "abs", "round", "repeat", "view", "apply",
+                           "float", "double", "half", "int", "long", "bool", "to", "cuda", "cpu", "numpy",
+                           "flip", "exp", "log", "fill_", "zero_", "clone", "mul", "div", "sub", "pow"})
+NON_TENSOR_LITERALS = (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.List, cst.Dict,
+                       cst.Set, cst.ListComp, cst.DictComp, cst.SetComp, cst.Tuple, cst.Integer, cst.Float)
+
+
+def is_torch(qual: str | None) -> bool:
+    return qual is not None and (qual == "torch" or qual.startswith("torch."))
+
+
+class OpsPass(Pass):
+    def __init__(self, ctx: FileContext, non_tensor_names: set[str] | None = None) -> None:
+        super().__init__(ctx)
+        self.tables = ctx.tables
+        self.scopes = ctx.scopes
+        self.call_funcs: set[cst.CSTNode] = set()
+        self.inner: set[cst.CSTNode] = set()
+        self.discarded: set[cst.CSTNode] = set()  # calls whose value is thrown away (expression statements)
+        self.non_tensor_names = non_tensor_names or set()
+
+    # --- bookkeeping on the way down
+    def visit_Import(self, node) -> bool:
+        return False
+
+    def visit_ImportFrom(self, node) -> bool:
+        return False
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.scopes.push(node)
+
+    def leave_FunctionDef(self, original, updated):
+        self.scopes.pop()
+        return updated
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self.call_funcs.add(node.func)
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        self.inner.add(node.value)
+
+    def visit_Expr(self, node: cst.Expr) -> None:
+        self.discarded.add(node.value)
+
+    # --- rewrites on the way up
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        qual = self.scopes.qualname(original.func)
+        if qual is not None:
+            if not is_torch(qual):
+                return updated
+            record = self.tables.records.get(qual)
+            if record is None or record.attr:
+                self.report("T2J101", f"{qual} has no JAX mapping", original)
+                return updated
+            return self.apply(record, updated, None, qual)
+        func = original.func
+        if isinstance(func, cst.Attribute):
+            record = self.tables.methods.get(func.attr.value)
+            if record is not None and not record.attr and self.tensor_receiver(func.value, original):
+                return self.apply(record, updated, updated.func.value, f"Tensor.{func.attr.value}")
+        return updated
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        if original in self.inner or original in self.call_funcs:
+            return updated
+        qual = self.scopes.qualname(original)
+        if qual is not None:
+            return self.reference(qual, original, updated)
+        record = self.tables.methods.get(original.attr.value)
+        if record is not None and record.attr and self.tensor_receiver(original.value, original):
+            return self.apply(record, updated, updated.value, f"Tensor.{original.attr.value}")
+        return updated
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+        if original in self.inner or original in self.call_funcs:
+            return updated
+        qual = self.scopes.qualname(original)
+        if qual is not None and qual != original.value and "." in qual:
+            return self.reference(qual, original, updated)
+        return updated
+
+    # --- helpers
+    def reference(self, qual: str, original, updated) -> cst.BaseExpression:
+        """A torch name used as a value: a constant (torch.float32) or a function passed around (F.relu)."""
+        if not is_torch(qual):
+            return updated
+        record = self.tables.records.get(qual)
+        if record is None:
+            if qual.count(".") >= 1 and not any(k.startswith(qual + ".") for k in self.tables.records):
+                self.report("T2J101", f"{qual} has no JAX mapping", original)
+            return updated
+        if record.attr:
+            return self.apply(record, updated, None, qual)
+        target = function_alias(record)
+        if target is None:
+            self.report("T2J102", f"{qual} is used as a value; only calls of it can be translated", original)
+            return updated
+        self.need_for(record.templates[0])
+        return cst.parse_expression(target)
+
+    def tensor_receiver(self, receiver: cst.BaseExpression, call: cst.CSTNode) -> bool:
+        """Whether `receiver.method(...)` is plausibly a Tensor method call and not numpy/str/list/module use."""
+        path = dotted(receiver)
+        if path is not None:
+            head = path.split(".")[0]
+            if self.scopes.is_import(head) or head in self.non_tensor_names or path == "self":
+                return False
+        if isinstance(receiver, NON_TENSOR_LITERALS):
+            return False
+        name = call.func.attr.value if isinstance(call, cst.Call) else call.attr.value
+        if name in BUILTIN_CLASH and isinstance(call, cst.Call):
+            if call in self.discarded and not name.endswith("_"):
+                return False  # list.sort(), set.add(x), dict.update(...): a tensor method's result is never dropped
+            first = call.args[0].value if call.args else None
+            if isinstance(first, (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString)):
+                return False  # str.split(","), "".join(...)
+        return True
+
+    def apply(self, record: Record, node, receiver, label: str) -> cst.BaseExpression:
+        args = list(node.args) if isinstance(node, cst.Call) else []
+        try:
+            bound = bind(record, args, receiver)
+        except BindError as e:
+            self.report("T2J102", str(e), node)
+            return node
+        if record.handler:
+            result = getattr(handlers, record.handler)(self, record, bound, node)
+            if result is not None:
+                return result
+        template = choose(record, bound)
+        if template is None:
+            given = ", ".join(sorted(bound.given - {record.params[0].name} if receiver is not None else bound.given))
+            self.report("T2J102", f"this form of {label} ({given or 'no arguments'}) is not supported", node)
+            return node
+        return self.emit(record, template, bound)
+
+    def emit(self, record: Record, template: str, bound: Bound) -> cst.BaseExpression:
+        params = {p.name for p in record.params}
+        extra = {"KEY": cst.Name(KEY_PLACEHOLDER)} if record.random else None
+        self.need_for(template)
+        if record.safety == "unsafe":
+            self.report("T2J104", f"{record.name}: {record.note}")
+        return render(template, bound, params, extra)
+
+    def need_for(self, template: str) -> None:
+        _, _, used = parsed(template)
+        self.need(*(used & set(IMPORT_ROOTS)))
+
+
+def function_alias(record: Record) -> str | None:
+    """`jax.nn.relu` when the record's first template is exactly `jax.nn.relu(p1, p2, ...)` in torch's order."""
+    expr, _, _ = parsed(record.templates[0]) if record.templates else (None, None, None)
+    if not isinstance(expr, cst.Call) or dotted(expr.func) is None:
+        return None
+    positional = [p.name for p in record.params if p.kind == "pos"]
+    names = [a.value.value if isinstance(a.value, cst.Name) and a.keyword is None else None for a in expr.args]
+    if names and names == positional[: len(names)] and all(p.has_default for p in record.params[len(names):]):
+        return dotted(expr.func)
+    return None

@@ -1,0 +1,185 @@
+"""Binding a torch call's arguments to a table record and rendering the record's JAX template.
+
+A record's `to` is a list of templates, most specific first. A template covers a call when
+- every argument the call gives (except ignored ones) is used by the template, and
+- every parameter the template uses outside a plain `kw=param` argument is given (or has a table default).
+A plain `kw=param` argument whose parameter was not given is dropped, so the target's own default applies;
+that is only right when the target's default equals torch's, which the table tests check.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import libcst as cst
+
+from torch2jax.mappings import ALWAYS_IGNORED, Record
+
+ATOMIC = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.Imaginary,
+          cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.List, cst.Dict, cst.Set,
+          cst.ListComp, cst.DictComp, cst.SetComp, cst.GeneratorExp, cst.Ellipsis)
+
+
+class BindError(Exception):
+    """The call cannot be bound to the record's signature: a reason for the diagnostic."""
+
+
+@dataclass
+class Bound:
+    args: dict[str, cst.BaseExpression]  # parameter -> the call's (already translated) expression
+    given: set[str]  # parameters the call spelled out (not filled from table defaults)
+
+
+def bind(record: Record, args: list[cst.Arg], receiver: cst.BaseExpression | None = None) -> Bound:
+    params = list(record.params)
+    out: dict[str, cst.BaseExpression] = {}
+    if receiver is not None:
+        if not params:
+            raise BindError("the record takes no receiver")
+        out[params[0].name] = receiver
+        params = params[1:]
+    positional = [p for p in params if p.kind == "pos"]
+    var = next((p for p in params if p.kind == "var"), None)
+    extra: list[cst.Arg] = []
+    i = 0
+    for arg in args:
+        if arg.keyword is not None:
+            name = arg.keyword.value
+            p = record.param(name)
+            if p is None or p.kind == "var":
+                raise BindError(f"argument '{name}' of {record.name} is not supported")
+            if name in out:
+                raise BindError(f"argument '{name}' given twice")
+            out[name] = arg.value
+        elif arg.star == "**":
+            raise BindError("**kwargs cannot be mapped")
+        elif arg.star == "*":
+            if var is None or i < len(positional):
+                raise BindError("*args cannot be mapped here")
+            extra.append(arg)
+        elif i < len(positional):
+            out[positional[i].name] = arg.value
+            i += 1
+        elif var is not None:
+            extra.append(arg)
+        else:
+            raise BindError(f"too many positional arguments for {record.name}")
+    if var is not None and extra:
+        if len(extra) == 1:
+            # x.view(shape) / x.view(*shape) / torch.zeros(n): one argument is already the whole size
+            out[var.name] = extra[0].value
+        else:
+            out[var.name] = cst.Tuple([cst.Element(a.value) for a in extra])
+    given = set(out)
+    for name, default in record.defaults.items():
+        if name not in out:
+            out[name] = cst.parse_expression(default)
+    return Bound(out, given)
+
+
+def ignored(record: Record) -> frozenset:
+    return record.ignore | ALWAYS_IGNORED
+
+
+@cache
+def parsed(template: str) -> tuple[cst.BaseExpression, frozenset, frozenset]:
+    """The template's CST, the parameters used as plain `kw=param` arguments, and all names it uses."""
+    expr = cst.parse_expression(template)
+    droppable, used = set(), set()
+
+    class Scan(cst.CSTVisitor):
+        def visit_Arg(self, node: cst.Arg) -> bool:
+            if node.keyword is not None and isinstance(node.value, cst.Name):
+                droppable.add(node.value.value)
+            node.value.visit(self)  # not the keyword: `axis=` is not a use of a parameter named axis
+            return False
+
+        def visit_Attribute(self, node: cst.Attribute) -> bool:
+            node.value.visit(self)  # not the attribute name: `input.shape` does not use a parameter `shape`
+            return False
+
+        def visit_Name(self, node: cst.Name) -> None:
+            used.add(node.value)
+
+    expr.visit(Scan())
+    return expr, frozenset(droppable), frozenset(used)
+
+
+def choose(record: Record, bound: Bound) -> str | None:
+    """The first template that covers the call, or None."""
+    params = {p.name for p in record.params}
+    relevant = {n for n in bound.args if n not in ignored(record) or n in record.defaults}
+    for template in record.templates:
+        _, droppable, used = parsed(template)
+        uses = used & params
+        if not relevant <= uses:
+            continue
+        missing = uses - bound.args.keys()
+        if missing - droppable:
+            continue
+        return template
+    return None
+
+
+def paren(node: cst.BaseExpression) -> cst.BaseExpression:
+    if isinstance(node, ATOMIC) or node.lpar:
+        return node
+    return node.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+
+
+class _Substitute(cst.CSTTransformer):
+    def __init__(self, values: dict[str, cst.BaseExpression], missing: set[str]) -> None:
+        self.values = values
+        self.missing = missing
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+        if original.value in self.values:
+            return paren(self.values[original.value])
+        return updated
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute:
+        return updated.with_changes(attr=original.attr)
+
+    def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg | cst.RemovalSentinel:
+        if original.keyword is not None and isinstance(original.value, cst.Name) \
+                and original.value.value in self.missing:
+            return cst.RemoveFromParent()
+        value = updated.value
+        if original.value is not value and isinstance(original.value, cst.Name) and value.lpar \
+                and not _had_parens(self.values.get(original.value.value)):
+            value = value.with_changes(lpar=[], rpar=[])
+        return updated.with_changes(keyword=original.keyword, value=value)
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
+        # dropped keyword arguments leave the comma of the argument before them dangling
+        if updated.args and (not original.args or original.args[-1].comma is cst.MaybeSentinel.DEFAULT):
+            args = list(updated.args)
+            args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            return updated.with_changes(args=args)
+        return updated
+
+    def leave_Element(self, original: cst.Element, updated: cst.Element) -> cst.Element:
+        return self._unwrap(original, updated)
+
+    def leave_Index(self, original: cst.Index, updated: cst.Index) -> cst.Index:
+        return self._unwrap(original, updated)
+
+    def _unwrap(self, original, updated):
+        value = updated.value
+        if isinstance(original.value, cst.Name) and original.value.value in self.values and value.lpar \
+                and not _had_parens(self.values[original.value.value]) and not isinstance(value, cst.Tuple):
+            return updated.with_changes(value=value.with_changes(lpar=[], rpar=[]))
+        return updated
+
+
+def _had_parens(node: cst.BaseExpression | None) -> bool:
+    return node is not None and bool(node.lpar)
+
+
+def render(template: str, bound: Bound, params: set[str], extra: dict[str, cst.BaseExpression] | None = None
+           ) -> cst.BaseExpression:
+    expr, droppable, used = parsed(template)
+    values = {k: v for k, v in bound.args.items() if k in params}
+    if extra:
+        values.update(extra)
+    return expr.visit(_Substitute(values, (droppable & params) - values.keys()))
