@@ -1,0 +1,225 @@
+"""t2j.nn.MultiheadAttention against torch.nn.MultiheadAttention from the same weights."""
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import torch2jax.runtime as t2j
+
+RTOL = ATOL = 1e-4
+
+
+def copy_weights(model, torch_module):
+    """Put every state_dict tensor of `torch_module` at the same attribute path in `model`."""
+    for name, tensor in torch_module.state_dict().items():
+        def where(m, parts=name.split(".")):
+            for part in parts:
+                m = m[int(part)] if part.isdigit() else getattr(m, part)
+            return m
+
+        assert where(model).shape == tuple(tensor.shape), name
+        model = eqx.tree_at(where, model, jnp.asarray(tensor.detach().numpy()))
+    return model
+
+
+def get_path(model, name):
+    for part in name.split("."):
+        model = model[int(part)] if part.isdigit() else getattr(model, part)
+    return model
+
+
+# (name, constructor kwargs, call options)
+CASES = [
+    ("plain", dict(embed_dim=8, num_heads=2), dict()),
+    ("batch_first", dict(embed_dim=8, num_heads=2, batch_first=True), dict()),
+    ("one_head_no_bias", dict(embed_dim=6, num_heads=1, bias=False), dict()),
+    ("cross_len", dict(embed_dim=8, num_heads=4), dict(src_len=7)),
+    ("kdim_vdim", dict(embed_dim=8, num_heads=2, kdim=5, vdim=3, batch_first=True), dict(src_len=4)),
+    ("bias_kv_zero_attn", dict(embed_dim=8, num_heads=2, add_bias_kv=True, add_zero_attn=True), dict(mask="float")),
+    ("causal_bool", dict(embed_dim=8, num_heads=2, batch_first=True), dict(mask="causal")),
+    ("causal_hint", dict(embed_dim=8, num_heads=2), dict(mask="causal", is_causal=True, need_weights=False)),
+    ("float_mask", dict(embed_dim=8, num_heads=2), dict(mask="float", src_len=6)),
+    ("mask_3d", dict(embed_dim=8, num_heads=2, batch_first=True), dict(mask="bool3d")),
+    ("kpm_bool", dict(embed_dim=8, num_heads=2, batch_first=True), dict(kpm="bool", src_len=6)),
+    ("kpm_float_and_mask", dict(embed_dim=8, num_heads=2), dict(kpm="float", mask="float")),
+    ("kpm_causal", dict(embed_dim=8, num_heads=4, batch_first=True), dict(kpm="bool", mask="causal")),
+    ("per_head_weights", dict(embed_dim=8, num_heads=2), dict(average=False, mask="causal")),
+    ("no_weights", dict(embed_dim=8, num_heads=2, batch_first=True), dict(need_weights=False, kpm="bool")),
+    ("unbatched", dict(embed_dim=8, num_heads=2), dict(unbatched=True, kpm="bool", mask="causal")),
+    ("unbatched_3d_mask", dict(embed_dim=8, num_heads=2, batch_first=True), dict(unbatched=True, mask="bool3d")),
+]
+
+
+def make_inputs(ctor, opts, rng):
+    e, h = ctor["embed_dim"], ctor["num_heads"]
+    kdim, vdim = ctor.get("kdim") or e, ctor.get("vdim") or e
+    n, tgt = 3, 5
+    src = opts.get("src_len", tgt)
+    unbatched = opts.get("unbatched", False)
+
+    def shape(length, dim):
+        if unbatched:
+            return (length, dim)
+        return (n, length, dim) if ctor.get("batch_first") else (length, n, dim)
+
+    q = rng.standard_normal(shape(tgt, e)).astype(np.float32)
+    k = rng.standard_normal(shape(src, kdim)).astype(np.float32)
+    v = rng.standard_normal(shape(src, vdim)).astype(np.float32)
+    kwargs = {}
+    mask = opts.get("mask")
+    if mask == "causal":
+        kwargs["attn_mask"] = np.triu(np.ones((tgt, src), bool), 1)
+    elif mask == "float":
+        kwargs["attn_mask"] = rng.standard_normal((tgt, src)).astype(np.float32)
+    elif mask == "bool3d":
+        m = rng.random(((1 if unbatched else n) * h, tgt, src)) < 0.3
+        m[..., 0] = False  # keep every row attending somewhere (torch gives NaN otherwise)
+        kwargs["attn_mask"] = m
+    kpm = opts.get("kpm")
+    kpm_shape = (src,) if unbatched else (n, src)
+    if kpm == "bool":
+        m = rng.random(kpm_shape) < 0.3
+        m[..., 0] = False
+        kwargs["key_padding_mask"] = m
+    elif kpm == "float":
+        kwargs["key_padding_mask"] = rng.standard_normal(kpm_shape).astype(np.float32)
+    for name in ("need_weights", "is_causal"):
+        if name in opts:
+            kwargs[name] = opts[name]
+    if "average" in opts:
+        kwargs["average_attn_weights"] = opts["average"]
+    return (q, k, v), kwargs
+
+
+def build(ctor, seed=0):
+    torch.manual_seed(seed)
+    tm = torch.nn.MultiheadAttention(**ctor)
+    jm = t2j.nn.MultiheadAttention(**ctor, key=jax.random.key(seed))
+    return tm, copy_weights(jm, tm)
+
+
+def run_torch(tm, args, kwargs):
+    targs = [torch.tensor(a, requires_grad=True) for a in args]
+    tkw = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    out, w = tm(*targs, **tkw)
+    return targs, out, w
+
+
+def run_jax(jm, args, kwargs):
+    jkw = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    return jm(*map(jnp.asarray, args), **jkw)
+
+
+@pytest.mark.parametrize("name,ctor,opts", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+def test_forward_matches_torch(name, ctor, opts, train):
+    rng = np.random.default_rng(0)
+    tm, jm = build(ctor)
+    tm.train(train)
+    if not train:
+        jm = eqx.nn.inference_mode(jm)
+    args, kwargs = make_inputs(ctor, opts, rng)
+    with torch.no_grad():
+        _, t_out, t_w = run_torch(tm, args, kwargs)
+    j_out, j_w = run_jax(jm, args, kwargs)
+    np.testing.assert_allclose(np.asarray(j_out), t_out.numpy(), rtol=RTOL, atol=ATOL)
+    if t_w is None:
+        assert j_w is None
+    else:
+        np.testing.assert_allclose(np.asarray(j_w), t_w.numpy(), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("name,ctor,opts", CASES, ids=[c[0] for c in CASES])
+def test_gradients_match_torch(name, ctor, opts):
+    rng = np.random.default_rng(1)
+    tm, jm = build(ctor, seed=1)
+    args, kwargs = make_inputs(ctor, opts, rng)
+    targs, t_out, t_w = run_torch(tm, args, kwargs)
+    cot_out = rng.standard_normal(tuple(t_out.shape)).astype(np.float32)
+    cot_w = None if t_w is None else rng.standard_normal(tuple(t_w.shape)).astype(np.float32)
+
+    t_loss = (t_out * torch.tensor(cot_out)).sum()
+    if cot_w is not None:
+        t_loss = t_loss + (t_w * torch.tensor(cot_w)).sum()
+    t_loss.backward()
+
+    def loss(model_and_args):
+        model, *jargs = model_and_args
+        out, w = run_jax(model, jargs, kwargs)
+        total = jnp.sum(out * cot_out)
+        return total if w is None else total + jnp.sum(w * cot_w)
+
+    g_model, *g_args = eqx.filter_grad(loss)((jm, *map(jnp.asarray, args)))
+    for t, g in zip(targs, g_args):
+        np.testing.assert_allclose(np.asarray(g), t.grad.numpy(), rtol=RTOL, atol=ATOL)
+    for pname, p in tm.named_parameters():
+        np.testing.assert_allclose(np.asarray(get_path(g_model, pname)), p.grad.numpy(), rtol=RTOL, atol=ATOL,
+                                   err_msg=pname)
+
+
+def test_parameter_names_and_shapes_match_state_dict():
+    for ctor in [dict(embed_dim=8, num_heads=2), dict(embed_dim=8, num_heads=2, kdim=5, vdim=3, add_bias_kv=True),
+                 dict(embed_dim=6, num_heads=3, bias=False)]:
+        tm = torch.nn.MultiheadAttention(**ctor)
+        jm = t2j.nn.MultiheadAttention(**ctor, key=jax.random.key(0))
+        leaves = jax.tree_util.tree_leaves_with_path(eqx.filter(jm, eqx.is_array))
+        paths = {jax.tree_util.keystr(p, simple=True, separator="."): x.shape for p, x in leaves}
+        assert paths == {k: tuple(v.shape) for k, v in tm.state_dict().items()}
+
+
+def test_init_statistics_match_torch():
+    e = 256
+    tm = torch.nn.MultiheadAttention(e, 4, add_bias_kv=True)
+    jm = t2j.nn.MultiheadAttention(e, 4, add_bias_kv=True, key=jax.random.key(0))
+    for name, tensor in tm.state_dict().items():
+        t, j = tensor.numpy(), np.asarray(get_path(jm, name))
+        assert j.shape == t.shape, name
+        if not t.any():  # torch zeroes the projection biases
+            assert not j.any(), name
+            continue
+        # Same distribution: spread, centre, and shape (share within one std: uniform 0.58, normal 0.68).
+        np.testing.assert_allclose(j.std(), t.std(), rtol=0.1, err_msg=name)
+        assert abs(j.mean()) < 4 * t.std() / np.sqrt(t.size), name
+        share = lambda x: np.mean(np.abs(x - x.mean()) < x.std())
+        assert abs(share(j) - share(t)) < 4 * np.sqrt(0.25 / t.size) + 0.01, name
+
+
+def test_dropout_in_train_mode():
+    e, p = 8, 0.5
+    tm = torch.nn.MultiheadAttention(e, 2, dropout=p, batch_first=True)
+    jm = copy_weights(t2j.nn.MultiheadAttention(e, 2, dropout=p, batch_first=True, key=jax.random.key(0)), tm)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 5, e)), jnp.float32)
+    with pytest.raises(ValueError, match="key"):
+        jm(x, x, x)
+    _, w1 = jm(x, x, x, average_attn_weights=False, key=jax.random.key(1))
+    _, w2 = jm(x, x, x, average_attn_weights=False, key=jax.random.key(2))
+    _, w1_again = jm(x, x, x, average_attn_weights=False, key=jax.random.key(1))
+    np.testing.assert_array_equal(w1, w1_again)
+    assert not np.array_equal(w1, w2)
+    # Survivors are the softmax weights scaled by 1 / (1 - p), as torch's dropout does.
+    _, w_eval = eqx.nn.inference_mode(jm)(x, x, x, average_attn_weights=False)
+    with torch.no_grad():
+        _, t_eval = tm.eval()(torch.tensor(np.asarray(x)), torch.tensor(np.asarray(x)), torch.tensor(np.asarray(x)),
+                              average_attn_weights=False)
+    np.testing.assert_allclose(w_eval, t_eval.numpy(), rtol=RTOL, atol=ATOL)
+    kept = np.asarray(w1) != 0
+    np.testing.assert_allclose(np.asarray(w1)[kept], np.asarray(w_eval)[kept] / (1 - p), rtol=1e-5)
+    assert 0.3 < kept.mean() < 0.7
+
+
+def test_is_causal_without_mask_raises_like_torch():
+    jm = t2j.nn.MultiheadAttention(8, 2, key=jax.random.key(0))
+    x = jnp.ones((4, 2, 8))
+    with pytest.raises(ValueError, match="attn_mask"):
+        jm(x, x, x, is_causal=True)
+    with pytest.raises(RuntimeError):
+        torch.nn.MultiheadAttention(8, 2)(*[torch.ones(4, 2, 8)] * 3, is_causal=True)
+
+
+def test_jit():
+    jm = eqx.nn.inference_mode(t2j.nn.MultiheadAttention(8, 2, batch_first=True, key=jax.random.key(0)))
+    x = jnp.ones((2, 3, 8))
+    out, w = eqx.filter_jit(lambda m, x: m(x, x, x))(jm, x)
+    assert out.shape == (2, 3, 8) and w.shape == (2, 3, 3)
