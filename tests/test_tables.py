@@ -23,7 +23,9 @@ from torch2jax.mappings import load_tables
 HEADER = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n\n"
 TABLES = load_tables()
 RECORDS = sorted(TABLES.all_records(), key=lambda r: r.name)
-CASES = [pytest.param(r, expr, id=f"{r.name}::{expr}") for r in RECORDS if not r.random for expr in r.tests]
+CASES = [pytest.param(r, expr, id=f"{r.name}::{expr}") for r in RECORDS
+         if not r.random and not r.layer for expr in r.tests]
+LAYER_CASES = [pytest.param(r, expr, id=f"{r.name}::{expr}") for r in RECORDS if r.layer for expr in r.tests]
 
 
 def _function_source(expr: str, names: list[str]) -> str:
@@ -136,3 +138,87 @@ def flatten_torch(value) -> list:
     if isinstance(value, (tuple, list)):
         return [leaf for item in value for leaf in flatten_torch(item)]
     return [value]
+
+
+@pytest.mark.parametrize("record,expr", LAYER_CASES)
+def test_layer_matches_torch(record, expr):
+    """The translated layer, holding the torch layer's weights, computes what torch computes: eval mode and
+    train mode (Dropout layers only in eval mode: their train mode is tested statistically in tests/runtime),
+    outputs and the gradients with respect to the inputs and every parameter."""
+    import equinox as eqx
+
+    import torch2jax.runtime as t2j
+
+    result = translate(_function_source(expr, []), filename=f"{record.name}.py")
+    errors = [d.format() for d in result.diagnostics if d.severity == "error"]
+    assert not errors, "\n".join(errors) + "\n" + result.code
+    assert not _imports_torch(result.code), result.code
+    torch.manual_seed(0)
+    t_layer = _compile(_function_source(expr, []), "torch_version")()
+    make = _compile(result.code, "jax_version")
+    build = (lambda: make(key=jax.random.key(0))) if "key" in result.code.split("):")[0] else make
+    stateful = t2j.nn.is_stateful(build())
+    if stateful:
+        j_layer, state = eqx.nn.make_with_state(lambda: build())()
+        j_layer, state = t2j.load_state_dict(j_layer, t_layer.state_dict(), state=state)
+    else:
+        j_layer, state = t2j.load_state_dict(build(), t_layer.state_dict()), None
+    names = sorted(record.inputs)
+    modes = ["eval"] if "Dropout" in record.name else ["eval", "train"]
+    rtol = record.tol or 1e-4
+
+    initial = {k: v.clone() for k, v in t_layer.state_dict().items()}
+
+    @given(st.tuples(*(array_strategy(record.inputs[n]) for n in names)))
+    def check(arrays):
+        for mode in modes:
+            t_layer.load_state_dict(initial)
+            t_layer.train(mode == "train")
+            layer = eqx.nn.inference_mode(j_layer, mode == "eval")
+            t_args = [torch.from_numpy(np.array(a)) for a in arrays]
+            expected = t_layer(*t_args)
+            actual = layer(*map(jnp.asarray, arrays), state) if stateful else layer(*map(jnp.asarray, arrays))
+            if stateful:
+                actual, new_state = actual
+                if mode == "train":  # the running statistics torch updated, in the returned state
+                    got = t2j.to_state_dict(j_layer, new_state)
+                    for k, v in t_layer.state_dict().items():
+                        np.testing.assert_allclose(got[k], v.numpy(), rtol=rtol, atol=rtol, err_msg=f"{expr}: {k}")
+            assert_close(expected, actual, rtol, rtol, f"{expr} {mode} output")
+        _check_layer_grads(t_layer, layer, state, stateful, arrays, expected, rtol, expr)
+
+    check()
+
+
+def _check_layer_grads(t_layer, j_layer, state, stateful, arrays, expected, rtol, expr):
+    """Gradients of a random projection of the (first) output w.r.t. every parameter and floating input."""
+    import equinox as eqx
+
+    import torch2jax.runtime as t2j
+
+    out0 = flatten(to_numpy_tree(expected))[0]
+    if out0.dtype.kind != "f":
+        return
+    cot = np.random.default_rng(0).standard_normal(out0.shape).astype(np.float32)
+    t_args = [torch.from_numpy(np.array(a)).requires_grad_(a.dtype.kind == "f") for a in arrays]
+    t_layer.zero_grad()
+    t_out = flatten_torch(t_layer(*t_args))[0]
+    (t_out * torch.from_numpy(cot)).sum().backward()
+
+    def scalar(layer, *args):
+        out = layer(*args, state)[0] if stateful else layer(*args)
+        return jnp.sum(jax.tree.leaves(out)[0] * cot)
+
+    float_idx = tuple(i + 1 for i, a in enumerate(arrays) if a.dtype.kind == "f")
+    grads = eqx.filter_grad(lambda layer, *args: scalar(layer, *args))(j_layer, *map(jnp.asarray, arrays))
+    got = t2j.to_state_dict(grads)
+    for name, p in t_layer.named_parameters():
+        if p.grad is not None:
+            np.testing.assert_allclose(got[name], p.grad.numpy(), rtol=max(rtol, 1e-4), atol=max(rtol, 1e-4),
+                                       err_msg=f"{expr}: gradient of {name}")
+    if float_idx:
+        g_in = jax.grad(lambda *a: scalar(j_layer, *a), argnums=tuple(i - 1 for i in float_idx))(
+            *map(jnp.asarray, arrays))
+        for i, g in zip(float_idx, g_in):
+            np.testing.assert_allclose(np.asarray(g), t_args[i - 1].grad.numpy(), rtol=max(rtol, 1e-4),
+                                       atol=max(rtol, 1e-4), err_msg=f"{expr}: gradient of input {i - 1}")

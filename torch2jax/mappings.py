@@ -20,6 +20,9 @@ method or attribute, "Tensor.NAME". Keys of a record:
     inputs   their arguments: {x = "float32[3,4]"}; see tests/table_inputs.py for the spec language
     grad     false: the output is not differentiable (indices, booleans), skip the gradient comparison
     tol      a looser relative tolerance for this record's tests
+    layer    true: a torch.nn layer class; its tests are constructor calls, and the table test copies the torch
+             layer's weights into the translated one before comparing calls on `inputs`
+    skip_test  why the table test does not run this record (it is tested elsewhere: say where)
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from pathlib import Path
 
 KNOWN_KEYS = {
     "sig", "to", "method", "attr", "defaults", "ignore", "handler", "aliases", "random", "safety", "note",
-    "tests", "inputs", "grad", "tol", "skip_test",
+    "tests", "inputs", "grad", "tol", "skip_test", "layer",
 }
 # Arguments about memory layout and placement: JAX has no equivalent and they never change a value.
 ALWAYS_IGNORED = frozenset({"device", "pin_memory", "layout", "memory_format", "non_blocking", "requires_grad",
@@ -65,6 +68,7 @@ class Record:
     grad: bool = True
     tol: float | None = None
     skip_test: str = ""
+    layer: bool = False
     source: str = ""
 
     @property
@@ -142,6 +146,7 @@ def _record(name: str, raw: dict, source: str) -> Record:
         grad=bool(raw.get("grad", True)),
         tol=raw.get("tol"),
         skip_test=raw.get("skip_test", ""),
+        layer=bool(raw.get("layer", False)),
         source=source,
     )
 

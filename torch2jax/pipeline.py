@@ -11,10 +11,12 @@ from torch2jax.result import Translation
 from torch2jax.transform.base import FileContext
 from torch2jax.transform.grad_mode import GradModePass
 from torch2jax.transform.imports import fix_imports
+from torch2jax.transform.module_facts import collect_module_facts
+from torch2jax.transform.modules import ModulePass
 from torch2jax.transform.names import ImportCollector, Scopes, module_level_rebinds
 from torch2jax.transform.ops import OpsPass
 
-PASSES = (GradModePass, OpsPass)
+PASSES = (GradModePass, ModulePass, OpsPass)
 
 
 def _python_syntax_error(source: str) -> tuple[int, int, str] | None:
@@ -60,6 +62,7 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     for name in module_level_rebinds(module, aliases):
         del aliases[name]
     ctx = FileContext(filename=filename, scopes=Scopes(aliases), tables=load_tables(), positions=positions)
+    ctx.module_facts = collect_module_facts(module, ctx.scopes)
     for pass_cls in PASSES:
         module = module.visit(pass_cls(ctx))
     module = fix_imports(module, ctx.needed_imports)

@@ -8,6 +8,7 @@ import libcst as cst
 from torch2jax import diagnostics
 from torch2jax.diagnostics import Diagnostic
 from torch2jax.mappings import Tables
+from torch2jax.transform.module_facts import ModuleFacts
 from torch2jax.transform.names import Scopes
 
 MARKER = "torch2jax:"
@@ -23,6 +24,7 @@ class FileContext:
     positions: dict  # node -> libcst CodeRange in the input (carried over to rewritten nodes)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     needed_imports: set[str] = field(default_factory=set)  # short names: jnp, jax, eqx, optax, t2j
+    module_facts: "ModuleFacts | None" = None  # nn.Module classes (module_facts.py), project-wide in folder runs
 
     def report(self, code: str, message: str, line: int, column: int) -> Diagnostic:
         d = diagnostics.make(code, message, line, column, self.filename)

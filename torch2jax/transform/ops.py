@@ -154,7 +154,7 @@ class OpsPass(Pass):
 
     def emit(self, record: Record, template: str, bound: Bound) -> cst.BaseExpression:
         params = {p.name for p in record.params}
-        extra = {"KEY": cst.Name(KEY_PLACEHOLDER)} if record.random else None
+        extra = {"KEY": cst.Name(KEY_PLACEHOLDER)}  # the randomness pass puts a fresh subkey here
         self.need_for(template)
         if record.safety == "unsafe":
             self.report("T2J104", f"{record.name}: {record.note}")
@@ -166,12 +166,19 @@ class OpsPass(Pass):
 
 
 def function_alias(record: Record) -> str | None:
-    """`jax.nn.relu` when the record's first template is exactly `jax.nn.relu(p1, p2, ...)` in torch's order."""
+    """`jax.nn.relu` when the record's first template is `jax.nn.relu(p1, p2, ..., k=k, key=KEY)`: the target
+    takes torch's arguments in torch's order, so the function itself can stand for torch's (F.relu passed as a
+    value, nn.Linear in isinstance)."""
     expr, _, _ = parsed(record.templates[0]) if record.templates else (None, None, None)
     if not isinstance(expr, cst.Call) or dotted(expr.func) is None:
         return None
-    positional = [p.name for p in record.params if p.kind == "pos"]
-    names = [a.value.value if isinstance(a.value, cst.Name) and a.keyword is None else None for a in expr.args]
-    if names and names == positional[: len(names)] and all(p.has_default for p in record.params[len(names):]):
-        return dotted(expr.func)
-    return None
+    params = [("*" if p.kind == "var" else "") + p.name for p in record.params if p.kind != "kw"]
+    positional = [a for a in expr.args if a.keyword is None]
+    names = [a.star + a.value.value if isinstance(a.value, cst.Name) else None for a in positional]
+    if names != params[: len(names)]:
+        return None
+    for a in expr.args:
+        if a.keyword is not None and not (isinstance(a.value, cst.Name)
+                                          and a.value.value in (a.keyword.value, "KEY")):
+            return None
+    return dotted(expr.func)

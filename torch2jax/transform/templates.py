@@ -28,6 +28,8 @@ class BindError(Exception):
 class Bound:
     args: dict[str, cst.BaseExpression]  # parameter -> the call's (already translated) expression
     given: set[str]  # parameters the call spelled out (not filled from table defaults)
+    varargs: dict[str, list[cst.Arg]] | None = None  # *param -> the call's arguments, spliced where a template
+    # says *param
 
 
 def bind(record: Record, args: list[cst.Arg], receiver: cst.BaseExpression | None = None) -> Bound:
@@ -74,7 +76,7 @@ def bind(record: Record, args: list[cst.Arg], receiver: cst.BaseExpression | Non
     for name, default in record.defaults.items():
         if name not in out:
             out[name] = cst.parse_expression(default)
-    return Bound(out, given)
+    return Bound(out, given, {var.name: extra} if var is not None else None)
 
 
 def ignored(record: Record) -> frozenset:
@@ -89,7 +91,7 @@ def parsed(template: str) -> tuple[cst.BaseExpression, frozenset, frozenset]:
 
     class Scan(cst.CSTVisitor):
         def visit_Arg(self, node: cst.Arg) -> bool:
-            if node.keyword is not None and isinstance(node.value, cst.Name):
+            if (node.keyword is not None or node.star == "*") and isinstance(node.value, cst.Name):
                 droppable.add(node.value.value)
             node.value.visit(self)  # not the keyword: `axis=` is not a use of a parameter named axis
             return False
@@ -128,9 +130,11 @@ def paren(node: cst.BaseExpression) -> cst.BaseExpression:
 
 
 class _Substitute(cst.CSTTransformer):
-    def __init__(self, values: dict[str, cst.BaseExpression], missing: set[str]) -> None:
+    def __init__(self, values: dict[str, cst.BaseExpression], missing: set[str],
+                 varargs: dict[str, list[cst.Arg]]) -> None:
         self.values = values
         self.missing = missing
+        self.varargs = varargs
 
     def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
         if original.value in self.values:
@@ -141,6 +145,13 @@ class _Substitute(cst.CSTTransformer):
         return updated.with_changes(attr=original.attr)
 
     def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg | cst.RemovalSentinel:
+        if original.star == "*" and isinstance(original.value, cst.Name) and original.value.value in self.varargs:
+            # `f(*args)` in a template: the call's own arguments, as they were written
+            given = self.varargs[original.value.value]
+            if not given:
+                return cst.RemoveFromParent()
+            comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+            return cst.FlattenSentinel([a.with_changes(comma=comma) for a in given])
         if original.keyword is not None and isinstance(original.value, cst.Name) \
                 and original.value.value in self.missing:
             return cst.RemoveFromParent()
@@ -182,4 +193,4 @@ def render(template: str, bound: Bound, params: set[str], extra: dict[str, cst.B
     values = {k: v for k, v in bound.args.items() if k in params}
     if extra:
         values.update(extra)
-    return expr.visit(_Substitute(values, (droppable & params) - values.keys()))
+    return expr.visit(_Substitute(values, (droppable & params) - values.keys(), bound.varargs or {}))

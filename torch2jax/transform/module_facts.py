@@ -1,0 +1,274 @@
+"""Facts about the nn.Module classes of a file, gathered before any rewrite: which classes are modules, their
+fields and what kind of value each holds, which hold Equinox state (BatchNorm running statistics).
+
+The facts are plain data so that a folder run can merge them across files (a base class in one file, its
+subclasses in another).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from torch2jax.transform.names import Scopes, dotted
+
+MODULE_BASES = {"torch.nn.Module", "torch.nn.modules.module.Module"}
+# torch layers whose forward updates buffers: Equinox state
+STATEFUL_LAYERS = {"torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d", "torch.nn.BatchNorm3d", "torch.nn.SyncBatchNorm"}
+CONTAINERS = {"torch.nn.Sequential", "torch.nn.ModuleList", "torch.nn.ModuleDict"}
+PARAMETER = {"torch.nn.Parameter", "torch.nn.parameter.Parameter"}
+
+
+@dataclass
+class FieldFacts:
+    name: str
+    kind: str  # "module" (a layer or user module), "list", "dict", "array", "buffer", "static", "plain", "none"
+    type_name: str | None = None  # qualified torch layer name, a user class name, or a static field's type
+    stateful: bool = False
+    conditional: bool = False  # assigned only on some paths, or also assigned None
+    persistent: bool = True  # buffers: part of the state_dict
+
+
+@dataclass
+class ClassFacts:
+    name: str
+    bases: list[str]
+    fields: dict[str, FieldFacts] = field(default_factory=dict)
+    uses_training: bool = False
+    stateful: bool = False
+    members: list[str] = field(default_factory=list)  # user module classes held (for the stateful closure)
+
+
+@dataclass
+class ModuleFacts:
+    classes: dict[str, ClassFacts] = field(default_factory=dict)
+
+    def is_module(self, name: str) -> bool:
+        return name in self.classes
+
+    def merge(self, other: "ModuleFacts") -> None:
+        self.classes.update(other.classes)
+        self.close()
+
+    def close(self) -> None:
+        """Propagate statefulness through submodules and base classes to a fixpoint."""
+        changed = True
+        while changed:
+            changed = False
+            for c in self.classes.values():
+                stateful = c.stateful or any(self.classes[b].stateful for b in c.bases if b in self.classes)
+                for f in c.fields.values():
+                    if f.type_name in self.classes and self.classes[f.type_name].stateful and not f.stateful:
+                        f.stateful = changed = True
+                    stateful = stateful or f.stateful
+                if stateful and not c.stateful:
+                    c.stateful = changed = True
+
+
+MODULE_LIKE_NAMES = ("model", "net", "encoder", "decoder", "layer", "block", "module", "backbone", "head", "body",
+                     "embed", "norm", "attn", "mlp", "proj", "conv", "fc", "classifier")
+CONFIG_CALLS = {"int", "float", "str", "bool", "len", "round", "max", "min", "abs", "tuple", "math.sqrt", "math.log",
+                "math.ceil", "math.floor", "math.prod"}
+
+
+def is_config(node: cst.BaseExpression) -> bool:
+    """A value that is configuration (numbers, strings, flags, shapes), so a static field, not a pytree leaf."""
+    if isinstance(node, (cst.Integer, cst.Float, cst.SimpleString, cst.ConcatenatedString)):
+        return True
+    if isinstance(node, cst.Name):
+        return node.value in ("True", "False") or not any(m in node.value.lower() for m in MODULE_LIKE_NAMES)
+    if isinstance(node, cst.Attribute):  # config.n_embd, args.dropout
+        return not any(m in node.attr.value.lower() for m in MODULE_LIKE_NAMES) and is_config(node.value)
+    if isinstance(node, cst.UnaryOperation):
+        return is_config(node.expression)
+    if isinstance(node, (cst.BinaryOperation, cst.BooleanOperation)):
+        return is_config(node.left) and is_config(node.right)
+    if isinstance(node, cst.Comparison):
+        return is_config(node.left) and all(is_config(c.comparator) for c in node.comparisons)
+    if isinstance(node, cst.IfExp):
+        return is_config(node.body) and is_config(node.orelse)
+    if isinstance(node, cst.Tuple):
+        return all(is_config(e.value) for e in node.elements)
+    if isinstance(node, cst.Call):
+        return dotted(node.func) in CONFIG_CALLS and all(is_config(a.value) for a in node.args)
+    return False
+
+
+def literal_type(node: cst.BaseExpression) -> str | None:
+    if isinstance(node, cst.Integer):
+        return "int"
+    if isinstance(node, cst.Float):
+        return "float"
+    if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+        return "str"
+    if isinstance(node, cst.Name) and node.value in ("True", "False"):
+        return "bool"
+    return None
+
+
+def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
+    found = []
+
+    class V(cst.CSTVisitor):
+        def visit_Call(self, n: cst.Call) -> None:
+            found.append(n)
+
+    node.visit(V())
+    return found
+
+
+class _Collector(cst.CSTVisitor):
+    def __init__(self, scopes: Scopes, known: ModuleFacts) -> None:
+        self.scopes = scopes
+        self.facts = known
+        self.current: ClassFacts | None = None
+        self.in_init = False
+        self.branch_depth = 0
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        bases = []
+        is_module = False
+        for b in node.bases:
+            qual = self.scopes.qualname(b.value)
+            name = dotted(b.value)
+            if qual in MODULE_BASES:
+                is_module = True
+            elif name in self.facts.classes:
+                is_module = True
+                bases.append(name)
+        if not is_module:
+            return True
+        self.current = ClassFacts(node.name.value, bases)
+        self.facts.classes[node.name.value] = self.current
+        return True
+
+    def leave_ClassDef(self, node: cst.ClassDef) -> None:
+        if self.current is not None and self.current.name == node.name.value:
+            self.current = None
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.in_init = self.current is not None and node.name.value == "__init__"
+
+    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.in_init = False
+
+    def visit_If(self, node) -> None:
+        self.branch_depth += 1
+
+    def leave_If(self, node) -> None:
+        self.branch_depth -= 1
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        if self.current is not None and dotted(node) == "self.training":
+            self.current.uses_training = True
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if not (self.in_init and self.current):
+            return
+        for t in node.targets:
+            if isinstance(t.target, cst.Attribute) and dotted(t.target.value) == "self":
+                self._field(t.target.attr.value, node.value)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if self.in_init and self.current and node.value is not None and isinstance(node.target, cst.Attribute) \
+                and dotted(node.target.value) == "self":
+            self._field(node.target.attr.value, node.value)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if not (self.in_init and self.current) or not isinstance(node.func, cst.Attribute):
+            return
+        if dotted(node.func.value) != "self" or not node.args:
+            return
+        method = node.func.attr.value
+        first = node.args[0].value
+        if method in ("register_buffer", "register_parameter") and isinstance(first, cst.SimpleString):
+            name = first.evaluated_value
+            persistent = not any(a.keyword and a.keyword.value == "persistent" and dotted(a.value) == "False"
+                                 for a in node.args)
+            if len(node.args) > 2 and node.args[2].keyword is None and dotted(node.args[2].value) == "False":
+                persistent = False
+            kind = "buffer" if method == "register_buffer" else "array"
+            self._add(FieldFacts(name, kind, persistent=persistent,
+                                 conditional=self.branch_depth > 0))
+
+    def _add(self, f: FieldFacts) -> None:
+        old = self.current.fields.get(f.name)
+        if old is None:
+            self.current.fields[f.name] = f
+            return
+        old.conditional = old.conditional or f.conditional or f.kind == "none" or old.kind == "none"
+        if old.kind == "none":
+            f.conditional = True
+            self.current.fields[f.name] = f
+
+    def _field(self, name: str, value: cst.BaseExpression) -> None:
+        self._add(self.classify(name, value))
+
+    def classify(self, name: str, value: cst.BaseExpression) -> FieldFacts:
+        cond = self.branch_depth > 0
+        if isinstance(value, cst.Name) and value.value == "None":
+            return FieldFacts(name, "none", conditional=True)
+        if isinstance(value, cst.Call):
+            qual = self.scopes.qualname(value.func)
+            local = dotted(value.func)
+            if qual in PARAMETER:
+                return FieldFacts(name, "array", conditional=cond)
+            if qual == "torch.nn.ModuleList" or qual == "torch.nn.ModuleDict":
+                kind = "list" if qual.endswith("List") else "dict"
+                inner = self._member_type(value)
+                return FieldFacts(name, kind, inner, stateful=self._is_stateful_type(inner) or
+                                  self._has_stateful(value), conditional=cond)
+            if qual == "torch.nn.Sequential":
+                return FieldFacts(name, "module", qual, stateful=self._has_stateful(value), conditional=cond)
+            if qual is not None and qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper():
+                return FieldFacts(name, "module", qual, stateful=qual in STATEFUL_LAYERS, conditional=cond)
+            if local in self.facts.classes:
+                self.current.members.append(local)
+                return FieldFacts(name, "module", local, conditional=cond)
+            if qual is not None and qual.startswith("torch"):
+                return FieldFacts(name, "array", conditional=cond)
+        if isinstance(value, (cst.List, cst.ListComp)):
+            inner = self._member_type(value)
+            if inner is not None:
+                return FieldFacts(name, "list", inner, stateful=self._is_stateful_type(inner), conditional=cond)
+        if self._mentions_tensor(value):
+            return FieldFacts(name, "array", conditional=cond)
+        if is_config(value):
+            return FieldFacts(name, "static", literal_type(value), conditional=cond)
+        # unknown: a plain field (a module passed in stays trainable; a number stays static under filter_jit)
+        return FieldFacts(name, "plain", conditional=cond)
+
+    def _member_type(self, node: cst.CSTNode) -> str | None:
+        for call in _calls_in(node):
+            qual = self.scopes.qualname(call.func)
+            local = dotted(call.func)
+            if local in self.facts.classes:
+                return local
+            if qual is not None and qual.startswith("torch.nn.") and qual not in CONTAINERS \
+                    and qual.rsplit(".", 1)[1][:1].isupper():
+                return qual
+        return None
+
+    def _is_stateful_type(self, type_name: str | None) -> bool:
+        return type_name in STATEFUL_LAYERS or (type_name in self.facts.classes
+                                                and self.facts.classes[type_name].stateful)
+
+    def _has_stateful(self, node: cst.CSTNode) -> bool:
+        for call in _calls_in(node):
+            if self._is_stateful_type(self.scopes.qualname(call.func)) or self._is_stateful_type(dotted(call.func)):
+                return True
+        return False
+
+    def _mentions_tensor(self, node: cst.CSTNode) -> bool:
+        for call in _calls_in(node):
+            qual = self.scopes.qualname(call.func)
+            if qual is not None and qual.startswith("torch") and not qual.startswith("torch.nn."):
+                return True
+        return False
+
+
+def collect_module_facts(module: cst.Module, scopes: Scopes, known: ModuleFacts | None = None) -> ModuleFacts:
+    facts = known if known is not None else ModuleFacts()
+    module.visit(_Collector(scopes, facts))
+    facts.close()
+    return facts

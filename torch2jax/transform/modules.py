@@ -1,0 +1,305 @@
+"""nn.Module classes -> eqx.Module classes.
+
+Runs on torch-level code (before the ops pass, which then translates the layer constructors and calls):
+- the base `nn.Module` becomes `eqx.Module`, fields are declared at class level from what `__init__` assigns
+  (layers, lists of modules, arrays, buffers; configuration as static fields);
+- `super().__init__()` goes, `register_buffer`/`register_parameter` become assignments, `forward` becomes
+  `__call__`, `self.training` reads the `inference` field that `eqx.nn.inference_mode` flips;
+- buffers are read through stop_gradient (torch never trains them);
+- classes holding Equinox state (BatchNorm running statistics) take `state` and return `(out, state)`, and every
+  stateful submodule call inside threads it.
+Keys are not handled here: layer constructors get `key=__t2j_key__` from the layer table, and the randomness
+pass threads real keys.
+"""
+from __future__ import annotations
+
+import libcst as cst
+
+from torch2jax.transform.base import Pass
+from torch2jax.transform.module_facts import ClassFacts, FieldFacts, ModuleFacts
+from torch2jax.transform.names import dotted
+from torch2jax.transform.ops import KEY_PLACEHOLDER, function_alias
+
+STATE = "state"
+
+
+class ModulePass(Pass):
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        self.facts: ModuleFacts = ctx.module_facts
+        self.defined: set[str] = set()  # user classes defined so far (annotations of later ones are quoted)
+        self.cls: ClassFacts | None = None
+        self.method: str | None = None
+        self.pre: list[list[cst.BaseStatement]] = []  # statements hoisted before the current statement
+        self.stateful_loop_vars: set[str] = set()
+        self.tmp_count = 0
+        self.negations: set[cst.CSTNode] = set()
+
+    # ----- classes
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self.cls = self.facts.classes.get(node.name.value) if self.cls is None else self.cls
+
+    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+        cls = self.facts.classes.get(original.name.value)
+        self.defined.add(original.name.value)
+        if cls is None or self.cls is not cls:
+            return updated
+        self.cls = None
+        bases = []
+        for b in updated.bases:
+            if self.ctx.scopes.qualname(b.value) in ("torch.nn.Module", "torch.nn.modules.module.Module"):
+                b = b.with_changes(value=cst.parse_expression("eqx.Module"))
+                self.need("eqx")
+            bases.append(b)
+        decls = self._declarations(cls)
+        body = list(updated.body.body)
+        at = 1 if body and _is_docstring(body[0]) else 0
+        if at < len(body) and decls:
+            decls[0] = decls[0].with_changes(leading_lines=body[at].leading_lines)
+            body[at] = body[at].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
+        body = body[:at] + decls + body[at:]
+        return updated.with_changes(bases=bases, body=updated.body.with_changes(body=body))
+
+    def _declarations(self, cls: ClassFacts) -> list[cst.BaseStatement]:
+        lines = []
+        inherited = {f for b in cls.bases if b in self.facts.classes for f in self.facts.classes[b].fields}
+        for f in cls.fields.values():
+            if f.name not in inherited:
+                lines.append(f"{f.name}: {self._annotation(f)}")
+        if cls.uses_training and "inference" not in inherited and not self._base_uses_training(cls):
+            lines.append("inference: bool")
+        buffers = [f.name for f in cls.fields.values() if f.kind == "buffer"]
+        nonpersistent = [f.name for f in cls.fields.values() if f.kind == "buffer" and not f.persistent]
+        if nonpersistent:
+            lines.append(f"_t2j_nonpersistent = {_tuple_src(nonpersistent)}")
+        if buffers:
+            lines.append(f"_t2j_buffers = {_tuple_src(buffers)}  # not trained: torch's buffers")
+        return [cst.parse_statement(line + "\n") for line in lines]
+
+    def _base_uses_training(self, cls: ClassFacts) -> bool:
+        return any(self.facts.classes[b].uses_training or self._base_uses_training(self.facts.classes[b])
+                   for b in cls.bases if b in self.facts.classes)
+
+    def _annotation(self, f: FieldFacts) -> str:
+        default = " = None" if f.conditional else ""
+        if f.kind == "static":
+            extra = ", default=None" if f.conditional else ""
+            return f"{f.type_name or 'object'} = eqx.field(static=True{extra})"
+        if f.kind == "module":
+            return self._type_name(f.type_name) + default
+        if f.kind in ("array", "buffer"):
+            self.need("jax")
+            return "jax.Array" + default
+        return {"list": "list", "dict": "dict"}.get(f.kind, "object") + default
+
+    def _type_name(self, type_name: str | None) -> str:
+        if type_name in self.facts.classes:
+            return type_name if type_name in self.defined else repr(type_name)
+        record = self.ctx.tables.records.get(type_name or "")
+        target = function_alias(record) if record is not None else None
+        if target is None:
+            return "eqx.Module"
+        self.need(target.split(".")[0])
+        return target
+
+    # ----- methods
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.ctx.scopes.push(node)
+        if self.cls is not None and self.method is None:
+            self.method = node.name.value
+            self.tmp_count = 0
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        self.ctx.scopes.pop()
+        if self.cls is None or self.method != original.name.value:
+            return updated
+        self.method = None
+        if original.name.value == "__init__":
+            return self._init(updated)
+        if original.name.value == "forward":
+            updated = updated.with_changes(name=cst.Name("__call__"))
+        if self.cls.stateful and original.name.value in ("forward", "__call__"):
+            updated = _add_state_param(updated)
+        return updated
+
+    def _init(self, fn: cst.FunctionDef) -> cst.FunctionDef:
+        body = [s for s in fn.body.body if not self._is_super_init(s)]
+        if len(body) != len(fn.body.body) and self.cls.bases:
+            body = list(fn.body.body)  # a user base class: its __init__ sets its own fields; keep the call
+        if self.cls.uses_training and not self._base_uses_training(self.cls):
+            at = 1 if body and _is_docstring(body[0]) else 0
+            body.insert(at, cst.parse_statement("self.inference = False\n"))
+        if not body:
+            body = [cst.parse_statement("pass\n")]
+        return fn.with_changes(body=fn.body.with_changes(body=body))
+
+    def _is_super_init(self, stmt: cst.BaseStatement) -> bool:
+        if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+            return False
+        expr = stmt.body[0]
+        if not isinstance(expr, cst.Expr) or not isinstance(expr.value, cst.Call):
+            return False
+        func = expr.value.func
+        if isinstance(func, cst.Attribute) and func.attr.value == "__init__":
+            inner = func.value
+            if isinstance(inner, cst.Call) and dotted(inner.func) == "super":
+                return True
+            return self.ctx.scopes.qualname(inner) in ("torch.nn.Module",)
+        return False
+
+    # ----- statements inside methods
+    def visit_SimpleStatementLine(self, node) -> None:
+        self.pre.append([])
+
+    def leave_SimpleStatementLine(self, original, updated):
+        pre = self.pre.pop()
+        if self.cls is None or self.method is None:
+            return updated
+        if self.method == "__init__":
+            updated = self._register_calls(updated)
+        if pre:
+            pre[0] = pre[0].with_changes(leading_lines=updated.leading_lines)
+            return cst.FlattenSentinel(pre + [updated.with_changes(leading_lines=[])])
+        return updated
+
+    def _register_calls(self, stmt: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
+        """self.register_buffer("name", value[, persistent]) -> self.name = value."""
+        small = stmt.body[0] if len(stmt.body) == 1 else None
+        if not (isinstance(small, cst.Expr) and isinstance(small.value, cst.Call)):
+            return stmt
+        call = small.value
+        if not (isinstance(call.func, cst.Attribute) and dotted(call.func.value) == "self"
+                and call.func.attr.value in ("register_buffer", "register_parameter")
+                and len(call.args) >= 2 and isinstance(call.args[0].value, cst.SimpleString)):
+            return stmt
+        name = call.args[0].value.evaluated_value
+        target = cst.AssignTarget(cst.Attribute(cst.Name("self"), cst.Name(name)))
+        return stmt.with_changes(body=[cst.Assign([target], call.args[1].value)])
+
+    def visit_For(self, node: cst.For) -> None:
+        if self.cls is not None and isinstance(node.target, cst.Name) and self._is_stateful_callee(node.iter):
+            self.stateful_loop_vars.add(node.target.value)
+
+    def leave_Assign(self, original: cst.Assign, updated: cst.Assign):
+        """`x = self.bn(x)` in a stateful __call__ -> `x, state = self.bn(x, state=state)`."""
+        if self._in_stateful_call() and len(updated.targets) == 1 and isinstance(updated.value, cst.Name) \
+                and self.pre and self.pre[-1] and self._is_hoisted_tmp(updated.value.value):
+            hoisted = self.pre[-1].pop()
+            assign = hoisted.body[0]
+            target = updated.targets[0].target
+            if isinstance(target, cst.Tuple) and not target.lpar:
+                target = target.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            new_target = cst.Tuple([cst.Element(target), cst.Element(cst.Name(STATE))], lpar=[], rpar=[])
+            return assign.with_changes(targets=[cst.AssignTarget(new_target)])
+        return updated
+
+    def _is_hoisted_tmp(self, name: str) -> bool:
+        stmt = self.pre[-1][-1]
+        tgt = stmt.body[0].targets[0].target
+        return isinstance(tgt, cst.Tuple) and dotted(tgt.elements[0].value) == name
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if self.cls is None or self.method is None:
+            return updated
+        if dotted(original.func) == "self.forward":
+            return updated.with_changes(func=cst.Name("self"))
+        if self._in_stateful_call() and self._is_stateful_callee(original.func) and self.pre:
+            self.tmp_count += 1
+            base = (dotted(original.func) or "sub").replace("self.", "").replace(".", "_")
+            tmp = f"{base}_out" if self.tmp_count == 1 else f"{base}_out{self.tmp_count}"
+            args = list(updated.args)
+            if args:
+                args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+            args.append(cst.Arg(cst.Name(STATE), keyword=cst.Name(STATE),
+                                equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
+            call = updated.with_changes(args=args)
+            target = cst.Tuple([cst.Element(cst.Name(tmp)), cst.Element(cst.Name(STATE))], lpar=[], rpar=[])
+            self.pre[-1].append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], call)]))
+            return cst.Name(tmp)
+        return updated
+
+    def leave_Return(self, original: cst.Return, updated: cst.Return) -> cst.Return:
+        if self._in_stateful_call() and updated.value is not None:
+            value = updated.value
+            if isinstance(value, cst.Tuple) and not value.lpar:
+                value = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            pair = cst.Tuple([cst.Element(value), cst.Element(cst.Name(STATE))], lpar=[], rpar=[])
+            return updated.with_changes(value=pair)
+        return updated
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        if self.cls is None or self.method in (None, "__init__") or dotted(original.value) != "self":
+            return updated
+        name = original.attr.value
+        if name == "training":
+            node = cst.UnaryOperation(cst.Not(), cst.parse_expression("self.inference"))
+            self.negations.add(node)
+            return node.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        field = self._field(name)
+        if field is not None and field.kind == "buffer":
+            self.need("jax")
+            return cst.parse_expression(f"jax.lax.stop_gradient(self.{name})")
+        return updated
+
+    def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
+        return updated.with_changes(value=self._bare(updated.value))
+
+    def leave_If(self, original: cst.If, updated: cst.If) -> cst.If:
+        return updated.with_changes(test=self._bare(updated.test))
+
+    def leave_IfExp(self, original: cst.IfExp, updated: cst.IfExp) -> cst.IfExp:
+        return updated.with_changes(test=self._bare(updated.test))
+
+    def _bare(self, value: cst.BaseExpression) -> cst.BaseExpression:
+        """`(not self.inference)` needs no parentheses as a whole argument or condition."""
+        if isinstance(value, cst.UnaryOperation) and value.lpar and any(
+                value.deep_equals(n.with_changes(lpar=value.lpar, rpar=value.rpar)) for n in self.negations):
+            return value.with_changes(lpar=[], rpar=[])
+        return value
+
+    # ----- helpers
+    def _field(self, name: str) -> FieldFacts | None:
+        cls = self.cls
+        while cls is not None:
+            if name in cls.fields:
+                return cls.fields[name]
+            cls = next((self.facts.classes[b] for b in cls.bases if b in self.facts.classes), None)
+        return None
+
+    def _in_stateful_call(self) -> bool:
+        return self.cls is not None and self.cls.stateful and self.method in ("forward", "__call__")
+
+    def _is_stateful_callee(self, func: cst.BaseExpression) -> bool:
+        if isinstance(func, cst.Subscript):
+            func = func.value
+        path = dotted(func)
+        if path is None:
+            return False
+        if path in self.stateful_loop_vars:
+            return True
+        if path.startswith("self.") and path.count(".") == 1:
+            field = self._field(path[5:])
+            return field is not None and field.stateful
+        return False
+
+
+def _add_state_param(fn: cst.FunctionDef) -> cst.FunctionDef:
+    """`def __call__(self, x, mask=None)` -> `def __call__(self, x, state, mask=None)`."""
+    params = list(fn.params.params)
+    at = next((i for i, p in enumerate(params) if p.default is not None), len(params))
+    comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+    if at > 0:
+        params[at - 1] = params[at - 1].with_changes(comma=comma)
+    new = cst.Param(cst.Name(STATE), comma=comma if at < len(params) or fn.params.star_arg
+                    is not cst.MaybeSentinel.DEFAULT or fn.params.kwonly_params else cst.MaybeSentinel.DEFAULT)
+    params.insert(at, new)
+    return fn.with_changes(params=fn.params.with_changes(params=params))
+
+
+def _is_docstring(stmt) -> bool:
+    return isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Expr) \
+        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+
+
+def _tuple_src(names: list[str]) -> str:
+    return "(" + ", ".join(repr(n) for n in names) + ("," if len(names) == 1 else "") + ")"
