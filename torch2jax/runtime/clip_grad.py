@@ -12,7 +12,8 @@ torch clips ``p.grad`` in place and returns the total norm; here gradients are v
 ``grads`` is any pytree (``None`` leaves, as ``eqx.filter_grad`` gives, are kept as ``None``). The total norm is
 the ``norm_type``-norm of the per-leaf norms (``inf`` gives the largest absolute value); gradients are multiplied
 by ``min(max_norm / (total_norm + 1e-6), 1.0)``, always, as torch does. ``error_if_nonfinite=True`` raises through
-``equinox.error_if`` (at run time, also under jit). ``foreach`` is accepted and ignored.
+``equinox.error_if`` (at run time, also under jit). ``max_norm`` and ``clip_value`` may be traced values;
+``norm_type`` must be a Python number (or ``"inf"``). ``foreach`` is accepted and ignored.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def get_total_norm(grads, norm_type: float = 2.0, error_if_nonfinite: bool = Fal
 
 def clip_grads_with_norm(grads, max_norm: float, total_norm, foreach=None):
     """torch.nn.utils.clip_grads_with_norm_: scales ``grads`` by ``min(max_norm / (total_norm + 1e-6), 1)``."""
-    clip_coef = float(max_norm) / (total_norm + 1e-6)
+    clip_coef = max_norm / (total_norm + 1e-6)
     clip_coef_clamped = jnp.minimum(clip_coef, 1.0)
     return jax.tree_util.tree_map(lambda g: g * clip_coef_clamped.astype(g.dtype), grads)
 
@@ -64,5 +65,4 @@ def clip_grad_norm(grads, max_norm: float, norm_type: float = 2.0, error_if_nonf
 
 def clip_grad_value(grads, clip_value: float, foreach=None):
     """torch.nn.utils.clip_grad_value_: clamps every gradient entry to ``[-clip_value, clip_value]``."""
-    clip_value = float(clip_value)
     return jax.tree_util.tree_map(lambda g: jnp.minimum(jnp.maximum(g, -clip_value), clip_value), grads)

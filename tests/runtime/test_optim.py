@@ -1,0 +1,246 @@
+"""t2j.optim optimizers against torch.optim: same initial parameters, same gradients, parameters at every step."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+
+import torch2jax.runtime as t2j
+
+SHAPES = {"w": (3, 4), "b": (4,), "k": (2, 3, 2), "s": ()}
+N_STEPS = 25
+RTOL, ATOL = 1e-5, 1e-6
+
+CONFIGS = [
+    ("SGD", {}),
+    ("SGD", {"lr": 0.1}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.5}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+    ("SGD", {"lr": 0.1, "momentum": 0.5, "weight_decay": 0.1}),
+    ("SGD", {"lr": 0.1, "weight_decay": 0.05}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01, "maximize": True}),
+    ("Adam", {}),
+    ("Adam", {"lr": 1e-2, "betas": (0.8, 0.99)}),
+    ("Adam", {"lr": 1e-2, "amsgrad": True}),
+    ("Adam", {"lr": 1e-2, "weight_decay": 0.1}),
+    ("Adam", {"lr": 1e-2, "weight_decay": 0.1, "amsgrad": True, "maximize": True, "eps": 1e-6}),
+    ("Adam", {"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("AdamW", {}),
+    ("AdamW", {"lr": 1e-2, "weight_decay": 0.1}),
+    ("AdamW", {"lr": 1e-2, "amsgrad": True, "maximize": True, "betas": (0.5, 0.9)}),
+    ("AdamW", {"lr": 1e-2, "weight_decay": 0.0}),
+    ("RMSprop", {}),
+    ("RMSprop", {"centered": True}),
+    ("RMSprop", {"momentum": 0.9}),
+    ("RMSprop", {"lr": 1e-3, "alpha": 0.9, "momentum": 0.5, "centered": True, "weight_decay": 0.1}),
+    ("RMSprop", {"eps": 1e-4, "maximize": True}),
+    ("Adagrad", {}),
+    ("Adagrad", {"lr": 0.1, "lr_decay": 0.1}),
+    ("Adagrad", {"initial_accumulator_value": 0.5, "weight_decay": 0.1}),
+    ("Adagrad", {"eps": 1e-3, "maximize": True}),
+    ("Adadelta", {}),
+    ("Adadelta", {"rho": 0.5, "eps": 1e-4, "weight_decay": 0.1}),
+    ("Adadelta", {"lr": 0.5, "maximize": True}),
+]
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    params = {k: rng.normal(size=s).astype(np.float32) for k, s in SHAPES.items()}
+    grads = [{k: rng.normal(size=s).astype(np.float32) for k, s in SHAPES.items()} for _ in range(N_STEPS)]
+    return params, grads
+
+
+def run_torch(name, kwargs, params, grads):
+    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    opt = getattr(torch.optim, name)(list(tensors.values()), **kwargs)
+    history = []
+    for g in grads:
+        for k, t in tensors.items():
+            t.grad = torch.tensor(g[k])
+        opt.step()
+        history.append({k: t.detach().numpy().copy() for k, t in tensors.items()})
+    return history
+
+
+def run_jax(opt, params, grads):
+    params = jax.tree.map(jnp.asarray, params)
+    state = opt.init(params)
+
+    @jax.jit
+    def step(params, state, g):
+        updates, state = opt.update(g, state, params)
+        return optax.apply_updates(params, updates), state
+
+    history = []
+    for g in grads:
+        params, state = step(params, state, g)
+        history.append(params)
+    return history
+
+
+def assert_histories_close(expected, actual):
+    assert len(expected) == len(actual)
+    for i, (e, a) in enumerate(zip(expected, actual)):
+        for k in e:
+            np.testing.assert_allclose(np.asarray(a[k]), e[k], rtol=RTOL, atol=ATOL, err_msg=f"step {i + 1}, {k}")
+
+
+@pytest.mark.parametrize("name,kwargs", CONFIGS, ids=[f"{n}-{k}" for n, k in CONFIGS])
+def test_matches_torch_every_step(data, name, kwargs):
+    params, grads = data
+    opt = getattr(t2j.optim, name)(**kwargs)
+    assert isinstance(opt, optax.GradientTransformation)
+    assert_histories_close(run_torch(name, kwargs, params, grads), run_jax(opt, params, grads))
+
+
+def test_defaults_and_positional_order_follow_torch():
+    import inspect
+
+    for name in ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta"]:
+        ours = inspect.signature(getattr(t2j.optim, name)).parameters
+        theirs = inspect.signature(getattr(torch.optim, name)).parameters
+        def positional(ps):
+            return [k for k, p in ps.items() if p.kind == p.POSITIONAL_OR_KEYWORD]
+
+        assert positional(ours) == positional(theirs), name
+        assert set(ours) == set(theirs), name
+        for key, p in theirs.items():
+            if key != "params":
+                assert ours[key].default == p.default, (name, key)
+                assert ours[key].kind == p.kind, (name, key)
+
+
+def test_positional_params_and_lr_are_accepted(data):
+    params, grads = data
+    expected = run_torch("SGD", {"lr": 0.05, "momentum": 0.9}, params, grads[:3])
+    for opt in [
+        t2j.optim.SGD(0.05, 0.9),  # translator dropped params, kept torch's positional order
+        t2j.optim.SGD(object(), 0.05, 0.9),  # params passed through: ignored
+        t2j.optim.SGD(params=None, lr=0.05, momentum=0.9),
+    ]:
+        assert_histories_close(expected, run_jax(opt, params, grads[:3]))
+
+
+def test_invalid_arguments_raise_like_torch():
+    with pytest.raises(ValueError, match="Nesterov"):
+        t2j.optim.SGD(lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="learning rate"):
+        t2j.optim.Adam(lr=-1.0)
+    with pytest.raises(ValueError, match="beta parameter at index 1"):
+        t2j.optim.AdamW(betas=(0.9, 1.0))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        t2j.optim.AdamW(decoupled_weight_decay=False)
+    with pytest.raises(ValueError, match="empty parameter list"):
+        t2j.optim.SGD([])
+
+
+class Block(eqx.Module):
+    weight: jax.Array
+    bias: jax.Array
+
+
+class Net(eqx.Module):
+    blocks: list
+    head: Block
+    steps: jax.Array  # an int buffer: no gradient, not a parameter
+
+
+def make_net(rng):
+    def block(n_in, n_out):
+        return Block(jnp.asarray(rng.normal(size=(n_out, n_in)), jnp.float32),
+                     jnp.asarray(rng.normal(size=(n_out,)), jnp.float32))
+
+    return Net([block(3, 4), block(4, 4)], block(4, 2), jnp.zeros((), jnp.int32))
+
+
+def test_named_parameters_use_torch_dotted_names():
+    net = make_net(np.random.default_rng(0))
+    names = [n for n, _ in t2j.optim.named_parameters(net)]
+    assert names == ["blocks.0.weight", "blocks.0.bias", "blocks.1.weight", "blocks.1.bias", "head.weight",
+                     "head.bias"]
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("AdamW", {"lr": 1e-2, "weight_decay": 0.05}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}),
+])
+def test_param_groups_match_torch(name, kwargs):
+    rng = np.random.default_rng(1)
+    net = make_net(rng)
+    named = dict(t2j.optim.named_parameters(net))
+    grads = [{k: rng.normal(size=v.shape).astype(np.float32) for k, v in named.items()} for _ in range(N_STEPS)]
+
+    # torch: matrices decay with the defaults; biases and the head get their own lr and no decay;
+    # blocks.1.bias is in no group, so it never changes.
+    groups = {
+        0: ["blocks.0.weight", "blocks.1.weight"],
+        1: ["blocks.0.bias", "head.weight", "head.bias"],
+    }
+    tensors = {k: torch.tensor(np.asarray(v), requires_grad=True) for k, v in named.items()}
+    topt = getattr(torch.optim, name)([
+        {"params": [tensors[k] for k in groups[0]]},
+        {"params": [tensors[k] for k in groups[1]], "lr": 3e-2, "weight_decay": 0.0},
+    ], **kwargs)
+
+    opt = getattr(t2j.optim, name)([
+        {"params": lambda n, p: n.startswith("blocks") and p.ndim == 2},
+        {"params": ["head", "blocks.0.bias"], "lr": 3e-2, "weight_decay": 0.0},
+    ], **kwargs)
+    labels = opt.group_labels(eqx.filter(net, eqx.is_inexact_array))
+    flat = jax.tree_util.tree_flatten_with_path(labels)[0]
+    assert {t2j.optim.param_name(path): label for path, label in flat} == {
+        "blocks.0.weight": 0, "blocks.0.bias": 1, "blocks.1.weight": 0, "blocks.1.bias": -1,
+        "head.weight": 1, "head.bias": 1}
+
+    params = eqx.filter(net, eqx.is_array)
+    state = opt.init(params)
+
+    @eqx.filter_jit
+    def step(net, state, g):
+        updates, state = opt.update(g, state, eqx.filter(net, eqx.is_array))
+        return eqx.apply_updates(net, updates), state
+
+    for g in grads:
+        for k, t in tensors.items():
+            t.grad = torch.tensor(g[k])
+        topt.step()
+        jgrads = eqx.filter(net, eqx.is_inexact_array)
+        jgrads = jax.tree_util.tree_map_with_path(
+            lambda path, leaf: jnp.asarray(g[t2j.optim.param_name(path)]), jgrads)
+        net, state = step(net, state, jgrads)
+        for k, v in t2j.optim.named_parameters(net):
+            np.testing.assert_allclose(np.asarray(v), tensors[k].detach().numpy(), rtol=RTOL, atol=ATOL, err_msg=k)
+    np.testing.assert_array_equal(np.asarray(net.blocks[1].bias), np.asarray(named["blocks.1.bias"]))
+
+
+def test_overlapping_groups_raise():
+    net = make_net(np.random.default_rng(0))
+    opt = t2j.optim.SGD([{"params": ["blocks"]}, {"params": ["blocks.0.weight"]}], lr=0.1)
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        opt.init(eqx.filter(net, eqx.is_array))
+
+
+def test_works_inside_optax_chain_and_sync_finds_its_state(data):
+    params, grads = data
+    opt = t2j.optim.SGD(lr=0.1, momentum=0.9)
+    chained = optax.chain(optax.identity(), opt)
+    state = chained.init(jax.tree.map(jnp.asarray, params))
+    opt.param_groups[0]["lr"] = 0.5
+    state = opt.sync(state)
+    assert float(state[1].hyperparams[0]["lr"]) == 0.5
+    updates, _ = chained.update(jax.tree.map(jnp.asarray, grads[0]), state, jax.tree.map(jnp.asarray, params))
+    np.testing.assert_allclose(np.asarray(updates["w"]), -0.5 * grads[0]["w"], rtol=RTOL)
+
+
+def test_update_without_params_raises(data):
+    params, grads = data
+    opt = t2j.optim.Adam()
+    state = opt.init(params)
+    with pytest.raises(ValueError, match="needs the parameters"):
+        opt.update(grads[0], state)
