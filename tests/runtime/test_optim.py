@@ -166,11 +166,23 @@ def test_named_parameters_use_torch_dotted_names():
                      "head.bias"]
 
 
+def jax_groups(style, net):
+    """The same two groups as in the torch test, selected by predicate / names, or given as the arrays."""
+    if style == "predicate+names":
+        return [{"params": lambda n, p: n.startswith("blocks") and p.ndim == 2},
+                {"params": ["head", "blocks.0.bias"], "lr": 3e-2, "weight_decay": 0.0}]
+    # what translated nanoGPT-style code builds: lists of the model's own arrays
+    decay = [p for n, p in t2j.optim.named_parameters(net) if n.startswith("blocks") and p.ndim >= 2]
+    return [{"params": decay},
+            {"params": [net.blocks[0].bias] + t2j.optim.parameters(net.head), "lr": 3e-2, "weight_decay": 0.0}]
+
+
+@pytest.mark.parametrize("style", ["predicate+names", "arrays"])
 @pytest.mark.parametrize("name,kwargs", [
     ("AdamW", {"lr": 1e-2, "weight_decay": 0.05}),
     ("SGD", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}),
 ])
-def test_param_groups_match_torch(name, kwargs):
+def test_param_groups_match_torch(name, kwargs, style):
     rng = np.random.default_rng(1)
     net = make_net(rng)
     named = dict(t2j.optim.named_parameters(net))
@@ -188,10 +200,7 @@ def test_param_groups_match_torch(name, kwargs):
         {"params": [tensors[k] for k in groups[1]], "lr": 3e-2, "weight_decay": 0.0},
     ], **kwargs)
 
-    opt = getattr(t2j.optim, name)([
-        {"params": lambda n, p: n.startswith("blocks") and p.ndim == 2},
-        {"params": ["head", "blocks.0.bias"], "lr": 3e-2, "weight_decay": 0.0},
-    ], **kwargs)
+    opt = getattr(t2j.optim, name)(jax_groups(style, net), **kwargs)
     labels = opt.group_labels(eqx.filter(net, eqx.is_inexact_array))
     flat = jax.tree_util.tree_flatten_with_path(labels)[0]
     assert {t2j.optim.param_name(path): label for path, label in flat} == {
@@ -224,6 +233,23 @@ def test_overlapping_groups_raise():
     opt = t2j.optim.SGD([{"params": ["blocks"]}, {"params": ["blocks.0.weight"]}], lr=0.1)
     with pytest.raises(ValueError, match="more than one parameter group"):
         opt.init(eqx.filter(net, eqx.is_array))
+
+
+def test_arrays_must_be_leaves_of_the_initialized_model():
+    net = make_net(np.random.default_rng(0))
+    opt = t2j.optim.SGD([{"params": t2j.optim.parameters(net.head)}], lr=0.1)
+    other = make_net(np.random.default_rng(1))
+    with pytest.raises(ValueError, match="not leaves of the parameters"):
+        opt.init(eqx.filter(other, eqx.is_array))
+
+
+def test_a_plain_list_of_arrays_is_one_group_of_those_arrays():
+    net = make_net(np.random.default_rng(0))
+    opt = t2j.optim.SGD(t2j.optim.parameters(net.head), lr=0.1)  # torch: SGD(model.head.parameters(), lr=0.1)
+    params = eqx.filter(net, eqx.is_array)
+    grads = jax.tree.map(jnp.ones_like, eqx.filter(net, eqx.is_inexact_array))
+    updates, _ = opt.update(grads, opt.init(params), params)
+    assert [float(jnp.abs(u).max()) for _, u in t2j.optim.named_parameters(updates)] == pytest.approx([0, 0, 0, 0, 0.1, 0.1])
 
 
 def test_works_inside_optax_chain_and_sync_finds_its_state(data):

@@ -10,8 +10,9 @@ Translated code::
 
 Optimizers: ``SGD``, ``Adam``, ``AdamW``, ``RMSprop``, ``Adagrad``, ``Adadelta``. Each constructor takes torch's
 keyword names, defaults and positional order with torch's first ``params`` argument optional: a leading positional
-argument that is not a number is taken as ``params``; a list of dicts there is torch's parameter groups, anything
-else (``model.parameters()``, a pytree) is ignored and every parameter forms one group. torch-only switches
+argument that is not a number is taken as ``params``: a list of dicts there is torch's parameter groups, a list of
+arrays one group of those arrays (see below), and anything else (None, a generator, a model) is ignored: every
+parameter forms one group. torch-only switches
 (``foreach``, ``fused``, ``capturable``, ``differentiable``) are accepted and change nothing.
 
 Each optimizer *is* an ``optax.GradientTransformation`` (it chains and wraps like any other) and keeps torch's
@@ -29,13 +30,20 @@ Python-side view of its settings:
 
 Parameter names and groups: a parameter's name is its torch-style dotted pytree path (``blocks.0.attn.weight``:
 Equinox fields by name, list items by index, dict entries by key), the name torch's ``state_dict`` uses when the
-module's fields are named like torch's attributes. ``named_parameters(tree)`` lists them. A group's ``"params"`` is a
-name, a collection of names, or a predicate ``(name, leaf) -> bool``; a name also selects everything under it
-(``"head"`` selects ``head.weight`` and ``head.bias``, as ``model.head.parameters()`` would)::
+module's fields are named like torch's attributes. ``named_parameters(tree)`` / ``parameters(tree)`` list them like
+torch's. A group's ``"params"`` is one of
+
+- a name or a collection of names; a name also selects everything under it (``"head"`` selects ``head.weight`` and
+  ``head.bias``, as ``model.head.parameters()`` would);
+- a predicate ``(name, leaf) -> bool``;
+- the parameter arrays themselves (``[p for n, p in t2j.optim.named_parameters(model) if p.ndim >= 2]``,
+  ``t2j.optim.parameters(model.head)``): ``init`` finds them among its ``params`` by identity and keeps their names,
+  so they must be leaves of the very model given to ``init``.
+
+::
 
     t2j.optim.AdamW([{"params": lambda name, p: p.ndim >= 2, "weight_decay": 0.1},
-                     {"params": lambda name, p: p.ndim < 2, "weight_decay": 0.0},
-                     {"params": ["head"], "lr": 1e-4, "weight_decay": 0.0}], lr=1e-3)   # error: head overlaps
+                     {"params": lambda name, p: p.ndim < 2, "weight_decay": 0.0}], lr=1e-3)
 
 A parameter in two groups is an error (as in torch); one in no group is not optimized (its update is zero).
 
@@ -68,6 +76,7 @@ __all__ = [
     "Adagrad",
     "Adadelta",
     "named_parameters",
+    "parameters",
     "param_name",
 ]
 
@@ -128,22 +137,35 @@ def _is_number(x) -> bool:
     return hasattr(x, "shape") and hasattr(x, "dtype") and x.shape == ()
 
 
+def parameters(tree) -> list[Any]:
+    """torch's ``module.parameters()`` for a pytree: every floating array leaf."""
+    return [leaf for _, leaf in named_parameters(tree)]
+
+
+class _Arrays(tuple):
+    """A param group given as the parameter arrays themselves; ``init`` turns it into their names."""
+
+
 def _selector(params):
-    """Normalizes a group's "params" entry: None (everything), a predicate, or a tuple of names."""
+    """Normalizes a group's "params" entry: None (everything), a predicate, a tuple of names, or _Arrays."""
     if params is None or callable(params):
         return params
-    names = (params,) if isinstance(params, str) else tuple(params)
-    if not all(isinstance(n, str) for n in names):
-        raise TypeError(
-            "a param group's 'params' must be a parameter name, a collection of names, or a predicate "
-            "(name, leaf) -> bool; torch tensors and JAX arrays cannot be matched to parameters by identity"
-        )
-    return names
+    items = (params,) if isinstance(params, str) else tuple(params)
+    if all(isinstance(n, str) for n in items):
+        return items
+    if all(hasattr(x, "shape") and hasattr(x, "dtype") for x in items):
+        return _Arrays(items)
+    raise TypeError(
+        "a param group's 'params' must be a parameter name, a collection of names, a predicate "
+        f"(name, leaf) -> bool, or a list of the parameter arrays themselves; got {type(params).__name__}"
+    )
 
 
 def _selects(selector, name: str, leaf) -> bool:
     if selector is None:
         return True
+    if isinstance(selector, _Arrays):
+        raise RuntimeError("param groups given as arrays are matched in optimizer.init: call it first")
     if callable(selector):
         return bool(selector(name, leaf))
     return any(name == s or name.startswith(s + ".") for s in selector)
@@ -220,6 +242,8 @@ class Optimizer(optax.GradientTransformation):
                 groups.append(group)
         elif isinstance(params, (list, tuple)) and not params:
             raise ValueError("optimizer got an empty parameter list")
+        elif isinstance(params, (list, tuple)) and all(hasattr(x, "shape") and hasattr(x, "dtype") for x in params):
+            groups = [{"params": _Arrays(params), **defaults}]  # only these arrays, as torch's SGD([w, b])
         else:
             groups = [{"params": None, **defaults}]
         self.param_groups = groups
@@ -241,6 +265,21 @@ class Optimizer(optax.GradientTransformation):
 
     # -- groups -------------------------------------------------------------------------------------------------
 
+    def _resolve_arrays(self, params) -> None:
+        """Turns groups given as arrays into the names of the leaves of ``params`` that are those arrays."""
+        names_of: dict[int, list[str]] = {}
+        for name, leaf in named_parameters(params):
+            names_of.setdefault(id(leaf), []).append(name)
+        for i, group in enumerate(self.param_groups):
+            if isinstance(group["params"], _Arrays):
+                missing = [x for x in group["params"] if id(x) not in names_of]
+                if missing:
+                    raise ValueError(
+                        f"param group {i} lists {len(missing)} array(s) that are not leaves of the parameters given "
+                        "to init (build the group from the same model, e.g. t2j.optim.parameters(model.head))"
+                    )
+                group["params"] = tuple(n for x in group["params"] for n in names_of[id(x)])
+
     def _group_of(self, name: str, leaf) -> int | None:
         hits = [i for i, g in enumerate(self.param_groups) if _selects(g["params"], name, leaf)]
         if len(hits) > 1:
@@ -258,6 +297,7 @@ class Optimizer(optax.GradientTransformation):
             group = self._group_of(param_name(path), leaf)
             return -1 if group is None else group
 
+        self._resolve_arrays(params)
         return jax.tree_util.tree_map_with_path(label, params)
 
     def _hyperparams(self):
@@ -266,6 +306,7 @@ class Optimizer(optax.GradientTransformation):
     # -- optax interface ----------------------------------------------------------------------------------------
 
     def _init(self, params) -> OptState:
+        self._resolve_arrays(params)
         per_param = {}
         for name, leaf in named_parameters(params):
             group = self._group_of(name, leaf)
