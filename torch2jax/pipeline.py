@@ -15,8 +15,10 @@ from torch2jax.transform.module_facts import collect_module_facts
 from torch2jax.transform.modules import ModulePass
 from torch2jax.transform.names import ImportCollector, Scopes, module_level_rebinds
 from torch2jax.transform.ops import OpsPass
+from torch2jax.transform.training import TrainingPass
+from torch2jax.transform.training_facts import collect_training_facts
 
-PASSES = (GradModePass, ModulePass, OpsPass)
+PASSES = (GradModePass, TrainingPass, ModulePass, OpsPass)
 
 
 def _python_syntax_error(source: str) -> tuple[int, int, str] | None:
@@ -63,6 +65,7 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
         del aliases[name]
     ctx = FileContext(filename=filename, scopes=Scopes(aliases), tables=load_tables(), positions=positions)
     ctx.module_facts = collect_module_facts(module, ctx.scopes)
+    ctx.training_facts = collect_training_facts(module, ctx.scopes, ctx.module_facts)
     for pass_cls in PASSES:
         module = module.visit(pass_cls(ctx))
     module = fix_imports(module, ctx.needed_imports)

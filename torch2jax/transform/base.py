@@ -25,6 +25,7 @@ class FileContext:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     needed_imports: set[str] = field(default_factory=set)  # short names: jnp, jax, eqx, optax, t2j
     module_facts: "ModuleFacts | None" = None  # nn.Module classes (module_facts.py), project-wide in folder runs
+    training_facts: object = None  # optimizers, schedulers, models, trainer functions (training_facts.py)
 
     def report(self, code: str, message: str, line: int, column: int) -> Diagnostic:
         d = diagnostics.make(code, message, line, column, self.filename)
@@ -72,6 +73,21 @@ class Pass(cst.CSTTransformer):
 
     def need(self, *names: str) -> None:
         self.ctx.needed_imports.update(names)
+
+
+class CarryPositions(cst.CSTTransformer):
+    """A helper transformer inside a pass: the nodes it rebuilds keep the source positions of the originals."""
+
+    def __init__(self, positions: dict) -> None:
+        super().__init__()
+        self.positions = positions
+
+    def on_leave(self, original, updated):
+        result = super().on_leave(original, updated)
+        pos = self.positions.get(original)
+        if pos is not None and isinstance(result, cst.CSTNode):
+            self.positions.setdefault(result, pos)
+        return result
 
 
 def marker_text(d: Diagnostic) -> str:

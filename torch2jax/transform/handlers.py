@@ -14,3 +14,123 @@ def unwrap_sequence(pass_, record, bound, node):
     if isinstance(modules, (cst.List, cst.ListComp, cst.Dict, cst.DictComp)):
         return modules
     return None
+
+
+# --- torch.nn.functional (mappings/functional.toml)
+
+_NOT_LITERAL = object()
+
+
+def _literal(node):
+    """The Python value of a literal argument ('tanh', False, 0.0, -1, None), or _NOT_LITERAL."""
+    import ast
+
+    import libcst as cst
+
+    if node is None:
+        return _NOT_LITERAL
+    try:
+        return ast.literal_eval(cst.Module([]).code_for_node(node))
+    except (ValueError, SyntaxError, TypeError):
+        return _NOT_LITERAL
+
+
+def _drop(bound, name):
+    bound.args.pop(name, None)
+    bound.given.discard(name)
+
+
+def drop_none(pass_, record, bound, node):
+    """Arguments written as a literal None where torch's default is None (bias=None) are dropped, so that the
+    template without them applies."""
+    for p in record.params:
+        if p.name in bound.given and p.has_default and _literal(bound.args[p.name]) is None:
+            _drop(bound, p.name)
+    return None
+
+
+def gelu_approximate(pass_, record, bound, node):
+    """F.gelu: torch's default is the exact erf form, jax.nn.gelu's the tanh one. A literal approximate='none'
+    or 'tanh' picks jax.nn.gelu's flag; anything else goes to the runtime function, which takes torch's string."""
+    value = _literal(bound.args.get("approximate"))
+    if "approximate" in bound.given and value in ("none", "tanh"):
+        _drop(bound, "approximate")
+        if value == "tanh":
+            pass_.need("jax")
+            from torch2jax.transform.templates import render
+
+            return render("jax.nn.gelu(input, approximate=True)", bound, {p.name for p in record.params})
+    return None
+
+
+def implicit_softmax_dim(pass_, record, bound, node):
+    """softmax/log_softmax/softmin without dim: torch's deprecated implicit choice (dim 0 for 0-, 1- and 3-d
+    input, else 1) is kept by the runtime function, and flagged."""
+    if "dim" not in bound.given or _literal(bound.args["dim"]) is None:
+        _drop(bound, "dim")
+        pass_.report("T2J104", f"{record.name} without dim uses torch's deprecated implicit dim (0 for 0-, 1- and "
+                               "3-d input, else 1): pass dim explicitly", node)
+    return None
+
+
+def rrelu_eval(pass_, record, bound, node):
+    """F.rrelu is random only in training mode; in eval mode (torch's default) it is leaky_relu with the mean
+    slope (lower + upper) / 2."""
+    if "training" in bound.given:
+        if _literal(bound.args["training"]) is not False:
+            pass_.report("T2J102", "F.rrelu(training=True) draws random slopes: not supported; use "
+                                   "training=False (leaky_relu with slope (lower + upper) / 2)", node)
+            return node
+        _drop(bound, "training")
+    return None
+
+
+def one_hot_classes(pass_, record, bound, node):
+    """F.one_hot without num_classes (or -1) infers the count from the values: fine eagerly, impossible under
+    jit. Flagged, and mapped to the runtime function that says so when traced."""
+    n = bound.args.get("num_classes")
+    if "num_classes" not in bound.given or _literal(n) == -1:
+        _drop(bound, "num_classes")
+        pass_.report("T2J104", "one_hot without num_classes takes max(tensor) + 1 classes, a value-dependent shape "
+                               "that cannot be traced (jax.jit, grad, vmap): pass num_classes", node)
+    return None
+
+
+def sdpa_dropout(pass_, record, bound, node):
+    """F.scaled_dot_product_attention: dropout_p must be literally 0 (no PRNG key to draw with)."""
+    if "dropout_p" in bound.given:
+        if _literal(bound.args["dropout_p"]) not in (0, 0.0):
+            pass_.report("T2J102", "scaled_dot_product_attention with dropout_p > 0 needs a PRNG key: call "
+                                   "t2j.scaled_dot_product_attention(..., dropout_p=p, dropout_key=key) or pass "
+                                   "dropout_p=0.0 in eval mode", node)
+            return node
+        _drop(bound, "dropout_p")
+    return None
+
+
+def dropout_eval(pass_, record, bound, node):
+    """F.dropout and friends: training=False (or p=0) is the identity; otherwise the templates draw with KEY."""
+    if _literal(bound.args.get("training")) is False or _literal(bound.args.get("p")) in (0, 0.0):
+        from torch2jax.transform.templates import paren
+
+        return paren(bound.args[record.params[0].name])
+    return None
+
+
+def optimizer_params(pass_, record, bound, node):
+    """torch.optim.X(model.parameters(), ...) -> t2j.optim.X(...): the optimizer state is initialised from the
+    model itself (the training pass adds `opt_state = optimizer.init(...)`). Parameter groups stay."""
+    import libcst as cst
+
+    params = bound.args.get("params")
+    inner = params
+    if isinstance(inner, cst.Call) and isinstance(inner.func, cst.Name) and inner.func.value in ("list", "filter") \
+            and inner.args:
+        inner = inner.args[-1].value
+    if not (isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute)
+            and inner.func.attr.value in ("parameters", "named_parameters")):
+        return None
+    del bound.args["params"]
+    bound.given.discard("params")
+    template = record.templates[0].replace("(params, ", "(").replace("(params)", "()")
+    return pass_.emit(record, template, bound)

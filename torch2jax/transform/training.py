@@ -1,0 +1,476 @@
+"""Training loops: the torch step (zero_grad, forward, backward, clip, optimizer.step) becomes one jitted function
+of explicit state, and everything around it threads that state.
+
+    optimizer.zero_grad()                          @eqx.filter_jit
+    output = model(data)                           def train_step(model, opt_state, optimizer, data, target, *, key):
+    loss = F.nll_loss(output, target)                  def loss_fn(model):
+    loss.backward()                       ->               output = model(data, key=key)
+    optimizer.step()                                       loss = F.nll_loss(output, target)
+                                                           return loss
+                                                       loss, grads = eqx.filter_value_and_grad(loss_fn)(model)
+                                                       updates, opt_state = optimizer.update(grads, opt_state, ...)
+                                                       return eqx.apply_updates(model, updates), opt_state, loss
+
+    and at the loop: model, opt_state, loss = train_step(model, opt_state, optimizer, data, target, key=...)
+
+Runs on torch-level code after the in-place pass and before the module and ops passes, which translate what the
+step's body computes. Functions that trained a model they received return the new state; callers rebind it.
+"""
+from __future__ import annotations
+
+import libcst as cst
+
+from torch2jax.transform.base import CarryPositions, Pass
+from torch2jax.transform.names import bound_in_function, dotted
+from torch2jax.transform.ops import KEY_PLACEHOLDER
+from torch2jax.transform.training_facts import (OptimizerFacts, TrainingFacts, _bind_names, _is_method_call_stmt,
+                                                parameters_owner, strip_module_chain)
+
+CLIP_FUNCTIONS = {"torch.nn.utils.clip_grad_norm_": "t2j.clip_grad_norm",
+                  "torch.nn.utils.clip_grad_value_": "t2j.clip_grad_value",
+                  "torch.nn.utils.clip_grad.clip_grad_norm_": "t2j.clip_grad_norm"}
+
+
+def _stmt(code: str) -> cst.BaseStatement:
+    return cst.parse_statement(code + "\n")
+
+
+def _code(node: cst.CSTNode) -> str:
+    return cst.Module([]).code_for_node(node)
+
+
+class _Names(cst.CSTVisitor):
+    """Names read and written by some statements (not descending into nested functions)."""
+
+    def __init__(self) -> None:
+        self.loads: list[str] = []  # in order of first read
+        self.counts: dict[str, int] = {}
+        self.stores: set[str] = set()
+
+    def visit_FunctionDef(self, node) -> bool:
+        return False
+
+    def visit_Lambda(self, node) -> bool:
+        return False
+
+    def visit_Name(self, node: cst.Name) -> None:
+        if node.value not in self.loads:
+            self.loads.append(node.value)
+        self.counts[node.value] = self.counts.get(node.value, 0) + 1
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)
+        return False
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        node.value.visit(self)
+        return False
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> bool:
+        self._store(node.target)
+        return not _plain_target(node.target)  # `x[i] = v` reads x; `x = v` and `a, b = v` read nothing
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._store(node.target)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self._store(node.target)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._store(node.target)
+
+    def visit_For_target(self, node: cst.For) -> None:
+        pass
+
+    def _store(self, target) -> None:
+        if isinstance(target, cst.Name):
+            self.stores.add(target.value)
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for el in target.elements:
+                self._store(el.value)
+
+
+def _plain_target(target) -> bool:
+    if isinstance(target, cst.Name):
+        return True
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return all(_plain_target(e.value) for e in target.elements)
+    return False
+
+
+def _names(stmts) -> _Names:
+    v = _Names()
+    for s in stmts:
+        s.visit(v)
+    return v
+
+
+class TrainingPass(Pass):
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        self.facts: TrainingFacts = ctx.training_facts
+        self.modules = ctx.module_facts
+        self.functions: list[cst.FunctionDef] = []  # enclosing function defs (original nodes)
+        self.class_depth = 0
+        self.step_functions: list[cst.BaseStatement] = []  # to insert before the current top-level statement
+        self.step_count = 0
+
+    # ----- scopes
+    def visit_ClassDef(self, node) -> None:
+        self.class_depth += 1
+
+    def leave_ClassDef(self, original, updated):
+        self.class_depth -= 1
+        return updated
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.ctx.scopes.push(node)
+        self.functions.append(node)
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
+        self.ctx.scopes.pop()
+        self.functions.pop()
+        trainer = self.facts.trainers.get(original.name.value)
+        if trainer is not None and self.class_depth == 0:
+            updated = self._thread_trainer(updated, trainer)
+        return updated
+
+    def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
+        body = self._rewrite_block(list(updated.body), top_level=True)
+        return updated.with_changes(body=body)
+
+    def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock):
+        if self.class_depth and not self.functions:
+            return updated
+        return updated.with_changes(body=self._rewrite_block(list(updated.body), top_level=False))
+
+    # ----- statement rewrites
+    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+        if len(updated.body) != 1:
+            return updated
+        small = updated.body[0]
+        if isinstance(small, cst.Assign):
+            return self._assignment(original, updated, small)
+        if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+            return self._call_statement(updated, small.value)
+        return updated
+
+    def _assignment(self, original, stmt: cst.SimpleStatementLine, assign: cst.Assign):
+        target = assign.targets[0].target if len(assign.targets) == 1 else None
+        name = target.value if isinstance(target, cst.Name) else None
+        opt = self.facts.optimizer(name) if name else None
+        if opt is not None and isinstance(assign.value, cst.Call):
+            if opt.model is None:
+                self.report("T2J502", f"cannot tell which model {name} optimizes; opt_state initialised from `model`")
+            init = _stmt(f"{opt.state_name} = {name}.init(eqx.filter({opt.model or 'model'}, eqx.is_array))")
+            self.need("eqx")
+            return cst.FlattenSentinel([stmt, init])
+        if isinstance(assign.value, cst.Call) and name is not None:
+            trainer_call = self._trainer_call(assign.value, [target])
+            if trainer_call is not None:
+                return stmt.with_changes(body=[trainer_call])
+        return stmt
+
+    def _call_statement(self, stmt: cst.SimpleStatementLine, call: cst.Call):
+        func = call.func
+        if isinstance(func, cst.Attribute):
+            method, owner = func.attr.value, dotted(func.value)
+            if method == "zero_grad" and not call.args:
+                self.report("T2J503", "zero_grad removed: JAX computes fresh gradients at every step")
+                return cst.RemoveFromParent()
+            if method in ("train", "eval") and owner is not None and "." not in owner and self._is_model(owner):
+                inference = "True" if method == "eval" else "False"
+                if method == "train" and call.args:
+                    inference = f"not ({_code(call.args[0].value)})"
+                self.need("eqx")
+                return stmt.with_changes(body=[_stmt(f"{owner} = eqx.nn.inference_mode({owner}, {inference})").body[0]])
+            if method == "step" and owner in self.facts.schedulers:
+                opt = self.facts.optimizer(self.facts.schedulers[owner] or "") or OptimizerFacts(
+                    self.facts.schedulers[owner] or "optimizer", None)
+                args = "".join(", " + _code(a) for a in call.args)
+                return stmt.with_changes(body=[_stmt(
+                    f"{opt.state_name} = {owner}.step({opt.state_name}{args})").body[0]])
+        trainer_call = self._trainer_call(call, [])
+        if trainer_call is not None:
+            return stmt.with_changes(body=[trainer_call])
+        return stmt
+
+    def _is_model(self, name: str) -> bool:
+        if name in self.facts.models:
+            return True
+        return any(t.model_param == name for t in self.facts.trainers.values()) or name in (
+            "model", "net", "module")
+
+    # ----- trainers: functions that train a model they receive
+    def _state_name_for_param(self, param: str) -> str:
+        return OptimizerFacts(param, None).state_name
+
+    def _thread_trainer(self, fn: cst.FunctionDef, trainer) -> cst.FunctionDef:
+        params = list(fn.params.params)
+        at = next(i for i, p in enumerate(params) if p.name.value == trainer.optimizer_param) + 1
+        state_param = self._state_name_for_param(trainer.optimizer_param)
+        comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+        params[at - 1] = params[at - 1].with_changes(comma=comma)
+        params.insert(at, cst.Param(cst.Name(state_param),
+                                    comma=comma if at < len(params) else cst.MaybeSentinel.DEFAULT))
+        fn = fn.with_changes(params=fn.params.with_changes(params=params))
+        threaded = f"{trainer.model_param}, {state_param}"
+        fn = fn.with_changes(body=fn.body.visit(_ReturnThreader(threaded)))
+        body = list(fn.body.body)
+        if not body or not isinstance(body[-1], cst.SimpleStatementLine) or not isinstance(body[-1].body[0], cst.Return):
+            body.append(_stmt(f"return {threaded}"))
+        self.report("T2J504", f"{fn.name.value} trained its model in place; it now returns the new model and "
+                              f"optimizer state, and its callers rebind them", fn)
+        return fn.with_changes(body=fn.body.with_changes(body=body))
+
+    def _trainer_call(self, call: cst.Call, targets: list) -> cst.Assign | None:
+        name = dotted(call.func)
+        trainer = self.facts.trainers.get(name or "")
+        if trainer is None or self.class_depth:
+            return None
+        callee = self.facts.functions[name]
+        cparams = [p.name.value for p in callee.params.params]
+        bound = _bind_names(call, cparams)
+        model_arg = bound.get(trainer.model_param)
+        opt_arg = bound.get(trainer.optimizer_param)
+        if model_arg is None or opt_arg is None:
+            self.report("T2J505", f"the call of {name} does not pass the model and optimizer by name; "
+                                  f"rebind the returned state by hand", call)
+            return None
+        caller_state = self._caller_state_name(opt_arg)
+        args = list(call.args)
+        comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+        opt_index = next((i for i, a in enumerate(args) if a.keyword is None and i == cparams.index(
+            trainer.optimizer_param)), None)
+        if opt_index is not None:
+            args[opt_index] = args[opt_index].with_changes(comma=comma)
+            args.insert(opt_index + 1, cst.Arg(cst.Name(caller_state),
+                                               comma=comma if opt_index + 1 < len(args) else cst.MaybeSentinel.DEFAULT))
+        else:
+            if args:
+                args[-1] = args[-1].with_changes(comma=comma)
+            args.append(cst.Arg(cst.Name(caller_state), keyword=cst.Name(self._state_name_for_param(
+                trainer.optimizer_param)), equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
+        new_targets = [cst.Element(cst.Name(model_arg)), cst.Element(cst.Name(caller_state))] + [
+            cst.Element(t) for t in targets]
+        target = cst.Tuple(new_targets, lpar=[], rpar=[])
+        return cst.Assign([cst.AssignTarget(target)], call.with_changes(args=args))
+
+    def _caller_state_name(self, opt_arg: str) -> str:
+        opt = self.facts.optimizer(opt_arg)
+        return opt.state_name if opt is not None else self._state_name_for_param(opt_arg)
+
+    # ----- the step itself
+    def _rewrite_block(self, body: list, top_level: bool) -> list:
+        out = list(body)
+        i = 0
+        while i < len(out):
+            call = _is_method_call_stmt(out[i], "step")
+            owner = dotted(call.func.value) if call is not None else None
+            if call is not None and not call.args and owner not in self.facts.schedulers and owner is not None:
+                replaced = self._extract_step(out, i, owner, top_level)
+                if replaced is not None:
+                    out, i = replaced
+                    continue
+            i += 1
+        if top_level and self.step_functions:
+            out = self._insert_step_functions(out)
+        return out
+
+    def _insert_step_functions(self, body: list) -> list:
+        # step functions go before the first top-level statement that uses them
+        result = []
+        pending = list(self.step_functions)
+        self.step_functions = []
+        for stmt in body:
+            uses = _names([stmt]).loads if pending else []
+            ready = [f for f in pending if f.name.value in uses or _uses_name(stmt, f.name.value)]
+            for f in ready:
+                result.append(f.with_changes(leading_lines=[cst.EmptyLine(), cst.EmptyLine()]))
+                pending.remove(f)
+            result.append(stmt)
+        return result + pending
+
+    def _extract_step(self, body: list, i_step: int, optimizer: str, top_level: bool):
+        i_back = next((j for j in range(i_step - 1, -1, -1) if _is_method_call_stmt(body[j], "backward")), None)
+        if i_back is None:
+            return None
+        back_call = _is_method_call_stmt(body[i_back], "backward")
+        loss_expr = back_call.func.value
+        model = self._optimized_model(optimizer)
+        # the region computing the loss: from the first statement that reads the model up to backward
+        r0 = next((j for j in range(i_back) if model in _names([body[j]]).loads), None)
+        if r0 is None:
+            self.report("T2J506", f"cannot find where the loss is computed from {model}; the step is left as it is")
+            return None
+        region = body[r0:i_back]
+        between = body[i_back + 1:i_step]
+        clips = [s for s in between if self._clip_call(s) is not None]
+        others = [s for s in between if self._clip_call(s) is None]
+        if others:
+            self.report("T2J507", "statements between backward() and step() that are not gradient clipping run "
+                                  "after the jitted step, and cannot read gradients there")
+        fn_node = self.functions[-1] if self.functions else None
+        local_names = self._local_names(fn_node, body, top_level)
+        reads = _names(region).loads
+        stores = _names(region).stores
+        after = self._names_after(body, i_step, fn_node, _names(region).counts)
+        loss_name = loss_expr.value if isinstance(loss_expr, cst.Name) else "loss"
+        aux = [n for n in stores if n in after and n != loss_name and n != model]
+        aux.sort(key=lambda n: reads.index(n) if n in reads else len(reads))
+        inputs = [n for n in reads if n in local_names and n not in (model, optimizer) and
+                  not _defined_before_use(region, n)]
+        self.step_count += 1
+        step_name = "train_step" if self.step_count == 1 else f"train_step{self.step_count}"
+        opt_facts = self.facts.optimizer(optimizer) or OptimizerFacts(optimizer, model)
+        state = opt_facts.state_name if optimizer in self.facts.optimizers else self._state_name_for_param(optimizer)
+        stateful = self._is_stateful(model)
+        step_fn = self._build_step(step_name, model, optimizer, state, inputs, region, loss_expr, aux, clips,
+                                   stateful)
+        self.step_functions.append(step_fn)
+        outs = [model] + (["state"] if stateful else []) + [state, loss_name] + aux
+        args = [model] + (["state"] if stateful else []) + [state, optimizer] + inputs
+        call = _stmt(f"{', '.join(outs)} = {step_name}({', '.join(args)}, key={KEY_PLACEHOLDER})")
+        call = call.with_changes(leading_lines=region[0].leading_lines)
+        self.need("eqx", "jax")
+        self.report("T2J501", f"training step extracted into the jitted function {step_name}", body[i_step])
+        new_body = body[:r0] + [call] + others + body[i_step + 1:]
+        return new_body, r0 + 1 + len(others)
+
+    def _optimized_model(self, optimizer: str) -> str:
+        opt = self.facts.optimizer(optimizer)
+        if opt is not None and opt.model:
+            return opt.model
+        for t in self.facts.trainers.values():
+            if t.optimizer_param == optimizer:
+                return t.model_param
+        return next(iter(self.facts.models), "model")
+
+    def _is_stateful(self, model: str) -> bool:
+        cls = self.facts.models.get(model)
+        if cls is None:  # a parameter: stateful when the file's models are
+            return any(self.modules.classes.get(c) and self.modules.classes[c].stateful
+                       for c in self.facts.models.values())
+        return bool(self.modules.classes.get(cls) and self.modules.classes[cls].stateful)
+
+    def _clip_call(self, stmt) -> cst.Call | None:
+        if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
+            small = stmt.body[0]
+            value = small.value if isinstance(small, (cst.Expr, cst.Assign)) else None
+            if isinstance(value, cst.Call) and self.ctx.scopes.qualname(value.func) in CLIP_FUNCTIONS:
+                return value
+        return None
+
+    def _local_names(self, fn: cst.FunctionDef | None, body: list, top_level: bool) -> set[str]:
+        if fn is not None:
+            return bound_in_function(fn)
+        names = set()
+        for stmt in self._module_statements(body):
+            names |= _names([stmt]).stores
+        return names
+
+    def _module_statements(self, body):
+        return [s for s in body if not isinstance(s, (cst.FunctionDef, cst.ClassDef))]
+
+    def _names_after(self, body: list, i_step: int, fn: cst.FunctionDef | None, in_region: dict) -> set[str]:
+        """Names read outside the region: after the step in this block, or elsewhere in the function."""
+        names = set(_names(body[i_step + 1:]).loads)
+        if fn is not None:
+            counts = _names(list(fn.body.body)).counts
+            names |= {n for n, c in counts.items() if c > in_region.get(n, 0)}
+        return names
+
+    def _build_step(self, name, model, optimizer, state, inputs, region, loss_expr, aux, clips, stateful):
+        model_calls = _ModelCalls(self.ctx.positions, model, stateful)
+        region = [s.visit(model_calls) for s in region]
+        loss_params = f"{model}, state" if stateful else model
+        ret = _code(loss_expr)
+        aux_vals = (["state"] if stateful else []) + aux
+        if aux_vals:
+            ret = f"{ret}, ({', '.join(aux_vals)}{',' if len(aux_vals) == 1 else ''})"
+        loss_fn = cst.FunctionDef(
+            name=cst.Name("loss_fn"),
+            params=cst.parse_statement(f"def f({loss_params}): pass").params,
+            body=cst.IndentedBlock([s.with_changes(leading_lines=[]) for s in region] + [_stmt(f"return {ret}")]),
+        )
+        lines = []
+        has_aux = ", has_aux=True" if aux_vals else ""
+        call_args = f"{model}, state" if stateful else model
+        loss_name = loss_expr.value if isinstance(loss_expr, cst.Name) else "loss"
+        lhs = f"({loss_name}, ({', '.join(aux_vals)}{',' if len(aux_vals) == 1 else ''}))" if aux_vals else loss_name
+        lines.append(f"{lhs}, grads = eqx.filter_value_and_grad(loss_fn{has_aux})({call_args})")
+        for clip in clips:
+            call = self._clip_call(clip)
+            args = [_code(a) for a in call.args[1:]]
+            target = CLIP_FUNCTIONS[self.ctx.scopes.qualname(call.func)]
+            self.need("t2j")
+            lines.append(f"grads = {target}(grads, {', '.join(args)})")
+        lines.append(f"updates, {state} = {optimizer}.update(grads, {state}, eqx.filter({model}, eqx.is_array))")
+        lines.append(f"{model} = eqx.apply_updates({model}, updates)")
+        outs = [model] + (["state"] if stateful else []) + [state, loss_name] + aux
+        lines.append(f"return {', '.join(outs)}")
+        params = [model] + (["state"] if stateful else []) + [state, optimizer] + inputs
+        header = f"@eqx.filter_jit\ndef {name}({', '.join(params)}, *, key):\n    pass\n"
+        fn = cst.parse_statement(header)
+        body = [loss_fn] + [_stmt(line) for line in lines]
+        return fn.with_changes(body=fn.body.with_changes(body=body))
+
+
+class _ModelCalls(CarryPositions):
+    """Inside the step: `model(x)` takes the step's key (and threads the state of a stateful model)."""
+
+    def __init__(self, positions: dict, model: str, stateful: bool) -> None:
+        super().__init__(positions)
+        self.model = model
+        self.stateful = stateful
+        self.count = 0
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call):
+        if dotted(original.func) != self.model:
+            return updated
+        self.count += 1
+        key = "key" if self.count == 1 else f"jax.random.fold_in(key, {self.count})"
+        extra = ", state" if self.stateful else ""
+        args = ", ".join([_code(a).rstrip(", ") for a in updated.args])
+        return cst.parse_expression(f"{self.model}({args}{extra}, key={key})")
+
+    def leave_Assign(self, original: cst.Assign, updated: cst.Assign):
+        if self.stateful and isinstance(updated.value, cst.Call) and dotted(updated.value.func) == self.model \
+                and len(updated.targets) == 1:
+            target = updated.targets[0].target
+            if isinstance(target, cst.Tuple) and not target.lpar:
+                target = target.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            pair = cst.Tuple([cst.Element(target), cst.Element(cst.Name("state"))], lpar=[], rpar=[])
+            return updated.with_changes(targets=[cst.AssignTarget(pair)])
+        return updated
+
+
+class _ReturnThreader(cst.CSTTransformer):
+    def __init__(self, threaded: str) -> None:
+        self.threaded = threaded
+
+    def visit_FunctionDef(self, node) -> bool:
+        return False
+
+    def leave_Return(self, original: cst.Return, updated: cst.Return) -> cst.Return:
+        if updated.value is None:
+            return updated.with_changes(value=cst.parse_expression(self.threaded))
+        value = updated.value
+        if isinstance(value, cst.Tuple) and not value.lpar:
+            value = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        return updated.with_changes(value=cst.parse_expression(f"{self.threaded}, {_code(value)}"))
+
+
+def _uses_name(stmt, name: str) -> bool:
+    return name in _code(stmt)
+
+
+def _defined_before_use(region: list, name: str) -> bool:
+    """Whether the region assigns `name` before any statement of it reads `name`."""
+    for stmt in region:
+        n = _names([stmt])
+        if name in n.loads:
+            return False
+        if name in n.stores:
+            return True
+    return False
