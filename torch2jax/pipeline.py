@@ -12,13 +12,14 @@ from torch2jax.transform.base import FileContext
 from torch2jax.transform.grad_mode import GradModePass
 from torch2jax.transform.imports import fix_imports
 from torch2jax.transform.module_facts import collect_module_facts
+from torch2jax.transform.module_updates import ModuleUpdatesPass
 from torch2jax.transform.modules import ModulePass
 from torch2jax.transform.names import ImportCollector, Scopes, module_level_rebinds
 from torch2jax.transform.ops import OpsPass
 from torch2jax.transform.training import TrainingPass
 from torch2jax.transform.training_facts import collect_training_facts
 
-PASSES = (GradModePass, TrainingPass, ModulePass, OpsPass)
+PASSES = (GradModePass, ModuleUpdatesPass, TrainingPass, ModulePass, OpsPass)
 
 
 def _python_syntax_error(source: str) -> tuple[int, int, str] | None:

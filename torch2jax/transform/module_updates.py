@@ -1,0 +1,144 @@
+"""Updates of parameters inside immutable Equinox modules.
+
+torch code sets parameters in place: `nn.init.zeros_(m.bias)`, `model.fc.weight.copy_(w)` (which the in-place pass
+has already turned into `model.fc.weight = w`), `for p in model.parameters(): p.copy_(...)`. Equinox modules are
+frozen after `__init__`, so:
+
+    nn.init.normal_(w, 0, 0.02)         ->  w = nn.init.normal_(w, 0, 0.02)   (the init table renders the new value)
+    model.fc.weight = w                 ->  model = eqx.tree_at(lambda m: m.fc.weight, model, w)
+    self.fc.weight = w   (in __init__)  ->  self.fc = eqx.tree_at(lambda m: m.weight, self.fc, w)
+    for p in model.parameters():        ->  new_params = []
+        p = f(p)                            for p in t2j.parameters(model):
+                                                p = f(p)
+                                                new_params.append(p)
+                                            model = t2j.replace_parameters(model, new_params)
+"""
+from __future__ import annotations
+
+import libcst as cst
+
+from torch2jax.transform.base import Pass
+from torch2jax.transform.names import dotted
+
+
+def _code(node: cst.CSTNode) -> str:
+    return cst.Module([]).code_for_node(node)
+
+
+def _chain(node: cst.BaseExpression) -> tuple[str, str] | None:
+    """`model.layers[0].weight` -> ("model", ".layers[0].weight"): a root name and an access path."""
+    parts = []
+    while isinstance(node, (cst.Attribute, cst.Subscript)):
+        if isinstance(node, cst.Attribute):
+            parts.append("." + node.attr.value)
+        else:
+            parts.append(_code(node).removeprefix(_code(node.value)))
+        node = node.value
+    if not isinstance(node, cst.Name) or not parts:
+        return None
+    return node.value, "".join(reversed(parts))
+
+
+class ModuleUpdatesPass(Pass):
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        self.methods: list[str] = []
+        self.class_depth = 0
+
+    def visit_ClassDef(self, node) -> None:
+        self.class_depth += 1
+
+    def leave_ClassDef(self, original, updated):
+        self.class_depth -= 1
+        return updated
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.ctx.scopes.push(node)
+        self.methods.append(node.name.value if self.class_depth else "")
+
+    def leave_FunctionDef(self, original, updated):
+        self.ctx.scopes.pop()
+        self.methods.pop()
+        return updated
+
+    def leave_SimpleStatementLine(self, original, updated):
+        if len(updated.body) != 1:
+            return updated
+        small = updated.body[0]
+        if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+            qual = self.ctx.scopes.qualname(small.value.func)
+            if qual and qual.startswith("torch.nn.init.") and qual.endswith("_") and small.value.args:
+                # an in-place init as a statement: assign its result to the tensor it filled
+                target = small.value.args[0].value
+                assign = cst.Assign([cst.AssignTarget(target)], small.value)
+                return updated.with_changes(body=[self._attribute_update(assign) or assign])
+        if isinstance(small, cst.Assign):
+            new = self._attribute_update(small)
+            if new is not None:
+                return updated.with_changes(body=[new])
+        return updated
+
+    def _attribute_update(self, assign: cst.Assign) -> cst.Assign | None:
+        if len(assign.targets) != 1:
+            return None
+        chain = _chain(assign.targets[0].target)
+        if chain is None:
+            return None
+        root, path = chain
+        method = self.methods[-1] if self.methods else ""
+        if root == "self" and self.class_depth:
+            if method != "__init__" or path.count(".") + path.count("[") < 2:
+                return None  # a field set in __init__; elsewhere the in-place pass reports it
+            first = path[1:].split(".")[0].split("[")[0]
+            root, path = f"self.{first}", path[len(first) + 1:]
+        elif root == "self" or not isinstance(assign.targets[0].target, cst.Attribute):
+            return None
+        if "data" == path.rsplit(".", 1)[-1]:
+            path = path[: -len(".data")]  # m.weight.data = v: the tensor itself
+            if not path:
+                return None
+        self.need("eqx")
+        self.report("T2J201", f"{root}{path} set through eqx.tree_at: Equinox modules are immutable",
+                    assign.targets[0].target)
+        return cst.parse_statement(
+            f"{root} = eqx.tree_at(lambda m: m{path}, {root}, {_code(assign.value)})\n").body[0]
+
+    def leave_For(self, original: cst.For, updated: cst.For):
+        """`for p in model.parameters(): p = ...` -> collect the new values and put them back."""
+        it = updated.iter
+        if not (isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute)
+                and it.func.attr.value in ("parameters", "named_parameters") and not it.args):
+            return updated
+        owner = _code(it.func.value)
+        target = updated.target
+        var = target.elements[-1].value if isinstance(target, cst.Tuple) and it.func.attr.value == \
+            "named_parameters" else target
+        if not isinstance(var, cst.Name) or not _rebinds(updated.body, var.value):
+            return updated
+        helper = "t2j.named_parameters" if it.func.attr.value == "named_parameters" else "t2j.parameters"
+        self.need("t2j")
+        body = list(updated.body.body) + [cst.parse_statement(f"new_params.append({var.value})\n")]
+        loop = updated.with_changes(iter=cst.parse_expression(f"{helper}({owner})"),
+                                    body=updated.body.with_changes(body=body))
+        self.report("T2J202", f"parameters of {owner} updated in a loop: collected and put back with "
+                              f"t2j.replace_parameters", original)
+        root = owner.split(".")[0].split("[")[0]
+        put_back = f"{owner} = t2j.replace_parameters({owner}, new_params)\n" if owner == root else (
+            f"{root} = eqx.tree_at(lambda m: m{owner[len(root):]}, {root}, "
+            f"t2j.replace_parameters({owner}, new_params))\n")
+        if owner != root:
+            self.need("eqx")
+        return cst.FlattenSentinel([cst.parse_statement("new_params = []\n").with_changes(
+            leading_lines=updated.leading_lines), loop.with_changes(leading_lines=[]), cst.parse_statement(put_back)])
+
+
+def _rebinds(block, name: str) -> bool:
+    found = []
+
+    class V(cst.CSTVisitor):
+        def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+            if isinstance(node.target, cst.Name) and node.target.value == name:
+                found.append(node)
+
+    block.visit(V())
+    return bool(found)
