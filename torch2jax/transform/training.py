@@ -114,6 +114,7 @@ class TrainingPass(Pass):
         self.class_depth = 0
         self.step_functions: list[cst.BaseStatement] = []  # to insert before the current top-level statement
         self.step_count = 0
+        self.direct_assigned: set[cst.CSTNode] = set()  # calls that are the whole right side of an assignment
 
     # ----- scopes
     def visit_ClassDef(self, node) -> None:
@@ -130,10 +131,20 @@ class TrainingPass(Pass):
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
         self.ctx.scopes.pop()
         self.functions.pop()
+        if self.class_depth:
+            return updated
+        state_param = self._stateful_param(original.name.value)
+        if state_param is not None:
+            updated = _insert_param(updated, state_param, "state")
         trainer = self.facts.trainers.get(original.name.value)
-        if trainer is not None and self.class_depth == 0:
-            updated = self._thread_trainer(updated, trainer)
+        if trainer is not None:
+            updated = self._thread_trainer(updated, trainer, state_param is not None)
         return updated
+
+    def _stateful_param(self, fn_name: str) -> str | None:
+        """The parameter of a function that receives a stateful model, which then also takes `state`."""
+        params = self.facts.model_params.get(fn_name, {})
+        return next((p for p, c in params.items() if self._class_stateful(c)), None)
 
     def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
         body = self._rewrite_block(list(updated.body), top_level=True)
@@ -165,10 +176,23 @@ class TrainingPass(Pass):
             init = _stmt(f"{opt.state_name} = {name}.init(eqx.filter({opt.model or 'model'}, eqx.is_array))")
             self.need("eqx")
             return cst.FlattenSentinel([stmt, init])
+        if name is not None and name in self.facts.models and self._class_stateful(self.facts.models[name]):
+            value = strip_module_chain(assign.value)
+            if isinstance(value, cst.Call) and dotted(value.func) in (
+                    set(self.modules.classes) | set(self.facts.factories)):
+                self.need("eqx")
+                args = ", ".join(_code(a).rstrip(", ") for a in value.args)
+                args = f"{args}, key={KEY_PLACEHOLDER}" if args else f"key={KEY_PLACEHOLDER}"
+                return stmt.with_changes(body=[_stmt(
+                    f"{name}, state = eqx.nn.make_with_state({_code(value.func)})({args})").body[0]])
         if isinstance(assign.value, cst.Call) and name is not None:
             trainer_call = self._trainer_call(assign.value, [target])
             if trainer_call is not None:
                 return stmt.with_changes(body=[trainer_call])
+        if name is not None and self._is_stateful_model_call(assign.value):
+            pair = cst.Tuple([cst.Element(target), cst.Element(cst.Name("state"))], lpar=[], rpar=[])
+            return stmt.with_changes(body=[assign.with_changes(
+                targets=[cst.AssignTarget(pair)], value=_with_state_arg(assign.value))])
         return stmt
 
     def _call_statement(self, stmt: cst.SimpleStatementLine, call: cst.Call):
@@ -195,6 +219,33 @@ class TrainingPass(Pass):
             return stmt.with_changes(body=[trainer_call])
         return stmt
 
+    def _class_stateful(self, cls: str | None) -> bool:
+        return bool(cls in self.modules.classes and self.modules.classes[cls].stateful)
+
+    def _stateful_model_names(self) -> set[str]:
+        names = {n for n, c in self.facts.models.items() if self._class_stateful(c)}
+        if self.functions:
+            params = self.facts.model_params.get(self.functions[-1].name.value, {})
+            names |= {p for p, c in params.items() if self._class_stateful(c)}
+        return names
+
+    def _is_stateful_model_call(self, node) -> bool:
+        return isinstance(node, cst.Call) and dotted(node.func) in self._stateful_model_names() \
+            and not self.class_depth and not _has_state_arg(node)
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call):
+        # a stateful model called inside an expression: its first output (eval mode leaves the state as it was)
+        if self._is_stateful_model_call(updated) and not self._direct_assign(original):
+            return cst.Subscript(_with_state_arg(updated), [cst.SubscriptElement(cst.Index(cst.Integer("0")))])
+        return updated
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if isinstance(node.value, cst.Call):
+            self.direct_assigned.add(node.value)
+
+    def _direct_assign(self, call: cst.Call) -> bool:
+        return call in self.direct_assigned
+
     def _is_model(self, name: str) -> bool:
         if name in self.facts.models:
             return True
@@ -205,16 +256,10 @@ class TrainingPass(Pass):
     def _state_name_for_param(self, param: str) -> str:
         return OptimizerFacts(param, None).state_name
 
-    def _thread_trainer(self, fn: cst.FunctionDef, trainer) -> cst.FunctionDef:
-        params = list(fn.params.params)
-        at = next(i for i, p in enumerate(params) if p.name.value == trainer.optimizer_param) + 1
+    def _thread_trainer(self, fn: cst.FunctionDef, trainer, stateful: bool) -> cst.FunctionDef:
         state_param = self._state_name_for_param(trainer.optimizer_param)
-        comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
-        params[at - 1] = params[at - 1].with_changes(comma=comma)
-        params.insert(at, cst.Param(cst.Name(state_param),
-                                    comma=comma if at < len(params) else cst.MaybeSentinel.DEFAULT))
-        fn = fn.with_changes(params=fn.params.with_changes(params=params))
-        threaded = f"{trainer.model_param}, {state_param}"
+        fn = _insert_param(fn, trainer.optimizer_param, state_param)
+        threaded = f"{trainer.model_param}, {'state, ' if stateful else ''}{state_param}"
         fn = fn.with_changes(body=fn.body.visit(_ReturnThreader(threaded)))
         body = list(fn.body.body)
         if not body or not isinstance(body[-1], cst.SimpleStatementLine) or not isinstance(body[-1].body[0], cst.Return):
@@ -226,11 +271,18 @@ class TrainingPass(Pass):
     def _trainer_call(self, call: cst.Call, targets: list) -> cst.Assign | None:
         name = dotted(call.func)
         trainer = self.facts.trainers.get(name or "")
-        if trainer is None or self.class_depth:
+        if self.class_depth or name not in self.facts.functions:
             return None
         callee = self.facts.functions[name]
         cparams = [p.name.value for p in callee.params.params]
         bound = _bind_names(call, cparams)
+        state_param = self._stateful_param(name)
+        if state_param is not None:
+            call = _insert_arg(call, cparams, state_param, "state", "state")
+            cparams = _with_inserted(cparams, state_param, "state")
+        if trainer is None:
+            return cst.Assign([cst.AssignTarget(targets[0])], call) if state_param and targets else (
+                cst.Expr(call) if state_param else None)
         model_arg = bound.get(trainer.model_param)
         opt_arg = bound.get(trainer.optimizer_param)
         if model_arg is None or opt_arg is None:
@@ -238,23 +290,12 @@ class TrainingPass(Pass):
                                   f"rebind the returned state by hand", call)
             return None
         caller_state = self._caller_state_name(opt_arg)
-        args = list(call.args)
-        comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
-        opt_index = next((i for i, a in enumerate(args) if a.keyword is None and i == cparams.index(
-            trainer.optimizer_param)), None)
-        if opt_index is not None:
-            args[opt_index] = args[opt_index].with_changes(comma=comma)
-            args.insert(opt_index + 1, cst.Arg(cst.Name(caller_state),
-                                               comma=comma if opt_index + 1 < len(args) else cst.MaybeSentinel.DEFAULT))
-        else:
-            if args:
-                args[-1] = args[-1].with_changes(comma=comma)
-            args.append(cst.Arg(cst.Name(caller_state), keyword=cst.Name(self._state_name_for_param(
-                trainer.optimizer_param)), equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
-        new_targets = [cst.Element(cst.Name(model_arg)), cst.Element(cst.Name(caller_state))] + [
-            cst.Element(t) for t in targets]
+        call = _insert_arg(call, cparams, trainer.optimizer_param, self._state_name_for_param(
+            trainer.optimizer_param), caller_state)
+        outs = [model_arg] + (["state"] if state_param else []) + [caller_state]
+        new_targets = [cst.Element(cst.Name(n)) for n in outs] + [cst.Element(t) for t in targets]
         target = cst.Tuple(new_targets, lpar=[], rpar=[])
-        return cst.Assign([cst.AssignTarget(target)], call.with_changes(args=args))
+        return cst.Assign([cst.AssignTarget(target)], call)
 
     def _caller_state_name(self, opt_arg: str) -> str:
         opt = self.facts.optimizer(opt_arg)
@@ -382,7 +423,12 @@ class TrainingPass(Pass):
 
     def _build_step(self, name, model, optimizer, state, inputs, region, loss_expr, aux, clips, stateful):
         model_calls = _ModelCalls(self.ctx.positions, model, stateful)
-        region = [s.visit(model_calls) for s in region]
+        new_region = []
+        for stmt in region:
+            stmt = stmt.visit(model_calls)
+            new_region += model_calls.hoisted + [stmt]
+            model_calls.hoisted = []
+        region = new_region
         loss_params = f"{model}, state" if stateful else model
         ret = _code(loss_expr)
         aux_vals = (["state"] if stateful else []) + aux
@@ -416,6 +462,55 @@ class TrainingPass(Pass):
         return fn.with_changes(body=fn.body.with_changes(body=body))
 
 
+def _has_state_arg(call: cst.Call) -> bool:
+    return any(isinstance(a.value, cst.Name) and a.value.value == "state" for a in call.args)
+
+
+def _with_state_arg(call: cst.Call) -> cst.Call:
+    """`model(x)` -> `model(x, state)`."""
+    args = list(call.args)
+    comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+    at = next((i for i, a in enumerate(args) if a.keyword is not None or a.star), len(args))
+    if at > 0:
+        args[at - 1] = args[at - 1].with_changes(comma=comma)
+    args.insert(at, cst.Arg(cst.Name("state"), comma=comma if at < len(args) else cst.MaybeSentinel.DEFAULT))
+    return call.with_changes(args=args)
+
+
+def _with_inserted(params: list[str], after: str, new: str) -> list[str]:
+    i = params.index(after) + 1
+    return params[:i] + [new] + params[i:]
+
+
+def _insert_param(fn: cst.FunctionDef, after: str, new: str) -> cst.FunctionDef:
+    """Add parameter `new` right after parameter `after`."""
+    params = list(fn.params.params)
+    at = next(i for i, p in enumerate(params) if p.name.value == after) + 1
+    comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+    params[at - 1] = params[at - 1].with_changes(comma=comma)
+    has_more = at < len(params) or fn.params.star_arg is not cst.MaybeSentinel.DEFAULT or fn.params.kwonly_params
+    params.insert(at, cst.Param(cst.Name(new), comma=comma if has_more else cst.MaybeSentinel.DEFAULT))
+    return fn.with_changes(params=fn.params.with_changes(params=params))
+
+
+def _insert_arg(call: cst.Call, params: list[str], after: str, new_param: str, value: str) -> cst.Call:
+    """Pass `value` for the parameter inserted after `after`: positionally when `after` was passed by position."""
+    args = list(call.args)
+    comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+    index = params.index(after)
+    positional = [i for i, a in enumerate(args) if a.keyword is None and not a.star]
+    if index < len(positional):
+        at = positional[index] + 1
+        args[at - 1] = args[at - 1].with_changes(comma=comma)
+        args.insert(at, cst.Arg(cst.Name(value), comma=comma if at < len(args) else cst.MaybeSentinel.DEFAULT))
+    else:
+        if args:
+            args[-1] = args[-1].with_changes(comma=comma)
+        args.append(cst.Arg(cst.Name(value), keyword=cst.Name(new_param),
+                            equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
+    return call.with_changes(args=args)
+
+
 class _ModelCalls(CarryPositions):
     """Inside the step: `model(x)` takes the step's key (and threads the state of a stateful model)."""
 
@@ -424,13 +519,24 @@ class _ModelCalls(CarryPositions):
         self.model = model
         self.stateful = stateful
         self.count = 0
+        self.hoisted: list[cst.BaseStatement] = []  # `model_out, state = model(x, state, key=key)` before a use
+
+    def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript):
+        """`model(x, state)[0]` inside an expression: in the step, the new state must be kept."""
+        value = updated.value
+        if self.stateful and isinstance(value, cst.Call) and dotted(value.func) == self.model \
+                and _has_state_arg(value) and _code(updated).endswith("[0]"):
+            tmp = f"{self.model}_out" if not self.hoisted else f"{self.model}_out{len(self.hoisted) + 1}"
+            self.hoisted.append(_stmt(f"{tmp}, state = {_code(value)}"))
+            return cst.Name(tmp)
+        return updated
 
     def leave_Call(self, original: cst.Call, updated: cst.Call):
         if dotted(original.func) != self.model:
             return updated
         self.count += 1
         key = "key" if self.count == 1 else f"jax.random.fold_in(key, {self.count})"
-        extra = ", state" if self.stateful else ""
+        extra = ", state" if self.stateful and not _has_state_arg(updated) else ""
         args = ", ".join([_code(a).rstrip(", ") for a in updated.args])
         return cst.parse_expression(f"{self.model}({args}{extra}, key={key})")
 
@@ -438,6 +544,8 @@ class _ModelCalls(CarryPositions):
         if self.stateful and isinstance(updated.value, cst.Call) and dotted(updated.value.func) == self.model \
                 and len(updated.targets) == 1:
             target = updated.targets[0].target
+            if isinstance(target, cst.Tuple) and dotted(target.elements[-1].value) == "state":
+                return updated
             if isinstance(target, cst.Tuple) and not target.lpar:
                 target = target.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
             pair = cst.Tuple([cst.Element(target), cst.Element(cst.Name("state"))], lpar=[], rpar=[])

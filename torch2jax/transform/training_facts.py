@@ -43,6 +43,8 @@ class TrainingFacts:
     models: dict[str, str] = field(default_factory=dict)  # name -> class (user class or torch layer)
     trainers: dict[str, TrainerFacts] = field(default_factory=dict)
     functions: dict[str, cst.FunctionDef] = field(default_factory=dict)
+    factories: dict[str, str] = field(default_factory=dict)  # function returning a module -> its class
+    model_params: dict[str, dict[str, str]] = field(default_factory=dict)  # function -> {param: class}
 
     def optimizer(self, name: str) -> OptimizerFacts | None:
         return self.optimizers.get(name)
@@ -85,6 +87,18 @@ class _Collector(cst.CSTVisitor):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.facts.functions.setdefault(node.name.value, node)
+        returned = set()
+
+        class Returns(cst.CSTVisitor):
+            def visit_Return(self, ret: cst.Return) -> None:
+                value = strip_module_chain(ret.value) if ret.value is not None else None
+                if isinstance(value, cst.Call):
+                    returned.add(dotted(value.func))
+
+        node.visit(Returns())
+        classes = [c for c in returned if c in self.modules.classes or c in self.facts.factories]
+        if classes:
+            self.facts.factories[node.name.value] = self.facts.factories.get(classes[0], classes[0])
 
     def visit_Assign(self, node: cst.Assign) -> None:
         if len(node.targets) != 1 or not isinstance(node.targets[0].target, cst.Name):
@@ -103,6 +117,8 @@ class _Collector(cst.CSTVisitor):
             self.facts.optimizers[name] = OptimizerFacts(name, owner)
         elif local in self.modules.classes:
             self.facts.models[name] = local
+        elif local in self.facts.factories:
+            self.facts.models[name] = self.facts.factories[local]
         elif qual and qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper():
             self.facts.models[name] = qual
 
@@ -189,8 +205,26 @@ def _bind_names(call: cst.Call, params: list[str]) -> dict[str, str | None]:
     return out
 
 
+def _find_model_params(module: cst.Module, facts: TrainingFacts) -> None:
+    """Function parameters that receive a model at some call site in the file, and the model's class."""
+
+    class V(cst.CSTVisitor):
+        def visit_Call(self, call: cst.Call) -> None:
+            name = dotted(call.func)
+            fn = facts.functions.get(name or "")
+            if fn is None:
+                return
+            params = [p.name.value for p in fn.params.params]
+            for param, arg in _bind_names(call, params).items():
+                if arg in facts.models:
+                    facts.model_params.setdefault(name, {})[param] = facts.models[arg]
+
+    module.visit(V())
+
+
 def collect_training_facts(module: cst.Module, scopes: Scopes, modules: ModuleFacts) -> TrainingFacts:
     facts = TrainingFacts()
     module.visit(_Collector(scopes, modules, facts))
+    _find_model_params(module, facts)
     _find_trainers(facts)
     return facts
