@@ -118,9 +118,35 @@ class ModulePass(Pass):
             return self._init(updated)
         if original.name.value == "forward":
             updated = updated.with_changes(name=cst.Name("__call__"))
-        if self.cls.stateful and original.name.value in ("forward", "__call__"):
-            updated = _add_state_param(updated)
+        if original.name.value in ("forward", "__call__"):
+            if self.cls.stateful:
+                updated = _add_state_param(updated)
+            updated = self._add_key_param(updated)
         return updated
+
+    def _add_key_param(self, fn: cst.FunctionDef) -> cst.FunctionDef:
+        """Every module call takes `*, key=None`, as Equinox's layers do: callers can always pass a key."""
+        p = fn.params
+        names = {q.name.value for q in (*p.params, *p.kwonly_params, *p.posonly_params)}
+        if "key" in names:
+            self.report("T2J203", f"{self.cls.name}.{fn.name.value} has a parameter named `key`: it cannot also "
+                                  f"take the PRNG key that dropout and other random layers need", fn)
+            return fn
+        new = cst.Param(cst.Name("key"), default=cst.Name("None"),
+                        equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")))
+        comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+        params = list(p.params)
+        if params and not p.kwonly_params and p.star_arg is cst.MaybeSentinel.DEFAULT and p.star_kwarg is None:
+            params[-1] = params[-1].with_changes(comma=comma)
+        kwonly = list(p.kwonly_params)
+        if kwonly:
+            kwonly[-1] = kwonly[-1].with_changes(comma=comma)
+        star = p.star_arg if p.star_arg is not cst.MaybeSentinel.DEFAULT else cst.ParamStar(comma=comma)
+        if isinstance(star, cst.Param) and star.comma is cst.MaybeSentinel.DEFAULT:
+            star = star.with_changes(comma=comma)
+        if p.star_kwarg is not None:
+            new = new.with_changes(comma=comma)
+        return fn.with_changes(params=p.with_changes(params=params, star_arg=star, kwonly_params=kwonly + [new]))
 
     def _init(self, fn: cst.FunctionDef) -> cst.FunctionDef:
         body = [s for s in fn.body.body if not self._is_super_init(s)]
