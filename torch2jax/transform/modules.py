@@ -76,6 +76,15 @@ class ModulePass(Pass):
             lines.append(f"_t2j_buffers = {_tuple_src(buffers)}  # not trained: torch's buffers")
         return [cst.parse_statement(line + "\n") for line in lines]
 
+    def _base_takes_key(self, cls: ClassFacts) -> bool:
+        """Whether a user base class's __init__ builds something random (layers, parameters): it takes a key."""
+        for b in cls.bases:
+            base = self.facts.classes.get(b)
+            if base is not None and (any(f.kind in ("module", "list", "dict", "array") for f in base.fields.values())
+                                     or self._base_takes_key(base)):
+                return True
+        return False
+
     def _base_uses_training(self, cls: ClassFacts) -> bool:
         return any(self.facts.classes[b].uses_training or self._base_uses_training(self.facts.classes[b])
                    for b in cls.bases if b in self.facts.classes)
@@ -229,6 +238,12 @@ class ModulePass(Pass):
             return updated
         if dotted(original.func) == "self.forward":
             return updated.with_changes(func=cst.Name("self"))
+        func = updated.func
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Call) and dotted(func.value.func) == "super":
+            if func.attr.value == "forward":
+                return updated.with_changes(func=func.with_changes(attr=cst.Name("__call__")))
+            if func.attr.value == "__init__" and self.method == "__init__" and self._base_takes_key(self.cls):
+                return _append_key(updated)
         if self._in_stateful_call() and self._is_stateful_callee(original.func) and self.pre:
             self.tmp_count += 1
             base = (dotted(original.func) or "sub").replace("self.", "").replace(".", "_")
@@ -307,6 +322,17 @@ class ModulePass(Pass):
             field = self._field(path[5:])
             return field is not None and field.stateful
         return False
+
+
+def _append_key(call: cst.Call) -> cst.Call:
+    if any(a.keyword is not None and a.keyword.value == "key" for a in call.args):
+        return call
+    args = list(call.args)
+    if args:
+        args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+    args.append(cst.Arg(cst.Name(KEY_PLACEHOLDER), keyword=cst.Name("key"),
+                        equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
+    return call.with_changes(args=args)
 
 
 def _add_state_param(fn: cst.FunctionDef) -> cst.FunctionDef:

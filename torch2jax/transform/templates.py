@@ -193,4 +193,6 @@ def render(template: str, bound: Bound, params: set[str], extra: dict[str, cst.B
     values = {k: v for k, v in bound.args.items() if k in params}
     if extra:
         values.update(extra)
+    if isinstance(expr, cst.Name) and expr.value in values:
+        return values[expr.value]  # the template is one argument itself (nn.Parameter(data) -> data)
     return expr.visit(_Substitute(values, (droppable & params) - values.keys(), bound.varargs or {}))
