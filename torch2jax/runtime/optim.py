@@ -12,8 +12,8 @@ Optimizers: ``SGD``, ``Adam``, ``AdamW``, ``RMSprop``, ``Adagrad``, ``Adadelta``
 keyword names, defaults and positional order with torch's first ``params`` argument optional: a leading positional
 argument that is not a number is taken as ``params``: a list of dicts there is torch's parameter groups, a list of
 arrays one group of those arrays (see below), and anything else (None, a generator, a model) is ignored: every
-parameter forms one group. torch-only switches
-(``foreach``, ``fused``, ``capturable``, ``differentiable``) are accepted and change nothing.
+parameter forms one group. torch-only switches (``foreach``, ``fused``, ``capturable``, ``differentiable``) are
+accepted and change nothing.
 
 Each optimizer *is* an ``optax.GradientTransformation`` (it chains and wraps like any other) and keeps torch's
 Python-side view of its settings:
@@ -51,7 +51,8 @@ Differences from torch: every floating leaf that has a gradient takes a step (to
 ``.grad`` is None; JAX gives unused parameters zero gradients instead, so weight decay and momentum still move
 them); momentum buffers exist for the groups whose ``momentum`` is non-zero when ``init`` runs, so turning
 momentum on later (e.g. a ``OneCycleLR`` created after ``init`` on ``SGD(momentum=0)``) raises in ``sync``: create
-that scheduler before ``init``; complex parameters and sparse gradients are not supported. The update rules are
+that scheduler before ``init`` (and setting a group's momentum back to 0 keeps the buffer running, which differs
+from torch only with dampening); complex parameters and sparse gradients are not supported. The update rules are
 torch's single-tensor algorithms written per leaf (not optax's ``sgd``/``adam``/``rmsprop``...: those differ in
 dampening, eps placement, accumulator init, first momentum step and decay masks).
 """
@@ -59,7 +60,7 @@ dampening, eps placement, accumulator init, first momentum step and decay masks)
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -190,7 +191,8 @@ class Optimizer(optax.GradientTransformation):
         positional, keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
         params = [inspect.Parameter("params", positional, default=None)]
         params += [inspect.Parameter(k, positional, default=cls._DEFAULTS[k]) for k in cls._POSITIONAL]
-        params += [inspect.Parameter(k, keyword, default=v) for k, v in cls._DEFAULTS.items() if k not in cls._POSITIONAL]
+        params += [inspect.Parameter(k, keyword, default=v)
+                   for k, v in cls._DEFAULTS.items() if k not in cls._POSITIONAL]
         cls.__signature__ = inspect.Signature(params)
 
     def __new__(cls, *args, **kwargs):
