@@ -11,3 +11,4 @@ from torch2jax.runtime.state_dict import StateDictError, load_state_dict, to_sta
 from torch2jax.runtime.losses import *  # noqa: F401,F403  (torch.nn.functional losses and the nn.*Loss modules)
 from torch2jax.runtime.random import Generator, cuda_manual_seed, fold_in, manual_seed, multinomial, split_key  # noqa: F401,E501
 from torch2jax.runtime.params import named_parameters, parameters, replace_parameters  # noqa: F401
+from torch2jax.runtime import data  # torch.utils.data without torch
