@@ -45,6 +45,7 @@ def main():
     parser.add_argument('--epochs', type=int, default=3)
     parser.add_argument('--lr', type=float, default=1e-2)
     parser.add_argument('--gamma', type=float, default=0.9)
+    parser.add_argument('--dropout', type=float, default=0.1)
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
 
@@ -66,7 +67,7 @@ def main():
                               generator=torch.Generator().manual_seed(args.seed))
     val_loader = DataLoader(TensorDataset(x_val, y_val), batch_size=args.batch_size)
 
-    model = MLPRegressor(in_features=x.size(1)).to(device)
+    model = MLPRegressor(in_features=x.size(1), dropout=args.dropout).to(device)
     criterion = nn.MSELoss()
     optimizer = optim.RMSprop(model.parameters(), lr=args.lr, alpha=0.99, momentum=0.0)
     scheduler = optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.gamma)

@@ -171,6 +171,7 @@ def main():
     parser.add_argument('--epochs', type=int, default=3)
     parser.add_argument('--lr', type=float, default=0.003)
     parser.add_argument('--teacher-forcing-ratio', type=float, default=0.5)
+    parser.add_argument('--dropout', type=float, default=0.1)
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
 
@@ -186,8 +187,8 @@ def main():
                                   batch_size=args.batch_size, shuffle=True,
                                   generator=torch.Generator().manual_seed(args.seed))
 
-    encoder = EncoderRNN(vocab_size, args.hidden_size).to(device)
-    decoder = AttnDecoderRNN(args.hidden_size, vocab_size).to(device)
+    encoder = EncoderRNN(vocab_size, args.hidden_size, dropout_p=args.dropout).to(device)
+    decoder = AttnDecoderRNN(args.hidden_size, vocab_size, dropout_p=args.dropout).to(device)
 
     encoder_optimizer = optim.Adam(encoder.parameters(), lr=args.lr)
     decoder_optimizer = optim.Adam(decoder.parameters(), lr=args.lr)

@@ -130,6 +130,7 @@ def main():
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument('--epochs', type=int, default=3)
     parser.add_argument('--max-lr', type=float, default=3e-3)
+    parser.add_argument('--dropout', type=float, default=0.1)
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
 
@@ -142,7 +143,7 @@ def main():
     train_loader = DataLoader(TensorDataset(train_x, train_y), batch_size=args.batch_size, shuffle=False)
     test_loader = DataLoader(TensorDataset(test_x, test_y), batch_size=args.batch_size)
 
-    model = TransformerClassifier(args.vocab_size, args.num_classes).to(device)
+    model = TransformerClassifier(args.vocab_size, args.num_classes, dropout=args.dropout).to(device)
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.max_lr)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.max_lr,

@@ -233,6 +233,7 @@ def main():
     parser.add_argument('--weight-decay', type=float, default=0.05)
     parser.add_argument('--warmup-steps', type=int, default=3)
     parser.add_argument('--clip-grad', type=float, default=1.0)
+    parser.add_argument('--drop-path', type=float, default=0.1, help='stochastic depth rate')
     parser.add_argument('--no-fused-attn', action='store_true')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
@@ -247,7 +248,8 @@ def main():
     val_loader = DataLoader(make_dataset(32, templates, g), batch_size=args.batch_size, shuffle=False)
 
     model = VisionTransformer(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth,
-                              num_heads=args.num_heads, fused_attn=not args.no_fused_attn).to(device)
+                              num_heads=args.num_heads, drop_path_rate=args.drop_path,
+                              fused_attn=not args.no_fused_attn).to(device)
     n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print('number of params:', n_parameters)
 
