@@ -152,7 +152,9 @@ class Block(eqx.Module):
 class Net(eqx.Module):
     blocks: list
     head: Block
-    steps: jax.Array  # an int buffer: no gradient, not a parameter
+    steps: jax.Array  # an int buffer
+    mask: jax.Array  # a float buffer: it gets gradients, but torch never trains buffers
+    _t2j_buffers = ("mask",)
 
 
 def make_net(rng):
@@ -160,26 +162,30 @@ def make_net(rng):
         return Block(jnp.asarray(rng.normal(size=(n_out, n_in)), jnp.float32),
                      jnp.asarray(rng.normal(size=(n_out,)), jnp.float32))
 
-    return Net([block(3, 4), block(4, 4)], block(4, 2), jnp.zeros((), jnp.int32))
+    return Net([block(3, 4), block(4, 4)], block(4, 2), jnp.zeros((), jnp.int32), jnp.ones((4,)))
 
 
-def test_named_parameters_use_torch_dotted_names():
-    class TorchBlock(torch.nn.Module):
-        def __init__(self, n_in, n_out):
-            super().__init__()
-            self.weight = torch.nn.Parameter(torch.zeros(n_out, n_in))
-            self.bias = torch.nn.Parameter(torch.zeros(n_out))
+class TorchBlock(torch.nn.Module):
+    def __init__(self, weight, bias):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.tensor(np.asarray(weight)))
+        self.bias = torch.nn.Parameter(torch.tensor(np.asarray(bias)))
 
-    class TorchNet(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.blocks = torch.nn.ModuleList([TorchBlock(3, 4), TorchBlock(4, 4)])
-            self.head = TorchBlock(4, 2)
-            self.register_buffer("steps", torch.zeros((), dtype=torch.int32))
 
+class TorchNet(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList([TorchBlock(b.weight, b.bias) for b in net.blocks])
+        self.head = TorchBlock(net.head.weight, net.head.bias)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int32))
+        self.register_buffer("mask", torch.ones(4))
+
+
+def test_optimizer_state_is_keyed_by_torch_parameter_names():
     net = make_net(np.random.default_rng(0))
-    ours = [(n, p.shape) for n, p in t2j.optim.named_parameters(net)]
-    assert ours == [(n, tuple(p.shape)) for n, p in TorchNet().named_parameters()]
+    state = t2j.optim.Adam().init(eqx.filter(net, eqx.is_array))
+    assert list(state.per_param) == [n for n, _ in TorchNet(net).named_parameters()]
+    assert state.per_param["head.weight"]["exp_avg"].shape == net.head.weight.shape
 
 
 def jax_groups(style, net):
@@ -188,9 +194,9 @@ def jax_groups(style, net):
         return [{"params": lambda n, p: n.startswith("blocks") and p.ndim == 2},
                 {"params": ["head", "blocks.0.bias"], "lr": 3e-2, "weight_decay": 0.0}]
     # what translated nanoGPT-style code builds: lists of the model's own arrays
-    decay = [p for n, p in t2j.optim.named_parameters(net) if n.startswith("blocks") and p.ndim >= 2]
+    decay = [p for n, p in t2j.named_parameters(net) if n.startswith("blocks") and p.ndim >= 2]
     return [{"params": decay},
-            {"params": [net.blocks[0].bias] + t2j.optim.parameters(net.head), "lr": 3e-2, "weight_decay": 0.0}]
+            {"params": [net.blocks[0].bias] + t2j.parameters(net.head), "lr": 3e-2, "weight_decay": 0.0}]
 
 
 @pytest.mark.parametrize("style", ["predicate+names", "arrays"])
@@ -201,47 +207,44 @@ def jax_groups(style, net):
 def test_param_groups_match_torch(name, kwargs, style):
     rng = np.random.default_rng(1)
     net = make_net(rng)
-    named = dict(t2j.optim.named_parameters(net))
-    grads = [{k: rng.normal(size=v.shape).astype(np.float32) for k, v in named.items()} for _ in range(N_STEPS)]
+    tnet = TorchNet(net)
+    tparams = dict(tnet.named_parameters())
+    grads = [{k: rng.normal(size=v.shape).astype(np.float32) for k, v in tparams.items()} for _ in range(N_STEPS)]
 
     # torch: matrices decay with the defaults; biases and the head get their own lr and no decay;
     # blocks.1.bias is in no group, so it never changes.
-    groups = {
-        0: ["blocks.0.weight", "blocks.1.weight"],
-        1: ["blocks.0.bias", "head.weight", "head.bias"],
-    }
-    tensors = {k: torch.tensor(np.asarray(v), requires_grad=True) for k, v in named.items()}
     topt = getattr(torch.optim, name)([
-        {"params": [tensors[k] for k in groups[0]]},
-        {"params": [tensors[k] for k in groups[1]], "lr": 3e-2, "weight_decay": 0.0},
+        {"params": [tparams["blocks.0.weight"], tparams["blocks.1.weight"]]},
+        {"params": [tparams["blocks.0.bias"], tparams["head.weight"], tparams["head.bias"]], "lr": 3e-2,
+         "weight_decay": 0.0},
     ], **kwargs)
 
     opt = getattr(t2j.optim, name)(jax_groups(style, net), **kwargs)
-    labels = opt.group_labels(eqx.filter(net, eqx.is_inexact_array))
-    flat = jax.tree_util.tree_flatten_with_path(labels)[0]
-    assert {t2j.optim.param_name(path): label for path, label in flat} == {
-        "blocks.0.weight": 0, "blocks.0.bias": 1, "blocks.1.weight": 0, "blocks.1.bias": -1,
-        "head.weight": 1, "head.bias": 1}
+    labels = opt.group_labels(eqx.filter(net, eqx.is_array))
+    assert labels.blocks[0].weight == 0 and labels.blocks[1].weight == 0 and labels.head.bias == 1
+    assert labels.blocks[0].bias == 1 and labels.head.weight == 1 and labels.blocks[1].bias == -1
+    assert labels.mask == -1
 
-    params = eqx.filter(net, eqx.is_array)
-    state = opt.init(params)
+    state = opt.init(eqx.filter(net, eqx.is_array))
 
     @eqx.filter_jit
     def step(net, state, g):
         updates, state = opt.update(g, state, eqx.filter(net, eqx.is_array))
         return eqx.apply_updates(net, updates), state
 
+    def block_grad(g, prefix):
+        return Block(jnp.asarray(g[prefix + ".weight"]), jnp.asarray(g[prefix + ".bias"]))
+
     for g in grads:
-        for k, t in tensors.items():
+        for k, t in tparams.items():
             t.grad = torch.tensor(g[k])
         topt.step()
-        jgrads = eqx.filter(net, eqx.is_inexact_array)
-        jgrads = jax.tree_util.tree_map_with_path(
-            lambda path, leaf: jnp.asarray(g[t2j.optim.param_name(path)]), jgrads)
+        jgrads = Net([block_grad(g, "blocks.0"), block_grad(g, "blocks.1")], block_grad(g, "head"), None,
+                     jnp.full((4,), 0.5))
         net, state = step(net, state, jgrads)
-        for k, v in t2j.optim.named_parameters(net):
-            np.testing.assert_allclose(np.asarray(v), tensors[k].detach().numpy(), rtol=RTOL, atol=ATOL, err_msg=k)
-    np.testing.assert_array_equal(np.asarray(net.blocks[1].bias), np.asarray(named["blocks.1.bias"]))
+        for k, v in t2j.named_parameters(net):
+            np.testing.assert_allclose(np.asarray(v), tparams[k].detach().numpy(), rtol=RTOL, atol=ATOL, err_msg=k)
+    np.testing.assert_array_equal(np.asarray(net.mask), tnet.mask.numpy())
 
 
 def test_overlapping_groups_raise():
@@ -253,7 +256,7 @@ def test_overlapping_groups_raise():
 
 def test_arrays_must_be_leaves_of_the_initialized_model():
     net = make_net(np.random.default_rng(0))
-    opt = t2j.optim.SGD([{"params": t2j.optim.parameters(net.head)}], lr=0.1)
+    opt = t2j.optim.SGD([{"params": t2j.parameters(net.head)}], lr=0.1)
     other = make_net(np.random.default_rng(1))
     with pytest.raises(ValueError, match="not leaves of the parameters"):
         opt.init(eqx.filter(other, eqx.is_array))
@@ -261,11 +264,11 @@ def test_arrays_must_be_leaves_of_the_initialized_model():
 
 def test_a_plain_list_of_arrays_is_one_group_of_those_arrays():
     net = make_net(np.random.default_rng(0))
-    opt = t2j.optim.SGD(t2j.optim.parameters(net.head), lr=0.1)  # torch: SGD(model.head.parameters(), lr=0.1)
+    opt = t2j.optim.SGD(t2j.parameters(net.head), lr=0.1)  # torch: SGD(model.head.parameters(), lr=0.1)
     params = eqx.filter(net, eqx.is_array)
     grads = jax.tree.map(jnp.ones_like, eqx.filter(net, eqx.is_inexact_array))
     updates, _ = opt.update(grads, opt.init(params), params)
-    largest = [float(jnp.abs(u).max()) for _, u in t2j.optim.named_parameters(updates)]
+    largest = [float(jnp.abs(u).max()) for _, u in t2j.named_parameters(updates)]
     assert largest == pytest.approx([0, 0, 0, 0, 0.1, 0.1])  # only head.weight and head.bias move
 
 

@@ -28,16 +28,17 @@ Python-side view of its settings:
   ``step`` does this for you; call it after editing ``param_groups`` by hand). Booleans (``nesterov``,
   ``maximize``, ``amsgrad``, ``centered``) are read when the step is traced and stay fixed.
 
-Parameter names and groups: a parameter's name is its torch-style dotted pytree path (``blocks.0.attn.weight``:
-Equinox fields by name, list items by index, dict entries by key), the name torch's ``state_dict`` uses when the
-module's fields are named like torch's attributes. ``named_parameters(tree)`` / ``parameters(tree)`` list them like
-torch's. A group's ``"params"`` is one of
+Parameters, names and groups: the parameters are torch's: for Equinox models, what ``t2j.named_parameters(model)``
+lists (buffers declared in ``_t2j_buffers`` are not trained, and names are torch's ``state_dict`` keys, e.g.
+``blocks.0.attn.weight``); for plain pytrees (dicts, lists of arrays), every floating leaf, named by its dotted path
+(``{"w": ..., "layers": [...]}`` gives ``w``, ``layers.0``...). Other leaves get zero updates. A group's
+``"params"`` is one of
 
 - a name or a collection of names; a name also selects everything under it (``"head"`` selects ``head.weight`` and
   ``head.bias``, as ``model.head.parameters()`` would);
 - a predicate ``(name, leaf) -> bool``;
-- the parameter arrays themselves (``[p for n, p in t2j.optim.named_parameters(model) if p.ndim >= 2]``,
-  ``t2j.optim.parameters(model.head)``): ``init`` finds them among its ``params`` by identity and keeps their names,
+- the parameter arrays themselves (``[p for n, p in t2j.named_parameters(model) if p.ndim >= 2]``,
+  ``t2j.parameters(model.head)``): ``init`` finds them among its ``params`` by identity and keeps their names,
   so they must be leaves of the very model given to ``init``.
 
 ::
@@ -65,7 +66,10 @@ from typing import Any, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from torch2jax.runtime import params as torch_params
 
 __all__ = [
     "OptState",
@@ -76,9 +80,6 @@ __all__ = [
     "RMSprop",
     "Adagrad",
     "Adadelta",
-    "named_parameters",
-    "parameters",
-    "param_name",
 ]
 
 
@@ -102,15 +103,25 @@ def _key_name(key) -> str:
     return str(key)
 
 
-def param_name(path) -> str:
-    """torch-style dotted name of a pytree key path: ``blocks.0.attn.weight``."""
-    return ".".join(_key_name(k) for k in path)
+def _is_module(x) -> bool:
+    return isinstance(x, eqx.Module)
 
 
-def named_parameters(tree) -> list[tuple[str, Any]]:
-    """torch's ``model.named_parameters()`` for a pytree: ``(dotted name, leaf)`` for every floating array leaf."""
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return [(param_name(path), leaf) for path, leaf in leaves if eqx.is_inexact_array(leaf)]
+def _named_parameters(tree) -> list[tuple[str, Any]]:
+    """(torch name, leaf) of every parameter of ``tree`` (see the module docstring)."""
+    if any(_is_module(x) for x in jax.tree_util.tree_leaves(tree, is_leaf=_is_module)):
+        return torch_params.named_parameters(tree)
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return [(".".join(_key_name(k) for k in path), leaf) for path, leaf in flat if eqx.is_inexact_array(leaf)]
+
+
+def _leaf_names(tree):
+    """The torch name of every leaf of ``tree`` (None: not a parameter), in flattening order, and the treedef."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    # Distinct stand-ins tell leaves apart even where `tree` holds one array object twice.
+    probes = [np.zeros((0,), np.float32) if eqx.is_inexact_array(x) else x for x in leaves]
+    name_of = {id(probe): name for name, probe in _named_parameters(jax.tree_util.tree_unflatten(treedef, probes))}
+    return [name_of.get(id(probe)) for probe in probes], leaves, treedef
 
 
 def _float_dtype():
@@ -136,11 +147,6 @@ def _is_number(x) -> bool:
     if isinstance(x, (int, float)):
         return True
     return hasattr(x, "shape") and hasattr(x, "dtype") and x.shape == ()
-
-
-def parameters(tree) -> list[Any]:
-    """torch's ``module.parameters()`` for a pytree: every floating array leaf."""
-    return [leaf for _, leaf in named_parameters(tree)]
 
 
 class _Arrays(tuple):
@@ -270,7 +276,7 @@ class Optimizer(optax.GradientTransformation):
     def _resolve_arrays(self, params) -> None:
         """Turns groups given as arrays into the names of the leaves of ``params`` that are those arrays."""
         names_of: dict[int, list[str]] = {}
-        for name, leaf in named_parameters(params):
+        for name, leaf in _named_parameters(params):
             names_of.setdefault(id(leaf), []).append(name)
         for i, group in enumerate(self.param_groups):
             if isinstance(group["params"], _Arrays):
@@ -289,18 +295,20 @@ class Optimizer(optax.GradientTransformation):
         return hits[0] if hits else None
 
     def group_labels(self, params):
-        """The group index of every floating leaf of ``params`` (-1: in no group), as a pytree like ``params``.
-
-        These are ``optax.multi_transform`` labels, and show which group each parameter landed in."""
-
-        def label(path, leaf):
-            if not eqx.is_inexact_array(leaf):
-                return leaf
-            group = self._group_of(param_name(path), leaf)
-            return -1 if group is None else group
-
+        """The group index of every parameter of ``params`` (-1: in no group, or not a parameter), as a pytree like
+        ``params``: ``optax.multi_transform`` labels, and a way to see which group each parameter landed in."""
         self._resolve_arrays(params)
-        return jax.tree_util.tree_map_with_path(label, params)
+        param_of = dict(_named_parameters(params))
+        names, leaves, treedef = _leaf_names(params)
+        labels = []
+        for name, leaf in zip(names, leaves):
+            if name is not None:
+                group = self._group_of(name, param_of[name])
+                leaf = -1 if group is None else group
+            elif eqx.is_inexact_array(leaf):
+                leaf = -1
+            labels.append(leaf)
+        return jax.tree_util.tree_unflatten(treedef, labels)
 
     def _hyperparams(self):
         return tuple({k: _as_array(g[k]) for k in self._HYPER} for g in self.param_groups)
@@ -310,7 +318,7 @@ class Optimizer(optax.GradientTransformation):
     def _init(self, params) -> OptState:
         self._resolve_arrays(params)
         per_param = {}
-        for name, leaf in named_parameters(params):
+        for name, leaf in _named_parameters(params):
             group = self._group_of(name, leaf)
             if group is None:
                 continue
@@ -326,13 +334,12 @@ class Optimizer(optax.GradientTransformation):
                 f"{type(self).__name__}.update needs the parameters: optimizer.update(grads, opt_state, params)"
             )
         count = state.count + 1
-        param_of = dict(named_parameters(params))
+        param_of = dict(_named_parameters(params))
         per_param = dict(state.per_param)
-        flat, treedef = jax.tree_util.tree_flatten_with_path(grads)
+        names, leaves, treedef = _leaf_names(grads)
         updates = []
-        for path, grad in flat:
-            name = param_name(path)
-            if name not in state.per_param:  # in no param group: torch never touches it
+        for name, grad in zip(names, leaves):
+            if name not in state.per_param:  # not a parameter, or in no param group: torch never touches it
                 updates.append(jnp.zeros_like(grad))
                 continue
             p = param_of[name]
