@@ -144,6 +144,7 @@ def test_state_dict_round_trip_resumes_the_sequence():
 
     _, opt, state = make_optimizers()
     sched = sequential(t2j.optim.lr_scheduler, opt)
+    state = sched.sync(state)
     for _ in range(6):
         state = sched.step(state)
     saved, saved_lrs = sched.state_dict(), [g["lr"] for g in opt.param_groups]
@@ -153,9 +154,26 @@ def test_state_dict_round_trip_resumes_the_sequence():
     sched.load_state_dict(saved)
     for group, lr in zip(opt.param_groups, saved_lrs):  # in torch these travel in the optimizer's state_dict
         group["lr"] = lr
+    state = sched.sync(state)
     for lrs in expected[6:]:
         state = sched.step(state)
         assert sched.get_last_lr() == pytest.approx(lrs, rel=1e-12)
+
+
+@pytest.mark.parametrize("make,synced,warns", [
+    (lambda m, o: m.LinearLR(o, start_factor=0.5), False, True),
+    (lambda m, o: m.LinearLR(o, start_factor=0.5), True, False),
+    (lambda m, o: m.StepLR(o, 3), False, False),  # torch's constructor leaves the lr alone
+])
+def test_first_step_warns_when_the_constructors_lr_never_reached_opt_state(make, synced, warns):
+    _, opt, state = make_optimizers()
+    sched = make(t2j.optim.lr_scheduler, opt)
+    if synced:
+        state = sched.sync(state)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sched.step(state)
+    assert any("scheduler.sync" in str(w.message) for w in caught) == warns
 
 
 def test_scheduler_needs_a_t2j_optimizer():

@@ -21,7 +21,7 @@ on one optimizer compose through ``param_groups`` as in torch.
 torch's constructors set the lr of step 0 (``LinearLR``, ``LambdaLR``, ``OneCycleLR``, ``ConstantLR``... change
 it): ``opt_state = scheduler.sync(opt_state)`` after construction carries that over to an ``opt_state`` made
 before the scheduler (harmless for the others); an ``optimizer.init`` called after the scheduler's construction
-picks it up by itself. ``OneCycleLR`` also cycles ``momentum`` (SGD, RMSprop) or ``betas[0]`` (Adam, AdamW),
+picks it up by itself. The first ``step`` warns when the ``opt_state`` it gets never received that lr. ``OneCycleLR`` also cycles ``momentum`` (SGD, RMSprop) or ``betas[0]`` (Adam, AdamW),
 like torch.
 
 Schedulers: ``LambdaLR``, ``MultiplicativeLR``, ``StepLR``, ``MultiStepLR``, ``ConstantLR``, ``LinearLR``,
@@ -143,16 +143,33 @@ class LRScheduler:
         """torch's ``scheduler.step()``; returns ``opt_state`` carrying the new lr(s) (and momentum, if cycled)."""
         if epoch is not None:
             warnings.warn(_EPOCH_DEPRECATION, UserWarning, stacklevel=2)
+        self._check_first_state(opt_state)
         self._step(epoch)
         return self.sync(opt_state)
 
     def sync(self, opt_state):
         """Returns ``opt_state`` with the optimizer's current lr(s) in it, without stepping."""
+        self._state_checked = True
         return self.optimizer.sync(opt_state)
+
+    def _check_first_state(self, opt_state) -> None:
+        """Warns, at the first step, when the training so far ran without the lr set by the constructor."""
+        if getattr(self, "_state_checked", False):
+            return
+        self._state_checked = True
+        held = [float(h["lr"]) for h in self.optimizer.find_state(opt_state).hyperparams]
+        if any(not math.isclose(h, lr, rel_tol=1e-6) for h, lr in zip(held, _lrs(self.optimizer))):
+            warnings.warn(
+                f"opt_state holds lr {held}, not the {_lrs(self.optimizer)} that {type(self).__name__} set when it "
+                "was created (as torch's does): call `opt_state = scheduler.sync(opt_state)` right after creating "
+                "the scheduler",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def state_dict(self) -> dict[str, Any]:
         """The scheduler's counters (every attribute but the optimizer and user functions), as torch's."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas", "_state_checked")}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.__dict__.update(state_dict)
@@ -382,6 +399,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         ]
 
     def step(self, opt_state, epoch=None):
+        self._check_first_state(opt_state)
         self._step(epoch)
         return self.sync(opt_state)
 
@@ -544,6 +562,7 @@ class SequentialLR(LRScheduler):
             scheduler.last_epoch -= 1
 
     def step(self, opt_state):
+        self._check_first_state(opt_state)
         self._step()
         return self.sync(opt_state)
 
@@ -558,7 +577,7 @@ class SequentialLR(LRScheduler):
         self._last_lr = scheduler.get_last_lr()
 
     def state_dict(self):
-        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers", "_state_checked")}
         state["_schedulers"] = [s.state_dict() for s in self._schedulers]
         return state
 

@@ -364,20 +364,21 @@ class Optimizer(optax.GradientTransformation):
                         "or create the scheduler that sets momentum (OneCycleLR) before calling optimizer.init"
                     )
         hyperparams = self._hyperparams()
-        found = []
+        if len(self.find_state(opt_state).hyperparams) != len(hyperparams):
+            raise ValueError(f"opt_state's param groups are not the optimizer's {len(hyperparams)}")
+        return jax.tree_util.tree_map(
+            lambda x: x._replace(hyperparams=hyperparams) if isinstance(x, OptState) else x,
+            opt_state,
+            is_leaf=lambda x: isinstance(x, OptState),
+        )
 
-        def put(x):
-            if not isinstance(x, OptState):
-                return x
-            if len(x.hyperparams) != len(hyperparams):
-                raise ValueError(f"opt_state has {len(x.hyperparams)} param groups, the optimizer {len(hyperparams)}")
-            found.append(x)
-            return x._replace(hyperparams=hyperparams)
-
-        new_state = jax.tree_util.tree_map(put, opt_state, is_leaf=lambda x: isinstance(x, OptState))
+    def find_state(self, opt_state) -> OptState:
+        """This optimizer's ``OptState`` inside ``opt_state`` (itself, or an ``optax.chain``/wrapper state)."""
+        found = [x for x in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda x: isinstance(x, OptState))
+                 if isinstance(x, OptState)]
         if len(found) != 1:
             raise ValueError(f"expected opt_state to hold one torch2jax optimizer state, found {len(found)}")
-        return new_state
+        return found[0]
 
     # -- the rule, per parameter --------------------------------------------------------------------------------
 
