@@ -228,14 +228,14 @@ def test_scheduler_changes_lr_inside_jit_without_recompiling(case):
     traces = []
 
     @eqx.filter_jit
-    def train_step(model, opt_state, x, y):
+    def train_step(model, opt_state, optimizer, x, y):  # the optimizer as an argument, as the translator writes it
         traces.append(None)  # runs only while tracing
 
         def loss_fn(model):
             return jnp.mean((x @ model.weight.T + model.bias - y) ** 2)
 
         loss, grads = eqx.filter_value_and_grad(loss_fn)(model)
-        updates, opt_state = opt.update(grads, opt_state, eqx.filter(model, eqx.is_array))
+        updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
         return eqx.apply_updates(model, updates), opt_state, loss
 
     lrs_seen = set()
@@ -246,7 +246,7 @@ def test_scheduler_changes_lr_inside_jit_without_recompiling(case):
         tloss.backward()
         topt.step()
         tsched.step()
-        model, opt_state, loss = train_step(model, opt_state, x, y)
+        model, opt_state, loss = train_step(model, opt_state, opt, x, y)
         opt_state = sched.step(opt_state)
         np.testing.assert_allclose(float(loss), tloss.item(), rtol=1e-5)
         np.testing.assert_allclose(np.asarray(model.weight), tw.detach().numpy(), rtol=1e-5, atol=1e-6)
