@@ -27,6 +27,9 @@ Python-side view of its settings:
 - ``opt_state = optimizer.sync(opt_state)`` writes ``param_groups``' current numbers into ``opt_state`` (schedulers'
   ``step`` does this for you; call it after editing ``param_groups`` by hand). Booleans (``nesterov``,
   ``maximize``, ``amsgrad``, ``centered``) are read when the step is traced and stay fixed.
+- ``optimizer.find_state(opt_state)`` finds the ``OptState`` inside a chained/wrapped state;
+  ``optimizer.group_labels(params)`` gives each parameter's group index (``optax.multi_transform`` labels).
+- An optimizer is a static pytree: it may be passed to a jitted function as an argument.
 
 Parameters, names and groups: the parameters are torch's: for Equinox models, what ``t2j.named_parameters(model)``
 lists (buffers declared in ``_t2j_buffers`` are not trained, and names are torch's ``state_dict`` keys, e.g.
@@ -48,7 +51,7 @@ lists (buffers declared in ``_t2j_buffers`` are not trained, and names are torch
 
 A parameter in two groups is an error (as in torch); one in no group is not optimized (its update is zero).
 
-Differences from torch: every floating leaf that has a gradient takes a step (torch skips parameters whose
+Differences from torch: every parameter in a group takes a step at every update (torch skips parameters whose
 ``.grad`` is None; JAX gives unused parameters zero gradients instead, so weight decay and momentum still move
 them); momentum buffers exist for the groups whose ``momentum`` is non-zero when ``init`` runs, so turning
 momentum on later (e.g. a ``OneCycleLR`` created after ``init`` on ``SGD(momentum=0)``) raises in ``sync``: create
