@@ -27,3 +27,5 @@ from torch2jax.runtime.nn.pooling import (
 from torch2jax.runtime.nn.upsampling import (
     PixelShuffle, PixelUnshuffle, Upsample, UpsamplingBilinear2d, UpsamplingNearest2d,
 )
+from torch2jax.runtime.nn.attention import MultiheadAttention
+from torch2jax.runtime.nn.recurrent import GRU, LSTM, RNN

@@ -5,18 +5,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-
-def _dropout(x, p, key, what):
-    """Inverted dropout with torch's scaling; `what` names the layer in the missing-key error."""
-    if key is None:
-        raise ValueError(
-            f"{what} is in training mode with dropout={p}, so it needs a PRNG key: call it with key=..., "
-            "or switch to eval mode with eqx.nn.inference_mode(model)."
-        )
-    if p >= 1.0:
-        return jnp.zeros_like(x)
-    keep = jax.random.bernoulli(key, 1.0 - p, x.shape)
-    return jnp.where(keep, x / (1.0 - p), 0.0).astype(x.dtype)
+from torch2jax.runtime import init
+from torch2jax.runtime.nn import functional as F
+from torch2jax.runtime.nn._common import param_dtype, split_key
+from torch2jax.runtime.nn.linear import Linear
 
 
 def _float_mask(mask, name, dtype):
@@ -29,23 +21,6 @@ def _float_mask(mask, name, dtype):
     if not jnp.issubdtype(mask.dtype, jnp.floating):
         raise TypeError(f"only bool and floating types of {name} are supported, got {mask.dtype}")
     return mask
-
-
-def _xavier_uniform(key, shape, dtype):
-    fan_out, fan_in = shape
-    bound = math.sqrt(6.0 / (fan_in + fan_out))
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
-class _OutProj(eqx.Module):
-    """The `out_proj` sub-layer (torch's NonDynamicallyQuantizableLinear): only its `weight`/`bias` names matter."""
-
-    weight: jax.Array
-    bias: jax.Array | None
-
-    def __call__(self, x):
-        y = x @ self.weight.T
-        return y if self.bias is None else y + self.bias
 
 
 class MultiheadAttention(eqx.Module):
@@ -77,7 +52,7 @@ class MultiheadAttention(eqx.Module):
     in_proj_bias: jax.Array | None
     bias_k: jax.Array | None
     bias_v: jax.Array | None
-    out_proj: _OutProj
+    out_proj: Linear
     embed_dim: int = eqx.field(static=True)
     kdim: int = eqx.field(static=True)
     vdim: int = eqx.field(static=True)
@@ -102,10 +77,9 @@ class MultiheadAttention(eqx.Module):
         device=None,
         dtype=None,
         *,
-        key,
+        key=None,
     ):
-        del device  # placement is jax's business
-        dtype = jnp.float32 if dtype is None else dtype
+        dtype = param_dtype(dtype)
         if embed_dim <= 0 or num_heads <= 0:
             raise ValueError(f"embed_dim and num_heads must be greater than 0, got {embed_dim} and {num_heads}")
         if embed_dim % num_heads:
@@ -120,27 +94,24 @@ class MultiheadAttention(eqx.Module):
         self.batch_first = batch_first
         self.inference = False
 
-        kq, kk, kv, kout, kbk, kbv = jax.random.split(key, 6)
+        kq, kk, kv, kout, kbk, kbv = split_key(key, 6, "MultiheadAttention")
         if self._qkv_same_embed_dim:
-            self.in_proj_weight = _xavier_uniform(kq, (3 * embed_dim, embed_dim), dtype)
+            self.in_proj_weight = init.xavier_uniform(kq, (3 * embed_dim, embed_dim), dtype=dtype)
             self.q_proj_weight = self.k_proj_weight = self.v_proj_weight = None
         else:
             self.in_proj_weight = None
-            self.q_proj_weight = _xavier_uniform(kq, (embed_dim, embed_dim), dtype)
-            self.k_proj_weight = _xavier_uniform(kk, (embed_dim, self.kdim), dtype)
-            self.v_proj_weight = _xavier_uniform(kv, (embed_dim, self.vdim), dtype)
-        self.in_proj_bias = jnp.zeros((3 * embed_dim,), dtype) if bias else None
+            self.q_proj_weight = init.xavier_uniform(kq, (embed_dim, embed_dim), dtype=dtype)
+            self.k_proj_weight = init.xavier_uniform(kk, (embed_dim, self.kdim), dtype=dtype)
+            self.v_proj_weight = init.xavier_uniform(kv, (embed_dim, self.vdim), dtype=dtype)
+        self.in_proj_bias = init.zeros((3 * embed_dim,), dtype) if bias else None
         # out_proj keeps nn.Linear's default weight init; torch zeroes only its bias.
-        bound = 1.0 / math.sqrt(embed_dim)
-        self.out_proj = _OutProj(
-            jax.random.uniform(kout, (embed_dim, embed_dim), dtype, -bound, bound),
-            jnp.zeros((embed_dim,), dtype) if bias else None,
-        )
+        out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype, key=kout)
+        if bias:
+            out_proj = eqx.tree_at(lambda m: m.bias, out_proj, init.zeros((embed_dim,), dtype))
+        self.out_proj = out_proj
         if add_bias_kv:
-            # xavier_normal_ on a (1, 1, E) tensor: fan_in = fan_out = E.
-            std = math.sqrt(1.0 / embed_dim)
-            self.bias_k = std * jax.random.normal(kbk, (1, 1, embed_dim), dtype)
-            self.bias_v = std * jax.random.normal(kbv, (1, 1, embed_dim), dtype)
+            self.bias_k = init.xavier_normal(kbk, (1, 1, embed_dim), dtype=dtype)
+            self.bias_v = init.xavier_normal(kbv, (1, 1, embed_dim), dtype=dtype)
         else:
             self.bias_k = self.bias_v = None
 
@@ -205,13 +176,9 @@ class MultiheadAttention(eqx.Module):
 
         (w_q, b_q), (w_k, b_k), (w_v, b_v) = self._projections()
 
-        def project(x, w, b):
-            y = x @ w.T
-            return y if b is None else y + b
-
-        q = project(query, w_q, b_q)
-        k = project(key_, w_k, b_k)
-        v = project(value, w_v, b_v)
+        q = F.linear(query, w_q, b_q)
+        k = F.linear(key_, w_k, b_k)
+        v = F.linear(value, w_v, b_v)
 
         def pad_masks(attn_mask, key_padding_mask):
             # One more key position that nobody masks.
@@ -248,8 +215,7 @@ class MultiheadAttention(eqx.Module):
         if mask is not None:
             scores = scores + mask
         weights = jax.nn.softmax(scores, axis=-1)
-        if not self.inference and self.dropout > 0.0:
-            weights = _dropout(weights, self.dropout, key, "MultiheadAttention")
+        weights = F.dropout(weights, self.dropout, not self.inference, key=key)
 
         out = (weights @ v).transpose(0, 2, 1, 3).reshape(bsz, tgt_len, self.embed_dim)
         out = self.out_proj(out)

@@ -1,0 +1,221 @@
+"""t2j.nn.RNN / LSTM / GRU against torch.nn's from the same weights."""
+import copy
+import pickle
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import torch2jax.runtime as t2j
+
+RTOL = ATOL = 1e-4
+
+
+def get_path(model, name):
+    for part in name.split("."):
+        model = model[int(part)] if part.isdigit() else getattr(model, part)
+    return model
+
+
+def copy_weights(model, torch_module):
+    """Put every state_dict tensor of `torch_module` at the same attribute path in `model`."""
+    for name, tensor in torch_module.state_dict().items():
+        assert get_path(model, name).shape == tuple(tensor.shape), name
+        model = eqx.tree_at(lambda m: get_path(m, name), model, jnp.asarray(tensor.numpy()))
+    return model
+
+
+# (name, class, constructor kwargs, call options)
+CASES = [
+    ("rnn_tanh", "RNN", dict(input_size=3, hidden_size=4), dict(train=True)),
+    ("rnn_relu_2layer_hx", "RNN", dict(input_size=3, hidden_size=4, num_layers=2, nonlinearity="relu"), dict(hx=True)),
+    ("rnn_bi_batch_first", "RNN", dict(input_size=3, hidden_size=4, bidirectional=True, batch_first=True),
+     dict(train=True)),
+    ("lstm", "LSTM", dict(input_size=3, hidden_size=4), dict(train=True)),
+    ("lstm_no_bias_hx", "LSTM", dict(input_size=3, hidden_size=4, bias=False), dict(hx=True)),
+    ("lstm_bi_3layer_hx_bf", "LSTM",
+     dict(input_size=3, hidden_size=4, num_layers=3, bidirectional=True, batch_first=True), dict(hx=True)),
+    ("lstm_bi_2layer", "LSTM", dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True), dict(train=True)),
+    ("lstm_unbatched", "LSTM", dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True), dict(unbatched=True)),
+    ("lstm_unbatched_hx", "LSTM", dict(input_size=3, hidden_size=4, batch_first=True),
+     dict(unbatched=True, hx=True, train=True)),
+    ("gru", "GRU", dict(input_size=3, hidden_size=4), dict(train=True)),
+    ("gru_bi_2layer_hx_bf", "GRU",
+     dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True, batch_first=True), dict(hx=True)),
+    ("gru_bi_2layer", "GRU", dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True), dict(train=True)),
+    ("gru_no_bias_hx", "GRU", dict(input_size=3, hidden_size=4, bias=False), dict(hx=True)),
+    ("gru_unbatched_hx", "GRU", dict(input_size=3, hidden_size=4, num_layers=2), dict(unbatched=True, hx=True, train=True)),
+]
+IDS = [c[0] for c in CASES]
+
+
+def build(cls, ctor, seed=0):
+    torch.manual_seed(seed)
+    tm = getattr(torch.nn, cls)(**ctor)
+    jm = getattr(t2j.nn, cls)(**ctor, key=jax.random.key(seed))
+    return tm, copy_weights(jm, tm)
+
+
+def make_inputs(cls, ctor, opts, rng):
+    seq, batch = 6, 2
+    if opts.get("unbatched"):
+        x_shape = (seq, ctor["input_size"])
+    elif ctor.get("batch_first"):
+        x_shape = (batch, seq, ctor["input_size"])
+    else:
+        x_shape = (seq, batch, ctor["input_size"])
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    if not opts.get("hx"):
+        return x, None
+    layers = ctor.get("num_layers", 1) * (2 if ctor.get("bidirectional") else 1)
+    h_shape = (layers, ctor["hidden_size"]) if opts.get("unbatched") else (layers, batch, ctor["hidden_size"])
+    states = [rng.standard_normal(h_shape).astype(np.float32) for _ in range(2 if cls == "LSTM" else 1)]
+    return x, (tuple(states) if cls == "LSTM" else states[0])
+
+
+def flat_outputs(result):
+    """(output, h_n) or (output, (h_n, c_n)) as a flat list."""
+    out, state = result
+    return [out, *state] if isinstance(state, tuple) else [out, state]
+
+
+def to_torch(x, requires_grad=False):
+    return jax.tree.map(lambda a: torch.tensor(a, requires_grad=requires_grad), x)
+
+
+@pytest.mark.parametrize("name,cls,ctor,opts", CASES, ids=IDS)
+def test_outputs_and_gradients_match_torch(name, cls, ctor, opts):
+    """Outputs, then gradients w.r.t. the input, the initial state and every parameter under a random projection."""
+    rng = np.random.default_rng(0)
+    tm, jm = build(cls, ctor)
+    # Train mode with dropout 0 computes what eval mode does; cases alternate so both modes are covered.
+    train = opts.get("train", False)
+    tm.train(train)
+    if not train:
+        jm = eqx.nn.inference_mode(jm)
+    x, hx = make_inputs(cls, ctor, opts, rng)
+    inputs = (x,) if hx is None else (x, hx)
+
+    t_inputs = to_torch(inputs, requires_grad=True)
+    t_outs = flat_outputs(tm(*t_inputs))
+    cots = [rng.standard_normal(tuple(o.shape)).astype(np.float32) for o in t_outs]
+    sum(((o * torch.tensor(c)).sum() for o, c in zip(t_outs, cots))).backward()
+
+    @eqx.filter_jit
+    @eqx.filter_value_and_grad(has_aux=True)
+    def loss(model_and_inputs):
+        model, inputs = model_and_inputs
+        outs = flat_outputs(model(*inputs))
+        return sum(jnp.sum(o * c) for o, c in zip(outs, cots)), outs
+
+    (_, outs), (g_model, g_inputs) = loss((jm, jax.tree.map(jnp.asarray, inputs)))
+    assert len(outs) == len(t_outs)
+    for got, expected in zip(outs, t_outs):
+        np.testing.assert_allclose(np.asarray(got), expected.detach().numpy(), rtol=RTOL, atol=ATOL)
+    for t, g in zip(jax.tree.leaves(t_inputs), jax.tree.leaves(g_inputs)):
+        np.testing.assert_allclose(np.asarray(g), t.grad.numpy(), rtol=RTOL, atol=ATOL)
+    for pname, p in tm.named_parameters():
+        np.testing.assert_allclose(np.asarray(get_path(g_model, pname)), p.grad.numpy(), rtol=RTOL, atol=ATOL,
+                                   err_msg=pname)
+
+
+def test_eval_forward_matches_torch_no_grad():
+    # torch may take a different kernel without autograd; the numbers must not move.
+    _, cls, ctor, opts = next(case for case in CASES if case[0] == "lstm_bi_3layer_hx_bf")
+    tm, jm = build(cls, ctor)
+    x, hx = make_inputs(cls, ctor, opts, np.random.default_rng(0))
+    with torch.no_grad():
+        expected = flat_outputs(tm.eval()(*to_torch((x, hx))))
+    got = flat_outputs(eqx.filter_jit(lambda m, x, hx: m(x, hx))(eqx.nn.inference_mode(jm), x, hx))
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(np.asarray(g), e.numpy(), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
+def test_parameter_paths_spell_state_dict_keys(cls):
+    for ctor in [dict(num_layers=1), dict(num_layers=3, bidirectional=True), dict(num_layers=2, bias=False)]:
+        tm = getattr(torch.nn, cls)(3, 4, **ctor)
+        jm = getattr(t2j.nn, cls)(3, 4, **ctor, key=jax.random.key(0))
+        assert isinstance(jm, getattr(t2j.nn, cls))
+        leaves = jax.tree_util.tree_leaves_with_path(eqx.filter(jm, eqx.is_array))
+        paths = [(jax.tree_util.keystr(p, simple=True, separator="."), x.shape) for p, x in leaves]
+        assert paths == [(k, tuple(v.shape)) for k, v in tm.state_dict().items()]
+
+
+def test_positional_arguments_follow_torch():
+    # torch.nn.RNN takes nonlinearity fourth; LSTM/GRU take bias fourth.
+    rnn = t2j.nn.RNN(3, 4, 2, "relu", False, True, 0.0, True, key=jax.random.key(0))
+    assert (rnn.nonlinearity, rnn.bias, rnn.batch_first, rnn.bidirectional) == ("relu", False, True, True)
+    lstm = t2j.nn.LSTM(3, 4, 2, False, True, 0.0, True, key=jax.random.key(0))
+    assert (lstm.bias, lstm.batch_first, lstm.bidirectional) == (False, True, True)
+
+
+@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
+def test_init_statistics_match_torch(cls):
+    hidden = 32
+    tm = getattr(torch.nn, cls)(hidden, hidden)
+    jm = getattr(t2j.nn, cls)(hidden, hidden, key=jax.random.key(0))
+    bound = 1 / np.sqrt(hidden)
+    for name, tensor in tm.state_dict().items():
+        t, j = tensor.numpy(), np.asarray(get_path(jm, name))
+        assert j.shape == t.shape and j.dtype == t.dtype, name
+        # U(-bound, bound): both torch's draw and ours fit it (std within 4 standard errors, range near bound).
+        for x in (t, j):
+            assert np.abs(x).max() <= bound and np.abs(x).max() > bound * (1 - 8 / x.size), name
+            np.testing.assert_allclose(x.std(), bound / np.sqrt(3), rtol=1.8 / np.sqrt(x.size), err_msg=name)
+            assert abs(x.mean()) < 4 * bound / np.sqrt(3 * x.size), name
+    # Each parameter draws its own numbers.
+    assert not np.array_equal(jm.bias_ih_l0, jm.bias_hh_l0)
+
+
+def test_dropout_between_layers():
+    p = 0.5
+    torch.manual_seed(0)
+    tm = torch.nn.LSTM(3, 16, num_layers=2, dropout=p)
+    jm = copy_weights(t2j.nn.LSTM(3, 16, num_layers=2, dropout=p, key=jax.random.key(0)), tm)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((6, 2, 3)), jnp.float32)
+    with pytest.raises(ValueError, match="key"):
+        jm(x)
+    run = eqx.filter_jit(lambda m, x, key: m(x, key=key)[0])
+    out1, out1_again, out2 = (run(jm, x, jax.random.key(k)) for k in (1, 1, 2))
+    np.testing.assert_array_equal(out1, out1_again)
+    assert not np.allclose(out1, out2)
+    # Eval mode switches dropout off, as torch's eval() does.
+    with torch.no_grad():
+        expected, _ = tm.eval()(torch.tensor(np.asarray(x)))
+    got = run(eqx.nn.inference_mode(jm), x, None)
+    np.testing.assert_allclose(np.asarray(got), expected.numpy(), rtol=RTOL, atol=ATOL)
+    assert not np.allclose(out1, got)
+    # One layer has nothing between layers to drop: train mode needs no key and matches torch.
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="num_layers"):
+        tm1 = torch.nn.GRU(3, 4, dropout=p)
+    jm1 = copy_weights(t2j.nn.GRU(3, 4, dropout=p, key=jax.random.key(0)), tm1)
+    with torch.no_grad():
+        expected, _ = tm1(torch.tensor(np.asarray(x)))
+    np.testing.assert_allclose(np.asarray(run(jm1, x, None)), expected.numpy(), rtol=RTOL, atol=ATOL)
+
+
+def test_jit_pickle_and_copy():
+    jm = t2j.nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True, key=jax.random.key(0))
+    x = jnp.ones((2, 5, 3))
+    out, (h, c) = eqx.filter_jit(lambda m, x: m(x))(jm, x)
+    assert out.shape == (2, 5, 8) and h.shape == c.shape == (4, 2, 4)
+    for clone in (pickle.loads(pickle.dumps(jm)), copy.deepcopy(jm)):
+        assert type(clone) is type(jm)
+        assert eqx.tree_equal(clone, jm)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="nonlinearity"):
+        t2j.nn.RNN(3, 4, nonlinearity="sigmoid", key=jax.random.key(0))
+    with pytest.raises(NotImplementedError, match="proj_size"):
+        t2j.nn.LSTM(3, 4, proj_size=2, key=jax.random.key(0))
+    jm = t2j.nn.GRU(3, 4, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="input_size"):
+        jm(jnp.ones((5, 2, 4)))
+    with pytest.raises(ValueError, match="hidden"):
+        jm(jnp.ones((5, 2, 3)), jnp.ones((1, 3, 4)))

@@ -1,0 +1,294 @@
+"""torch.nn.RNN, LSTM and GRU as pure-JAX Equinox layers: torch's parameter names, shapes, gate order and init.
+
+Each layer's weights are attributes named as in torch's state_dict (`weight_ih_l0`, `bias_hh_l1_reverse`, ...), so
+a model's pytree paths spell torch's keys. How many there are depends on num_layers, bidirectional and bias, and
+an Equinox module's fields are fixed per class, so each configuration gets a generated subclass (cached, same
+name) that declares exactly those fields; `isinstance(lstm, LSTM)` still holds.
+"""
+import abc
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from torch2jax.runtime import init
+from torch2jax.runtime.nn import functional as F
+from torch2jax.runtime.nn._common import param_dtype, split_key
+
+_weight_classes = {}
+
+
+def _class_with_fields(cls, names):
+    """A subclass of `cls` that adds one array field per name (cached, so each configuration has one pytree type)."""
+    cls = cls.__dict__.get("_weights_base", cls)
+    try:
+        return _weight_classes[cls, names]
+    except KeyError:
+        namespace = {
+            "__annotations__": dict.fromkeys(names, jax.Array),
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "__doc__": cls.__doc__,
+            "_weights_base": cls,
+        }
+        sub = _weight_classes[cls, names] = type(cls)(cls.__name__, (cls,), namespace)
+        return sub
+
+
+def _rebuild(base, names, state):
+    self = object.__new__(_class_with_fields(base, names))
+    self.__dict__.update(state)
+    return self
+
+
+class _RNNBase(eqx.Module):
+    """The shared machinery of RNN, LSTM and GRU: parameters, direction/layer loop, scan over time."""
+
+    mode: str = eqx.field(static=True)
+    input_size: int = eqx.field(static=True)
+    hidden_size: int = eqx.field(static=True)
+    num_layers: int = eqx.field(static=True)
+    bias: bool = eqx.field(static=True)
+    batch_first: bool = eqx.field(static=True)
+    dropout: float = eqx.field(static=True)
+    bidirectional: bool = eqx.field(static=True)
+    inference: bool
+
+    def _setup(self, mode, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, key):
+        if not isinstance(hidden_size, int) or hidden_size <= 0:
+            raise ValueError(f"hidden_size must be a positive integer, got {hidden_size!r}")
+        if not isinstance(num_layers, int) or num_layers <= 0:
+            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+        if not 0 <= dropout <= 1 or isinstance(dropout, bool):
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        names = _parameter_names(num_layers, bidirectional, bias)
+        # Swap in the subclass that declares this configuration's weight fields before assigning them.
+        object.__setattr__(self, "__class__", _class_with_fields(type(self), tuple(n for n, _ in names)))
+        self.mode = mode
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.inference = False
+
+        gate_size = _GATES[mode] * hidden_size
+        num_directions = 2 if bidirectional else 1
+        shapes = {
+            "weight_ih": lambda layer: (gate_size, input_size if layer == 0 else hidden_size * num_directions),
+            "weight_hh": lambda layer: (gate_size, hidden_size),
+            "bias_ih": lambda layer: (gate_size,),
+            "bias_hh": lambda layer: (gate_size,),
+        }
+        dtype = param_dtype(dtype)
+        bound = 1.0 / math.sqrt(hidden_size)
+        for (name, (kind, layer)), k in zip(names, split_key(key, len(names), type(self).__name__)):
+            setattr(self, name, init.uniform(k, shapes[kind](layer), -bound, bound, dtype))
+
+    def __reduce__(self):
+        # pickle finds classes by name, which would give the base class: rebuild the configured subclass instead.
+        cls = type(self)
+        return _rebuild, (cls._weights_base, tuple(cls.__dict__["__annotations__"]), dict(self.__dict__))
+
+    def flatten_parameters(self):
+        """torch compacts cuDNN weights here; JAX has nothing to compact."""
+
+    @abc.abstractmethod
+    def _cell(self, state, x_proj, h_proj):
+        """One time step: the new state tuple from the old one and the two projections."""
+
+    def _direction(self, x, state, layer, reverse):
+        """One direction of one layer over the whole sequence x (L, N, in)."""
+        suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+        w_ih, w_hh = getattr(self, "weight_ih" + suffix), getattr(self, "weight_hh" + suffix)
+        b_ih = getattr(self, "bias_ih" + suffix) if self.bias else 0.0
+        b_hh = getattr(self, "bias_hh" + suffix) if self.bias else 0.0
+        # The input projection does not depend on the recurrence: one matmul for all time steps.
+        x_proj = x @ w_ih.T + b_ih
+
+        def step(state, x_t):
+            state = self._cell(state, x_t, state[0] @ w_hh.T + b_hh)
+            return state, state[0]
+
+        return jax.lax.scan(step, state, x_proj, reverse=reverse)
+
+    def _forward(self, input, hx, key):
+        if input.ndim not in (2, 3):
+            raise ValueError(f"{type(self).__name__} expects 2-D (unbatched) or 3-D input, got {input.ndim}-D")
+        batched = input.ndim == 3
+        if input.shape[-1] != self.input_size:
+            raise ValueError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {input.shape[-1]}")
+        # Work sequence-first: (L, N, features).
+        x = input if not batched or not self.batch_first else jnp.swapaxes(input, 0, 1)
+        if not batched:
+            x = x[:, None]
+        num_directions = 2 if self.bidirectional else 1
+        state_shape = (self.num_layers * num_directions, x.shape[1], self.hidden_size)
+        n_states = 2 if self.mode == "LSTM" else 1
+        if hx is None:
+            hx = (jnp.zeros(state_shape, x.dtype),) * n_states
+        else:
+            hx = tuple(hx) if n_states == 2 else (hx,)
+            if not batched:
+                if any(h.ndim != 2 for h in hx):
+                    raise ValueError("for unbatched 2-D input, hx should also be 2-D")
+                hx = tuple(h[:, None] for h in hx)
+            if any(h.shape != state_shape for h in hx):
+                raise ValueError(f"expected hidden size {state_shape}, got {[h.shape for h in hx]}")
+
+        use_dropout = not self.inference and self.dropout > 0.0 and self.num_layers > 1
+        # Without a key, F.dropout raises the error that says how to pass one.
+        keys = jax.random.split(key, self.num_layers - 1) if use_dropout and key is not None else [None] * self.num_layers
+
+        finals = []
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(num_directions):
+                index = layer * num_directions + direction
+                state, out = self._direction(x, tuple(h[index] for h in hx), layer, bool(direction))
+                finals.append(state)
+                outputs.append(out)
+            x = jnp.concatenate(outputs, axis=-1) if num_directions == 2 else outputs[0]
+            # torch drops out every layer's output except the last one's.
+            if use_dropout and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, key=keys[layer])
+
+        output = x if batched else x[:, 0]
+        if batched and self.batch_first:
+            output = jnp.swapaxes(output, 0, 1)
+        h_n = tuple(jnp.stack(s) for s in zip(*finals))
+        if not batched:
+            h_n = tuple(h[:, 0] for h in h_n)
+        return output, h_n
+
+
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+def _parameter_names(num_layers, bidirectional, bias):
+    """torch's parameter names in state_dict order, each with (kind, layer)."""
+    kinds = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else [])
+    suffixes = ["", "_reverse"] if bidirectional else [""]
+    return tuple(
+        (f"{kind}_l{layer}{suffix}", (kind, layer)) for layer in range(num_layers) for suffix in suffixes for kind in kinds
+    )
+
+
+class RNN(_RNNBase):
+    """torch.nn.RNN: h' = tanh(W_ih x + b_ih + W_hh h + b_hh) (or relu), stacked and optionally bidirectional.
+
+    `RNN(input_size, hidden_size, num_layers=1, nonlinearity='tanh', bias=True, batch_first=False, dropout=0.0,
+    bidirectional=False, device=None, dtype=None, *, key)`; call `rnn(input, hx=None, *, key=None)` ->
+    `(output, h_n)` with torch's shapes. The key is needed only in training mode with dropout > 0 and
+    num_layers > 1 (dropout between layers).
+    """
+
+    nonlinearity: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        nonlinearity="tanh",
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        device=None,
+        dtype=None,
+        *,
+        key=None,
+    ):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
+        self.nonlinearity = nonlinearity
+        mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+        self._setup(mode, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, key)
+
+    def _cell(self, state, x_proj, h_proj):
+        act = jnp.tanh if self.nonlinearity == "tanh" else jax.nn.relu
+        return (act(x_proj + h_proj),)
+
+    def __call__(self, input, hx=None, *, key=None):
+        output, (h_n,) = self._forward(input, hx, key)
+        return output, h_n
+
+
+class LSTM(_RNNBase):
+    """torch.nn.LSTM with torch's gate order (input, forget, cell, output) in `weight_ih_l{k}` (4H, in).
+
+    `LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False,
+    proj_size=0, device=None, dtype=None, *, key)` (proj_size > 0 is not supported); call
+    `lstm(input, hx=None, *, key=None)` with hx = (h_0, c_0) -> `(output, (h_n, c_n))`.
+    """
+
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        proj_size=0,
+        device=None,
+        dtype=None,
+        *,
+        key=None,
+    ):
+        if proj_size:
+            raise NotImplementedError("LSTM(proj_size=...) is not supported")
+        self._setup("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, key)
+
+    def _cell(self, state, x_proj, h_proj):
+        _, c = state
+        i, f, g, o = jnp.split(x_proj + h_proj, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+    def __call__(self, input, hx=None, *, key=None):
+        output, (h_n, c_n) = self._forward(input, hx, key)
+        return output, (h_n, c_n)
+
+
+class GRU(_RNNBase):
+    """torch.nn.GRU with torch's gate order (reset, update, new) and torch's new gate
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
+
+    `GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False,
+    device=None, dtype=None, *, key)`; call `gru(input, hx=None, *, key=None)` -> `(output, h_n)`.
+    """
+
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        device=None,
+        dtype=None,
+        *,
+        key=None,
+    ):
+        self._setup("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, key)
+
+    def _cell(self, state, x_proj, h_proj):
+        (h,) = state
+        x_r, x_z, x_n = jnp.split(x_proj, 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(h_proj, 3, axis=-1)
+        r = jax.nn.sigmoid(x_r + h_r)
+        z = jax.nn.sigmoid(x_z + h_z)
+        n = jnp.tanh(x_n + r * h_n)
+        return ((1.0 - z) * n + z * h,)
+
+    def __call__(self, input, hx=None, *, key=None):
+        output, (h_n,) = self._forward(input, hx, key)
+        return output, h_n
