@@ -176,6 +176,11 @@ class TrainingPass(Pass):
             init = _stmt(f"{opt.state_name} = {name}.init(eqx.filter({opt.model or 'model'}, eqx.is_array))")
             self.need("eqx")
             return cst.FlattenSentinel([stmt, init])
+        if name is not None and name in self.facts.schedulers:
+            # torch's scheduler constructors set the first step's lr (LinearLR, OneCycleLR...): write it into the state
+            opt = self.facts.optimizer(self.facts.schedulers[name] or "") or OptimizerFacts(
+                self.facts.schedulers[name] or "optimizer", None)
+            return cst.FlattenSentinel([stmt, _stmt(f"{opt.state_name} = {name}.sync({opt.state_name})")])
         if name is not None and name in self.facts.models and self._class_stateful(self.facts.models[name]):
             value = strip_module_chain(assign.value)
             if isinstance(value, cst.Call) and dotted(value.func) in (
@@ -234,6 +239,12 @@ class TrainingPass(Pass):
             and not self.class_depth and not _has_state_arg(node)
 
     def leave_Call(self, original: cst.Call, updated: cst.Call):
+        name = dotted(updated.func)
+        if name in self.facts.functions and name not in self.facts.trainers and not self.class_depth:
+            state_param = self._stateful_param(name)
+            if state_param is not None and not _has_state_arg(updated):
+                params = [p.name.value for p in self.facts.functions[name].params.params]
+                return _insert_arg(updated, params, state_param, "state", "state")
         # a stateful model called inside an expression: its first output (eval mode leaves the state as it was)
         if self._is_stateful_model_call(updated) and not self._direct_assign(original):
             return cst.Subscript(_with_state_arg(updated), [cst.SubscriptElement(cst.Index(cst.Integer("0")))])
@@ -276,19 +287,18 @@ class TrainingPass(Pass):
         callee = self.facts.functions[name]
         cparams = [p.name.value for p in callee.params.params]
         bound = _bind_names(call, cparams)
-        state_param = self._stateful_param(name)
-        if state_param is not None:
-            call = _insert_arg(call, cparams, state_param, "state", "state")
-            cparams = _with_inserted(cparams, state_param, "state")
         if trainer is None:
-            return cst.Assign([cst.AssignTarget(targets[0])], call) if state_param and targets else (
-                cst.Expr(call) if state_param else None)
+            return None  # a function that only reads a stateful model: leave_Call passes it the state
         model_arg = bound.get(trainer.model_param)
         opt_arg = bound.get(trainer.optimizer_param)
         if model_arg is None or opt_arg is None:
             self.report("T2J505", f"the call of {name} does not pass the model and optimizer by name; "
                                   f"rebind the returned state by hand", call)
             return None
+        state_param = self._stateful_param(name)
+        if state_param is not None:
+            call = _insert_arg(call, cparams, state_param, "state", "state")
+            cparams = _with_inserted(cparams, state_param, "state")
         caller_state = self._caller_state_name(opt_arg)
         call = _insert_arg(call, cparams, trainer.optimizer_param, self._state_name_for_param(
             trainer.optimizer_param), caller_state)
