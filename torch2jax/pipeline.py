@@ -62,9 +62,10 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     collector = ImportCollector()
     module.visit(collector)
     aliases = collector.aliases
-    for name in module_level_rebinds(module, aliases):
+    rebound = module_level_rebinds(module, aliases)
+    for name in rebound:
         del aliases[name]
-    ctx = FileContext(filename=filename, scopes=Scopes(aliases), tables=load_tables(), positions=positions)
+    ctx = FileContext(filename=filename, scopes=Scopes(aliases, rebound), tables=load_tables(), positions=positions)
     ctx.module_facts = collect_module_facts(module, ctx.scopes)
     ctx.training_facts = collect_training_facts(module, ctx.scopes, ctx.module_facts)
     for pass_cls in PASSES:

@@ -129,8 +129,9 @@ def module_level_rebinds(module: cst.Module, aliases: dict[str, str]) -> set[str
 class Scopes:
     """The alias table plus a stack of function scopes, to resolve a dotted expression to a qualified name."""
 
-    def __init__(self, aliases: dict[str, str]) -> None:
+    def __init__(self, aliases: dict[str, str], rebound: set[str] = frozenset()) -> None:
         self.aliases = aliases
+        self.rebound = set(rebound)  # import names the module rebinds to something else (`F = np`)
         self.shadow_stack: list[set[str]] = []
 
     def push(self, fn: cst.FunctionDef) -> None:

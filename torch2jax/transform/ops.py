@@ -121,10 +121,14 @@ class OpsPass(Pass):
         path = dotted(receiver)
         if path is not None:
             head = path.split(".")[0]
-            if self.scopes.is_import(head) or head in self.non_tensor_names or path == "self":
-                return False
+            if head in self.scopes.aliases or head in self.scopes.rebound or head in self.non_tensor_names \
+                    or path == "self":
+                return False  # a module (even when a local of the same name shadows it), not a tensor
         if isinstance(receiver, NON_TENSOR_LITERALS):
             return False
+        if isinstance(receiver, cst.Subscript) and isinstance(receiver.value, cst.Attribute) \
+                and receiver.value.attr.value == "at":
+            return False  # x.at[i].add(v), x.at[i].min(v): JAX's functional update, already translated
         name = call.func.attr.value if isinstance(call, cst.Call) else call.attr.value
         if name in BUILTIN_CLASH and isinstance(call, cst.Call):
             if call in self.discarded and not name.endswith("_"):
