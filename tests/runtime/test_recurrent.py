@@ -20,14 +20,6 @@ def get_path(model, name):
     return model
 
 
-def copy_weights(model, torch_module):
-    """Put every state_dict tensor of `torch_module` at the same attribute path in `model`."""
-    for name, tensor in torch_module.state_dict().items():
-        assert get_path(model, name).shape == tuple(tensor.shape), name
-        model = eqx.tree_at(lambda m: get_path(m, name), model, jnp.asarray(tensor.numpy()))
-    return model
-
-
 # (name, class, constructor kwargs, call options)
 CASES = [
     ("rnn_tanh", "RNN", dict(input_size=3, hidden_size=4), dict(train=True)),
@@ -56,7 +48,7 @@ def build(cls, ctor, seed=0):
     torch.manual_seed(seed)
     tm = getattr(torch.nn, cls)(**ctor)
     jm = getattr(t2j.nn, cls)(**ctor, key=jax.random.key(seed))
-    return tm, copy_weights(jm, tm)
+    return tm, t2j.load_state_dict(jm, tm.state_dict())
 
 
 def make_inputs(cls, ctor, opts, rng):
@@ -175,7 +167,7 @@ def test_dropout_between_layers():
     p = 0.5
     torch.manual_seed(0)
     tm = torch.nn.LSTM(3, 16, num_layers=2, dropout=p)
-    jm = copy_weights(t2j.nn.LSTM(3, 16, num_layers=2, dropout=p, key=jax.random.key(0)), tm)
+    jm = t2j.load_state_dict(t2j.nn.LSTM(3, 16, num_layers=2, dropout=p, key=jax.random.key(0)), tm.state_dict())
     x = jnp.asarray(np.random.default_rng(0).standard_normal((6, 2, 3)), jnp.float32)
     with pytest.raises(ValueError, match="key"):
         jm(x)
@@ -193,7 +185,7 @@ def test_dropout_between_layers():
     torch.manual_seed(0)
     with pytest.warns(UserWarning, match="num_layers"):
         tm1 = torch.nn.GRU(3, 4, dropout=p)
-    jm1 = copy_weights(t2j.nn.GRU(3, 4, dropout=p, key=jax.random.key(0)), tm1)
+    jm1 = t2j.load_state_dict(t2j.nn.GRU(3, 4, dropout=p, key=jax.random.key(0)), tm1.state_dict())
     with torch.no_grad():
         expected, _ = tm1(torch.tensor(np.asarray(x)))
     np.testing.assert_allclose(np.asarray(run(jm1, x, None)), expected.numpy(), rtol=RTOL, atol=ATOL)
