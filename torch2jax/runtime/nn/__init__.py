@@ -29,3 +29,6 @@ from torch2jax.runtime.nn.upsampling import (
 )
 from torch2jax.runtime.nn.attention import MultiheadAttention
 from torch2jax.runtime.nn.recurrent import GRU, LSTM, RNN
+from torch2jax.runtime.nn.transformer import (
+    Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
+)
