@@ -11,6 +11,7 @@ from torch2jax.result import Translation
 from torch2jax.transform.base import FileContext
 from torch2jax.transform.grad_mode import GradModePass
 from torch2jax.transform.imports import fix_imports
+from torch2jax.transform.inplace import InplacePass
 from torch2jax.transform.module_facts import collect_module_facts
 from torch2jax.transform.module_updates import ModuleUpdatesPass
 from torch2jax.transform.modules import ModulePass
@@ -19,7 +20,7 @@ from torch2jax.transform.ops import OpsPass
 from torch2jax.transform.training import TrainingPass
 from torch2jax.transform.training_facts import collect_training_facts
 
-PASSES = (GradModePass, ModuleUpdatesPass, TrainingPass, ModulePass, OpsPass)
+PASSES = (GradModePass, InplacePass, ModuleUpdatesPass, TrainingPass, ModulePass, OpsPass)
 
 
 def _python_syntax_error(source: str) -> tuple[int, int, str] | None:
@@ -57,11 +58,15 @@ def translate(source: str, filename: str = "<string>") -> Translation:
 
 
 def _translate_module(module: cst.Module, source: str, filename: str) -> Translation:
+    original_body = list(module.body)
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
     positions = dict(wrapper.resolve(PositionProvider))
     collector = ImportCollector()
     module.visit(collector)
     aliases = collector.aliases
+    if not any(q == "torch" or q.startswith("torch.") for q in aliases.values()) and not any(
+            m == "torch" or m.startswith("torch.") for m in collector.star_modules):
+        return Translation(source, [], filename)  # no torch import: nothing here is torch's (and output stays fixed)
     rebound = module_level_rebinds(module, aliases)
     for name in rebound:
         del aliases[name]
@@ -70,10 +75,21 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     ctx.training_facts = collect_training_facts(module, ctx.scopes, ctx.module_facts)
     for pass_cls in PASSES:
         module = module.visit(pass_cls(ctx))
+    before_imports = module
     module = fix_imports(module, ctx.needed_imports)
+    if module is not before_imports:
+        line = next((positions[s].start.line for s in original_body if _imports_torch(s) and s in positions), 1)
+        ctx.changes.append(diagnostics.make("T2J010", "imports: torch imports no longer used removed, the JAX "
+                                            "imports the translation uses added", line, 0, filename))
     code = module.code
     diags = sorted(ctx.diagnostics, key=lambda d: (d.line, d.column, d.code))
-    return Translation(code, _dedupe(diags), filename)
+    changes = sorted(ctx.changes, key=lambda d: (d.line, d.column, d.code))
+    return Translation(code, _dedupe(diags), filename, changes=_dedupe(changes))
+
+
+def _imports_torch(stmt) -> bool:
+    code = cst.Module([]).code_for_node(stmt) if isinstance(stmt, cst.SimpleStatementLine) else ""
+    return code.lstrip().startswith(("import torch", "from torch"))
 
 
 def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:

@@ -12,6 +12,7 @@ class Translation:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     filename: str = "<string>"
     failed: bool = False  # the input could not be translated at all (syntax or internal error): code is the input
+    changes: list[Diagnostic] = field(default_factory=list)  # the exact rewrites made, for the review mode
 
     @property
     def has_errors(self) -> bool:

@@ -23,6 +23,7 @@ class FileContext:
     tables: Tables
     positions: dict  # node -> libcst CodeRange in the input (carried over to rewritten nodes)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    changes: list[Diagnostic] = field(default_factory=list)  # exact rewrites: the notes the review mode shows
     needed_imports: set[str] = field(default_factory=set)  # short names: jnp, jax, eqx, optax, t2j
     module_facts: "ModuleFacts | None" = None  # nn.Module classes (module_facts.py), project-wide in folder runs
     training_facts: object = None  # optimizers, schedulers, models, trainer functions (training_facts.py)
@@ -70,6 +71,12 @@ class Pass(cst.CSTTransformer):
         if d.safety in ("manual", "unsafe"):
             self._markers[-1].append(d)
         return d
+
+    def note(self, code: str, message: str, node: cst.CSTNode | None = None) -> None:
+        """Record an exact rewrite (not a diagnostic): `torch2jax review` explains each change with these."""
+        pos = self.ctx.positions.get(node) if node is not None else None
+        line, col = (pos.start.line, pos.start.column) if pos else self._where[-1]
+        self.ctx.changes.append(diagnostics.make(code, message, line, col, self.ctx.filename))
 
     def need(self, *names: str) -> None:
         self.ctx.needed_imports.update(names)

@@ -123,4 +123,5 @@ def fix_imports(module: cst.Module, needed: set[str]) -> cst.Module:
         module = module.with_changes(body=body[:at] + new + body[at:])
     finder = _UsedNames()
     module.visit(finder)
-    return module.visit(_Prune(finder.used))
+    pruned = module.visit(_Prune(finder.used))
+    return module if pruned.deep_equals(module) and not lines else pruned

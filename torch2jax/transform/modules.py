@@ -45,6 +45,8 @@ class ModulePass(Pass):
         if cls is None or self.cls is not cls:
             return updated
         self.cls = None
+        self.note("T2J200", f"nn.Module class {cls.name} -> eqx.Module: fields declared, forward -> __call__"
+                  + (", state threaded (BatchNorm statistics)" if cls.stateful else ""), original)
         bases = []
         for b in updated.bases:
             if self.ctx.scopes.qualname(b.value) in ("torch.nn.Module", "torch.nn.modules.module.Module"):

@@ -162,6 +162,8 @@ class OpsPass(Pass):
         self.need_for(template)
         if record.safety == "unsafe":
             self.report("T2J104", f"{record.name}: {record.note}")
+        else:
+            self.note("T2J100", f"{record.name} -> {template.split('(')[0]} (mappings/{record.source})")
         return render(template, bound, params, extra)
 
     def need_for(self, template: str) -> None:
