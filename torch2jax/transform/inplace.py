@@ -84,6 +84,11 @@ NON_TENSOR_RESULTS = frozenset({"item", "tolist", "size", "dim", "numel", "ndime
                                 "data_ptr", "is_contiguous", "stride", "storage_offset", "get_device", "equal",
                                 "allclose", "is_floating_point", "is_complex", "parameters", "named_parameters",
                                 "state_dict", "keys", "values", "items", "numpy"})
+# methods that lists, dicts, sets and strings have too: not evidence that the receiver is a tensor
+CONTAINER_METHODS = frozenset({"split", "index", "count", "add", "sort", "copy", "remove", "clear", "update", "pop",
+                               "join", "lower", "upper", "strip", "replace", "get", "keys", "values", "items",
+                               "append", "extend", "insert", "format", "startswith", "endswith", "find",
+                               "setdefault", "reverse", "discard", "union", "intersection", "encode", "decode"})
 CONTAINER_CALLS = frozenset({"list", "dict", "set", "tuple", "defaultdict", "OrderedDict", "deque", "Counter",
                              "collections.defaultdict", "collections.OrderedDict", "collections.deque"})
 CONTAINER_LITERALS = (cst.List, cst.Dict, cst.Set, cst.ListComp, cst.DictComp, cst.SetComp, cst.SimpleString,
@@ -196,6 +201,7 @@ class ScopeFacts:
     loop_targets: dict[str, str] = field(default_factory=dict)  # name -> "range" | "parameters" | "other"
     mask_defs: dict[str, cst.BaseExpression] = field(default_factory=dict)
     arrays: set[str] = field(default_factory=set)  # operands or results of arithmetic: arrays, not lists or dicts
+    assign_lines: dict[str, list[int]] = field(default_factory=dict)  # name -> lines of plain assignments
 
 
 class _FactsCollector(cst.CSTVisitor):
@@ -295,10 +301,10 @@ class _FactsCollector(cst.CSTVisitor):
         if self.depth:
             return
         for t in node.targets:
-            if isinstance(t.target, cst.Name):
-                self.assigns.append((t.target.value, node.value))
-            elif isinstance(t.target, cst.Attribute) and dotted(t.target):
-                self.assigns.append((dotted(t.target), node.value))
+            key = dotted(t.target) if isinstance(t.target, (cst.Name, cst.Attribute)) else None
+            if key:
+                self.assigns.append((key, node.value))
+                self.facts.assign_lines.setdefault(key, []).append(self.line)
 
     def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
         if self.depth or node.value is None:
@@ -319,8 +325,7 @@ class _FactsCollector(cst.CSTVisitor):
                     self.facts.containers.add(recv)
                 elif name.endswith("_") and name in self.p.inplace_names():
                     self.receivers.add(recv)
-                elif name in self.p.ctx.tables.methods and name not in BUILTIN_CLASH \
-                        and name not in NON_TENSOR_RESULTS:
+                elif name in self.p.ctx.tables.methods and name not in CONTAINER_METHODS:
                     self.receivers.add(recv)
         qual = self.p.ctx.scopes.qualname(func)
         if qual and qual.startswith("torch.") and not qual.startswith(TORCH_MODULE_QUAL) and node.args:
@@ -427,6 +432,7 @@ class InplacePass(Pass):
         self.frames: list[Frame] = []
         self.classes: list[str] = []
         self.kinds: list[str] = []  # "class" / "function" nesting
+        self.init_helpers: dict[str, set[str]] = {}  # class -> methods that __init__ calls (they may set fields)
         self.elifs: set[int] = set()
         self.loop_stack: list[list] = []  # per loop: [node, mutated keys]
         self.line = (1, 1)
@@ -452,6 +458,7 @@ class InplacePass(Pass):
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self.classes.append(node.name.value)
         self.kinds.append("class")
+        self.init_helpers.setdefault(node.name.value, _init_helpers(node))
 
     def leave_ClassDef(self, original, updated):
         self.classes.pop()
@@ -499,7 +506,7 @@ class InplacePass(Pass):
     def leave_For(self, original: cst.For, updated: cst.For):
         _, mutated = self.loop_stack.pop()
         it = original.iter
-        if mutated and isinstance(it, cst.Call) and dotted(it.func) in ("range", "enumerate", "zip"):
+        if mutated and isinstance(it, cst.Call) and dotted(it.func) == "range":
             names = ", ".join(dict.fromkeys(mutated))
             self.report("T2J304", f"the loop accumulates into {names}: it stays a Python loop (unrolled when "
                                   f"traced); jax.lax.fori_loop or jax.lax.scan fits if the trip count is large",
@@ -722,7 +729,8 @@ class InplacePass(Pass):
             return out if changed else None
         f = self.frame.facts
         self._frozen_check(key, orig)
-        is_tensor = key in f.tensors or self._tracked_related(key) or self._is_tensor_value(value)
+        is_tensor = key in f.tensors or self._is_tensor_value(value) or key in self.frame.tracked and any(
+            s in f.tensors for s in self.frame.tracked[key].sources)
         if key in f.ints or not is_tensor:
             self.kill(key)
             return out if changed else None
@@ -834,7 +842,8 @@ class InplacePass(Pass):
         if isinstance(value, cst.Attribute) and dotted(value) in ("math.inf", "math.nan", "math.pi", "np.inf"):
             return True
         if isinstance(value, cst.Name):
-            return value.value in self.frame.facts.ints
+            return value.value in self.frame.facts.ints or value.value.isupper() \
+                or value.value in self.frames[0].facts.ints
         return False
 
     def _mask_has_shape_of(self, mask, base, depth: int = 0) -> bool:
@@ -1281,12 +1290,29 @@ class InplacePass(Pass):
         facts = self.ctx.module_facts
         if facts is None or not facts.is_module(frame.class_name):
             return
+        if frame.method in self.init_helpers.get(frame.class_name, ()):
+            if key.count(".") == 1:
+                return  # a field set by a helper that only __init__ calls: still initialisation
+            owner = key.rsplit(".", 1)[0]
+            self.report("T2J303", f"{key} is set inside {frame.method} (called from __init__), but {owner} is "
+                                  f"already built and frozen: set it in __init__ (eqx.tree_at) instead", node)
+            return
         self.report("T2J303", f"{key} is updated inside {frame.method}: Equinox modules are frozen after __init__; "
                               f"keep it as state (eqx.nn.State) or return the new value to the caller", node)
 
     def _note_loop(self, key: str) -> None:
-        if self.loop_stack:
-            self.loop_stack[-1][1].append(key)
+        """An accumulation: a mutation, inside a loop, of a value that the loop body did not create."""
+        if not self.loop_stack:
+            return
+        loop = self.loop_stack[-1][0]
+        pos = self.ctx.positions.get(loop)
+        if pos is None:
+            return
+        root = key.split("[")[0]
+        lines = self.frame.facts.assign_lines.get(root, [])
+        if any(pos.start.line <= line < self.line[0] for line in lines):
+            return  # rebuilt at every iteration
+        self.loop_stack[-1][1].append(key)
 
     # --- aliases -------------------------------------------------------------------------------------------
     def _used_later(self, key: str) -> bool:
@@ -1422,6 +1448,10 @@ class InplacePass(Pass):
             return
         if any(s.kind in ("copy", "mask") for s in tgt.steps):
             return
+        f = self.frame.facts
+        if not tgt.steps and tgt.key not in f.tensors and tgt.key not in f.arrays and not (
+                tgt.key in self.frame.tracked):
+            return  # `lr = args.lr`: not known to be a tensor, and numbers are not shared
         kind = tgt.steps[-1].kind if tgt.steps else "same"
         deps = _names_in(v) - {tgt.key.split(".")[0]}
         self.frame.tracked[key] = Tracked(key, kind, value, {tgt.key}, tgt.steps, line, deps)
@@ -1481,7 +1511,7 @@ class InplacePass(Pass):
                 name = node.func.attr.value
                 if name in NON_TENSOR_RESULTS:
                     return False
-                if name in self.ctx.tables.methods and name not in BUILTIN_CLASH or name in self.inplace_names():
+                if name in self.ctx.tables.methods and name not in CONTAINER_METHODS or name in self.inplace_names():
                     return True
                 return self.is_tensor_expr(node.func.value, facts) and name not in ("tolist", "item")
             return False
@@ -1554,6 +1584,31 @@ class _Hoister(cst.CSTTransformer):
 
         call.visit(V())
         return any(key in reads for reads, node_id in self.computed if node_id not in inside)
+
+
+def _init_helpers(cls: cst.ClassDef) -> set[str]:
+    """Methods that `__init__` calls on self (transitively) and nothing else calls."""
+    methods = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}
+    calls: dict[str, set[str]] = {}
+    for name, fn in methods.items():
+        found: set[str] = set()
+
+        class V(cst.CSTVisitor):
+            def visit_Call(self, n: cst.Call) -> None:
+                if isinstance(n.func, cst.Attribute) and isinstance(n.func.value, cst.Name) \
+                        and n.func.value.value == "self" and n.func.attr.value in methods:
+                    found.add(n.func.attr.value)
+
+        fn.visit(V())
+        calls[name] = found
+    reached, todo = set(), ["__init__"] if "__init__" in methods else []
+    while todo:
+        for callee in calls.get(todo.pop(), ()):
+            if callee not in reached and callee != "__init__":
+                reached.add(callee)
+                todo.append(callee)
+    others = set().union(*(c for n, c in calls.items() if n not in reached and n != "__init__")) if calls else set()
+    return reached - others
 
 
 def _all_refs(node: cst.CSTNode) -> list[cst.BaseExpression]:
