@@ -71,11 +71,13 @@ def _named_leaves(model):
 
 
 def _to_numpy(value):
+    """A copy: jnp.asarray of a numpy array may share its memory on CPU, and torch updates buffers in place (a
+    BatchNorm forward would otherwise change the loaded model's running statistics)."""
     if hasattr(value, "detach"):  # a torch tensor
         value = value.detach().cpu()
         # numpy has no bfloat16: go through float32, the model's dtype is restored on load
-        return value.float().numpy() if str(value.dtype) == "torch.bfloat16" else value.numpy()
-    return np.asarray(value)
+        value = value.float().numpy() if str(value.dtype) == "torch.bfloat16" else value.numpy()
+    return np.array(value, copy=True)
 
 
 def load_state_dict(model, state_dict, *, state=None, strict=True):

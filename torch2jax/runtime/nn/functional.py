@@ -8,6 +8,7 @@ Differences that JAX forces:
   update `running_mean`/`running_var` (the BatchNorm/InstanceNorm layers return updated statistics in their state).
 - Random functions (`dropout` and friends) take a keyword-only `key`; training mode without one is an error.
 """
+import itertools
 import math
 
 import jax
@@ -182,17 +183,21 @@ def _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_i
     stride = kernel if stride is None or stride == [] else _ntuple(stride, n)
     dilation = _ntuple(dilation, n)
     lead = input.ndim - n
-    pads = _pool_pads(input.shape[lead:], kernel, stride, _ntuple(padding, n), dilation, ceil_mode)
-    low = -jnp.inf if jnp.issubdtype(input.dtype, jnp.floating) else jnp.iinfo(input.dtype).min
-    return jax.lax.reduce_window(
-        input,
-        jnp.array(low, input.dtype),
-        jax.lax.max,
-        (1,) * lead + kernel,
-        (1,) * lead + stride,
-        [(0, 0)] * lead + pads,
-        window_dilation=(1,) * lead + dilation,
-    )
+    pads = [(0, 0)] * lead + _pool_pads(input.shape[lead:], kernel, stride, _ntuple(padding, n), dilation, ceil_mode)
+    # a numpy (not jax) init value: JAX differentiates reduce_window only when it can see the init is the identity
+    low = np.array(-np.inf if jnp.issubdtype(input.dtype, jnp.floating) else jnp.iinfo(input.dtype).min, input.dtype)
+    if all(d == 1 for d in dilation):
+        return jax.lax.reduce_window(input, low, jax.lax.max, (1,) * lead + kernel, (1,) * lead + stride, pads)
+    # JAX cannot differentiate a window-dilated reduce_window: take the max over one strided slice per kernel tap
+    padded = jax.lax.pad(input, low, [(lo, hi, 0) for lo, hi in pads])
+    out_sizes = [(size - d * (k - 1) - 1) // s + 1 for size, k, s, d in zip(padded.shape[lead:], kernel, stride, dilation)]
+    out = None
+    for tap in itertools.product(*(range(k) for k in kernel)):
+        starts = [t * d for t, d in zip(tap, dilation)]
+        limits = [start + (o - 1) * s + 1 for start, o, s in zip(starts, out_sizes, stride)]
+        window = jax.lax.slice(padded, [0] * lead + starts, list(padded.shape[:lead]) + limits, (1,) * lead + stride)
+        out = window if out is None else jnp.maximum(out, window)
+    return out
 
 
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -224,7 +229,7 @@ def _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
     sizes = input.shape[lead:]
     pads = _pool_pads(sizes, kernel, stride, padding, (1,) * n, ceil_mode)
     total = jax.lax.reduce_window(
-        input, jnp.array(0, input.dtype), jax.lax.add, (1,) * lead + kernel, (1,) * lead + stride, [(0, 0)] * lead + pads
+        input, np.array(0, input.dtype), jax.lax.add, (1,) * lead + kernel, (1,) * lead + stride, [(0, 0)] * lead + pads
     )
     if divisor_override:
         return total / divisor_override
@@ -251,16 +256,17 @@ def _adaptive_pool(input, output_size, n, reduce):
     # torch's bins: output i covers [floor(i * size / out), ceil((i + 1) * size / out)). Rectangular bins are
     # separable, so each spatial dim is reduced in turn: gather every bin padded to the longest, then mask.
     out_sizes = _ntuple(output_size, n)
-    for axis in range(input.ndim - n, input.ndim):
-        size, out = input.shape[axis], out_sizes[axis - input.ndim + n]
-        out = size if out is None else out
+    for dim in range(n):
+        axis = input.ndim - n + dim
+        size = input.shape[axis]
+        out = size if out_sizes[dim] is None else out_sizes[dim]
         starts = (np.arange(out) * size) // out
         ends = -(-(np.arange(1, out + 1) * size) // out)
         index = starts[:, None] + np.arange((ends - starts).max())
         valid = index < ends[:, None]
-        windows = jnp.take(input, np.minimum(index, size - 1), axis=axis)  # (..., out, longest, ...)
-        mask = valid.reshape(valid.shape + (1,) * (input.ndim - axis - 1))
-        input = reduce(windows, mask, axis + 1)
+        windows = jnp.take(input, np.minimum(index, size - 1), axis=axis)  # (..., out, longest, *rest)
+        trailing = input.ndim - axis - 1
+        input = reduce(windows, valid.reshape(valid.shape + (1,) * trailing), -1 - trailing)
     return input
 
 

@@ -17,6 +17,7 @@ from torch2jax.runtime.nn._common import param_dtype
 
 class _RunningStatsNorm(eqx.Module):
     expected_ndims = ()  # set by subclasses: the input ranks torch accepts
+    counts_batches = True  # torch's InstanceNorm never updates num_batches_tracked, and momentum=None freezes it
 
     num_features: int = eqx.field(static=True)
     eps: float = eqx.field(static=True)
@@ -60,9 +61,13 @@ class _RunningStatsNorm(eqx.Module):
 
     def _update_running_stats(self, x, state):
         mean, var = self._observed_stats(jax.lax.stop_gradient(x))
-        count = state.get(self.num_batches_tracked) + 1
-        # momentum=None means a cumulative average over all batches seen
-        factor = 1.0 / count if self.momentum is None else self.momentum
+        count = state.get(self.num_batches_tracked)
+        if self.counts_batches:
+            count = count + 1
+            # momentum=None means a cumulative average over all batches seen
+            factor = 1.0 / count if self.momentum is None else self.momentum
+        else:
+            factor = 0.0 if self.momentum is None else self.momentum
         old_mean, old_var = state.get(self.running_mean), state.get(self.running_var)
         state = state.set(self.running_mean, ((1 - factor) * old_mean + factor * mean).astype(old_mean.dtype))
         state = state.set(self.running_var, ((1 - factor) * old_var + factor * var).astype(old_var.dtype))
@@ -98,6 +103,7 @@ class BatchNorm3d(_BatchNorm):
 
 
 class _InstanceNorm(_RunningStatsNorm):
+    counts_batches = False
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False, track_running_stats=False, device=None,
                  dtype=None, *, key=None):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)

@@ -1,0 +1,266 @@
+"""t2j.nn layers and functional forms against torch.nn on the same weights.
+
+Each row of CASES builds `torch.nn.<name>(*args, **kwargs)` and `t2j.nn.<name>(*args, **kwargs, key=...)`, copies
+torch's (perturbed) state_dict into the JAX layer, then compares: eval-mode output, train-mode output and the
+updated running statistics, and the gradients of a random projection of the output with respect to the input and
+every parameter. Adding a layer to the tests is adding a row.
+"""
+from dataclasses import dataclass, field
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+from hypothesis import given
+from hypothesis import strategies as st
+
+import torch2jax.runtime as t2j
+from torch2jax.runtime.nn import functional as F
+
+
+@dataclass
+class Case:
+    name: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    shapes: tuple = ((2, 3, 4, 5),)  # one shape per input
+    int_high: int | None = None  # integer inputs in [0, int_high) instead of floats
+
+    def __str__(self):
+        kwargs = ",".join(f"{k}={v}" for k, v in self.kwargs.items())
+        return f"{self.name}{self.args}{{{kwargs}}}{self.shapes}"
+
+
+CASES = [
+    # linear and reshaping
+    Case("Linear", (5, 4), shapes=((3, 5),)),
+    Case("Linear", (5, 4), {"bias": False}, shapes=((2, 3, 5),)),
+    Case("Bilinear", (3, 4, 2), shapes=((5, 3), (5, 4))),
+    Case("Identity", (7,), shapes=((2, 3),)),
+    Case("Flatten"),
+    Case("Flatten", (0, 2)),
+    Case("Unflatten", (1, (2, 3)), shapes=((4, 6, 5),)),
+    Case("Embedding", (10, 4), shapes=((3, 5),), int_high=10),
+    Case("Embedding", (10, 4), {"padding_idx": 2}, shapes=((4, 6),), int_high=4),
+    # convolutions
+    Case("Conv1d", (3, 4, 3), {"stride": 2, "padding": 1}, shapes=((2, 3, 11),)),
+    Case("Conv1d", (4, 6, 3), {"groups": 2, "dilation": 2, "padding": "same"}, shapes=((2, 4, 9),)),
+    Case("Conv2d", (3, 4, 3), shapes=((2, 3, 8, 7),)),
+    Case("Conv2d", (4, 6, (3, 2)), {"stride": (2, 1), "padding": (1, 0), "dilation": (1, 2), "groups": 2},
+         shapes=((2, 4, 9, 8),)),
+    Case("Conv2d", (3, 4, 4), {"padding": "same"}, shapes=((2, 3, 7, 7),)),
+    Case("Conv2d", (3, 4, 3), {"padding": "valid", "bias": False}, shapes=((2, 3, 6, 6),)),
+    Case("Conv2d", (3, 4, 3), {"padding": 1, "padding_mode": "reflect"}, shapes=((2, 3, 6, 6),)),
+    Case("Conv2d", (3, 4, 3), {"padding": (2, 1), "padding_mode": "replicate"}, shapes=((2, 3, 6, 6),)),
+    Case("Conv2d", (3, 4, 3), {"padding": 1, "padding_mode": "circular", "stride": 2}, shapes=((2, 3, 6, 6),)),
+    Case("Conv2d", (3, 4, 3), {"padding": 1}, shapes=((3, 6, 6),)),  # unbatched
+    Case("Conv3d", (2, 3, 3), {"padding": 1}, shapes=((1, 2, 5, 5, 5),)),
+    Case("ConvTranspose1d", (3, 4, 3), {"stride": 2, "padding": 1, "output_padding": 1}, shapes=((2, 3, 7),)),
+    Case("ConvTranspose2d", (4, 6, 3), {"stride": 2, "padding": 1, "output_padding": 1, "groups": 2},
+         shapes=((2, 4, 5, 5),)),
+    Case("ConvTranspose2d", (3, 2, (3, 2)), {"stride": (2, 3), "dilation": 2}, shapes=((2, 3, 4, 5),)),
+    Case("ConvTranspose2d", (3, 2, 3), {"padding": 3, "bias": False}, shapes=((2, 3, 8, 8),)),
+    Case("ConvTranspose3d", (2, 2, 2), {"stride": 2}, shapes=((1, 2, 3, 3, 3),)),
+    # normalisation
+    Case("BatchNorm1d", (4,), shapes=((8, 4),)),
+    Case("BatchNorm1d", (4,), {"affine": False}, shapes=((6, 4, 5),)),
+    Case("BatchNorm2d", (3,), shapes=((4, 3, 5, 5),)),
+    Case("BatchNorm2d", (3,), {"momentum": None, "eps": 1e-3}, shapes=((4, 3, 5, 5),)),
+    Case("BatchNorm2d", (3,), {"momentum": 0.3}, shapes=((4, 3, 5, 5),)),
+    Case("BatchNorm2d", (3,), {"track_running_stats": False}, shapes=((4, 3, 5, 5),)),
+    Case("BatchNorm3d", (2,), shapes=((2, 2, 3, 3, 3),)),
+    Case("InstanceNorm1d", (3,), shapes=((2, 3, 10),)),
+    Case("InstanceNorm2d", (3,), {"affine": True}, shapes=((2, 3, 6, 6),)),
+    Case("InstanceNorm2d", (3,), {"track_running_stats": True, "affine": True}, shapes=((2, 3, 5, 5),)),
+    Case("InstanceNorm2d", (3,), shapes=((3, 5, 5),)),  # unbatched
+    Case("InstanceNorm3d", (2,), {"affine": True}, shapes=((2, 2, 3, 4, 3),)),
+    Case("LayerNorm", (5,), shapes=((2, 3, 5),)),
+    Case("LayerNorm", ((4, 5),), {"eps": 1e-3}, shapes=((2, 3, 4, 5),)),
+    Case("LayerNorm", (5,), {"elementwise_affine": False}, shapes=((2, 3, 5),)),
+    Case("LayerNorm", (5,), {"bias": False}, shapes=((2, 3, 5),)),
+    Case("GroupNorm", (2, 6), shapes=((3, 6, 4, 4),)),
+    Case("GroupNorm", (3, 6), {"affine": False}, shapes=((3, 6, 5),)),
+    Case("RMSNorm", (5,), shapes=((2, 3, 5),)),
+    Case("RMSNorm", ((3, 5),), {"eps": 1e-4}, shapes=((2, 3, 5),)),
+    # activations
+    *[Case(name) for name in ["ReLU", "ReLU6", "SELU", "SiLU", "Mish", "Sigmoid", "Tanh", "Softsign", "Hardsigmoid",
+                              "Hardswish", "LogSigmoid", "Tanhshrink", "Softmax2d", "GELU", "CELU", "ELU",
+                              "LeakyReLU", "Softplus", "Hardtanh", "Softshrink", "Hardshrink"]],
+    Case("GELU", (), {"approximate": "tanh"}),
+    Case("LeakyReLU", (0.2,)),
+    Case("ELU", (0.5,)),
+    Case("CELU", (2.0,)),
+    Case("Softplus", (2.0, 5.0)),
+    Case("Hardtanh", (-2.0, 3.0)),
+    Case("Softshrink", (0.3,)),
+    Case("Hardshrink", (1.2,)),
+    Case("Threshold", (0.1, 20.0)),
+    Case("PReLU"),
+    Case("PReLU", (3,), shapes=((2, 3, 4),)),
+    Case("Softmax", (1,)),
+    Case("Softmax", (-1,)),
+    Case("LogSoftmax", (2,)),
+    Case("Softmin", (0,)),
+    Case("GLU", shapes=((2, 3, 4, 6),)),
+    Case("GLU", (1,), shapes=((2, 4, 3),)),
+    # pooling
+    Case("MaxPool1d", (3,), shapes=((2, 3, 10),)),
+    Case("MaxPool1d", (3, 2, 1), {"ceil_mode": True}, shapes=((2, 3, 10),)),
+    Case("MaxPool2d", (2,), shapes=((2, 3, 8, 8),)),
+    Case("MaxPool2d", (3, 2, 1), {"dilation": 2}, shapes=((2, 3, 9, 9),)),
+    Case("MaxPool2d", ((3, 2),), {"stride": (2, 1), "ceil_mode": True}, shapes=((2, 3, 9, 8),)),
+    Case("MaxPool3d", (2,), shapes=((1, 2, 4, 4, 4),)),
+    Case("AvgPool1d", (3, 2, 1), {"ceil_mode": True, "count_include_pad": False}, shapes=((2, 3, 10),)),
+    Case("AvgPool2d", (3, 2, 1), shapes=((2, 3, 8, 8),)),
+    Case("AvgPool2d", (3, 2, 1), {"ceil_mode": True}, shapes=((2, 3, 8, 8),)),
+    Case("AvgPool2d", (3, 2, 1), {"ceil_mode": True, "count_include_pad": False}, shapes=((2, 3, 8, 8),)),
+    Case("AvgPool2d", (2,), {"divisor_override": 3}, shapes=((2, 3, 6, 6),)),
+    Case("AvgPool3d", (2,), shapes=((1, 2, 4, 4, 4),)),
+    Case("AdaptiveAvgPool1d", (4,), shapes=((2, 3, 10),)),
+    Case("AdaptiveAvgPool2d", ((3, 5),), shapes=((2, 3, 7, 11),)),
+    Case("AdaptiveAvgPool2d", (1,), shapes=((2, 3, 7, 11),)),
+    Case("AdaptiveAvgPool2d", ((None, 2),), shapes=((2, 3, 7, 11),)),
+    Case("AdaptiveAvgPool3d", (2,), shapes=((1, 2, 3, 5, 4),)),
+    Case("AdaptiveMaxPool1d", (3,), shapes=((2, 3, 10),)),
+    Case("AdaptiveMaxPool2d", ((3, 4),), shapes=((2, 3, 7, 9),)),
+    # resampling
+    Case("Upsample", (), {"scale_factor": 2}),
+    Case("Upsample", ((7, 9),)),
+    Case("Upsample", (), {"scale_factor": 1.5, "mode": "bilinear"}),
+    Case("Upsample", ((7, 3),), {"mode": "bilinear", "align_corners": True}),
+    Case("Upsample", (), {"scale_factor": 2.5, "mode": "nearest-exact"}),
+    Case("Upsample", (5,), {"mode": "linear"}, shapes=((2, 3, 7),)),
+    Case("Upsample", (), {"scale_factor": 0.5, "mode": "area"}, shapes=((2, 3, 8, 6),)),
+    Case("UpsamplingBilinear2d", (), {"scale_factor": 2}),
+    Case("UpsamplingNearest2d", ((6, 7),)),
+    Case("PixelShuffle", (2,), shapes=((2, 8, 3, 3),)),
+    Case("PixelUnshuffle", (2,), shapes=((2, 2, 4, 6),)),
+    # padding
+    Case("ZeroPad2d", (2,)),
+    Case("ZeroPad2d", ((1, 0, 2, 3),)),
+    Case("ConstantPad1d", ((2, 1), 3.5), shapes=((2, 3, 5),)),
+    Case("ConstantPad2d", ((-1, 2, 0, 1), 1.0)),
+    Case("ReflectionPad1d", (2,), shapes=((2, 3, 5),)),
+    Case("ReflectionPad2d", ((1, 2, 2, 1),)),
+    Case("ReplicationPad2d", (2,)),
+    Case("CircularPad2d", ((1, 1, 2, 0),)),
+    Case("ZeroPad1d", ((1, 2),), shapes=((2, 3, 5),)),
+    Case("ZeroPad3d", (1,), shapes=((1, 2, 3, 3, 3),)),
+    Case("ConstantPad3d", ((1, 0, 0, 2, 1, 1), -1.0), shapes=((1, 2, 3, 3, 3),)),
+    Case("ReflectionPad3d", (1,), shapes=((1, 2, 3, 3, 3),)),
+    Case("ReplicationPad1d", ((3, 1),), shapes=((2, 3, 5),)),
+    Case("ReplicationPad3d", (1,), shapes=((1, 2, 3, 3, 3),)),
+    Case("CircularPad1d", (2,), shapes=((2, 3, 5),)),
+    Case("CircularPad3d", (1,), shapes=((1, 2, 3, 3, 3),)),
+]
+
+
+def _perturbed_torch_module(case):
+    """torch's layer with every parameter and buffer moved off its default value, so loading is really tested."""
+    torch.manual_seed(0)
+    module = getattr(torch.nn, case.name)(*case.args, **case.kwargs)
+    with torch.no_grad():
+        for param in module.parameters():
+            param.add_(0.5 * torch.randn_like(param))
+        for name, buf in module.named_buffers():
+            if name.endswith("running_mean"):
+                buf.add_(0.3 * torch.randn_like(buf))
+            elif name.endswith("running_var"):
+                buf.mul_(0.5 + torch.rand_like(buf))
+            elif name.endswith("num_batches_tracked"):
+                buf.fill_(3)
+    return module
+
+
+def _inputs(case, seed=0):
+    rng = np.random.default_rng(seed)
+    if case.int_high is not None:
+        return [rng.integers(0, case.int_high, shape) for shape in case.shapes]
+    return [(2 * rng.standard_normal(shape)).astype(np.float32) for shape in case.shapes]
+
+
+def _jax_layer(case):
+    build = getattr(t2j.nn, case.name)
+    model, state = eqx.nn.make_with_state(build)(*case.args, **case.kwargs, key=jax.random.key(1))
+    return model, state
+
+
+def _run(model, state, xs):
+    if t2j.nn.is_stateful(model):
+        return model(*xs, state)
+    return model(*xs), state
+
+
+def _close(jax_value, torch_value, rtol=1e-4, atol=1e-5):
+    torch_value = torch_value.detach().numpy() if isinstance(torch_value, torch.Tensor) else torch_value
+    np.testing.assert_allclose(np.asarray(jax_value), torch_value, rtol=rtol, atol=atol)
+
+
+@eqx.filter_jit
+def _eval_forward(model, state, xs):
+    return _run(eqx.nn.inference_mode(model), state, xs)[0]
+
+
+@eqx.filter_jit
+def _train_forward_and_grads(model, state, float_xs, int_xs, projection):
+    """Train-mode output, new state, and the gradients of <output, projection> w.r.t. parameters and float inputs.
+    One compiled function per case keeps the table fast."""
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    def loss(params, float_xs):
+        out, new_state = _run(eqx.combine(params, static), state, float_xs + int_xs)
+        return jnp.sum(out * projection), (out, new_state)
+
+    (_, (out, new_state)), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, float_xs)
+    return out, new_state, grads
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_layer_matches_torch(case):
+    tm = _perturbed_torch_module(case)
+    model, state = _jax_layer(case)
+    model, state = t2j.load_state_dict(model, tm.state_dict(), state=state)
+    xs = _inputs(case)
+    differentiable = case.int_high is None
+
+    # eval: torch's eval() is eqx.nn.inference_mode; only layers with an `inference` flag behave differently
+    if hasattr(model, "inference"):
+        tm.eval()
+        _close(_eval_forward(model, state, [jnp.asarray(x) for x in xs]), tm(*map(torch.as_tensor, xs)))
+
+    # train: the same output, the same running statistics afterwards, and the same gradients of <out, R> with
+    # respect to every float input and every parameter
+    tm.train()
+    txs = [torch.tensor(x, requires_grad=differentiable) for x in xs]
+    tout = tm(*txs)
+    projection = np.random.default_rng(1).standard_normal(tout.shape).astype(np.float32)
+    (tout * torch.as_tensor(projection)).sum().backward()
+    jxs = [jnp.asarray(x) for x in xs]
+    float_xs, int_xs = (jxs, []) if differentiable else ([], jxs)
+    out, state, (param_grads, input_grads) = _train_forward_and_grads(model, state, float_xs, int_xs, projection)
+
+    _close(out, tout)
+    buffers = t2j.to_state_dict(model, state)
+    for name, buf in tm.named_buffers():
+        _close(buffers[name], buf)
+    for grad, tx in zip(input_grads, txs):
+        _close(grad, tx.grad, atol=1e-4)
+    grads_by_key = t2j.to_state_dict(param_grads, state)
+    for name, param in tm.named_parameters():
+        _close(grads_by_key[name], param.grad, atol=1e-4)
+
+
+def test_table_covers_every_exported_layer():
+    tested = {case.name for case in CASES} | {"Sequential", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d"}
+    # attention, recurrent and transformer layers have their own tests
+    others = ("attention", "recurrent", "transformer")
+    exported = {
+        name
+        for name, value in vars(t2j.nn).items()
+        if isinstance(value, type) and value.__module__.rsplit(".", 1)[-1] not in others
+    }
+    assert exported - tested == set()
