@@ -50,17 +50,18 @@ def drop_none(pass_, record, bound, node):
 
 
 def gelu_approximate(pass_, record, bound, node):
-    """F.gelu: torch's default is the exact erf form, jax.nn.gelu's the tanh one. A literal approximate='none'
-    or 'tanh' picks jax.nn.gelu's flag; anything else goes to the runtime function, which takes torch's string."""
-    value = _literal(bound.args.get("approximate"))
-    if "approximate" in bound.given and value in ("none", "tanh"):
-        _drop(bound, "approximate")
-        if value == "tanh":
-            pass_.need("jax")
-            from torch2jax.transform.templates import render
+    """F.gelu: torch's default is the exact erf form, jax.nn.gelu's the tanh one. torch's literal
+    approximate='none' / 'tanh' (or none given) becomes jax.nn.gelu's boolean; any other value goes to the
+    runtime function, which takes torch's string."""
+    value = _literal(bound.args.get("approximate")) if "approximate" in bound.given else "none"
+    if value not in ("none", "tanh"):
+        return None
+    from torch2jax.transform.templates import render
 
-            return render("jax.nn.gelu(input, approximate=True)", bound, {p.name for p in record.params})
-    return None
+    _drop(bound, "approximate")
+    pass_.need("jax")
+    flag = "True" if value == "tanh" else "False"
+    return render(f"jax.nn.gelu(input, approximate={flag})", bound, {p.name for p in record.params})
 
 
 def implicit_softmax_dim(pass_, record, bound, node):
