@@ -166,5 +166,45 @@ def explain(code: str = typer.Argument(..., help="A diagnostic code such as T2J1
         typer.echo(f"After:\n    {info.after.replace(chr(10), chr(10) + '    ')}")
 
 
+@app.command("check")
+def check_command(
+    original: Path = typer.Argument(..., help="The PyTorch file or folder."),
+    translated: Optional[Path] = typer.Argument(None, help="Its translation (translated here when left out)."),
+    entry: list[str] = typer.Option([], "--entry", "-e", help="Check only this function/class (repeatable)."),
+    input: list[str] = typer.Option([], "--input", "-i", help="An input: 'x: float32[8,3,32,32]' (repeatable; "
+                                    "'Net.x: ...' for one entry, 'idx: int64[4]:0..9', 'dim: 1')."),
+    args: list[str] = typer.Option([], "--args", "-a", help="Constructor arguments: 'Net=(10, 3)' (repeatable), "
+                                   "or a .json/.toml spec file."),
+    train: list[str] = typer.Option([], "--train", help="A script, or a function of the file, to run on both sides "
+                                    "comparing the losses it prints (repeatable)."),
+    steps: int = typer.Option(3, "--steps", help="SGD steps in the module training stage."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds per entry and stage."),
+    memory: int = typer.Option(4096, "--memory", help="MiB of address space user code may add (0: no limit)."),
+    examples: Optional[int] = typer.Option(None, "--examples", help="Hypothesis examples per function."),
+    allow_torch: bool = typer.Option(False, "--allow-torch", help="Go on when the translation still imports torch."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Run ORIGINAL and its translation on generated inputs and compare: interface, numbers and gradients,
+    training. Exit status 0 when nothing failed, 1 otherwise, 2 for bad usage."""
+    from torch2jax.check import check as run_check
+
+    if not original.exists():
+        _fail(f"{original}: no such file or directory")
+    if translated is not None and not translated.exists():
+        _fail(f"{translated}: no such file or directory")
+    stream = None if json_out else (lambda r: typer.echo(r.format()))
+    try:
+        report = run_check(original, translated, entries=entry or None, inputs=input or None, args=args or None,
+                           train=train or None, timeout=timeout, examples=examples, steps=steps, memory_mb=memory,
+                           allow_torch=allow_torch, on_result=stream)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    if json_out:
+        typer.echo(report.to_json())
+    else:
+        typer.echo(report.summary())
+    raise typer.Exit(report.exit_code)
+
+
 def main() -> None:
     app()

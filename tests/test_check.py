@@ -1,0 +1,238 @@
+"""`torch2jax check`: hand-written translations pass every stage; planted bugs fail, named by entry and stage;
+raising, hanging and crashing code is isolated; the CLI's exit codes, summary and JSON.
+
+The checks share one isolated worker per test process (TORCH2JAX_CHECK_KEEP_WORKER): importing torch and jax
+costs seconds on this machine, and the worker forks a fresh child after a hang or a crash anyway.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from torch2jax.check import check
+from torch2jax.check import interface as itf
+from torch2jax.check.compare import compare_arrays, compare_trees
+from torch2jax.check.inputs import parse_spec
+from torch2jax.check.training import compare_outputs
+from torch2jax.cli import app
+
+CASES = Path(__file__).parent / "cases" / "check"
+TORCH, JAX = CASES / "ops_torch.py", CASES / "ops_jax.py"
+EXAMPLES = 4
+
+
+@pytest.fixture(autouse=True)
+def shared_worker(monkeypatch):
+    monkeypatch.setenv("TORCH2JAX_CHECK_KEEP_WORKER", "1")
+
+
+def stages(report, name):
+    return {r.stage: r for r in report.find(name)}
+
+
+# ---------------------------------------------------------------------------------------------- no worker
+def test_import_is_cheap_and_check_is_callable():
+    code = ("import sys, torch2jax; from torch2jax import check; import torch2jax.check as c; "
+            "assert callable(check) and callable(c.check); "
+            "print(sorted(m for m in ('torch', 'jax', 'numpy', 'hypothesis') if m in sys.modules))")
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_signature_rules():
+    def sig(src):
+        ns = {}
+        exec(src, ns)
+        return inspect.signature(ns["f"])
+
+    ok = itf.compare_signatures(sig("def f(x, y=2.0): pass"), sig("def f(x, y=2.0, *, key): pass"), "f")
+    assert ok == []
+    assert itf.compare_signatures(sig("def f(x, state): pass"), sig("def f(x, state): pass"), "f") == []
+    assert itf.compare_signatures(sig("def f(model, x): pass"), sig("def f(model, state, x): pass"), "f") == []
+    swapped = itf.compare_signatures(sig("def f(x, y): pass"), sig("def f(y, x): pass"), "f")
+    assert swapped and "positional parameters (x, y) became (y, x)" in swapped[0]
+    default = itf.compare_signatures(sig("def f(x, p=0.5): pass"), sig("def f(x, p=0.1): pass"), "f")
+    assert default == ["f: default of p changed from 0.5 to 0.1"]
+    extra = itf.compare_signatures(sig("def f(x): pass"), sig("def f(x, *, rng): pass"), "f")
+    assert extra == ["f: new required parameter rng"]
+
+
+def test_file_shape():
+    assert itf.file_shape("import torch\nx = 1\ndef f(): pass\n").is_script is False
+    assert itf.file_shape("import torch\nfor i in range(3):\n    print(i)\n").is_script is True
+    guarded = itf.file_shape("def main(): pass\nif __name__ == '__main__':\n    main()\n")
+    assert not guarded.is_script and guarded.has_main_guard and guarded.main_calls == {"main"}
+
+
+def test_tolerances_and_specs():
+    import numpy as np
+
+    a = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    assert compare_arrays(a, a + 5e-6, "x").ok
+    bad = compare_arrays(a, a * 1.01, "x")
+    assert not bad.ok and "elements differ beyond rtol=0.0001" in bad.message
+    assert compare_arrays(a.astype(np.float16), (a * 1.005).astype(np.float16), "x").ok  # float16: rtol 1e-2
+    assert not compare_arrays(np.arange(3), np.arange(3) + 1, "i").ok  # ints exact
+    assert "shape torch (3, 4) vs JAX (4, 3)" in compare_arrays(a, a.T, "x").message
+    assert "torch returns 2 value(s)" in compare_trees((a, a), a).message
+    assert parse_spec("x: float32[8,3,32,32]").shape == (8, 3, 32, 32)
+    spec = parse_spec("idx: int64[4]:0..9")
+    assert (spec.dtype, spec.lo, spec.hi, spec.format()) == ("int64", 0, 9, "idx: int64[4]:0..9")
+    assert parse_spec("dim: 1").value == 1
+
+
+def test_printed_metrics_compare():
+    torch_out = "epoch 0\nstep 0 loss 0.693147\nstep 1 loss 0.512300\ntook 3.2 s\nfinal accuracy 0.7500\n"
+    assert compare_outputs(torch_out, torch_out.replace("0.512300", "0.512301").replace("3.2", "9.9")).ok
+    c = compare_outputs(torch_out, torch_out.replace("0.512300", "0.530000"))
+    assert not c.ok and "metric line 3: torch 'step 1 loss 0.512300'" in c.message
+    assert not compare_outputs(torch_out, "step 0 loss 0.693147\n").ok
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+def test_hand_written_translation_passes_every_stage():
+    report = check(TORCH, JAX, args={"Stack": (4, 2)}, examples=EXAMPLES, timeout=120)
+    assert report.ok, report.format()
+    for fn in ("scaled_softplus", "leaky_mix", "normalize_rows", "gram", "gated", "pick"):
+        assert [r.status for r in report.find(fn)] == ["PASS", "PASS"], fn
+    assert "outputs and gradients match" in stages(report, "leaky_mix")["numbers"].message
+    assert "idx: int64[3,4]:0..2 (probed)" in stages(report, "pick")["numbers"].inputs
+    assert "random" in stages(report, "noisy_pair")["numbers"].message
+    for module in ("MLP", "ConvBN", "Tagger", "Stack"):
+        assert [r.stage for r in report.find(module)] == ["interface", "numbers", "training"], module
+        assert all(r.status == "PASS" for r in report.find(module)), module
+    assert "tokens: int64[3,5]:0..10 (probed from Embedding)" in stages(report, "Tagger")["numbers"].inputs
+    assert "x: float32[3,3,16,16] (probed from Conv2d)" in stages(report, "ConvBN")["numbers"].inputs
+    assert report.summary() == "11 passed, 0 failed, 0 skipped"
+
+
+MUTATIONS = {  # name: (entry, the correct text, the planted bug, what the failure says)
+    "constant": ("leaky_mix", "+ 0.5 * y", "+ 0.25 * y", "output: 12 of 12 elements differ"),
+    "axis": ("normalize_rows", "axis=-1, keepdims", "axis=0, keepdims", "elements differ"),
+    "bias": ("ConvBN", "return self.head(x.mean(axis=(2, 3))), state",
+             "return x.mean(axis=(2, 3)) @ self.head.weight.T, state", "eval output"),
+    "transpose": ("gram", "x @ jnp.swapaxes(x, -2, -1)", "jnp.swapaxes(x, -2, -1) @ x",
+                  "shape torch (3, 3) vs JAX (4, 4)"),
+    "reused_key": ("noisy_pair", "    key, subkey = jax.random.split(key)\n    b =", "    b =", "one key used for two"),
+    "stop_gradient": ("gated", "x * jax.nn.sigmoid(y)", "x * jax.lax.stop_gradient(jax.nn.sigmoid(y))",
+                      "gradient of y"),
+    "module_stop_gradient": ("MLP", "jnp.tanh(self.fc1(x))", "jnp.tanh(jax.lax.stop_gradient(self.fc1(x)))",
+                             "gradient of fc1.weight"),
+}
+
+
+def test_planted_bugs_fail_naming_entry_and_stage(tmp_path):
+    orig, jax_dir = tmp_path / "torch", tmp_path / "jax"
+    orig.mkdir()
+    jax_dir.mkdir()
+    source = JAX.read_text()
+    for name, (entry, good, bad, _) in MUTATIONS.items():
+        assert source.count(good) == 1, name
+        shutil.copy(TORCH, orig / f"{name}.py")
+        (jax_dir / f"{name}.py").write_text(source.replace(good, bad))
+    entries = [f"{name}.py::{entry}" for name, (entry, *_) in MUTATIONS.items()]
+    report = check(orig, jax_dir, entries=entries, examples=EXAMPLES, timeout=120)
+    assert report.summary() == f"0 passed, {len(MUTATIONS)} failed, 0 skipped", report.format()
+    for name, (entry, _, _, says) in MUTATIONS.items():
+        results = report.find(f"{name}.py::{entry}")
+        assert [(r.stage, r.status) for r in results] == [("interface", "PASS"), ("numbers", "FAIL")], name
+        assert says in results[-1].message, (name, results[-1].message)
+    shrunk = stages(report, "constant.py::leaky_mix")["numbers"]
+    assert any(line.startswith("failing example: x: float32[3,4], y: float32[3,4]") for line in shrunk.details)
+
+
+def test_interface_failures(tmp_path):
+    orig, jax_dir = tmp_path / "torch", tmp_path / "jax"
+    orig.mkdir()
+    jax_dir.mkdir()
+    shutil.copy(TORCH, orig / "ops.py")
+    source = JAX.read_text()
+    source = source.replace("def gated(x, y):", "def gated(y, x):")
+    source = source.replace("def scaled_softplus(x, beta: float = 2.0):", "def scaled_softplus(x, beta: float = 3.0):")
+    source = source.replace("def pick(x, idx):\n    return x[idx].sum(-1)\n", "")
+    source = source.replace("    def __call__(self, tokens, *, key=None):", "    def __call__(self, tokens):")
+    (jax_dir / "ops.py").write_text(source)
+    shutil.copy(TORCH, orig / "leaky.py")
+    (jax_dir / "leaky.py").write_text("import torch\n" + JAX.read_text())
+    report = check(orig, jax_dir, entries=["ops.py::gated", "ops.py::scaled_softplus", "ops.py::pick",
+                                           "ops.py::Tagger", "leaky.py::gram", "nothing_like_this"], timeout=120)
+    msgs = {r.name: r.message for r in report.results}
+    assert all(r.stage == "interface" and r.status == "FAIL" for r in report.results), report.format()
+    assert "positional parameters (x, y) became (y, x)" in msgs["ops.py::gated"]
+    assert "default of beta changed from 2.0 to 3.0" in msgs["ops.py::scaled_softplus"]
+    assert "pick is missing from the translation" in msgs["ops.py::pick"]
+    assert "does not accept key=None" in msgs["ops.py::Tagger"]
+    assert msgs["leaky.py::gram"].startswith("the translation imports torch (torch)")
+    assert "no such public function" in report.find("nothing_like_this")[0].message
+
+
+def test_raise_hang_and_crash_are_isolated():
+    start = time.monotonic()
+    report = check(CASES / "faulty_torch.py", CASES / "faulty_jax.py", timeout=10, examples=2)
+    elapsed = time.monotonic() - start
+    got = {r.entry: (r.status, r.message) for r in report.results if r.stage == "numbers"}
+    assert got["Raises"][0] == "FAIL" and "JAX raised where torch ran: RuntimeError: boom" in got["Raises"][1]
+    assert got["Hangs"] == ("ERROR", "timed out after 10 s (killed)")
+    assert got["crashes"][0] == "ERROR" and "exited with status 3" in got["crashes"][1]
+    assert got["double"][0] == "PASS" and got["shift"][0] == "PASS"  # shift runs after the hang and the crash
+    assert report.summary() == "2 passed, 3 failed (2 errors), 0 skipped"
+    assert elapsed < 90
+
+
+def test_scripts_compare_printed_losses(tmp_path):
+    report = check(CASES / "train_torch.py", CASES / "train_jax.py", timeout=120)
+    assert [(r.stage, r.status) for r in report.results] == [("interface", "PASS"), ("training", "PASS")], \
+        report.format()
+    assert "6 printed metric lines match" in report.results[-1].message
+    wrong = tmp_path / "train_jax.py"
+    wrong.write_text((CASES / "train_jax.py").read_text().replace("b = b - 0.1 * gb", "b = b - 0.2 * gb"))
+    report = check(CASES / "train_torch.py", wrong, timeout=120)
+    last = report.results[-1]
+    assert (last.stage, last.status) == ("training", "FAIL") and "metric line 2: torch 'step 1 loss" in last.message
+
+
+runner = CliRunner()
+
+
+def test_cli_exit_codes_summary_and_json(tmp_path):
+    result = runner.invoke(app, ["check", str(TORCH), str(JAX), "--entry", "gram", "--entry", "Tagger",
+                                 "--examples", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "2 passed, 0 failed, 0 skipped"
+    assert any(line.startswith("PASS  ") and "::Tagger [training]" in line for line in lines)
+
+    bad = tmp_path / "ops_jax.py"
+    bad.write_text(JAX.read_text().replace("+ 0.5 * y", "+ 0.25 * y"))
+    result = runner.invoke(app, ["check", str(TORCH), str(bad), "--entry", "leaky_mix", "--entry", "gram",
+                                 "--input", "x: float32[2,5]", "--input", "y: float32[2,5]", "--examples", "2",
+                                 "--json"])
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert data["summary"] == "1 passed, 1 failed, 0 skipped" and data["exit_code"] == 1
+    assert data["entries"] == {f"{TORCH}::leaky_mix": "FAIL", f"{TORCH}::gram": "PASS"}
+    failed = [r for r in data["results"] if r["status"] == "FAIL"][0]
+    assert failed["stage"] == "numbers" and failed["inputs"] == "x: float32[2,5], y: float32[2,5] (given)"
+
+    result = runner.invoke(app, ["check", str(tmp_path / "missing.py")])
+    assert result.exit_code == 2 and "no such file" in result.stderr
+    result = runner.invoke(app, ["check", str(TORCH), str(JAX), "--input", "x float32[3]"])
+    assert result.exit_code == 2 and "expected NAME: SPEC" in result.stderr
+
+
+def test_translator_output_is_checked():
+    """The translator's own output for tests/cases/torch_modules.py: whatever the state of the translation, every
+    entry gets a verdict at some stage, and the checker itself never errs."""
+    report = check(Path(__file__).parent / "cases" / "torch_modules.py", entries=["MLP", "Base"], allow_torch=True,
+                   args={"Base": (4,)}, timeout=120)
+    assert {r.entry for r in report.results} == {"MLP", "Base"}
+    assert not [r for r in report.results if "checker error" in r.message], report.format()
