@@ -17,10 +17,11 @@ from torch2jax.transform.module_updates import ModuleUpdatesPass
 from torch2jax.transform.modules import ModulePass
 from torch2jax.transform.names import ImportCollector, Scopes, module_level_rebinds
 from torch2jax.transform.ops import OpsPass
+from torch2jax.transform.randomness import RandomnessPass
 from torch2jax.transform.training import TrainingPass
 from torch2jax.transform.training_facts import collect_training_facts
 
-PASSES = (GradModePass, InplacePass, ModuleUpdatesPass, TrainingPass, ModulePass, OpsPass)
+PASSES = (GradModePass, InplacePass, ModuleUpdatesPass, TrainingPass, ModulePass, OpsPass, RandomnessPass)
 
 
 def _python_syntax_error(source: str) -> tuple[int, int, str] | None:
@@ -70,11 +71,12 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     rebound = module_level_rebinds(module, aliases)
     for name in rebound:
         del aliases[name]
-    ctx = FileContext(filename=filename, scopes=Scopes(aliases, rebound), tables=load_tables(), positions=positions)
+    ctx = FileContext(filename=filename, scopes=Scopes(aliases, rebound, positions), tables=load_tables(), positions=positions)
     ctx.module_facts = collect_module_facts(module, ctx.scopes)
     ctx.training_facts = collect_training_facts(module, ctx.scopes, ctx.module_facts)
     for pass_cls in PASSES:
-        module = module.visit(pass_cls(ctx))
+        if pass_cls.applies(source, ctx):
+            module = module.visit(pass_cls(ctx))
     before_imports = module
     module = fix_imports(module, ctx.needed_imports)
     if module is not before_imports:
