@@ -12,6 +12,8 @@ GRAD_CONTEXTS = {"torch.no_grad", "torch.enable_grad", "torch.inference_mode", "
 
 
 class GradModePass(Pass):
+    TRIGGERS = ("no_grad", "enable_grad", "inference_mode", "set_grad_enabled")
+
     def visit_FunctionDef(self, node) -> None:
         self.ctx.scopes.push(node)
 

@@ -52,6 +52,15 @@ class _Prune(cst.CSTTransformer):
     def __init__(self, used: set[str]) -> None:
         self.used = used
 
+    def visit_FunctionDef(self, node) -> bool:
+        return False  # imports inside functions and classes are left as they are: only the file's own are fixed
+
+    def visit_ClassDef(self, node) -> bool:
+        return False
+
+    def visit_SimpleStatementLine(self, node) -> bool:
+        return any(isinstance(s, (cst.Import, cst.ImportFrom)) for s in node.body)
+
     def _keep(self, alias: cst.ImportAlias, module: str | None) -> bool:
         return not _is_torch(module) or _local(alias) in self.used
 

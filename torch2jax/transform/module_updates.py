@@ -40,6 +40,8 @@ def _chain(node: cst.BaseExpression) -> tuple[str, str] | None:
 
 
 class ModuleUpdatesPass(Pass):
+    TRIGGERS = ("init.", "init_", "parameters(", ".weight", ".bias", ".data")
+
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self.methods: list[str] = []

@@ -24,6 +24,10 @@ STATE = "state"
 
 
 class ModulePass(Pass):
+    @classmethod
+    def applies(cls, source, ctx) -> bool:
+        return bool(ctx.module_facts.classes)
+
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self.facts: ModuleFacts = ctx.module_facts

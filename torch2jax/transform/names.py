@@ -129,13 +129,24 @@ def module_level_rebinds(module: cst.Module, aliases: dict[str, str]) -> set[str
 class Scopes:
     """The alias table plus a stack of function scopes, to resolve a dotted expression to a qualified name."""
 
-    def __init__(self, aliases: dict[str, str], rebound: set[str] = frozenset()) -> None:
+    def __init__(self, aliases: dict[str, str], rebound: set[str] = frozenset(), positions: dict | None = None
+                 ) -> None:
         self.aliases = aliases
         self.rebound = set(rebound)  # import names the module rebinds to something else (`F = np`)
         self.shadow_stack: list[set[str]] = []
+        self.positions = positions if positions is not None else {}
+        self._shadowed: dict = {}  # function's source position -> the aliases it shadows (same in every pass)
 
     def push(self, fn: cst.FunctionDef) -> None:
-        self.shadow_stack.append(bound_in_function(fn) & self.aliases.keys())
+        pos = self.positions.get(fn)
+        where = (pos.start.line, pos.start.column) if pos is not None else None
+        if where is None or where not in self._shadowed:
+            shadowed = bound_in_function(fn) & self.aliases.keys()
+            if where is None:
+                self.shadow_stack.append(shadowed)
+                return
+            self._shadowed[where] = shadowed
+        self.shadow_stack.append(self._shadowed[where])
 
     def pop(self) -> None:
         self.shadow_stack.pop()

@@ -106,6 +106,8 @@ def _names(stmts) -> _Names:
 
 
 class TrainingPass(Pass):
+    TRIGGERS = ("optim", ".backward(", ".step(", "zero_grad", ".train(", ".eval(", "BatchNorm")
+
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self.facts: TrainingFacts = ctx.training_facts

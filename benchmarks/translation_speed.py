@@ -1,0 +1,90 @@
+"""Translation speed against its floor: libcst parsing and regenerating the same files.
+
+Input: every sample, plus torch's own torch/nn/modules/*.py (about 23k lines) as a stress input. Prints, in one
+run, the floor (parse + codegen), the single-process translation time, the folder translation on all cores
+(the CLI's worker pool), and their ratios. Aim: translation <= 2x the floor, single process.
+
+    python benchmarks/translation_speed.py [--repeat 3]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import libcst as cst
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _inputs() -> list[Path]:
+    import torch  # only to find its source files
+
+    modules = Path(torch.__file__).parent / "nn" / "modules"
+    return sorted((ROOT / "samples").glob("*.py")) + sorted(modules.glob("*.py"))
+
+
+def _best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    files = _inputs()
+    sources = [f.read_text() for f in files]
+    lines = sum(s.count("\n") for s in sources)
+
+    from torch2jax import translate
+
+    translate(sources[0])  # load the tables once, outside the timing
+
+    def floor():
+        for s in sources:
+            cst.parse_module(s).code
+
+    def single():
+        for f, s in zip(files, sources):
+            translate(s, filename=str(f))
+
+    t_floor = _best(floor, args.repeat)
+    t_single = _best(single, args.repeat)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in"
+        src.mkdir()
+        for f in files:
+            shutil.copy(f, src / f"{f.parent.name}_{f.name}")
+        out = Path(tmp) / "out"
+
+        def folder():
+            shutil.rmtree(out, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "torch2jax", "translate", str(src), "-o", str(out), "-q"],
+                           capture_output=True, check=False)
+
+        def folder_start():  # the CLI's own start-up, to subtract nothing but show it
+            subprocess.run([sys.executable, "-m", "torch2jax", "--help"], capture_output=True, check=True)
+
+        t_folder = _best(folder, args.repeat)
+        t_start = _best(folder_start, args.repeat)
+    cores = os.cpu_count()
+    print(f"inputs: {len(files)} files, {lines} lines")
+    print(f"floor (libcst parse + codegen):       {t_floor:7.2f} s")
+    print(f"translate, single process:            {t_single:7.2f} s   ratio to floor {t_single / t_floor:5.2f}x")
+    print(f"CLI folder run, {cores} workers:            {t_folder:7.2f} s   ratio to floor {t_folder / t_floor:5.2f}x"
+          f"   (CLI start-up {t_start:.2f} s)")
+    print(f"single process / folder run speed-up: {t_single / t_folder:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
