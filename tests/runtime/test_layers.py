@@ -264,3 +264,178 @@ def test_table_covers_every_exported_layer():
         if isinstance(value, type) and value.__module__.rsplit(".", 1)[-1] not in others
     }
     assert exported - tested == set()
+
+
+# ---------------------------------------------------------------- functional forms on drawn shapes
+
+
+def _randn(rng, shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@given(
+    batch=st.integers(1, 2), groups=st.sampled_from([1, 2]), size=st.tuples(st.integers(3, 9), st.integers(3, 9)),
+    kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)), stride=st.integers(1, 3), dilation=st.integers(1, 2),
+    padding=st.one_of(st.integers(0, 2), st.just("same"), st.just("valid")), seed=st.integers(0, 2**16),
+)
+def test_conv2d_matches_torch(batch, groups, size, kernel, stride, dilation, padding, seed):
+    if padding == "same":
+        stride = 1
+    rng = np.random.default_rng(seed)
+    x, w, b = _randn(rng, (batch, 2 * groups, *size)), _randn(rng, (2 * groups, 2, *kernel)), _randn(rng, (2 * groups,))
+    if any(s + 2 * (padding if isinstance(padding, int) else 0) < dilation * (k - 1) + 1 for s, k in zip(size, kernel)):
+        return  # torch rejects a kernel larger than the padded input
+    args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    _close(F.conv2d(jnp.asarray(x), jnp.asarray(w), jnp.asarray(b), **args),
+           TF.conv2d(torch.as_tensor(x), torch.as_tensor(w), torch.as_tensor(b), **args))
+
+
+@given(
+    size=st.integers(2, 7), kernel=st.integers(1, 3), stride=st.integers(1, 3), padding=st.integers(0, 2),
+    output_padding=st.integers(0, 2), dilation=st.integers(1, 2), groups=st.sampled_from([1, 2]),
+    seed=st.integers(0, 2**16),
+)
+def test_conv_transpose2d_matches_torch(size, kernel, stride, padding, output_padding, dilation, groups, seed):
+    if output_padding >= max(stride, dilation):
+        output_padding = 0  # torch requires output_padding < stride or dilation
+    if (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1 < 1:
+        return  # an empty output, which torch rejects
+    rng = np.random.default_rng(seed)
+    x, w = _randn(rng, (2, 2 * groups, size, size + 1)), _randn(rng, (2 * groups, 3, kernel, kernel))
+    args = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
+    expected = TF.conv_transpose2d(torch.as_tensor(x), torch.as_tensor(w), **args)
+    _close(F.conv_transpose2d(jnp.asarray(x), jnp.asarray(w), **args), expected)
+
+
+@given(
+    size=st.tuples(st.integers(2, 11), st.integers(2, 11)), kernel=st.integers(1, 4), stride=st.integers(1, 3),
+    padding=st.integers(0, 2), ceil_mode=st.booleans(), count_include_pad=st.booleans(), dilation=st.integers(1, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_pools_match_torch(size, kernel, stride, padding, ceil_mode, count_include_pad, dilation, seed):
+    padding = min(padding, kernel // 2)  # torch: pad should be at most half of the kernel
+    if any(s + 2 * padding < dilation * (kernel - 1) + 1 for s in size):
+        return
+    x = _randn(np.random.default_rng(seed), (2, 3, *size))
+    tx, jx = torch.as_tensor(x), jnp.asarray(x)
+    _close(F.max_pool2d(jx, kernel, stride, padding, dilation, ceil_mode),
+           TF.max_pool2d(tx, kernel, stride, padding, dilation, ceil_mode))
+    _close(F.avg_pool2d(jx, kernel, stride, padding, ceil_mode, count_include_pad),
+           TF.avg_pool2d(tx, kernel, stride, padding, ceil_mode, count_include_pad))
+
+
+@given(size=st.tuples(st.integers(1, 12), st.integers(1, 12)), out=st.tuples(st.integers(1, 8), st.integers(1, 8)),
+       seed=st.integers(0, 2**16))
+def test_adaptive_pools_match_torch(size, out, seed):
+    x = _randn(np.random.default_rng(seed), (2, 3, *size))
+    _close(F.adaptive_avg_pool2d(jnp.asarray(x), out), TF.adaptive_avg_pool2d(torch.as_tensor(x), out))
+    _close(F.adaptive_max_pool2d(jnp.asarray(x), out), TF.adaptive_max_pool2d(torch.as_tensor(x), out))
+
+
+@given(
+    size=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    target=st.one_of(
+        st.tuples(st.integers(1, 13), st.integers(1, 13)).map(lambda s: {"size": s}),
+        st.sampled_from([0.5, 1.5, 2.0, 2.7, 3.0]).map(lambda f: {"scale_factor": f}),
+    ),
+    mode=st.sampled_from(["nearest", "nearest-exact", "bilinear", "bilinear-corners", "area"]),
+    seed=st.integers(0, 2**16),
+)
+def test_interpolate_matches_torch(size, target, mode, seed):
+    kwargs = dict(target)
+    if mode == "bilinear-corners":
+        mode, kwargs["align_corners"] = "bilinear", True
+    x = _randn(np.random.default_rng(seed), (2, 3, *size))
+    if "scale_factor" in kwargs and min(size) * kwargs["scale_factor"] < 1:
+        return  # an empty output
+    _close(F.interpolate(jnp.asarray(x), mode=mode, **kwargs), TF.interpolate(torch.as_tensor(x), mode=mode, **kwargs))
+
+
+@given(
+    pads=st.lists(st.integers(0, 3), min_size=4, max_size=4),  # torch's non-constant modes pad 2 dims of 4D
+    mode=st.sampled_from(["constant", "reflect", "replicate", "circular"]), seed=st.integers(0, 2**16),
+)
+def test_pad_matches_torch(pads, mode, seed):
+    x = _randn(np.random.default_rng(seed), (2, 3, 5, 6))
+    value = 1.5 if mode == "constant" else None
+    _close(F.pad(jnp.asarray(x), pads, mode, value), TF.pad(torch.as_tensor(x), pads, mode, value))
+
+
+# ---------------------------------------------------------------- dropout
+
+
+@pytest.mark.parametrize("name, shape, unit", [("Dropout", (200, 500), ()), ("Dropout1d", (100, 100, 7), (2,)),
+                                               ("Dropout2d", (100, 100, 3, 4), (2, 3)),
+                                               ("Dropout3d", (50, 200, 2, 3, 2), (2, 3, 4))])
+def test_dropout_statistics_match_torch(name, shape, unit):
+    """Train mode: about p of the (element or channel) units zeroed, whole channels at once for DropoutNd, and the
+    survivors scaled by 1/(1-p), like torch; eval mode: the identity."""
+    p = 0.3
+    x = np.random.default_rng(0).uniform(1, 2, shape).astype(np.float32)
+    layer = getattr(t2j.nn, name)(p)
+    out = np.asarray(layer(jnp.asarray(x), key=jax.random.key(0)))
+    torch_out = getattr(torch.nn, name)(p)(torch.as_tensor(x)).numpy()
+    for result in (out, torch_out):
+        zeroed = result == 0
+        if unit:  # a channel is either all zero or all kept
+            assert np.array_equal(zeroed.all(axis=unit), zeroed.any(axis=unit))
+            zeroed = zeroed.all(axis=unit)
+        assert abs(zeroed.mean() - p) < 0.015
+        np.testing.assert_allclose(result[result != 0], (x / (1 - p))[result != 0], rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(eqx.nn.inference_mode(layer)(jnp.asarray(x))), x)
+
+
+def test_dropout_keys():
+    x = jnp.ones((100, 100))
+    layer = t2j.nn.Dropout(0.5)
+    same = [np.asarray(layer(x, key=jax.random.key(3))) for _ in range(2)]
+    np.testing.assert_array_equal(*same)
+    assert not np.array_equal(same[0], np.asarray(layer(x, key=jax.random.key(4))))
+    with pytest.raises(ValueError, match="key"):
+        layer(x)
+    np.testing.assert_array_equal(np.asarray(t2j.nn.Dropout(1.0)(x, key=jax.random.key(0))), 0)
+    np.testing.assert_array_equal(np.asarray(F.dropout(x, 0.5, training=False)), 1)
+
+
+# ---------------------------------------------------------------- Sequential
+
+
+def test_sequential_with_state_matches_torch():
+    torch.manual_seed(0)
+    tm = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Dropout(0.0),
+        torch.nn.Flatten(), torch.nn.Linear(4 * 5 * 5, 2),
+    )
+    key = jax.random.split(jax.random.key(0), 2)
+    model, state = eqx.nn.make_with_state(t2j.nn.Sequential)(
+        t2j.nn.Conv2d(3, 4, 3, padding=1, key=key[0]), t2j.nn.BatchNorm2d(4), jax.nn.relu, t2j.nn.Dropout(0.0),
+        t2j.nn.Flatten(), t2j.nn.Linear(4 * 5 * 5, 2, key=key[1]),
+    )
+    assert t2j.nn.is_stateful(model) and not t2j.nn.is_stateful(model[0])
+    model, state = t2j.load_state_dict(model, tm.state_dict(), state=state)
+    x = _randn(np.random.default_rng(0), (3, 3, 5, 5))
+    out, state = model(jnp.asarray(x), state, key=jax.random.key(1))
+    _close(out, tm(torch.as_tensor(x)))
+    _close(t2j.to_state_dict(model, state)["1.running_var"], tm[1].running_var)
+    tm.eval()
+    out, _ = eqx.nn.inference_mode(model)(jnp.asarray(x), state)
+    _close(out, tm(torch.as_tensor(x)))
+    with pytest.raises(ValueError, match="state"):
+        model(jnp.asarray(x))
+
+
+def test_sequential_from_ordered_dict_keeps_torch_names():
+    from collections import OrderedDict
+
+    torch.manual_seed(0)
+    tm = torch.nn.Sequential(OrderedDict(fc=torch.nn.Linear(3, 4), act=torch.nn.Tanh(), out=torch.nn.Linear(4, 1)))
+    keys = jax.random.split(jax.random.key(0), 2)
+    model = t2j.nn.Sequential(OrderedDict(fc=t2j.nn.Linear(3, 4, key=keys[0]), act=t2j.nn.Tanh(),
+                                          out=t2j.nn.Linear(4, 1, key=keys[1])))
+    model = t2j.load_state_dict(model, tm.state_dict())
+    assert set(t2j.to_state_dict(model)) == set(tm.state_dict()) == {"fc.weight", "fc.bias", "out.weight", "out.bias"}
+    x = _randn(np.random.default_rng(0), (5, 3))
+    _close(model(jnp.asarray(x)), tm(torch.as_tensor(x)))
+    assert model.fc is model[0] and len(model) == 3
+    assert set(t2j.to_state_dict(model[1:])) == set(tm[1:].state_dict()) == {"out.weight", "out.bias"}
