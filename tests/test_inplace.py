@@ -251,6 +251,12 @@ def f(x, y):
     return x.sum()
 """, {"x": "float32[3]", "y": "float32[3]"}, needs=("Tensor.add", "torch.sum"), mutated=("x",),
          expect={"T2J306": "x.add_(y)"}),
+    Case("fill_diagonal_record", """
+def f(x):
+    x = x * 1
+    x.fill_diagonal_(3.0)
+    return x
+""", {"x": "float32[4,3]"}, needs=("Tensor.fill_diagonal_",), contains=("x = ",)),
     Case("data_and_detach", """
 def f(p, g):
     p = p.clone()
@@ -301,7 +307,7 @@ def test_structure(case):
         assert fragment in code, f"{fragment!r} missing from:\n{code}"
     left = [m.group(0) for m in INPLACE_LEFT.finditer(code) if full or m.group(0) not in (".normal_(",)]
     assert not left, f"in-place calls left: {left}\n{code}"
-    assert "out=" not in code and "inplace=" not in code, code
+    assert not re.search(r"[(,]\s*out=", code) and "inplace=True" not in code, code
     for code_, fragment in case.expect.items():
         line = _line_of(source, fragment)
         found = [d for d in diags if d.code == code_ and d.line == line]
@@ -604,3 +610,50 @@ def f(x, k):
         and "    xs = [x, k]\n" in body, code
     after_v = code.split("v = v.mul(2)")[1]
     assert "x = x.at[0].set(v)" in after_v and "y = x" in after_v and "w = x.view(-1)" in after_v, code
+
+
+def test_enclosing_scope_tensor_is_declared():
+    code, _ = inplace_only(HEADER + '''
+buf = torch.zeros(3)
+
+
+def bump(i):
+    """Docstring stays first."""
+    buf[i] = 1.0
+
+
+def outer(x):
+    x = x.clone()
+
+    def inner():
+        x.mul_(2)
+
+    inner()
+    return x
+''')
+    assert '"""Docstring stays first."""\n    global buf\n    buf = buf.at[i].set(1.0)' in code, code
+    assert "nonlocal x\n        x = x.mul(2)" in code, code
+
+
+def test_evaluation_order_hazard_is_reported():
+    source, result = _translate("""
+def f(x):
+    x = x.clone()
+    z = x.sum() + x.exp_().sum()
+    return z
+""")
+    assert "T2J302" in _codes_at(result, source, "z = x.sum() + x.exp_().sum()")
+
+
+def test_if_test_is_hoisted_and_elif_reported():
+    source, result = _translate("""
+def f(x):
+    x = x.clone()
+    if x.add_(1).sum() > 0:
+        return x
+    elif x.mul_(2).sum() > 0:
+        return x
+    return x
+""")
+    assert "    x = x.add(1)\n    if x.sum() > 0:" in result.code, result.code
+    assert "T2J305" in _codes_at(result, source, "elif x.mul_(2).sum() > 0:")

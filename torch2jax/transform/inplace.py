@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from torch2jax.transform.base import Pass, add_marker
-from torch2jax.transform.names import dotted
+from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import BUILTIN_CLASH
 from torch2jax.transform.templates import BindError, bind, paren
 
@@ -420,6 +420,9 @@ class Frame:
     method: str | None = None
     tracked: dict[str, Tracked] = field(default_factory=dict)
     caller_visible: set[str] = field(default_factory=set)
+    bound: set[str] = field(default_factory=set)  # names local to the function (parameters and assignments)
+    declare: dict[str, str] = field(default_factory=dict)  # free name rebound here -> "global" | "nonlocal"
+    is_function: bool = False
 
 
 class Unsupported(Exception):
@@ -475,16 +478,47 @@ class InplacePass(Pass):
         frame = Frame(facts, class_name=self.classes[-1] if in_class else None,
                       method=node.name.value if in_class else None)
         frame.caller_visible = {p for p in facts.params if p not in ("self", "cls")}
+        frame.bound = bound_in_function(node)
+        frame.is_function = True
         self.frames.append(frame)
         saved, self.loop_stack = self.loop_stack, []
         self._saved_loops = getattr(self, "_saved_loops", []) + [saved]
 
     def leave_FunctionDef(self, original, updated):
         self.ctx.scopes.pop()
-        self.frames.pop()
+        frame = self.frames.pop()
         self.kinds.pop()
         self.loop_stack = self._saved_loops.pop()
+        if frame.declare and isinstance(updated.body, cst.IndentedBlock):
+            # a tensor of an enclosing scope updated in place: the rebinding must reach that scope
+            decls = []
+            for kind in ("global", "nonlocal"):
+                names = sorted(n for n, k in frame.declare.items() if k == kind)
+                if names:
+                    node = cst.Global if kind == "global" else cst.Nonlocal
+                    decls.append(cst.SimpleStatementLine([node(names=[
+                        cst.NameItem(cst.Name(n), comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+                                     if i < len(names) - 1 else cst.MaybeSentinel.DEFAULT)
+                        for i, n in enumerate(names)])]))
+            body = list(updated.body.body)
+            at = 1 if body and _is_docstring(body[0]) else 0
+            body[at:at] = decls
+            updated = updated.with_changes(body=updated.body.with_changes(body=body))
         return updated
+
+    def _declare_free(self, key: str, node) -> None:
+        """`x` updated in place inside a function that does not bind it: rebinding needs global/nonlocal."""
+        name = key.split(".")[0].split("[")[0]
+        if "." in key or "[" in key:
+            return  # an attribute or item: set on the shared object, no declaration needed
+        frame = self.frame
+        if not frame.is_function or name in frame.bound or name in frame.declare:
+            return
+        enclosing = [f for f in self.frames[1:-1] if f.is_function and name in f.bound]
+        kind = "nonlocal" if enclosing else "global"
+        frame.declare[name] = kind
+        self.report("T2J301", f"{name} belongs to an enclosing scope: declared {kind} so that the update reaches it",
+                    node)
 
     def visit_If(self, node: cst.If) -> None:
         if isinstance(node.orelse, cst.If):
@@ -805,6 +839,10 @@ class InplacePass(Pass):
                     return True
         if tgt.key in f.tensors or tgt.key in self.frame.tracked or tgt.key in f.arrays and tgt.key not in f.ints:
             return True
+        if self.frame.is_function and root not in self.frame.bound:
+            outer = [fr.facts for fr in self.frames[:-1] if not fr.is_function or root in fr.bound]
+            if outer and (root in outer[-1].tensors or root in outer[-1].arrays):
+                return True
         if kind == "mask":
             return True
         return self._index_is_tensorish(tgt) or self._is_tensor_value(value)
@@ -1204,6 +1242,7 @@ class InplacePass(Pass):
         new = self._owner_value(tgt, value, op, set_value)
         stmt = _assign(tgt.owner, new)
         out = [(stmt, True)]
+        self._declare_free(tgt.key, node)
         if what:
             self.report("T2J301", f"in-place {what} on {tgt.key} rewritten as a functional update", node)
         elif steps:
@@ -1584,6 +1623,11 @@ class _Hoister(cst.CSTTransformer):
 
         call.visit(V())
         return any(key in reads for reads, node_id in self.computed if node_id not in inside)
+
+
+def _is_docstring(stmt) -> bool:
+    return isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Expr) \
+        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
 
 
 def _init_helpers(cls: cst.ClassDef) -> set[str]:
