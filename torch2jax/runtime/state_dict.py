@@ -144,5 +144,5 @@ def to_state_dict(model, state=None):
             if state is None:
                 raise ValueError(f"{key} lives in Equinox state: pass state= to to_state_dict")
             leaf = state.get(leaf)
-        out[key] = np.asarray(leaf)
+        out[key] = np.array(leaf)  # a writable copy, as torch.as_tensor / in-place edits expect
     return out
