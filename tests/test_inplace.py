@@ -257,6 +257,15 @@ def f(x):
     x.fill_diagonal_(3.0)
     return x
 """, {"x": "float32[4,3]"}, needs=("Tensor.fill_diagonal_",), contains=("x = ",)),
+    Case("detach_shares_storage", """
+def f(p, g):
+    p = p.clone()
+    p.detach().mul_(g)
+    q = p.detach()
+    q.add_(1)
+    return p, q
+""", {"p": "float32[3]", "g": "float32[3]"}, needs=("Tensor.clone", "Tensor.mul", "Tensor.add", "Tensor.detach"),
+         grad=False),
     Case("data_and_detach", """
 def f(p, g):
     p = p.clone()
