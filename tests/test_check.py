@@ -25,7 +25,6 @@ from torch2jax.cli import app
 
 CASES = Path(__file__).parent / "cases" / "check"
 TORCH, JAX = CASES / "ops_torch.py", CASES / "ops_jax.py"
-EXAMPLES = 4
 
 
 @pytest.fixture(autouse=True)
@@ -100,9 +99,9 @@ def test_printed_metrics_compare():
 
 # ---------------------------------------------------------------------------------------------- end to end
 def test_hand_written_translation_passes_every_stage():
-    report = check(TORCH, JAX, args={"Stack": (4, 2)}, examples=EXAMPLES, timeout=120)
+    report = check(TORCH, JAX, args={"Stack": (4, 2)}, examples=2, timeout=120)
     assert report.ok, report.format()
-    for fn in ("scaled_softplus", "leaky_mix", "normalize_rows", "gram", "gated", "pick"):
+    for fn in ("scaled_softplus", "leaky_mix", "normalize_rows", "gram", "squash", "gated", "pick"):
         assert [r.status for r in report.find(fn)] == ["PASS", "PASS"], fn
     assert "outputs and gradients match" in stages(report, "leaky_mix")["numbers"].message
     assert "idx: int64[3,4]:0..2 (probed)" in stages(report, "pick")["numbers"].inputs
@@ -112,7 +111,7 @@ def test_hand_written_translation_passes_every_stage():
         assert all(r.status == "PASS" for r in report.find(module)), module
     assert "tokens: int64[3,5]:0..10 (probed from Embedding)" in stages(report, "Tagger")["numbers"].inputs
     assert "x: float32[3,3,16,16] (probed from Conv2d)" in stages(report, "ConvBN")["numbers"].inputs
-    assert report.summary() == "11 passed, 0 failed, 0 skipped"
+    assert report.summary() == "12 passed, 0 failed, 0 skipped"
 
 
 MUTATIONS = {  # name: (entry, the correct text, the planted bug, what the failure says)
@@ -125,6 +124,12 @@ MUTATIONS = {  # name: (entry, the correct text, the planted bug, what the failu
     "reused_key": ("noisy_pair", "    key, subkey = jax.random.split(key)\n    b =", "    b =", "one key used for two"),
     "stop_gradient": ("gated", "x * jax.nn.sigmoid(y)", "x * jax.lax.stop_gradient(jax.nn.sigmoid(y))",
                       "gradient of y"),
+    "overflow": ("scaled_softplus", "jax.nn.softplus(x * beta) / beta", "jnp.log(1 + jnp.exp(x * beta)) / beta",
+                 "vs JAX inf"),
+    # wrong only when the first value lies in (0.5, 3): the probed example and the edge sweep miss it, hypothesis
+    # finds it and shrinks it
+    "band": ("squash", "return jnp.tanh(x)", "first = x.reshape(-1)[:1].sum()\n"
+             "    return jnp.where((first > 0.5) & (first < 3), jnp.tanh(x) + 1, jnp.tanh(x))", "elements differ"),
     "module_stop_gradient": ("MLP", "jnp.tanh(self.fc1(x))", "jnp.tanh(jax.lax.stop_gradient(self.fc1(x)))",
                              "gradient of fc1.weight"),
 }
@@ -140,14 +145,19 @@ def test_planted_bugs_fail_naming_entry_and_stage(tmp_path):
         shutil.copy(TORCH, orig / f"{name}.py")
         (jax_dir / f"{name}.py").write_text(source.replace(good, bad))
     entries = [f"{name}.py::{entry}" for name, (entry, *_) in MUTATIONS.items()]
-    report = check(orig, jax_dir, entries=entries, examples=EXAMPLES, timeout=120)
+    report = check(orig, jax_dir, entries=entries, examples=20, timeout=120)
     assert report.summary() == f"0 passed, {len(MUTATIONS)} failed, 0 skipped", report.format()
     for name, (entry, _, _, says) in MUTATIONS.items():
         results = report.find(f"{name}.py::{entry}")
         assert [(r.stage, r.status) for r in results] == [("interface", "PASS"), ("numbers", "FAIL")], name
         assert says in results[-1].message, (name, results[-1].message)
-    shrunk = stages(report, "constant.py::leaky_mix")["numbers"]
-    assert any(line.startswith("failing example: x: float32[3,4], y: float32[3,4]") for line in shrunk.details)
+    first = stages(report, "constant.py::leaky_mix")["numbers"]
+    assert any(line.startswith("failing example: x: float32[3,4], y: float32[3,4]") for line in first.details)
+    # the probed example passes; the sweep of edge values finds large values that overflow
+    overflow = stages(report, "overflow.py::scaled_softplus")["numbers"]
+    assert "failing example: x: float32[3,4] (large values, seed 0)" in overflow.details, overflow.format()
+    band = stages(report, "band.py::squash")["numbers"]
+    assert band.details[0].startswith("shrunk failing example: x: float32[3,4] (hypothesis values"), band.format()
 
 
 def test_interface_failures(tmp_path):
@@ -180,11 +190,13 @@ def test_raise_hang_and_crash_are_isolated():
     report = check(CASES / "faulty_torch.py", CASES / "faulty_jax.py", timeout=10, examples=2)
     elapsed = time.monotonic() - start
     got = {r.entry: (r.status, r.message) for r in report.results if r.stage == "numbers"}
-    assert got["Raises"][0] == "FAIL" and "JAX raised where torch ran: RuntimeError: boom" in got["Raises"][1]
-    assert got["Hangs"] == ("ERROR", "timed out after 10 s (killed)")
-    assert got["crashes"][0] == "ERROR" and "exited with status 3" in got["crashes"][1]
-    assert got["double"][0] == "PASS" and got["shift"][0] == "PASS"  # shift runs after the hang and the crash
-    assert report.summary() == "2 passed, 3 failed (2 errors), 0 skipped"
+    text = report.format()
+    assert got["Raises"][0] == "FAIL" and "JAX raised where torch ran: RuntimeError: boom" in got["Raises"][1], text
+    assert got["Hangs"] == ("ERROR", "timed out after 10 s (killed)"), text
+    assert got["crashes"][0] == "ERROR" and "exited with status 3" in got["crashes"][1], text
+    assert got["double"][0] == "PASS" and got["shift"][0] == "PASS", text  # shift runs after the hang and the crash
+    assert got["hog"][0] == "FAIL" and "MemoryError" in got["hog"][1], text  # the memory limit
+    assert report.summary() == "2 passed, 4 failed (2 errors), 0 skipped"
     assert elapsed < 90
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 # Parameters the translation may add.
 ADDED_KEYWORD = ("key",)
-ADDED_POSITIONAL = ("state",)
+ADDED_POSITIONAL = ("state", "opt_state")  # BatchNorm statistics; a trainer function's optimizer state
 
 
 @dataclass

@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 
 STARTUP_TIMEOUT = 300.0  # importing torch and jax on a loaded machine can take a minute
 
@@ -57,9 +58,11 @@ class WorkerPool:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         env["PYTHONUNBUFFERED"] = "1"
         self._log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "torch2jax.check.isolation", str(self.memory_mb)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env)
+        with warnings.catch_warnings():  # a caller that uses jax itself: fork + exec is safe, jax's warning is noise
+            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "torch2jax.check.isolation", str(self.memory_mb)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env)
         self._buf = b""
         ready = self._read(STARTUP_TIMEOUT)
         if ready is None or not ready.get("ready"):

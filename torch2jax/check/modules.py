@@ -169,16 +169,18 @@ def module_inputs(name, pair: Pair, ocls, config):
         except BaseException as e:  # noqa: BLE001
             return None, f"torch rejects the given inputs: {user_error(e)}"
         return specs, "given"
-    last = ""
+    first, tried = "", 0
     for cand, how in inp.module_candidates(pair.torch, missing):
         cand = [inp.ArgSpec(**{**s.__dict__, "keyword": s.name in keyword}) for s in cand]
         specs = sorted(list(given.values()) + cand, key=lambda s: order[s.name])
+        tried += 1
         try:
             runs(specs)
             return specs, how
         except BaseException as e:  # noqa: BLE001
-            last = user_error(e)
-    return None, f"no probed input shape runs the torch module (last error: {last}); give one with --input"
+            first = first or f"{inp.format_specs(specs)}: {user_error(e)}"
+    return None, (f"no probed input shape runs the torch module ({tried} tried; the first: {first}); "
+                  f"give one with --input")
 
 
 def build(name, ocls, tcls, config, cache):

@@ -6,6 +6,7 @@ import atexit
 import itertools
 import json
 import os
+import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -159,6 +160,7 @@ class Checker:
         self.pool = None
         self.keep_worker = keep_worker or os.environ.get("TORCH2JAX_CHECK_KEEP_WORKER", "") not in ("", "0")
         self.run_id = next(_RUNS)
+        self.script_runs: dict = {}
 
     # ------------------------------------------------------------------------------------------ plumbing
     def emit(self, fp: FilePair, entry: str, stage: str, status: str, message: str = "", **kw) -> StageResult:
@@ -279,11 +281,15 @@ class Checker:
             self.emit(fp, name, "interface", PASS, "script: the translation imports no torch", kind=kind)
         block = not self.allow_torch
         cwd = os.getcwd()
+        key = (fp.original.read_bytes(), str(fp.original_root), call)  # the same original runs once per check
         with ThreadPoolExecutor(2) as ex:
-            f_t = ex.submit(run_script, str(fp.original), self.timeout, self.memory_mb, False, call, cwd)
+            f_t = None if key in self.script_runs else ex.submit(
+                run_script, str(fp.original), self.timeout, self.memory_mb, False, call, cwd)
             f_j = ex.submit(run_script, str(fp.translated), self.timeout, self.memory_mb, block, call, cwd)
-            t_run, j_run = f_t.result(), f_j.result()
-        what = f"{call}()" if call else "the script"
+            if f_t is not None:
+                self.script_runs[key] = f_t.result()
+            t_run, j_run = self.script_runs[key], f_j.result()
+        what = f"{call}()" if call else "script"
         if t_run["timed_out"]:
             self.emit(fp, name, "training", ERROR, f"the original {what} timed out after {self.timeout:g} s",
                       kind=kind)
@@ -297,7 +303,7 @@ class Checker:
                       kind=kind)
             return
         if j_run["rc"] != 0:
-            last = (tail(j_run["stderr"], 1) or [f"exit {j_run['rc']}"])[0]
+            last = _exception_line(j_run["stderr"]) or f"exit {j_run['rc']}"
             self.emit(fp, name, "training", FAIL, f"the translated {what} failed: {last}", kind=kind,
                       details=tail(j_run["stderr"]))
             return
@@ -339,6 +345,14 @@ def _torch_imports(path: Path | None) -> list[str]:
         return itf.imports_torch(path.read_text())
     except (SyntaxError, OSError, UnicodeDecodeError):
         return []
+
+
+def _exception_line(stderr: str) -> str:
+    """The last `SomeError: message` line of a traceback."""
+    for line in reversed(stderr.strip().splitlines()):
+        if re.match(r"^[\w.]+(Error|Exception|Exit|Interrupt)\b", line):
+            return line.strip()
+    return ""
 
 
 def _log_lines(reply: dict, n: int = 6) -> list[str]:

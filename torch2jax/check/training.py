@@ -121,7 +121,14 @@ if call:
     mod = importlib.util.module_from_spec(spec)
     sys.modules["_t2j_script"] = mod
     spec.loader.exec_module(mod)
-    getattr(mod, call)()
+    fn = getattr(mod, call)
+    kwargs = {}
+    import inspect
+    p = inspect.signature(fn).parameters.get("key")
+    if p is not None and p.default is inspect.Parameter.empty:  # a translated function that draws random numbers
+        import jax
+        kwargs["key"] = jax.random.key(0)
+    fn(**kwargs)
 else:
     runpy.run_path(path, run_name="__main__")
 """

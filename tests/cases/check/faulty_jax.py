@@ -38,3 +38,10 @@ def crashes(x):
 
 def shift(x):
     return x + 1
+
+
+def hog(x):
+    import numpy as np
+
+    untouched = np.empty(8 << 30, np.uint8)  # 8 GiB of address space (never written): past the memory limit
+    return x.sum() + 0 * untouched.size

@@ -31,3 +31,7 @@ def crashes(x):
 
 def shift(x):
     return x + 1
+
+
+def hog(x):
+    return x.sum()

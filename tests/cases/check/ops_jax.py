@@ -23,6 +23,10 @@ def gram(x):
     return x @ jnp.swapaxes(x, -2, -1)
 
 
+def squash(x):
+    return jnp.tanh(x)
+
+
 def gated(x, y):
     return x * jax.nn.sigmoid(y)
 

@@ -21,6 +21,10 @@ def gram(x):
     return x @ x.transpose(-2, -1)
 
 
+def squash(x):
+    return torch.tanh(x)
+
+
 def gated(x, y):
     return x * torch.sigmoid(y)
 
