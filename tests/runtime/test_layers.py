@@ -439,3 +439,27 @@ def test_sequential_from_ordered_dict_keeps_torch_names():
     _close(model(jnp.asarray(x)), tm(torch.as_tensor(x)))
     assert model.fc is model[0] and len(model) == 3
     assert set(t2j.to_state_dict(model[1:])) == set(tm[1:].state_dict()) == {"out.weight", "out.bias"}
+
+
+@pytest.mark.filterwarnings("ignore:Implicit dimension choice")
+def test_other_functional_forms_match_torch():
+    rng = np.random.default_rng(0)
+    x, mean, var = _randn(rng, (2, 3, 6, 5)), _randn(rng, (3,)), rng.uniform(0.5, 2, 3).astype(np.float32)
+    jx, tx = jnp.asarray(x), torch.as_tensor(x)
+    _close(F.unfold(jx, (2, 3), dilation=(2, 1), padding=1, stride=2),
+           TF.unfold(tx, (2, 3), dilation=(2, 1), padding=1, stride=2))
+    _close(F.normalize(jx, p=3.0, dim=2), TF.normalize(tx, p=3.0, dim=2))
+    _close(F.batch_norm(jx, jnp.asarray(mean), jnp.asarray(var), training=False),
+           TF.batch_norm(tx, torch.as_tensor(mean), torch.as_tensor(var), training=False))
+    _close(F.instance_norm(jx), TF.instance_norm(tx))
+    _close(F.softmax(jx[0]), TF.softmax(tx[0], dim=None))  # torch's legacy implicit dim
+    _close(F.log_softmax(jx, dim=1, dtype=jnp.float32), TF.log_softmax(tx, dim=1, dtype=torch.float32))
+
+
+def test_layers_with_list_arguments_jit():
+    layer = t2j.nn.Sequential(t2j.nn.MaxPool2d([2, 2], stride=[1, 2]), t2j.nn.AdaptiveAvgPool2d([3, None]),
+                              t2j.nn.Upsample(size=[4, 4]))
+    x = _randn(np.random.default_rng(0), (1, 2, 6, 6))
+    torch_layer = torch.nn.Sequential(torch.nn.MaxPool2d([2, 2], stride=[1, 2]), torch.nn.AdaptiveAvgPool2d([3, None]),
+                                      torch.nn.Upsample(size=[4, 4]))
+    _close(eqx.filter_jit(layer)(jnp.asarray(x)), torch_layer(torch.as_tensor(x)))

@@ -127,7 +127,8 @@ def load_state_dict(model, state_dict, *, state=None, strict=True):
         ]
         if stateless:
             lines.append(
-                "  These buffers live in Equinox state, pass state= (from eqx.nn.make_with_state): " + ", ".join(stateless)
+                "  These buffers live in Equinox state, pass state= (from eqx.nn.make_with_state): "
+                + ", ".join(stateless)
             )
         raise StateDictError("\n".join(lines), missing, unexpected, mismatched)
     model = jax.tree_util.tree_unflatten(treedef, new_leaves)

@@ -8,6 +8,11 @@ def param_dtype(dtype):
     return jnp.float32 if dtype is None else dtype
 
 
+def hashable(value):
+    """Lists (which torch accepts for sizes) as tuples, so that layers can keep them as static fields under jit."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 def split_key(key, num, layer):
     """`num` subkeys for a layer's random initialisation, with a clear error when no key was given."""
     if key is None:

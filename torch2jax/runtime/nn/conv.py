@@ -45,7 +45,8 @@ class _ConvNd(eqx.Module):
             raise ValueError("in_channels and out_channels must be divisible by groups")
         if padding_mode not in _PAD_MODES:
             raise ValueError(f"padding_mode must be one of {sorted(_PAD_MODES)}, got {padding_mode!r}")
-        self.in_channels, self.out_channels, self.groups, self.padding_mode = in_channels, out_channels, groups, padding_mode
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.groups, self.padding_mode = groups, padding_mode
         self.kernel_size = F._ntuple(kernel_size, n)
         self.stride, self.dilation = F._ntuple(stride, n), F._ntuple(dilation, n)
         if padding == "same" and any(s != 1 for s in self.stride):

@@ -190,7 +190,8 @@ def _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_i
         return jax.lax.reduce_window(input, low, jax.lax.max, (1,) * lead + kernel, (1,) * lead + stride, pads)
     # JAX cannot differentiate a window-dilated reduce_window: take the max over one strided slice per kernel tap
     padded = jax.lax.pad(input, low, [(lo, hi, 0) for lo, hi in pads])
-    out_sizes = [(size - d * (k - 1) - 1) // s + 1 for size, k, s, d in zip(padded.shape[lead:], kernel, stride, dilation)]
+    spatial = padded.shape[lead:]
+    out_sizes = [(size - d * (k - 1) - 1) // s + 1 for size, k, s, d in zip(spatial, kernel, stride, dilation)]
     out = None
     for tap in itertools.product(*(range(k) for k in kernel)):
         starts = [t * d for t, d in zip(tap, dilation)]
@@ -244,11 +245,15 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     return _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, None, 1)
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None):
+def avg_pool2d(
+    input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None
+):
     return _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 2)
 
 
-def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None):
+def avg_pool3d(
+    input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None
+):
     return _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 3)
 
 
@@ -589,7 +594,13 @@ def _resize_axis(input, axis, out, scale_factor, mode, align_corners):
 
 
 def interpolate(
-    input, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None, antialias=False
+    input,
+    size=None,
+    scale_factor=None,
+    mode="nearest",
+    align_corners=None,
+    recompute_scale_factor=None,
+    antialias=False,
 ):
     """Modes nearest, nearest-exact, linear, bilinear, trilinear (separable, one spatial dim at a time) and area."""
     if antialias:

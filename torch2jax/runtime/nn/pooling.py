@@ -3,6 +3,7 @@ bins); the math lives in functional.py."""
 import equinox as eqx
 
 from torch2jax.runtime.nn import functional as F
+from torch2jax.runtime.nn._common import hashable
 
 
 def _no_indices(return_indices, layer):
@@ -22,8 +23,8 @@ class _MaxPoolNd(eqx.Module):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False, *,
                  key=None):
         _no_indices(return_indices, type(self).__name__)
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.dilation, self.ceil_mode = dilation, ceil_mode
+        self.kernel_size, self.stride, self.padding = hashable(kernel_size), hashable(stride), hashable(padding)
+        self.dilation, self.ceil_mode = hashable(dilation), ceil_mode
 
     def __call__(self, x, *, key=None):
         return type(self).pool(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
@@ -49,7 +50,7 @@ class AvgPool1d(eqx.Module):
     count_include_pad: bool = eqx.field(static=True)
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, *, key=None):
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.kernel_size, self.stride, self.padding = hashable(kernel_size), hashable(stride), hashable(padding)
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
     def __call__(self, x, *, key=None):
@@ -68,7 +69,7 @@ class _AvgPoolNd(eqx.Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None, *, key=None):
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.kernel_size, self.stride, self.padding = hashable(kernel_size), hashable(stride), hashable(padding)
         self.ceil_mode, self.count_include_pad, self.divisor_override = ceil_mode, count_include_pad, divisor_override
 
     def __call__(self, x, *, key=None):
@@ -90,7 +91,7 @@ class _AdaptivePoolNd(eqx.Module):
     output_size: int | tuple = eqx.field(static=True)
 
     def __init__(self, output_size, *, key=None):
-        self.output_size = output_size
+        self.output_size = hashable(output_size)
 
     def __call__(self, x, *, key=None):
         return type(self).pool(x, self.output_size)
@@ -111,7 +112,7 @@ class AdaptiveAvgPool3d(_AdaptivePoolNd):
 class _AdaptiveMaxPoolNd(_AdaptivePoolNd):
     def __init__(self, output_size, return_indices=False, *, key=None):
         _no_indices(return_indices, type(self).__name__)
-        self.output_size = output_size
+        self.output_size = hashable(output_size)
 
 
 class AdaptiveMaxPool1d(_AdaptiveMaxPoolNd):

@@ -2,6 +2,7 @@
 import equinox as eqx
 
 from torch2jax.runtime.nn import functional as F
+from torch2jax.runtime.nn._common import hashable
 
 
 class Upsample(eqx.Module):
@@ -13,7 +14,7 @@ class Upsample(eqx.Module):
 
     def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None,
                  *, key=None):
-        self.size, self.scale_factor, self.mode = size, scale_factor, mode
+        self.size, self.scale_factor, self.mode = hashable(size), hashable(scale_factor), mode
         self.align_corners, self.recompute_scale_factor = align_corners, recompute_scale_factor
 
     def __call__(self, x, *, key=None):
