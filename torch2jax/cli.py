@@ -206,5 +206,26 @@ def check_command(
     raise typer.Exit(report.exit_code)
 
 
+@app.command("review")
+def review_command(
+    paths: list[Path] = typer.Argument(..., help="Files and folders of PyTorch source."),
+    interactive: bool = typer.Option(False, "--interactive", "-i", help="Accept or reject each hunk, then write "
+                                     "the merged files in place (after a confirmation)."),
+    check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 when a file would change or has manual "
+                               "items not marked yet (CI, pre-commit)."),
+    format: str = typer.Option("text", "--format", help="text or json."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write a text report (what needs a human "
+                                          "first, then every change)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write a side-by-side HTML page."),
+    jobs: int = typer.Option(0, "-j", "--jobs", help="Worker processes for folders (0: one per core)."),
+) -> None:
+    """The translation of each file as diff hunks, each with the notes that explain it: the rule that fired, its
+    safety (safe / unsafe / manual) and what still needs a human."""
+    from torch2jax.review_cli import run
+
+    raise typer.Exit(run(paths, interactive=interactive, check=check, fmt=format, report=report, html=html,
+                         jobs=jobs))
+
+
 def main() -> None:
     app()

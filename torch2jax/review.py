@@ -1,212 +1,238 @@
-"""`torch2jax review`: the translation as diff hunks, each with the notes that explain it.
+"""`torch2jax review`: a file's translation as diff hunks, each with the notes that explain it, and the merge of the
+hunks a reviewer accepted.
 
-A hunk's notes are the diagnostics and change notes (Translation.changes) whose source line falls in the lines the
-hunk replaces; a hunk that only inserts lines (new imports) takes the notes of the line it is inserted at.
+Notes are the translation's diagnostics and change notes (Translation.changes). A note belongs to the hunk whose
+changed input lines hold its line. A hunk left without one (a rewrite that changed lines of a statement after the
+line its note names, lines a rewrite inserted) takes the notes of the innermost statement around it that has some
+(found with `ast`: the translator never imports torch or jax, and the standard library is enough here), and only when
+none exists a T2J011 note saying that nothing explains it. Notes on lines no hunk changed are kept apart
+(FileReview.other_notes): a manual item can leave its line unchanged.
 """
 from __future__ import annotations
 
+import ast
 import difflib
-import html
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
+from torch2jax import diagnostics
 from torch2jax.diagnostics import Diagnostic
 from torch2jax.result import Translation
 
-CONTEXT = 2
+CONTEXT = 2  # unchanged lines shown around a hunk
+SPLIT = 2  # changes this many unchanged lines apart are separate hunks: small hunks are separate decisions
 MARKER = "# torch2jax: rejected in review, still torch"
 
 
 @dataclass
 class Hunk:
-    old_start: int  # 1-based first line of the input the hunk covers (context included)
-    old_lines: list[str]
-    new_start: int
-    new_lines: list[str]
-    ops: list[tuple]  # difflib opcodes (tag, i1, i2, j1, j2) inside the hunk, 0-based in the whole files
+    ops: list[tuple]  # difflib opcodes (tag, i1, i2, j1, j2), 0-based in the whole files, context included
     notes: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def old_range(self) -> tuple[int, int]:
+        return self.ops[0][1], self.ops[-1][2]
+
+    @property
+    def new_range(self) -> tuple[int, int]:
+        return self.ops[0][3], self.ops[-1][4]
 
     @property
     def needs_human(self) -> bool:
         return any(n.safety in ("manual", "unsafe") for n in self.notes)
 
     def header(self) -> str:
-        return f"@@ -{self.old_start},{len(self.old_lines)} +{self.new_start},{len(self.new_lines)} @@"
+        (i1, i2), (j1, j2) = self.old_range, self.new_range
+        # unified-diff convention: an empty range names the line before it
+        return f"@@ -{i1 + 1 if i2 > i1 else i1},{i2 - i1} +{j1 + 1 if j2 > j1 else j1},{j2 - j1} @@"
+
+    def changed_lines(self) -> set[int]:
+        """1-based input lines the hunk replaces; an insertion counts the lines on both sides of it."""
+        lines = set()
+        for tag, i1, i2, _, _ in self.ops:
+            if tag in ("replace", "delete"):
+                lines.update(range(i1 + 1, i2 + 1))
+            elif tag == "insert":
+                lines.update({i1, i1 + 1} - {0})
+        return lines
 
     def diff_lines(self, old: list[str], new: list[str]) -> list[str]:
+        """The hunk's body as unified-diff lines (' ', '-', '+' prefixes), without line endings."""
         out = []
         for tag, i1, i2, j1, j2 in self.ops:
             if tag == "equal":
                 out += [" " + line for line in old[i1:i2]]
             else:
                 out += ["-" + line for line in old[i1:i2]] + ["+" + line for line in new[j1:j2]]
-        return out
+        return [line.rstrip("\r\n") for line in out]
 
 
 @dataclass
 class FileReview:
     path: str
     before: str
-    after: str
     translation: Translation
     hunks: list[Hunk]
+    other_notes: list[Diagnostic]  # notes on lines that no hunk changed
+    open_manual: list[Diagnostic]  # manual items whose marker comment is not in the input yet
+
+    @property
+    def after(self) -> str:
+        return self.translation.code
 
     @property
     def changed(self) -> bool:
         return self.before != self.after
 
     @property
-    def manual(self) -> list[Diagnostic]:
-        return [d for d in self.translation.diagnostics if d.safety == "manual"]
+    def failed(self) -> bool:
+        return self.translation.failed
+
+    def lines(self) -> tuple[list[str], list[str]]:
+        return self.before.splitlines(keepends=True), self.after.splitlines(keepends=True)
+
+    @property
+    def check_failed(self) -> bool:
+        """What `review --check` rejects: the translation would change the file, or a manual item is still open."""
+        return self.changed or bool(self.open_manual)
+
+
+def title(code: str) -> str:
+    info = diagnostics.code_table().get(code)
+    return info.title if info else "unknown code"
+
+
+def todo(note: Diagnostic) -> str:
+    """What a note leaves to the reviewer, by its safety."""
+    if note.safety == "manual":
+        return f"left for a human: rewrite it by hand (torch2jax explain {note.code})"
+    if note.safety == "unsafe":
+        return "check: this may compute something different from torch here"
+    return ""
 
 
 def review_source(before: str, translation: Translation, path: str) -> FileReview:
-    after = translation.code
-    old, new = before.splitlines(keepends=True), after.splitlines(keepends=True)
-    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    old, new = before.splitlines(keepends=True), translation.code.splitlines(keepends=True)
+    ops = difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes()
+    hunks = [Hunk(group) for group in _split(ops)]
+    statements = _statement_spans(before)
     notes = list(translation.diagnostics) + list(translation.changes)
-    hunks = []
-    for group in matcher.get_grouped_opcodes(CONTEXT):
-        i1, j1 = group[0][1], group[0][3]
-        i2, j2 = group[-1][2], group[-1][4]
-        hunk = Hunk(i1 + 1, old[i1:i2], j1 + 1, new[j1:j2], list(group))
-        hunk.notes = _notes_for(hunk, notes)
-        hunks.append(hunk)
-    _note_every_hunk(hunks, notes)
-    return FileReview(path, before, after, translation, hunks)
-
-
-def _changed_lines(hunk: Hunk) -> set[int]:
-    lines = set()
-    for tag, i1, i2, _, _ in hunk.ops:
-        if tag in ("replace", "delete"):
-            lines.update(range(i1 + 1, i2 + 1))
-        elif tag == "insert":
-            lines.add(i1 + 1)  # inserted before input line i1 + 1
-    return lines
-
-
-def _notes_for(hunk: Hunk, notes: list[Diagnostic]) -> list[Diagnostic]:
-    lines = _changed_lines(hunk)
-    return [n for n in notes if n.line in lines]
-
-
-def _note_every_hunk(hunks: list[Hunk], notes: list[Diagnostic]) -> None:
-    """A hunk whose changed lines carry no note (a statement rewritten on lines after the one a note names, a
-    blank line moved with an import) takes the nearest note before it within the hunk's span."""
+    owned = _assign(hunks, notes)
     for hunk in hunks:
-        if hunk.notes or not notes:
+        if not hunk.notes:
+            hunk.notes = _enclosing_notes(hunk, notes, statements, translation.filename)
+        hunk.notes.sort(key=lambda n: (n.line, n.column))
+    other = [n for n in translation.diagnostics if id(n) not in owned]
+    open_manual = [d for d in translation.diagnostics
+                   if d.safety == "manual" and not _marked(d, before.splitlines(), statements)]
+    return FileReview(path, before, translation, hunks, other, open_manual)
+
+
+def _split(ops: list[tuple]) -> list[list[tuple]]:
+    """difflib's opcodes as hunks: changes fewer than SPLIT unchanged lines apart stay together; each hunk gets up to
+    CONTEXT lines of context, never more than half of the unchanged run it shares with its neighbour."""
+    groups: list[list[tuple]] = []
+    for k, op in enumerate(ops):
+        if op[0] == "equal":
             continue
-        first = min(_changed_lines(hunk))
-        span = range(hunk.old_start, hunk.old_start + len(hunk.old_lines) + 1)
-        near = [n for n in notes if n.line in span] or [n for n in notes if n.line <= first]
-        if near:
-            line = max(n.line for n in near if n.line <= first) if any(n.line <= first for n in near) else \
-                min(n.line for n in near)
-            hunk.notes = [n for n in near if n.line == line]
+        gap = ops[k - 1] if k > 0 and ops[k - 1][0] == "equal" else None
+        if groups and gap is not None and gap[2] - gap[1] < SPLIT and groups[-1][-1][2] == gap[1]:
+            groups[-1] += [gap, op]
+        elif groups and gap is None:
+            groups[-1].append(op)
+        else:
+            groups.append([op])
+    for n, group in enumerate(groups):
+        i1, j1, i2, j2 = group[0][1], group[0][3], group[-1][2], group[-1][4]
+        start = groups[n - 1][-1][2] if n else 0  # the unchanged run before the hunk starts here
+        end = groups[n + 1][0][1] if n + 1 < len(groups) else _old_len(ops)
+        before = min(CONTEXT, (i1 - start) - (i1 - start) // 2 if n else i1 - start)
+        after = min(CONTEXT, (end - i2) // 2 if n + 1 < len(groups) else end - i2)
+        if before:
+            group.insert(0, ("equal", i1 - before, i1, j1 - before, j1))
+        if after:
+            group.append(("equal", i2, i2 + after, j2, j2 + after))
+    return groups
 
 
-# ----- output formats
-
-def to_json(reviews: list[FileReview]) -> str:
-    files = []
-    for r in reviews:
-        old, new = r.before.splitlines(keepends=True), r.after.splitlines(keepends=True)
-        files.append({
-            "path": r.path,
-            "changed": r.changed,
-            "hunks": [{
-                "header": h.header(), "old_start": h.old_start, "old_lines": len(h.old_lines),
-                "new_start": h.new_start, "new_lines": len(h.new_lines),
-                "lines": [line.rstrip("\r\n") for line in h.diff_lines(old, new)],
-                "notes": [_note_dict(n) for n in h.notes],
-            } for h in r.hunks],
-            "diagnostics": [_note_dict(d) for d in r.translation.diagnostics],
-        })
-    return json.dumps({"files": files, "summary": summary(reviews)}, indent=2)
+def _old_len(ops: list[tuple]) -> int:
+    return ops[-1][2] if ops else 0
 
 
-def _note_dict(d: Diagnostic) -> dict:
-    out = asdict(d)
-    out.pop("filename", None)
-    return out
+def _assign(hunks: list[Hunk], notes: list[Diagnostic]) -> set[int]:
+    """Give each note to the hunk that changed its line; the ids of the notes given."""
+    by_line: dict[int, Hunk] = {}
+    for hunk in hunks:
+        for line in hunk.changed_lines():
+            by_line.setdefault(line, hunk)
+    owned = set()
+    for note in notes:
+        hunk = by_line.get(note.line)
+        if hunk is not None:
+            hunk.notes.append(note)
+            owned.add(id(note))
+    return owned
 
 
-def summary(reviews: list[FileReview]) -> dict:
-    return {
-        "files": len(reviews),
-        "changed": sum(r.changed for r in reviews),
-        "hunks": sum(len(r.hunks) for r in reviews),
-        "manual": sum(len(r.manual) for r in reviews),
-        "unsafe": sum(1 for r in reviews for d in r.translation.diagnostics if d.safety == "unsafe"),
-    }
+@dataclass(frozen=True)
+class _Span:
+    first: int
+    last: int
+    header_last: int  # a compound statement's marker comment goes on its header, which ends here
 
 
-def report_text(reviews: list[FileReview]) -> str:
-    """tf_upgrade_v2's report: what needs a human first, grouped by file, then every change."""
-    lines = ["torch2jax review report", "=" * 23, "", "Needs a human:"]
-    for r in reviews:
-        items = [d for d in r.translation.diagnostics if d.safety in ("manual", "unsafe")]
-        if items:
-            lines.append(f"  {r.path}")
-            lines += [f"    {d.line}:{d.column}: {d.code} {d.safety.upper()} {d.message}" for d in items]
-    if len(lines) == 4:
-        lines.append("  nothing")
-    lines += ["", "Every change:"]
-    for r in reviews:
-        for d in sorted(list(r.translation.diagnostics) + list(r.translation.changes),
-                        key=lambda d: (d.line, d.column)):
-            lines.append(f"{r.path}:{d.line}:{d.column}: {d.code} {d.severity.upper()} {d.message}")
-    s = summary(reviews)
-    lines += ["", f"{s['files']} files, {s['changed']} changed, {s['hunks']} hunks, {s['manual']} manual items, "
-                  f"{s['unsafe']} unsafe rewrites"]
-    return "\n".join(lines) + "\n"
+def _statement_spans(source: str) -> list[_Span]:
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt):
+            body = getattr(node, "body", None)
+            header_last = body[0].lineno - 1 if isinstance(body, list) and body else node.end_lineno
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            spans.append(_Span(first, node.end_lineno, max(header_last, node.lineno)))
+    return sorted(spans, key=lambda s: s.last - s.first)
 
 
-def report_html(reviews: list[FileReview]) -> str:
-    """A side-by-side page: torch on the left, JAX on the right, each hunk's notes beside it."""
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>torch2jax review</title><style>",
-             "body{font-family:sans-serif;margin:1em} table{border-collapse:collapse;width:100%;table-layout:fixed}",
-             "td{vertical-align:top;font-family:monospace;font-size:12px;white-space:pre-wrap;padding:0 6px}",
-             ".del{background:#fdd}.add{background:#dfd}.note{font-family:sans-serif;font-size:12px}",
-             ".manual{color:#a00;font-weight:bold}.unsafe{color:#a60}.safe{color:#060} h2{font-size:15px}",
-             "th{text-align:left;background:#eee} .hunk td{border-top:1px solid #ccc}",
-             "</style></head><body>", "<h1>torch2jax review</h1>"]
-    s = summary(reviews)
-    parts.append(f"<p>{s['files']} files, {s['hunks']} hunks, {s['manual']} manual items, "
-                 f"{s['unsafe']} unsafe rewrites</p>")
-    for r in reviews:
-        old, new = r.before.splitlines(), r.after.splitlines()
-        parts.append(f"<h2>{html.escape(r.path)}</h2><table><tr><th style='width:37%'>torch</th>"
-                     f"<th style='width:37%'>JAX</th><th>notes</th></tr>")
-        for h in r.hunks:
-            left, right = [], []
-            for tag, i1, i2, j1, j2 in h.ops:
-                cls = "" if tag == "equal" else " class='{}'"
-                left += [f"<div{cls.format('del')}>{html.escape(x) or '&nbsp;'}</div>" for x in old[i1:i2]]
-                right += [f"<div{cls.format('add')}>{html.escape(x) or '&nbsp;'}</div>" for x in new[j1:j2]]
-            notes = "".join(f"<div class='note {n.safety}'>{n.code} [{n.safety}] line {n.line}: "
-                            f"{html.escape(n.message)}</div>" for n in h.notes)
-            parts.append(f"<tr class='hunk'><td>{''.join(left)}</td><td>{''.join(right)}</td>"
-                         f"<td>{notes}</td></tr>")
-        parts.append("</table>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+def _enclosing_notes(hunk: Hunk, notes: list[Diagnostic], statements: list[_Span], filename: str) -> list[Diagnostic]:
+    """The notes of the innermost statement around the hunk's changes that has any, nearest to the change first."""
+    anchors = sorted(hunk.changed_lines())
+    for span in statements:  # innermost first
+        if not any(span.first <= a <= span.last for a in anchors):
+            continue
+        inside = [n for n in notes if span.first <= n.line <= span.last]
+        if inside:
+            nearest = min(min(abs(n.line - a) for a in anchors) for n in inside)
+            return [n for n in inside if min(abs(n.line - a) for a in anchors) == nearest]
+    line = anchors[0] if anchors else 1
+    return [diagnostics.make("T2J011", "no rule left a note for this change: read it before accepting it",
+                             line, 0, filename)]
 
 
-def merge(review: FileReview, accepted: list[bool]) -> str:
-    """The input with the accepted hunks' translation and the rejected hunks' torch code, marked."""
-    old, new = review.before.splitlines(keepends=True), review.after.splitlines(keepends=True)
+def _marked(d: Diagnostic, lines: list[str], statements: list[_Span]) -> bool:
+    """Whether the input already carries the translator's marker comment for d (on d's statement)."""
+    span = next((s for s in statements if s.first <= d.line <= s.last), None)
+    first, last = (d.line, d.line) if span is None else (span.first, max(span.header_last, d.line))
+    tag = f"torch2jax: {d.code}"
+    return any(tag in line for line in lines[first - 1:last])
+
+
+def merge(review: FileReview, accepted: list[bool | None]) -> str:
+    """The input with the accepted hunks translated. A rejected hunk (False) keeps the torch code under a marker
+    comment naming the notes it rejected; an undecided one (None, or past the end of `accepted`) is left as it was."""
+    old, new = review.lines()
     out, pos = [], 0
-    for hunk, ok in zip(review.hunks, accepted):
+    for n, hunk in enumerate(review.hunks):
+        choice = accepted[n] if n < len(accepted) else None
+        marked = False
         for tag, i1, i2, j1, j2 in hunk.ops:
-            if i1 > pos:
-                out += old[pos:i1]
-            if tag == "equal" or not ok:
-                chunk = old[i1:i2]
-                if tag != "equal" and chunk:
-                    chunk = [_mark(chunk[0])] + chunk[1:]
-                out += chunk
+            out += old[pos:i1]
+            if tag == "equal" or choice is not True:
+                if tag != "equal" and choice is False and i2 > i1 and not marked:
+                    out.append(_marker_line(old[i1], hunk))
+                    marked = True
+                out += old[i1:i2]
             else:
                 out += new[j1:j2]
             pos = i2
@@ -214,7 +240,10 @@ def merge(review: FileReview, accepted: list[bool]) -> str:
     return "".join(out)
 
 
-def _mark(line: str) -> str:
+def _marker_line(line: str, hunk: Hunk) -> str:
+    """A comment line above the first torch line kept, indented like it, so it is legal wherever that line is."""
     body = line.rstrip("\r\n")
-    ending = line[len(body):]
-    return f"{body}  {MARKER}{ending}" if MARKER not in body and body.strip() else line
+    ending = line[len(body):] or "\n"
+    indent = body[:len(body) - len(body.lstrip())]
+    codes = ", ".join(dict.fromkeys(n.code for n in hunk.notes))
+    return f"{indent}{MARKER} ({codes}){ending}" if codes else f"{indent}{MARKER}{ending}"
