@@ -20,26 +20,31 @@ def get_path(model, name):
     return model
 
 
-# (name, class, constructor kwargs, call options)
+# (name, class, constructor kwargs, call options); train=True runs both frameworks in training mode (dropout 0),
+# grad=True also compares gradients.
 CASES = [
-    ("rnn_tanh", "RNN", dict(input_size=3, hidden_size=4), dict(train=True)),
-    ("rnn_relu_2layer_hx", "RNN", dict(input_size=3, hidden_size=4, num_layers=2, nonlinearity="relu"), dict(hx=True)),
+    ("rnn_tanh", "RNN", dict(input_size=3, hidden_size=4), dict(grad=True, train=True)),
+    ("rnn_relu_2layer_hx", "RNN", dict(input_size=3, hidden_size=4, num_layers=2, nonlinearity="relu"),
+     dict(grad=True, hx=True)),
     ("rnn_bi_batch_first", "RNN", dict(input_size=3, hidden_size=4, bidirectional=True, batch_first=True),
      dict(train=True)),
     ("lstm", "LSTM", dict(input_size=3, hidden_size=4), dict(train=True)),
     ("lstm_no_bias_hx", "LSTM", dict(input_size=3, hidden_size=4, bias=False), dict(hx=True)),
     ("lstm_bi_3layer_hx_bf", "LSTM",
      dict(input_size=3, hidden_size=4, num_layers=3, bidirectional=True, batch_first=True), dict(hx=True)),
-    ("lstm_bi_2layer", "LSTM", dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True), dict(train=True)),
-    ("lstm_unbatched", "LSTM", dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True), dict(unbatched=True)),
+    ("lstm_bi_2layer", "LSTM", dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True),
+     dict(grad=True, train=True)),
+    ("lstm_unbatched", "LSTM", dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True),
+     dict(unbatched=True)),
     ("lstm_unbatched_hx", "LSTM", dict(input_size=3, hidden_size=4, batch_first=True),
-     dict(unbatched=True, hx=True, train=True)),
+     dict(grad=True, unbatched=True, hx=True, train=True)),
     ("gru", "GRU", dict(input_size=3, hidden_size=4), dict(train=True)),
     ("gru_bi_2layer_hx_bf", "GRU",
-     dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True, batch_first=True), dict(hx=True)),
+     dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True, batch_first=True), dict(grad=True, hx=True)),
     ("gru_bi_2layer", "GRU", dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True), dict(train=True)),
-    ("gru_no_bias_hx", "GRU", dict(input_size=3, hidden_size=4, bias=False), dict(hx=True)),
-    ("gru_unbatched_hx", "GRU", dict(input_size=3, hidden_size=4, num_layers=2), dict(unbatched=True, hx=True, train=True)),
+    ("gru_no_bias_hx", "GRU", dict(input_size=3, hidden_size=4, bias=False), dict(grad=True, hx=True)),
+    ("gru_unbatched_hx", "GRU", dict(input_size=3, hidden_size=4, num_layers=2),
+     dict(unbatched=True, hx=True, train=True)),
 ]
 IDS = [c[0] for c in CASES]
 
@@ -80,7 +85,8 @@ def to_torch(x, requires_grad=False):
 
 @pytest.mark.parametrize("name,cls,ctor,opts", CASES, ids=IDS)
 def test_outputs_and_gradients_match_torch(name, cls, ctor, opts):
-    """Outputs, then gradients w.r.t. the input, the initial state and every parameter under a random projection."""
+    """Outputs; with grad, also gradients w.r.t. the input, the initial state and every parameter under a random
+    projection (a subset of cases: the backward pass costs most of the compile time)."""
     rng = np.random.default_rng(0)
     tm, jm = build(cls, ctor)
     # Train mode with dropout 0 computes what eval mode does; cases alternate so both modes are covered.
@@ -93,6 +99,10 @@ def test_outputs_and_gradients_match_torch(name, cls, ctor, opts):
 
     t_inputs = to_torch(inputs, requires_grad=True)
     t_outs = flat_outputs(tm(*t_inputs))
+    if not opts.get("grad"):
+        outs = flat_outputs(eqx.filter_jit(lambda m, inputs: m(*inputs))(jm, inputs))
+        assert_all_close(outs, t_outs)
+        return
     cots = [rng.standard_normal(tuple(o.shape)).astype(np.float32) for o in t_outs]
     sum(((o * torch.tensor(c)).sum() for o, c in zip(t_outs, cots))).backward()
 
@@ -104,14 +114,18 @@ def test_outputs_and_gradients_match_torch(name, cls, ctor, opts):
         return sum(jnp.sum(o * c) for o, c in zip(outs, cots)), outs
 
     (_, outs), (g_model, g_inputs) = loss((jm, jax.tree.map(jnp.asarray, inputs)))
-    assert len(outs) == len(t_outs)
-    for got, expected in zip(outs, t_outs):
-        np.testing.assert_allclose(np.asarray(got), expected.detach().numpy(), rtol=RTOL, atol=ATOL)
+    assert_all_close(outs, t_outs)
     for t, g in zip(jax.tree.leaves(t_inputs), jax.tree.leaves(g_inputs)):
         np.testing.assert_allclose(np.asarray(g), t.grad.numpy(), rtol=RTOL, atol=ATOL)
     for pname, p in tm.named_parameters():
         np.testing.assert_allclose(np.asarray(get_path(g_model, pname)), p.grad.numpy(), rtol=RTOL, atol=ATOL,
                                    err_msg=pname)
+
+
+def assert_all_close(got, expected):
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(np.asarray(g), e.detach().numpy(), rtol=RTOL, atol=ATOL)
 
 
 def test_eval_forward_matches_torch_no_grad():
@@ -122,8 +136,7 @@ def test_eval_forward_matches_torch_no_grad():
     with torch.no_grad():
         expected = flat_outputs(tm.eval()(*to_torch((x, hx))))
     got = flat_outputs(eqx.filter_jit(lambda m, x, hx: m(x, hx))(eqx.nn.inference_mode(jm), x, hx))
-    for g, e in zip(got, expected):
-        np.testing.assert_allclose(np.asarray(g), e.numpy(), rtol=RTOL, atol=ATOL)
+    assert_all_close(got, expected)
 
 
 @pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
@@ -166,12 +179,12 @@ def test_init_statistics_match_torch(cls):
 def test_dropout_between_layers():
     p = 0.5
     torch.manual_seed(0)
-    tm = torch.nn.LSTM(3, 16, num_layers=2, dropout=p)
-    jm = t2j.load_state_dict(t2j.nn.LSTM(3, 16, num_layers=2, dropout=p, key=jax.random.key(0)), tm.state_dict())
+    tm = torch.nn.LSTM(3, 4, num_layers=2, dropout=p)
+    jm = t2j.load_state_dict(t2j.nn.LSTM(3, 4, num_layers=2, dropout=p, key=jax.random.key(0)), tm.state_dict())
     x = jnp.asarray(np.random.default_rng(0).standard_normal((6, 2, 3)), jnp.float32)
-    with pytest.raises(ValueError, match="key"):
-        jm(x)
     run = eqx.filter_jit(lambda m, x, key: m(x, key=key)[0])
+    with pytest.raises(ValueError, match="key"):
+        run(jm, x, None)
     out1, out1_again, out2 = (run(jm, x, jax.random.key(k)) for k in (1, 1, 2))
     np.testing.assert_array_equal(out1, out1_again)
     assert not np.allclose(out1, out2)

@@ -100,27 +100,36 @@ class _RNNBase(eqx.Module):
     def _cell(self, state, x_proj, h_proj):
         """One time step: the new state tuple from the old one and the two projections."""
 
-    def _direction(self, x, state, layer, reverse):
-        """One direction of one layer over the whole sequence x (L, N, in)."""
-        suffix = f"_l{layer}" + ("_reverse" if reverse else "")
-        w_ih, w_hh = getattr(self, "weight_ih" + suffix), getattr(self, "weight_hh" + suffix)
-        b_ih = getattr(self, "bias_ih" + suffix) if self.bias else 0.0
-        b_hh = getattr(self, "bias_hh" + suffix) if self.bias else 0.0
+    def _layer(self, x, state, layer):
+        """One layer, both directions in one scan, over the sequence x (L, N, in); state: tuple of (D, N, H).
+
+        Direction d's weights are stacked along a leading axis; the reverse direction reads time backwards.
+        """
+        suffixes = [f"_l{layer}", f"_l{layer}_reverse"][: 2 if self.bidirectional else 1]
+        stack = lambda name: jnp.stack([getattr(self, name + s) for s in suffixes])
+        w_ih, w_hh = stack("weight_ih"), stack("weight_hh")
+        b_ih = stack("bias_ih")[:, None] if self.bias else 0.0
+        b_hh = stack("bias_hh")[:, None] if self.bias else 0.0
+        xs = jnp.stack([x, x[::-1]][: len(suffixes)], axis=1)  # (L, D, N, in)
         # The input projection does not depend on the recurrence: one matmul for all time steps.
-        x_proj = x @ w_ih.T + b_ih
+        x_proj = jnp.einsum("ldni,dgi->ldng", xs, w_ih) + b_ih
 
         def step(state, x_t):
-            state = self._cell(state, x_t, state[0] @ w_hh.T + b_hh)
+            state = self._cell(state, x_t, jnp.einsum("dnh,dgh->dng", state[0], w_hh) + b_hh)
             return state, state[0]
 
-        return jax.lax.scan(step, state, x_proj, reverse=reverse)
+        final, out = jax.lax.scan(step, state, x_proj)  # out: (L, D, N, H)
+        outputs = [out[:, 0], out[::-1, 1]][: len(suffixes)]
+        return final, jnp.concatenate(outputs, axis=-1)
 
     def _forward(self, input, hx, key):
         if input.ndim not in (2, 3):
             raise ValueError(f"{type(self).__name__} expects 2-D (unbatched) or 3-D input, got {input.ndim}-D")
         batched = input.ndim == 3
         if input.shape[-1] != self.input_size:
-            raise ValueError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {input.shape[-1]}")
+            raise ValueError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {input.shape[-1]}"
+            )
         # Work sequence-first: (L, N, features).
         x = input if not batched or not self.batch_first else jnp.swapaxes(input, 0, 1)
         if not batched:
@@ -141,17 +150,15 @@ class _RNNBase(eqx.Module):
 
         use_dropout = not self.inference and self.dropout > 0.0 and self.num_layers > 1
         # Without a key, F.dropout raises the error that says how to pass one.
-        keys = jax.random.split(key, self.num_layers - 1) if use_dropout and key is not None else [None] * self.num_layers
+        keys = [None] * self.num_layers
+        if use_dropout and key is not None:
+            keys = jax.random.split(key, self.num_layers - 1)
 
         finals = []
         for layer in range(self.num_layers):
-            outputs = []
-            for direction in range(num_directions):
-                index = layer * num_directions + direction
-                state, out = self._direction(x, tuple(h[index] for h in hx), layer, bool(direction))
-                finals.append(state)
-                outputs.append(out)
-            x = jnp.concatenate(outputs, axis=-1) if num_directions == 2 else outputs[0]
+            rows = slice(layer * num_directions, (layer + 1) * num_directions)
+            final, x = self._layer(x, tuple(h[rows] for h in hx), layer)
+            finals.append(final)
             # torch drops out every layer's output except the last one's.
             if use_dropout and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, key=keys[layer])
@@ -159,7 +166,8 @@ class _RNNBase(eqx.Module):
         output = x if batched else x[:, 0]
         if batched and self.batch_first:
             output = jnp.swapaxes(output, 0, 1)
-        h_n = tuple(jnp.stack(s) for s in zip(*finals))
+        # h_n rows in torch's order: layer 0 forward, layer 0 reverse, layer 1 forward, ...
+        h_n = tuple(jnp.concatenate(s) for s in zip(*finals))
         if not batched:
             h_n = tuple(h[:, 0] for h in h_n)
         return output, h_n
@@ -173,7 +181,10 @@ def _parameter_names(num_layers, bidirectional, bias):
     kinds = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else [])
     suffixes = ["", "_reverse"] if bidirectional else [""]
     return tuple(
-        (f"{kind}_l{layer}{suffix}", (kind, layer)) for layer in range(num_layers) for suffix in suffixes for kind in kinds
+        (f"{kind}_l{layer}{suffix}", (kind, layer))
+        for layer in range(num_layers)
+        for suffix in suffixes
+        for kind in kinds
     )
 
 
