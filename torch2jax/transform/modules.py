@@ -244,6 +244,13 @@ class ModulePass(Pass):
             return updated
         if dotted(original.func) == "self.forward":
             return updated.with_changes(func=cst.Name("self"))
+        path = dotted(original.func) or ""
+        field = self._field(path[5:]) if path.startswith("self.") and path.count(".") == 1 else None
+        if field is not None and field.type_name == "torch.nn.MultiheadAttention":
+            # torch's `key=` argument is `key_` in the runtime layer: `key` is the PRNG key there
+            updated = updated.with_changes(args=[
+                a.with_changes(keyword=cst.Name("key_")) if a.keyword is not None and a.keyword.value == "key"
+                else a for a in updated.args])
         func = updated.func
         if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Call) and dotted(func.value.func) == "super":
             if func.attr.value == "forward":
