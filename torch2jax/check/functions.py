@@ -41,7 +41,9 @@ def user_error(e: BaseException) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- calling
-def to_torch(values: dict, grad: bool = False) -> dict:
+def to_torch(values: dict, grad: bool = False, leaves: dict | None = None) -> dict:
+    """Torch arguments for `values`. With grad, each floating array becomes a leaf that requires grad (stored in
+    `leaves`) and the argument is a clone of it, so that code updating its argument in place still runs."""
     import torch
 
     out = {}
@@ -50,6 +52,9 @@ def to_torch(values: dict, grad: bool = False) -> dict:
             t = torch.from_numpy(np.array(v, copy=True))
             if grad and v.dtype.kind == "f":
                 t.requires_grad_(True)
+                if leaves is not None:
+                    leaves[k] = t
+                t = t.clone()
             out[k] = t
         else:
             out[k] = v
@@ -118,7 +123,8 @@ class Runner:
         import torch
 
         grads = ex.mode == "random"
-        t_vals = to_torch(ex.values, grad=grads)
+        t_leaves: dict = {}
+        t_vals = to_torch(ex.values, grad=grads, leaves=t_leaves)
         try:
             with torch.set_grad_enabled(grads):
                 t_out = call(self.tfn, self.specs, t_vals)
@@ -132,13 +138,13 @@ class Runner:
             return c
         c = cmp.compare_trees(t_out, j_out, "output")
         if c.ok and grads:
-            c.merge(self.gradients(t_vals, t_out, ex))
+            c.merge(self.gradients(t_leaves, t_out, ex))
         if c.ok:
             self.stats.max_abs = max(self.stats.max_abs, c.max_abs)
             self.stats.max_rel = max(self.stats.max_rel, c.max_rel)
         return c
 
-    def gradients(self, t_vals, t_out, ex) -> cmp.Comparison:
+    def gradients(self, t_inputs, t_out, ex) -> cmp.Comparison:
         import jax
         import jax.numpy as jnp
         import torch
@@ -152,7 +158,7 @@ class Runner:
             return c
         rng = np.random.default_rng(ex.seed + 7)
         cots = [rng.standard_normal(tuple(t_leaves[i][1].shape)).astype(np.float32) for i in used]
-        t_grads = torch.autograd.grad([t_leaves[i][1] for i in used], [t_vals[n] for n in float_in],
+        t_grads = torch.autograd.grad([t_leaves[i][1] for i in used], [t_inputs[n] for n in float_in],
                                       grad_outputs=[torch.from_numpy(g).to(t_leaves[i][1].dtype)
                                                     for g, i in zip(cots, used)], allow_unused=True)
         j_vals = to_jax(ex.values)

@@ -45,7 +45,7 @@ class ArgSpec:
     def format(self) -> str:
         if self.kind == "value":
             return f"{self.name}={self.value!r}"
-        rng = f":{_num(self.lo)}..{_num(self.hi)}" if self.lo is not None and not self.is_float else ""
+        rng = f":{_num(self.lo)}..{_num(self.hi)}" if self.lo is not None and self.hi is not None else ""
         return f"{self.name}: {self.dtype}[{','.join(map(str, self.shape))}]{rng}"
 
 

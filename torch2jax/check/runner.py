@@ -179,7 +179,10 @@ class Checker:
                "original_root": str(fp.original_root), "translated_root": str(fp.translated_root),
                "allow_torch": self.allow_torch, **extra}
         start = time.monotonic()
-        reply = self.pool.call(req, self.timeout)
+        try:
+            reply = self.pool.call(req, self.timeout)
+        except (RuntimeError, OSError) as e:  # the worker could not start (torch or jax missing, a broken runtime)
+            reply = {"status": "crash", "detail": str(e).splitlines()[0], "log": str(e)}
         reply["seconds"] = time.monotonic() - start
         return reply
 
@@ -243,7 +246,7 @@ class Checker:
             return
         if load["translated_error"] and not load["torch_needed"]:
             torch_imports = _torch_imports(fp.translated)
-            msg = f"the translation does not import without torch: {load['translated_error']}"
+            msg = f"the translation does not import: {load['translated_error']}"
             if torch_imports:
                 msg = f"the translation imports torch ({', '.join(torch_imports)}): {load['translated_error']}"
             self.emit(fp, name, "interface", FAIL, msg, kind=kind)
