@@ -87,8 +87,8 @@ CASES = [
     Case("RMSNorm", ((3, 5),), {"eps": 1e-4}, shapes=((2, 3, 5),)),
     # activations
     *[Case(name) for name in ["ReLU", "ReLU6", "SELU", "SiLU", "Mish", "Sigmoid", "Tanh", "Softsign", "Hardsigmoid",
-                              "Hardswish", "LogSigmoid", "Tanhshrink", "Softmax2d", "GELU", "CELU", "ELU",
-                              "LeakyReLU", "Softplus", "Hardtanh", "Softshrink", "Hardshrink"]],
+                              "Hardswish", "LogSigmoid", "Tanhshrink", "Softmax2d", "GELU", "LeakyReLU",
+                              "Softplus", "Hardshrink"]],
     Case("GELU", (), {"approximate": "tanh"}),
     Case("LeakyReLU", (0.2,)),
     Case("ELU", (0.5,)),
