@@ -136,6 +136,20 @@ def test_merge_all_none_and_rejections(review):
     compile(rejected, "rejected.py", "exec")  # a marker is a comment line: the file still parses
 
 
+def test_rejected_marker_goes_above_the_statement():
+    """Inside a backslash continuation or a string a comment line would break the file: the marker goes above the
+    statement the first rejected line belongs to."""
+    before = "import os\n\n\nx = (1 +\n     2)\n\n\ny = 1 + \\\n    2\n\n\n\ns = '''a\nb'''\n"
+    after = before.replace("     2)", "     5)").replace("    2\n", "    7\n").replace("b'''", "B'''")
+    review = review_source(before, Translation(after), "f.py")
+    merged = merge(review, [False] * len(review.hunks))
+    compile(merged, "merged.py", "exec")
+    assert [line for line in merged.splitlines() if MARKER not in line] == before.splitlines()
+    assert [merged.splitlines()[k + 1][:2] for k, line in enumerate(merged.splitlines()) if MARKER in line] == \
+        ["x ", "y ", "s "]
+    assert all(n.code == "T2J011" for h in review.hunks for n in h.notes)  # no rule explains these edits
+
+
 lines = st.lists(st.sampled_from(["a\n", "b\n", "c\n", "\n", "    d\n", "e\r\n"]), max_size=14)
 
 
@@ -221,10 +235,14 @@ def test_interactive_accept_reject_confirm(tmp_path):
     review = review_source(before, translate(before, filename=str(path)), str(path))
     n = len(review.hunks)
     choices = [True, False] + [True] * (n - 2)
-    term = Terminal("review", "--interactive", str(path))
+    skipped = tmp_path / "skipped.py"
+    skipped.write_text("import torch\n\n\ndef g(x):\n    return torch.sum(x, 1)\n")
+    term = Terminal("review", "--interactive", str(path), str(skipped))
     for k, accept in enumerate(choices):
-        term.expect(rf"\[{k + 1}/{n}\] accept this hunk\?")
+        term.expect(rf"\[{k + 1}/\d+\] accept this hunk\?")
         term.send("y" if accept else "n")
+    term.expect(rf"\[{n + 1}/\d+\] accept this hunk\?")  # the second file: skip it
+    term.send("s")
     term.expect(r"1 accepted" if n == 2 else rf"{n - 1} accepted, 1 rejected")
     term.expect(r"write 1 file\(s\)\? \[y/N\]")
     assert path.read_text() == before  # nothing written before the confirmation
@@ -239,6 +257,7 @@ def test_interactive_accept_reject_confirm(tmp_path):
     marker_at = written.splitlines().index(next(l for l in written.splitlines() if MARKER in l))
     assert written.splitlines()[marker_at + 1] == first_removed.rstrip("\n")
     assert written.count(MARKER) == 1
+    assert skipped.read_text() == "import torch\n\n\ndef g(x):\n    return torch.sum(x, 1)\n"
 
 
 def test_interactive_quit_without_confirming_writes_nothing(tmp_path):

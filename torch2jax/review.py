@@ -2,16 +2,18 @@
 hunks a reviewer accepted.
 
 Notes are the translation's diagnostics and change notes (Translation.changes). A note belongs to the hunk whose
-changed input lines hold its line. A hunk left without one (a rewrite that changed lines of a statement after the
-line its note names, lines a rewrite inserted) takes the notes of the innermost statement around it that has some
-(found with `ast`: the translator never imports torch or jax, and the standard library is enough here), and only when
-none exists a T2J011 note saying that nothing explains it. Notes on lines no hunk changed are kept apart
+changed input lines hold its line. A hunk left without one (lines a rewrite inserted away from its statement, a
+rewrite that changed lines of a statement after the line its note names) takes the notes that name a function or
+class it adds, for imports only the imports note, or else the notes of the innermost statement around it that has
+some (found with `ast`: the translator never imports torch or jax, and the standard library is enough here); only when
+none of these exists does it get a T2J011 note saying that nothing explains it. Notes on lines no hunk changed are kept apart
 (FileReview.other_notes): a manual item can leave its line unchanged.
 """
 from __future__ import annotations
 
 import ast
 import difflib
+import re
 from dataclasses import dataclass, field
 
 from torch2jax import diagnostics
@@ -119,7 +121,8 @@ def review_source(before: str, translation: Translation, path: str) -> FileRevie
     owned = _assign(hunks, notes)
     for hunk in hunks:
         if not hunk.notes:
-            hunk.notes = _enclosing_notes(hunk, notes, statements, translation.filename)
+            hunk.notes = (_naming_notes(hunk, old, new, notes)
+                          or _enclosing_notes(hunk, notes, statements, translation.filename))
         hunk.notes.sort(key=lambda n: (n.line, n.column))
     other = [n for n in translation.diagnostics if id(n) not in owned]
     open_manual = [d for d in translation.diagnostics
@@ -195,6 +198,22 @@ def _statement_spans(source: str) -> list[_Span]:
     return sorted(spans, key=lambda s: s.last - s.first)
 
 
+def _naming_notes(hunk: Hunk, old: list[str], new: list[str], notes: list[Diagnostic]) -> list[Diagnostic]:
+    """Notes for a hunk far from the line its rule names: the notes that name a function or class the hunk adds
+    (a training step inserted before the function whose loop it came from), or, for a hunk of imports only, the
+    imports note."""
+    added = [new[j] for tag, _, _, j1, j2 in hunk.ops if tag != "equal" for j in range(j1, j2)]
+    removed = [old[i] for tag, i1, i2, _, _ in hunk.ops if tag != "equal" for i in range(i1, i2)]
+    defined = re.findall(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+(\w+)", "".join(added), re.M)
+    named = [n for n in notes if any(re.search(rf"\b{d}\b", n.message) for d in defined)]
+    if named:
+        return named
+    if any(line.strip() for line in added + removed) and all(
+            line.lstrip().startswith(("import ", "from ")) for line in added + removed if line.strip()):
+        return [n for n in notes if n.code == "T2J010"]
+    return []
+
+
 def _enclosing_notes(hunk: Hunk, notes: list[Diagnostic], statements: list[_Span], filename: str) -> list[Diagnostic]:
     """The notes of the innermost statement around the hunk's changes that has any, nearest to the change first."""
     anchors = sorted(hunk.changed_lines())
@@ -222,6 +241,7 @@ def merge(review: FileReview, accepted: list[bool | None]) -> str:
     """The input with the accepted hunks translated. A rejected hunk (False) keeps the torch code under a marker
     comment naming the notes it rejected; an undecided one (None, or past the end of `accepted`) is left as it was."""
     old, new = review.lines()
+    statements = _statement_spans(review.before)
     out, pos = [], 0
     for n, hunk in enumerate(review.hunks):
         choice = accepted[n] if n < len(accepted) else None
@@ -230,7 +250,12 @@ def merge(review: FileReview, accepted: list[bool | None]) -> str:
             out += old[pos:i1]
             if tag == "equal" or choice is not True:
                 if tag != "equal" and choice is False and i2 > i1 and not marked:
-                    out.append(_marker_line(old[i1], hunk))
+                    # above the statement the first rejected line belongs to, when that starts inside the hunk (so
+                    # what precedes it in `out` is the input's): a comment line is legal there, not inside a
+                    # backslash continuation or a string
+                    start = next((s.first - 1 for s in statements if s.first <= i1 + 1 <= s.last), i1)
+                    start = start if hunk.old_range[0] <= start <= i1 else i1
+                    out.insert(len(out) - (i1 - start), _marker_line(old[start], hunk))
                     marked = True
                 out += old[i1:i2]
             else:
@@ -241,7 +266,7 @@ def merge(review: FileReview, accepted: list[bool | None]) -> str:
 
 
 def _marker_line(line: str, hunk: Hunk) -> str:
-    """A comment line above the first torch line kept, indented like it, so it is legal wherever that line is."""
+    """A comment line indented like the torch line below it, naming the codes of the notes rejected."""
     body = line.rstrip("\r\n")
     ending = line[len(body):] or "\n"
     indent = body[:len(body) - len(body.lstrip())]

@@ -148,6 +148,7 @@ def _interactive(console: Console, reviews: list[FileReview], encodings: dict[st
             answer = _ask(console, f"[{seen}/{total}] accept this hunk? [y,n,s,q,?] ", "ynsq")
             if answer in ("s", "q"):
                 quit_ = answer == "q"
+                seen += len(review.hunks) - n - 1  # the count goes on from the next file's first hunk
                 break
             choices.append(answer == "y")
         else:
