@@ -202,6 +202,8 @@ def check_function(name, tfn, jfn, config, cache) -> dict:
     inputs = f"{inp.format_specs(specs)} ({how})" if specs else "(none)"
     runner = Runner(tfn, jfn, specs)
     base = inp.Example(None, "random", 0, inp.draw_values(specs, "random", 0))
+    if _returns_nothing(tfn, specs, base.values):
+        return result("SKIP", NOTHING, inputs=inputs)
     c = runner.run(base)
     if c is None:
         return result("ERROR", "torch rejects the probed example", inputs=inputs)
@@ -227,6 +229,20 @@ def check_function(name, tfn, jfn, config, cache) -> dict:
     if runner.grad_note and not runner.grad_checked:
         notes = f"outputs match; {runner.grad_note}"
     return result("PASS", notes, runner.stats, inputs)
+
+
+NOTHING = "returns no tensor or number: nothing to compare (updates of its arguments in place are not compared)"
+
+
+def _returns_nothing(tfn, specs, values) -> bool:
+    import torch
+
+    try:
+        with torch.no_grad():
+            out = call(tfn, specs, to_torch(values))
+    except BaseException:  # noqa: BLE001
+        return False
+    return not any(cmp.is_numeric(leaf) for _, leaf in cmp.flatten(out))
 
 
 def _search(runner: Runner, specs, examples: int):
@@ -281,6 +297,8 @@ def check_random(name, tfn, jfn, config, cache) -> dict:
     inputs = f"{inp.format_specs(specs)} ({how})" if specs else "(none)"
     K = int(config.get("samples", 200))
     values = inp.draw_values(specs, "random", 0)
+    if _returns_nothing(tfn, specs, values):
+        return result("SKIP", NOTHING, inputs=inputs)
     torch.manual_seed(0)
     try:
         with torch.no_grad():

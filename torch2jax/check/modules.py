@@ -194,8 +194,6 @@ def build(name, ocls, tcls, config, cache):
         ctor = parse_ctor(ctor_value)
     except ValueError as e:
         return result("ERROR", str(e))
-    import torch
-
     try:
         ocls(*ctor[0], **ctor[1])
     except BaseException as e:  # noqa: BLE001
@@ -205,7 +203,6 @@ def build(name, ocls, tcls, config, cache):
     except BaseException as e:  # noqa: BLE001
         return result("FAIL", f"the translation does not build or load torch's state_dict: {user_error(e)}",
                       details=str(e).splitlines()[1:6])
-    del torch
     if "specs" in cache:
         return pair, cache["specs"], cache["how"]
     specs, how = module_inputs(name, pair, ocls, config)

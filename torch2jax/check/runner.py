@@ -259,7 +259,7 @@ class Checker:
         if name in self.train_names:
             self.check_script(fp, name, name, interface=False)
             return
-        if kind == "function" and name in shape.main_calls and shape.has_main_guard:
+        if kind in ("function", "random function") and name in shape.main_calls and shape.has_main_guard:
             self.emit(fp, name, "numbers", SKIP, f"the script's entry point (called under __main__): compare what "
                       f"it prints with --train {name}", kind=kind)
             return
