@@ -114,6 +114,7 @@ class TrainingPass(Pass):
         self.modules = ctx.module_facts
         self.functions: list[cst.FunctionDef] = []  # enclosing function defs (original nodes)
         self.class_depth = 0
+        self._follow_ups: set[int] = set()  # ids of statements this pass inserted after another one
         self.step_functions: list[cst.BaseStatement] = []  # to insert before the current top-level statement
         self.step_count = 0
         self.direct_assigned: set[cst.CSTNode] = set()  # calls that are the whole right side of an assignment
@@ -177,12 +178,13 @@ class TrainingPass(Pass):
                 self.report("T2J502", f"cannot tell which model {name} optimizes; opt_state initialised from `model`")
             init = _stmt(f"{opt.state_name} = {name}.init(eqx.filter({opt.model or 'model'}, eqx.is_array))")
             self.need("eqx")
-            return cst.FlattenSentinel([stmt, init])
+            return cst.FlattenSentinel([stmt, self._follow_up(init)])
         if name is not None and name in self.facts.schedulers:
             # torch's scheduler constructors set the first step's lr (LinearLR, OneCycleLR...): write it into the state
             opt = self.facts.optimizer(self.facts.schedulers[name] or "") or OptimizerFacts(
                 self.facts.schedulers[name] or "optimizer", None)
-            return cst.FlattenSentinel([stmt, _stmt(f"{opt.state_name} = {name}.sync({opt.state_name})")])
+            sync = _stmt(f"{opt.state_name} = {name}.sync({opt.state_name})")
+            return cst.FlattenSentinel([stmt, self._follow_up(sync)])
         if name is not None and name in self.facts.models and self._class_stateful(self.facts.models[name]):
             value = strip_module_chain(assign.value)
             if isinstance(value, cst.Call) and dotted(value.func) in (
@@ -314,8 +316,22 @@ class TrainingPass(Pass):
         return opt.state_name if opt is not None else self._state_name_for_param(opt_arg)
 
     # ----- the step itself
+    def _follow_up(self, stmt):
+        self._follow_ups.add(id(stmt))
+        return stmt
+
+    def _drop_repeated_follow_ups(self, body: list) -> list:
+        """An inserted `opt_state = optimizer.init(...)` that the next statement already is (the input was
+        translated before) is not inserted again: translating twice changes nothing."""
+        def same(a, b) -> bool:
+            return (isinstance(a, cst.SimpleStatementLine) and isinstance(b, cst.SimpleStatementLine)
+                    and _code(a.with_changes(leading_lines=[], trailing_whitespace=cst.TrailingWhitespace()))
+                    == _code(b.with_changes(leading_lines=[], trailing_whitespace=cst.TrailingWhitespace())))
+        return [s for i, s in enumerate(body)
+                if not (id(s) in self._follow_ups and i + 1 < len(body) and same(s, body[i + 1]))]
+
     def _rewrite_block(self, body: list, top_level: bool) -> list:
-        out = list(body)
+        out = self._drop_repeated_follow_ups(list(body)) if self._follow_ups else list(body)
         i = 0
         while i < len(out):
             call = _is_method_call_stmt(out[i], "step")
