@@ -446,3 +446,48 @@ def test_distribution_moments(torch_expr, check):
     a = np.asarray(load(r.code)["f"](key=k(0)), dtype=np.float64)
     t = eval(torch_expr, {"torch": torch}).numpy().astype(np.float64)
     assert check(a) and check(t)
+
+
+CONTAINERS = """
+class Block(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.drop(x)
+
+
+class Net(nn.Module):
+    def __init__(self, d, n):
+        super().__init__()
+        layers = [Block(d) for _ in range(n)]
+        self.seq = nn.Sequential(*layers)
+        self.heads = nn.ModuleDict({"a": Block(d)})
+        self.plain = nn.Sequential(nn.Linear(d, d), nn.ReLU())
+
+    def forward(self, x):
+        x = self.seq(x)
+        x = self.plain(x)
+        for name, blk in self.heads.items():
+            x = blk(x)
+        return self.heads["a"](x)
+
+
+class Plain:
+    def __call__(self, x):
+        return x + torch.rand(2)
+"""
+
+
+def test_containers_of_key_taking_modules():
+    r = tr(CONTAINERS)
+    assert "x = self.seq(x, key=subkey)" in r.code, r.code
+    assert "x = self.plain(x)\n" in r.code, "a Sequential without dropout takes no key"
+    assert "x = blk(x, key=subkey)" in r.code and 'return self.heads["a"](x, key=subkey)' in r.code
+    calls = [n for n in ast.walk(ast.parse(r.code)) if isinstance(n, ast.ClassDef) and n.name == "Plain"]
+    assert [a.arg for a in calls[0].body[0].args.kwonlyargs] == ["key"]
+    assert calls[0].body[0].args.kw_defaults == [None], "a plain class's __call__ needs its key"
+    net = load(r.code)["Net"](4, 2, key=k(9))
+    x = jnp.ones((3, 4))
+    assert distinct(net(x, key=k(0)), net(x, key=k(1)))

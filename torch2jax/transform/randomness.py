@@ -78,7 +78,7 @@ class ClassInfo:
     node: cst.ClassDef
     bases: list[str]
     methods: dict[str, Scope] = field(default_factory=dict)
-    attrs: dict[str, list[cst.BaseExpression]] = field(default_factory=dict)  # self.X = ... in any method
+    attrs: dict[str, list[tuple]] = field(default_factory=dict)  # self.X = expr in any method: (expr, its scope)
 
 
 @dataclass(eq=False)
@@ -283,9 +283,20 @@ class Analysis:
             elif isinstance(stmt, cst.ClassDef):
                 self._new_class(stmt, parent)
         call = info.methods.get("__call__") or info.methods.get("forward")
-        if call is not None:
-            call.optional = True
+        if call is not None and self._is_module_class(info):
+            call.optional = True  # inference (eqx.nn.inference_mode, torch's eval()) calls it without a key
         return info
+
+    def _is_module_class(self, info: ClassInfo, seen=None) -> bool:
+        seen = seen or set()
+        if info.name in seen:
+            return False
+        seen.add(info.name)
+        for base in info.bases:
+            if base.rsplit(".", 1)[-1] == "Module" or (base in self.classes
+                                                       and self._is_module_class(self.classes[base], seen)):
+                return True
+        return False
 
     def _scan_block(self, stmts, s: Scope) -> None:
         for stmt in stmts:
@@ -321,7 +332,7 @@ class Analysis:
                     s.values.setdefault(t.value, []).append(value)
             elif isinstance(t, cst.Attribute) and isinstance(t.value, cst.Name) and s.cls is not None \
                     and t.value.value == s.self_name:
-                s.cls.attrs.setdefault(t.attr.value, []).append(value)
+                s.cls.attrs.setdefault(t.attr.value, []).append((value, s))
 
     def _bind_loop(self, target, it, s: Scope) -> None:
         if isinstance(target, cst.Name):
@@ -459,8 +470,8 @@ class Analysis:
             meth = self.find_method(s.cls, m)
             if meth is not None:
                 return self._scope_key(meth)
-            for e in self.find_attr(s.cls, m):
-                k = self._value_call_key(e, s, depth + 1)
+            for e, es in self.find_attr(s.cls, m):
+                k = self._value_call_key(e, es, depth + 1)
                 if k:
                     return k
             return None
@@ -488,15 +499,15 @@ class Analysis:
         if isinstance(v, cst.Name):
             found = self._lookup(v.value, s)
             if found and found[0] == "bound":
-                exprs = found[1][0]
+                exprs = [(e, s) for e in found[1][0]]
         elif isinstance(v, cst.Attribute) and isinstance(v.value, cst.Name) and s.cls is not None \
                 and v.value.value == s.self_name:
             exprs = self.find_attr(s.cls, v.attr.value)
         elif isinstance(v, cst.Call):
-            exprs = [v]
-        for e in exprs:
+            exprs = [(v, s)]
+        for e, es in exprs:
             if isinstance(e, cst.Call) and isinstance(e.func, cst.Name):
-                found = self._lookup(e.func.value, s)
+                found = self._lookup(e.func.value, es)
                 if found and found[0] == "class":
                     return found[1]
         return None
@@ -522,8 +533,8 @@ class Analysis:
             return self._name_call_key(e, s, depth + 1)
         if isinstance(e, cst.Attribute) and isinstance(e.value, cst.Name) and s.cls is not None \
                 and e.value.value == s.self_name:
-            for v in self.find_attr(s.cls, e.attr.value):
-                k = self._value_call_key(v, s, depth + 1)
+            for v, vs in self.find_attr(s.cls, e.attr.value):
+                k = self._value_call_key(v, vs, depth + 1)
                 if k:
                     return k
             return None
@@ -572,8 +583,8 @@ class Analysis:
             return None
         elif isinstance(e, cst.Attribute) and isinstance(e.value, cst.Name) and s.cls is not None \
                 and e.value.value == s.self_name:
-            for v in self.find_attr(s.cls, e.attr.value):
-                k = self._elem_call_key(v, s, depth + 1)
+            for v, vs in self.find_attr(s.cls, e.attr.value):
+                k = self._elem_call_key(v, vs, depth + 1)
                 if k:
                     return k
             return None
@@ -1228,7 +1239,8 @@ class _Replacer(cst.CSTTransformer):
         if is_placeholder(original):
             inner = self.calls[-1] if self.calls else ""
             last = inner.rsplit(".", 1)[-1]
-            if not last[:1].isupper():  # layer construction is the module pass's business, not a draw
+            # a sampling function; not a layer's construction (the module pass's business) nor a user's function
+            if inner.startswith(("jax.random.", "t2j.")) and not last[:1].isupper():
                 self.rw.report("T2J401", f"{inner or 'draw'}: random stream differs from torch's: same "
                                          "distribution, different numbers", where=self.where[-1])
             return key.with_changes(lpar=original.lpar, rpar=original.rpar) if isinstance(key, cst.Name) else key
