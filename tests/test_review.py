@@ -195,12 +195,14 @@ def test_pre_commit_hook_definition():
 class Terminal:
     """A child process on a pseudo-terminal: read until a prompt shows, then answer it."""
 
-    def __init__(self, *args: str):
-        env = dict(os.environ, NO_COLOR="1", COLUMNS="200", TERM="xterm")
+    def __init__(self, *args: str, color: bool = False):
+        env = dict(os.environ, COLUMNS="200", TERM="xterm-256color")
+        env.pop("NO_COLOR", None)
+        env.update({} if color else {"NO_COLOR": "1"})
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: the CLI, with the pty as its terminal
             os.execvpe(sys.executable, [sys.executable, "-m", "torch2jax", *args], env)
-        self.output = ""
+        self.output, self.raw = "", ""
 
     def expect(self, pattern: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -213,6 +215,7 @@ class Terminal:
                 chunk = ""
             if not chunk:
                 raise AssertionError(f"{pattern!r} never showed before the end:\n{self.output}")
+            self.raw += chunk
             self.output += re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", chunk)
         self.output = self.output[re.search(pattern, self.output).end():]
 
@@ -264,8 +267,9 @@ def test_interactive_quit_without_confirming_writes_nothing(tmp_path):
     path = tmp_path / "classifier.py"
     shutil.copy(CASE, path)
     before = path.read_bytes()
-    term = Terminal("review", "--interactive", str(path))
+    term = Terminal("review", "--interactive", str(path), color=True)
     term.expect(r"\[1/\d+\] accept this hunk\?")
+    assert "\x1b[31m-" in term.raw and "\x1b[32m+" in term.raw  # a terminal gets red and green lines
     term.send("y")
     term.expect(r"\[2/\d+\] accept this hunk\?")
     term.send("?")  # help, then the same question again

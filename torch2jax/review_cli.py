@@ -31,6 +31,7 @@ def run(paths: list[Path], *, interactive: bool = False, check: bool = False, fm
         if not path.exists():
             return _usage(errors, f"{path}: no such file or directory")
         files += python_files(path) if path.is_dir() else [path]
+    files = list(dict.fromkeys(files))  # a file named twice (a folder and a file in it) is reviewed once
     reviews, encodings = [], {}
     for path, translation, encoding, error in _translate(files, jobs):
         if error:
