@@ -54,8 +54,8 @@ def run(paths: list[Path], *, interactive: bool = False, check: bool = False, fm
     elif check:
         _print_check(console, reviews)
     elif interactive:
-        _interactive(console, [r for r in reviews if r.hunks and not r.failed], encodings)
-        return status
+        written = _interactive(console, [r for r in reviews if r.hunks and not r.failed], encodings)
+        return status if written else EXIT_BAD_INPUT
     else:
         for review in reviews:
             render(console, review)
@@ -132,8 +132,9 @@ def _print_check(console: Console, reviews: list[FileReview]) -> None:
 
 # ----- interactive review
 
-def _interactive(console: Console, reviews: list[FileReview], encodings: dict[str, str]) -> None:
-    """Ask about every hunk, then write the merged files (atomically) only when the user confirms."""
+def _interactive(console: Console, reviews: list[FileReview], encodings: dict[str, str]) -> bool:
+    """Ask about every hunk, then write the merged files (atomically) only when the user confirms; False when a
+    file could not be written."""
     decisions: dict[str, list[bool | None]] = {}
     total = sum(len(r.hunks) for r in reviews)
     seen = 0
@@ -157,7 +158,7 @@ def _interactive(console: Console, reviews: list[FileReview], encodings: dict[st
             continue
         if quit_ and choices:  # what was decided before quitting still counts; the rest stays torch, unmarked
             decisions[review.path] = choices
-    _write_decisions(console, reviews, decisions, encodings)
+    return _write_decisions(console, reviews, decisions, encodings)
 
 
 def _ask(console: Console, prompt: str, allowed: str) -> str:
@@ -173,7 +174,7 @@ def _ask(console: Console, prompt: str, allowed: str) -> str:
 
 
 def _write_decisions(console: Console, reviews: list[FileReview], decisions: dict[str, list[bool | None]],
-                     encodings: dict[str, str]) -> None:
+                     encodings: dict[str, str]) -> bool:
     merged = []
     for review in reviews:
         choices = decisions.get(review.path)
@@ -183,7 +184,7 @@ def _write_decisions(console: Console, reviews: list[FileReview], decisions: dic
                 merged.append((review, text, choices))
     if not merged:
         console.print(Text("nothing to write"))
-        return
+        return True
     for review, _, choices in merged:
         console.print(Text(f"  {review.path}: {choices.count(True)} accepted, {choices.count(False)} rejected, "
                            f"{len(review.hunks) - len(choices)} left as they are"))
@@ -193,8 +194,15 @@ def _write_decisions(console: Console, reviews: list[FileReview], decisions: dic
         answer = ""
     if answer not in ("y", "yes"):
         console.print(Text("nothing written"))
-        return
+        return True
+    ok = True
     for review, text, _ in merged:
         path = Path(review.path)
-        write_atomic(path, text, encodings.get(review.path, "utf-8"), like=path)
+        try:
+            write_atomic(path, text, encodings.get(review.path, "utf-8"), like=path)
+        except (OSError, UnicodeEncodeError) as e:  # one unwritable file must not lose the others' decisions
+            console.print(Text(f"could not write {review.path}: {e}; it is left as it was", style="bold red"))
+            ok = False
+            continue
         console.print(Text(f"wrote {review.path}"))
+    return ok
