@@ -168,6 +168,9 @@ def test_fuzz_mutated_torch_files(source):
     # left in place (a factory method, or **kwargs it cannot map)
     "import torch\nmodel = torch.nn.Linear(2, 2)\n"
     "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, **extra)\n",
+    # libcst's parser raised CSTValidationError (not ParserSyntaxError) out of translate()
+    "import torch\nx = b'' ''\n",
+    "x = (b'a' 'b')\n",
 ])
 def test_fuzz_reproducers(source):
     check_translation(source)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -25,6 +26,42 @@ def _err(line: str) -> None:
 def _fail(line: str) -> None:
     _err(f"torch2jax: error: {line}")
     raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _uncommitted(path: Path) -> list[str]:
+    """`git status --porcelain` lines for path when it lies in a git work tree (uncommitted or untracked changes
+    that --write would overwrite); [] outside a work tree or without git."""
+    import subprocess
+
+    folder = path if path.is_dir() else path.parent
+    try:
+        proc = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--", str(path.resolve())],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return proc.stdout.splitlines() if proc.returncode == 0 else []
+
+
+def _refuse_uncommitted(path: Path, force: bool) -> None:
+    if force:
+        return
+    dirty = _uncommitted(path)
+    if dirty:
+        first = dirty[0][3:]
+        more = f" and {len(dirty) - 1} more" if len(dirty) > 1 else ""
+        _fail(f"{path}: uncommitted changes ({first}{more}) would be overwritten by --write: commit or stash "
+              "them, or pass --force")
+
+
+def _write(path: Path, text: str, encoding: str, like: Path | None = None) -> str:
+    """Write atomically; the error line ("" on success)."""
+    try:
+        write_atomic(path, text, encoding, like=like)
+    except UnicodeEncodeError as e:
+        return f"{path}: the translation cannot be written as {encoding} ({e.reason}); the file is left as it was"
+    except OSError as e:
+        return f"{path}: cannot write: {e.strerror or e}"
+    return ""
 
 
 def _translate_one(path: Path) -> tuple[Path, Translation | None, str, str]:
@@ -59,12 +96,24 @@ def translate(
     diff: bool = typer.Option(False, "--diff", help="Print a unified diff instead of the translation."),
     jobs: int = typer.Option(0, "-j", "--jobs", help="Worker processes for folders (0: one per core)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Hide info diagnostics."),
+    force: bool = typer.Option(False, "--force", help="With --write: overwrite files with uncommitted changes."),
 ) -> None:
     """Translate IN to JAX. Diagnostics go to stderr as file:line:col: CODE message."""
     if sum([output is not None, write, diff]) > 1:
         _fail("use only one of -o, --write and --diff")
     if not input.exists():
+        if input.is_symlink():
+            try:
+                input.resolve(strict=True)
+            except RuntimeError:  # Python < 3.13
+                _fail(f"{input}: symlink loop")
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    _fail(f"{input}: symlink loop")
+            _fail(f"{input}: broken symlink")
         _fail(f"{input}: no such file or directory")
+    if write:
+        _refuse_uncommitted(input, force)
     if input.is_dir():
         raise typer.Exit(_translate_folder(input, output, write, diff, jobs, quiet))
     path, t, encoding, error = _translate_one(input)
@@ -77,14 +126,15 @@ def translate(
     if diff:
         sys.stdout.write(_unified_diff(input, before, t.code))
     elif write:
-        if t.code != before:
-            write_atomic(input, t.code, encoding, like=input)
+        if t.code != before and (error := _write(input, t.code, encoding, like=input)):
+            _fail(error)
     elif output is not None:
         if output.is_dir():
             output = output / input.name
         if output.resolve() == input.resolve():
             _fail("the output is the input: use --write to rewrite in place")
-        write_atomic(output, t.code, encoding)
+        if error := _write(output, t.code, encoding):
+            _fail(error)
     else:
         sys.stdout.write(t.code)
     raise typer.Exit(EXIT_DIAGNOSTIC_ERRORS if t.has_errors else EXIT_OK)
@@ -112,13 +162,17 @@ def _translate_folder(folder: Path, output: Path | None, write: bool, diff: bool
             continue
         if t.has_errors and status == EXIT_OK:
             status = EXIT_DIAGNOSTIC_ERRORS
+        error = ""
         if diff:
             sys.stdout.write(_unified_diff(path, read_source(path).text, t.code))
         elif write:
             if t.code != read_source(path).text:
-                write_atomic(path, t.code, encoding, like=path)
+                error = _write(path, t.code, encoding, like=path)
         else:
-            write_atomic(output / path.relative_to(folder), t.code, encoding)
+            error = _write(output / path.relative_to(folder), t.code, encoding)
+        if error:
+            _err(f"torch2jax: error: {error}")
+            status = EXIT_BAD_INPUT
     return status
 
 
@@ -228,4 +282,8 @@ def review_command(
 
 
 def main() -> None:
+    import signal
+
+    # a terminated run unwinds (SystemExit) like Ctrl-C does: write_atomic removes its temporary file
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     app()

@@ -1,6 +1,7 @@
 """Reading and writing source files safely: encodings, binary files, atomic writes."""
 from __future__ import annotations
 
+import errno
 import io
 import os
 import tempfile
@@ -31,6 +32,8 @@ def read_source(path: Path) -> Source:
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError(f"{path}: symlink loop") from None
         raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
     if b"\x00" in data:
         raise InputError(f"{path}: binary file, not Python source")

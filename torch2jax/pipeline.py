@@ -49,6 +49,10 @@ def translate(source: str, filename: str = "<string>") -> Translation:
         line, col, message = _python_syntax_error(source) or (e.raw_line, e.raw_column, e.message)
         d = diagnostics.make("T2J001", f"syntax error: {message}", line, col, filename)
         return Translation(source, [d], filename, failed=True)
+    except Exception as e:  # libcst's validation (b"" "" concatenated), recursion on deep nesting...
+        line, col, message = _python_syntax_error(source) or (1, 0, f"{type(e).__name__}: {e}")
+        d = diagnostics.make("T2J001", f"syntax error: {message}", line, col, filename)
+        return Translation(source, [d], filename, failed=True)
     if not _mentions_torch(source):
         return Translation(source, [], filename)
     try:
