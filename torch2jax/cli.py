@@ -75,12 +75,24 @@ def _translate_one(path: Path) -> tuple[Path, Translation | None, str, str]:
     return path, translate(src.text, filename=str(path)), src.encoding, ""
 
 
-def _report(t: Translation, quiet: bool) -> None:
-    for d in t.diagnostics:
+def _report(t: Translation, quiet: bool, config=None) -> bool:
+    """Print the diagnostics [tool.torch2jax] select/ignore let through; whether one of them is an error."""
+    shown = [d for d in t.diagnostics if config is None or config.reports(d.code)]
+    for d in shown:
         if d.code == "T2J001":
             _err(f"{t.filename}:{d.line}: {d.message}")
         elif not (quiet and d.severity == "info"):
             _err(d.format(t.filename))
+    return any(d.severity == "error" for d in shown)
+
+
+def _config(path: Path):
+    from torch2jax.config import load_config
+
+    try:
+        return load_config(path)
+    except ValueError as e:
+        _fail(str(e))
 
 
 def _unified_diff(path: Path, before: str, after: str) -> str:
@@ -114,12 +126,13 @@ def translate(
         _fail(f"{input}: no such file or directory")
     if write:
         _refuse_uncommitted(input, force)
+    config = _config(input)
     if input.is_dir():
-        raise typer.Exit(_translate_folder(input, output, write, diff, jobs, quiet))
+        raise typer.Exit(_translate_folder(input, output, write, diff, jobs, quiet, config))
     path, t, encoding, error = _translate_one(input)
     if error:
         _fail(error)
-    _report(t, quiet)
+    has_errors = _report(t, quiet, config)
     if t.failed:
         raise typer.Exit(EXIT_BAD_INPUT)
     before = read_source(input).text
@@ -137,17 +150,18 @@ def translate(
             _fail(error)
     else:
         sys.stdout.write(t.code)
-    raise typer.Exit(EXIT_DIAGNOSTIC_ERRORS if t.has_errors else EXIT_OK)
+    raise typer.Exit(EXIT_DIAGNOSTIC_ERRORS if has_errors else EXIT_OK)
 
 
-def _translate_folder(folder: Path, output: Path | None, write: bool, diff: bool, jobs: int, quiet: bool) -> int:
+def _translate_folder(folder: Path, output: Path | None, write: bool, diff: bool, jobs: int, quiet: bool,
+                      config=None) -> int:
     if output is None and not (write or diff):
         _fail("translating a folder needs -o OUT_FOLDER, --write or --diff")
     if output is not None:
         out_resolved, in_resolved = output.resolve(), folder.resolve()
         if out_resolved == in_resolved or in_resolved in out_resolved.parents:
             _fail(f"output folder {output} is inside the input folder {folder}")
-    files = python_files(folder)
+    files = [f for f in python_files(folder) if config is None or not config.excluded(f)]
     jobs = jobs or os.cpu_count() or 1
     status = EXIT_OK
     results = _map_with_progress(_translate_one, files, jobs)
@@ -156,11 +170,11 @@ def _translate_folder(folder: Path, output: Path | None, write: bool, diff: bool
             _err(f"torch2jax: error: {error}")
             status = EXIT_BAD_INPUT
             continue
-        _report(t, quiet)
+        has_errors = _report(t, quiet, config)
         if t.failed:
             status = EXIT_BAD_INPUT
             continue
-        if t.has_errors and status == EXIT_OK:
+        if has_errors and status == EXIT_OK:
             status = EXIT_DIAGNOSTIC_ERRORS
         error = ""
         if diff:

@@ -8,7 +8,7 @@ from torch2jax import diagnostics
 from torch2jax.diagnostics import Diagnostic
 from torch2jax.mappings import load_tables
 from torch2jax.result import Translation
-from torch2jax.transform.base import FileContext
+from torch2jax.transform.base import FileContext, file_suppressed, suppressed
 from torch2jax.transform.grad_mode import GradModePass
 from torch2jax.transform.imports import fix_imports
 from torch2jax.transform.inplace import InplacePass
@@ -53,7 +53,7 @@ def translate(source: str, filename: str = "<string>") -> Translation:
         line, col, message = _python_syntax_error(source) or (1, 0, f"{type(e).__name__}: {e}")
         d = diagnostics.make("T2J001", f"syntax error: {message}", line, col, filename)
         return Translation(source, [d], filename, failed=True)
-    if not _mentions_torch(source):
+    if not _mentions_torch(source) or file_suppressed(source):
         return Translation(source, [], filename)
     try:
         return _translate_module(module, source, filename)
@@ -78,9 +78,12 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     ctx = FileContext(filename=filename, scopes=Scopes(aliases, rebound, positions), tables=load_tables(), positions=positions)
     ctx.module_facts = collect_module_facts(module, ctx.scopes)
     ctx.training_facts = collect_training_facts(module, ctx.scopes, ctx.module_facts)
+    skipped = _suppressed_statements(module, positions) if "skip" in source else {}
     for pass_cls in PASSES:
         if pass_cls.applies(source, ctx):
             module = module.visit(pass_cls(ctx))
+    if skipped:
+        module = module.visit(_RestoreSuppressed(skipped, ctx.positions))
     before_imports = module
     module = fix_imports(module, ctx.needed_imports)
     if module is not before_imports:
@@ -91,6 +94,43 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     diags = sorted(ctx.diagnostics, key=lambda d: (d.line, d.column, d.code))
     changes = sorted(ctx.changes, key=lambda d: (d.line, d.column, d.code))
     return Translation(code, _dedupe(diags), filename, changes=_dedupe(changes))
+
+
+def _suppressed_statements(module: cst.Module, positions: dict) -> dict:
+    """The `# torch2jax: skip` statements, by their (line, column) in the input."""
+    found = {}
+
+    class Find(cst.CSTVisitor):
+        def on_visit(self, node) -> bool:
+            if suppressed(node) and node in positions:
+                found[(positions[node].start.line, positions[node].start.column)] = node
+                return False
+            return True
+
+    module.visit(Find())
+    return found
+
+
+class _RestoreSuppressed(cst.CSTTransformer):
+    """After the passes: a statement rebuilt from a `# torch2jax: skip` one (a pass that rewrites whole blocks does
+    not go through Pass.on_visit for each statement) is put back as it was."""
+
+    def __init__(self, skipped: dict, positions: dict) -> None:
+        super().__init__()
+        self.skipped, self.positions = skipped, positions
+
+    def _original(self, node):
+        pos = self.positions.get(node)
+        if pos is None or not isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+            return None
+        original = self.skipped.get((pos.start.line, pos.start.column))
+        return original if type(original) is type(node) else None
+
+    def on_visit(self, node) -> bool:
+        return self._original(node) is None
+
+    def on_leave(self, original, updated):
+        return self._original(original) or updated
 
 
 def _imports_torch(stmt) -> bool:

@@ -1,6 +1,7 @@
 """What every rewrite pass shares: the file's facts, diagnostics with source positions, and marker comments."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -12,6 +13,41 @@ from torch2jax.transform.module_facts import ModuleFacts
 from torch2jax.transform.names import Scopes
 
 MARKER = "torch2jax:"
+SKIP = re.compile(r"#.*\btorch2jax:\s*skip\b")  # `# torch2jax: skip`: leave this statement (or file) as it is
+
+
+def _comment_lines(node: cst.CSTNode) -> list:
+    """The comments that belong to a statement: the lines of their own above it (and above its def/class line,
+    below decorators), the end of its line, the end of its header line."""
+    out = [line.comment for line in getattr(node, "leading_lines", ())]
+    out += [line.comment for line in getattr(node, "lines_after_decorators", ())]
+    trailing = getattr(node, "trailing_whitespace", None)
+    body = getattr(node, "body", None)
+    if isinstance(body, cst.IndentedBlock):
+        trailing = body.header
+    elif isinstance(body, cst.SimpleStatementSuite):
+        trailing = body.trailing_whitespace
+    if isinstance(trailing, cst.TrailingWhitespace):
+        out.append(trailing.comment)
+    return [c.value for c in out if c is not None]
+
+
+def suppressed(node: cst.CSTNode) -> bool:
+    """A statement the user marked `# torch2jax: skip`: no pass rewrites it."""
+    if not isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+        return False
+    return any(SKIP.match(c) for c in _comment_lines(node))
+
+
+def file_suppressed(source: str) -> bool:
+    """`# torch2jax: skip` among the comment lines before a file's first statement leaves the file as it is."""
+    for line in source.splitlines():
+        text = line.strip()
+        if text and not text.startswith("#"):
+            return False
+        if SKIP.match(text):
+            return True
+    return False
 
 
 @dataclass
@@ -49,6 +85,7 @@ class Pass(cst.CSTTransformer):
         self.ctx = ctx
         self._where: list[tuple[int, int]] = [(1, 0)]
         self._markers: list[list[Diagnostic]] = [[]]
+        self._skipping: set[int] = set()  # ids of the `# torch2jax: skip` statements being left alone
 
     # --- positions: the innermost node whose original position is known
     def on_visit(self, node: cst.CSTNode) -> bool:
@@ -56,9 +93,17 @@ class Pass(cst.CSTTransformer):
         self._where.append((pos.start.line, pos.start.column) if pos else self._where[-1])
         if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
             self._markers.append([])
+            if suppressed(node):
+                self._skipping.add(id(node))
+                return False
         return super().on_visit(node)
 
     def on_leave(self, original: cst.CSTNode, updated: cst.CSTNode):
+        if id(original) in self._skipping:  # neither its children nor its own leave_ method ran
+            self._skipping.discard(id(original))
+            self._where.pop()
+            self._markers.pop()
+            return original
         result = super().on_leave(original, updated)
         self._where.pop()
         # nodes are rebuilt by every pass: carry the original position over so later passes can report it
