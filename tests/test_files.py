@@ -331,3 +331,28 @@ def test_folder_of_200_files_with_the_pool(tmp_path):
         i = int(path.stem[1:])
         text = path.read_text()
         assert ("jnp.sum" in text and f"def f{i}" in text) if i % 3 else text == f"X = {i}\n"
+
+
+def test_dead_worker_does_not_stop_the_folder_run(tmp_path, monkeypatch):
+    """A worker process that dies (here: every worker) costs nothing but time: the files are done in-process."""
+    import torch2jax.cli as cli
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    for i in range(6):
+        (root / f"m{i}.py").write_text(GOOD)
+    monkeypatch.setattr(cli, "_translate_one", _die_in_worker)
+    out = tmp_path / "out"
+    result = _cli("translate", root, "-o", out, "-j", "2")
+    assert result.exit_code == 0, result.output
+    assert len(list(out.glob("*.py"))) == 6
+
+
+def _die_in_worker(path):
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        os._exit(1)
+    from torch2jax.files import read_source
+
+    return path, translate(read_source(path).text, filename=str(path)), "utf-8", ""

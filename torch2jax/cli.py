@@ -204,7 +204,12 @@ def _map_with_progress(fn, items: list, jobs: int):
                 progress.advance(task)
             return
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for result in pool.map(fn, items, chunksize=max(1, len(items) // (jobs * 8))):
+            futures = [pool.submit(fn, item) for item in items]
+            for item, future in zip(items, futures):
+                try:
+                    result = future.result()
+                except Exception:  # the worker died (killed, out of memory, could not start): this process
+                    result = fn(item)  # does that file, and the run goes on
                 yield result
                 progress.advance(task)
 
