@@ -141,6 +141,15 @@ def test_write_refuses_uncommitted_changes(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1
         assert "uncommitted changes" in result.stderr and "--force" in result.stderr
         assert src.read_text() == edited and other.read_text() == GOOD
+    # other files' changes do not matter, untracked .py files in new folders do
+    src.write_text(GOOD)
+    (repo / "pkg" / "notes.txt").write_text("dirty")
+    (repo / "pkg" / "new" / "deep").mkdir(parents=True)
+    (repo / "pkg" / "new" / "deep" / "n.py").write_text(GOOD)
+    result = _cli("translate", repo / "pkg", "--write")
+    assert result.exit_code == 2 and "n.py" in result.stderr
+    shutil.rmtree(repo / "pkg" / "new")
+    src.write_text(edited)
     # an untracked file would be lost too
     new = repo / "new.py"
     new.write_text(GOOD)

@@ -35,11 +35,13 @@ def _uncommitted(path: Path) -> list[str]:
 
     folder = path if path.is_dir() else path.parent
     try:
-        proc = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--", str(path.resolve())],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=all", "--",
+                               str(path.resolve())], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return []
-    return proc.stdout.splitlines() if proc.returncode == 0 else []
+    if proc.returncode != 0:
+        return []
+    return [line for line in proc.stdout.splitlines() if line.rstrip('"').endswith(".py")]  # what --write writes
 
 
 def _refuse_uncommitted(path: Path, force: bool) -> None:
