@@ -365,3 +365,12 @@ def _die_in_worker(path):
     from torch2jax.files import read_source
 
     return path, translate(read_source(path).text, filename=str(path)), "utf-8", ""
+
+
+def test_write_through_a_symlink_keeps_the_link(tmp_path):
+    real = tmp_path / "real.py"
+    real.write_text(GOOD)
+    link = tmp_path / "link.py"
+    link.symlink_to(real)
+    assert _cli("translate", link, "--write").exit_code == 0
+    assert link.is_symlink() and "jnp.sum" in real.read_text()

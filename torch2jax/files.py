@@ -59,6 +59,8 @@ def write_atomic(path: Path, text: str, encoding: str = "utf-8", like: Path | No
     """Write through a temporary file in the same folder and a rename: a killed run never leaves half a file.
     `like`: copy that file's permission bits (the file being replaced)."""
     data = text.encode(encoding)  # utf-8-sig writes the BOM back
+    if path.is_symlink():  # write the file it links to: the link stays a link
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".t2j-tmp", dir=path.parent)
     try:
