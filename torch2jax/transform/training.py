@@ -352,8 +352,10 @@ class TrainingPass(Pass):
         pending = list(self.step_functions)
         self.step_functions = []
         for stmt in body:
-            uses = _names([stmt]).loads if pending else []
-            ready = [f for f in pending if f.name.value in uses or _uses_name(stmt, f.name.value)]
+            # once per statement (not per pending function: a file of many training loops stays linear)
+            code = _code(stmt) if pending else ""
+            uses = set(_names([stmt]).loads) if pending else set()
+            ready = [f for f in pending if f.name.value in uses or f.name.value in code]
             for f in ready:
                 result.append(f.with_changes(leading_lines=[cst.EmptyLine(), cst.EmptyLine()]))
                 pending.remove(f)
@@ -595,10 +597,6 @@ class _ReturnThreader(cst.CSTTransformer):
         if isinstance(value, cst.Tuple) and not value.lpar:
             value = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
         return updated.with_changes(value=cst.parse_expression(f"{self.threaded}, {_code(value)}"))
-
-
-def _uses_name(stmt, name: str) -> bool:
-    return name in _code(stmt)
 
 
 def _defined_before_use(region: list, name: str) -> bool:
