@@ -25,7 +25,7 @@ def imports_torch(code: str) -> bool:
 
 def load_source(code: str, name: str) -> dict:
     ns: dict = {"__name__": name}
-    exec(compile(code, name, "exec"), ns)
+    exec(compile(code, name, "exec", dont_inherit=True), ns)
     return ns
 
 
@@ -56,7 +56,9 @@ class Pair:
     def call_jax(self, model, arrays, key=None):
         args = [jnp.asarray(a) for a in arrays]
         if self.stateful:
-            out, state = model(*args, self.state, key=key)
+            # a fresh copy each call: Equinox refuses a state object that was already threaded once
+            leaves, treedef = jax.tree_util.tree_flatten(self.state)
+            out, state = model(*args, jax.tree_util.tree_unflatten(treedef, leaves), key=key)
             return out, state
         return model(*args, key=key), None
 
@@ -90,7 +92,7 @@ class Pair:
             for k, v in self.torch.state_dict().items():
                 if "running" in k:
                     np.testing.assert_allclose(got[k], v.numpy(), rtol=rtol, atol=atol, err_msg=f"buffer {k}")
-        got = t2j.to_state_dict(grads)
+        got = t2j.to_state_dict(grads, self.state) if self.stateful else t2j.to_state_dict(grads)
         for name, p in self.torch.named_parameters():
             if p.grad is not None:
                 np.testing.assert_allclose(got[name], p.grad.numpy(), rtol=rtol, atol=atol,

@@ -453,6 +453,7 @@ class TrainingPass(Pass):
 
     def _build_step(self, name, model, optimizer, state, inputs, region, loss_expr, aux, clips, stateful):
         model_calls = _ModelCalls(self.ctx.positions, model, stateful)
+        model_calls.total = sum(_code(stmt).count(f"{model}(") for stmt in region)
         new_region = []
         for stmt in region:
             stmt = stmt.visit(model_calls)
@@ -549,6 +550,7 @@ class _ModelCalls(CarryPositions):
         self.model = model
         self.stateful = stateful
         self.count = 0
+        self.total = 0  # model calls in the region: with several, each gets its own fold_in of the step's key
         self.hoisted: list[cst.BaseStatement] = []  # `model_out, state = model(x, state, key=key)` before a use
 
     def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript):
@@ -565,7 +567,7 @@ class _ModelCalls(CarryPositions):
         if dotted(original.func) != self.model:
             return updated
         self.count += 1
-        key = "key" if self.count == 1 else f"jax.random.fold_in(key, {self.count})"
+        key = "key" if self.total <= 1 else f"jax.random.fold_in(key, {self.count})"
         extra = ", state" if self.stateful and not _has_state_arg(updated) else ""
         args = ", ".join([_code(a).rstrip(", ") for a in updated.args])
         return cst.parse_expression(f"{self.model}({args}{extra}, key={key})")
