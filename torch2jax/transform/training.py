@@ -383,6 +383,11 @@ class TrainingPass(Pass):
                                   "after the jitted step, and cannot read gradients there")
         fn_node = self.functions[-1] if self.functions else None
         local_names = self._local_names(fn_node, body, top_level)
+        # batch slicing by Python numbers (X[i:i + 16]) happens before the step: inside it the numbers would be
+        # static arguments and recompile the step for every value
+        hoister = _BatchHoister(model, local_names - _names(region).stores, set(local_names))
+        region = [stmt.visit(hoister) for stmt in region]
+        local_names = local_names | _names(hoister.hoisted).stores
         reads = _names(region).loads
         stores = _names(region).stores
         after = self._names_after(body, i_step, fn_node, _names(region).counts)
@@ -403,10 +408,13 @@ class TrainingPass(Pass):
         args = [model] + (["state"] if stateful else []) + [state, optimizer] + inputs
         call = _stmt(f"{', '.join(outs)} = {step_name}({', '.join(args)}, key={KEY_PLACEHOLDER})")
         call = call.with_changes(leading_lines=region[0].leading_lines)
+        if hoister.hoisted:
+            hoister.hoisted[0] = hoister.hoisted[0].with_changes(leading_lines=region[0].leading_lines)
+            call = call.with_changes(leading_lines=[])
         self.need("eqx", "jax")
         self.report("T2J501", f"training step extracted into the jitted function {step_name}", body[i_step])
-        new_body = body[:r0] + [call] + others + body[i_step + 1:]
-        return new_body, r0 + 1 + len(others)
+        new_body = body[:r0] + hoister.hoisted + [call] + others + body[i_step + 1:]
+        return new_body, r0 + len(hoister.hoisted) + 1 + len(others)
 
     def _optimized_model(self, optimizer: str) -> str:
         opt = self.facts.optimizer(optimizer)
@@ -540,6 +548,37 @@ def _insert_arg(call: cst.Call, params: list[str], after: str, new_param: str, v
         args.append(cst.Arg(cst.Name(value), keyword=cst.Name(new_param),
                             equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
     return call.with_changes(args=args)
+
+
+class _BatchHoister(cst.CSTTransformer):
+    """`X[start:start + 16]` in the loss region, built from names defined outside it: computed before the step,
+    which then takes the batch itself."""
+
+    def __init__(self, model: str, outside: set[str], taken: set[str]) -> None:
+        self.model = model
+        self.outside = outside
+        self.taken = taken
+        self.hoisted: list[cst.BaseStatement] = []
+        self.depth = 0
+
+    def visit_Subscript(self, node: cst.Subscript) -> None:
+        self.depth += 1
+
+    def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript):
+        self.depth -= 1
+        if self.depth or not isinstance(original.value, cst.Name):
+            return updated
+        names = _names([cst.SimpleStatementLine([cst.Expr(original)])])
+        index_names = set(names.loads) - {original.value.value}
+        if not index_names or not set(names.loads) <= self.outside or self.model in names.loads:
+            return updated  # a literal index (out[:, 0]) stays; so does anything computed inside the region
+        name = f"{original.value.value}_batch"
+        i = 2
+        while name in self.taken:
+            name, i = f"{original.value.value}_batch{i}", i + 1
+        self.taken.add(name)
+        self.hoisted.append(_stmt(f"{name} = {_code(updated)}"))
+        return cst.Name(name)
 
 
 class _ModelCalls(CarryPositions):
