@@ -71,7 +71,7 @@ def make_stripes(num_samples, generator, image_size=64, nc=3, *, key):
 def train_step(netD, state, optimizerD_state, optimizerD, real_cpu, criterion, label, batch_size, nz, device, netG, fake_label, *, key):
     key, loss_fn_key = jax.random.split(key)
     def loss_fn(netD, state):
-        output, state = netD(real_cpu, state, key=key)
+        output, state = netD(real_cpu, state, key=jax.random.fold_in(key, 1))
         errD_real = criterion(output, label)
         errD_real.backward()
         D_x = jnp.mean(output).item()

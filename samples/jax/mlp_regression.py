@@ -77,7 +77,7 @@ def main():
 
     # standardise features with training statistics only
     mean = jnp.mean(x_train, axis=0, keepdims=True)
-    std = jnp.std(x_train, axis=0, ddof=1, keepdims=True)
+    std = t2j.std(x_train, dim=0, keepdim=True)
     x_train = (x_train - mean) / std
     x_val = (x_val - mean) / std
 

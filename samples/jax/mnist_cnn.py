@@ -108,7 +108,7 @@ def make_fake_mnist(num_samples, prototypes, generator, *, key):
     labels = jax.random.randint(subkey, (num_samples,), 0, 10)
     key, subkey = jax.random.split(key)
     noise = jax.random.uniform(subkey, (num_samples, 1, 28, 28))
-    images = jnp.clip((0.6 * prototypes[labels] + 0.4 * noise), min=0.0, max=1.0)
+    images = t2j.clamp((0.6 * prototypes[labels] + 0.4 * noise), min=0.0, max=1.0)
     # Normalised like real MNIST: mean 0.1307, std 0.3081.
     images = (images - 0.1307) / 0.3081
     return t2j.data.TensorDataset(images, labels)

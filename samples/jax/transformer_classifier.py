@@ -95,7 +95,7 @@ class TransformerClassifier(eqx.Module):
         x = self.norm(x)
         # mean over the real (non-padding) tokens
         keep = jnp.expand_dims((~padding_mask), -1).astype(x.dtype)
-        pooled = jnp.sum((x * keep), axis=1) / jnp.clip(jnp.sum(keep, axis=1), min=1.0)
+        pooled = jnp.sum((x * keep), axis=1) / t2j.clamp(jnp.sum(keep, axis=1), min=1.0)
         return self.classifier(pooled)
 
 
