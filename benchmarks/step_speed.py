@@ -142,8 +142,9 @@ def case_mlp_adamw(n: int, batch: int):
     model = eqx.nn.inference_mode(ns["MLP"](key=jax.random.key(0)), False)
     optimizer = t2j.optim.AdamW(lr=0.05, weight_decay=0.01)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
-    # the translated step slices X[start:start + 16] itself (start is a static Python int): give it the batch at 0
-    values = {"optimizer": optimizer, "X": xj, "start": 0, "y": yj}
+    # older translations sliced X[start:start + 16] inside the step (start a static Python int), newer ones take
+    # X_batch, y_batch: either way the batch at 0
+    values = {"optimizer": optimizer, "X": xj, "start": 0, "y": yj, "X_batch": xj[:16], "y_batch": yj[:16]}
     translated = Stepper(lambda m, s, k: _call_by_name(ns["train_step"], {**values, "model": m, "opt_state": s}, k),
                          model, opt_state, values)
 
