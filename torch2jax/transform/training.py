@@ -45,7 +45,7 @@ class _Names(cst.CSTVisitor):
     def __init__(self) -> None:
         self.loads: list[str] = []  # in order of first read
         self.counts: dict[str, int] = {}
-        self.stores: set[str] = set()
+        self.stores: dict[str, None] = {}  # ordered: the step's outputs must not depend on hash order
 
     def visit_FunctionDef(self, node) -> bool:
         return False
@@ -84,7 +84,7 @@ class _Names(cst.CSTVisitor):
 
     def _store(self, target) -> None:
         if isinstance(target, cst.Name):
-            self.stores.add(target.value)
+            self.stores[target.value] = None
         elif isinstance(target, (cst.Tuple, cst.List)):
             for el in target.elements:
                 self._store(el.value)
@@ -385,9 +385,9 @@ class TrainingPass(Pass):
         local_names = self._local_names(fn_node, body, top_level)
         # batch slicing by Python numbers (X[i:i + 16]) happens before the step: inside it the numbers would be
         # static arguments and recompile the step for every value
-        hoister = _BatchHoister(model, local_names - _names(region).stores, set(local_names))
+        hoister = _BatchHoister(model, local_names - _names(region).stores.keys(), set(local_names))
         region = [stmt.visit(hoister) for stmt in region]
-        local_names = local_names | _names(hoister.hoisted).stores
+        local_names = local_names | _names(hoister.hoisted).stores.keys()
         reads = _names(region).loads
         stores = _names(region).stores
         after = self._names_after(body, i_step, fn_node, _names(region).counts)
@@ -445,7 +445,7 @@ class TrainingPass(Pass):
             return bound_in_function(fn)
         names = set()
         for stmt in self._module_statements(body):
-            names |= _names([stmt]).stores
+            names |= _names([stmt]).stores.keys()
         return names
 
     def _module_statements(self, body):
