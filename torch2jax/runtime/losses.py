@@ -66,6 +66,11 @@ def _clamp_min(v, minimum=0.0):
     return jnp.where(v >= minimum, v, minimum)
 
 
+def _abs(x):
+    """|x| with torch's gradient sign(x), which is 0 at 0 (jnp.abs's is 1 there)."""
+    return x * jax.lax.stop_gradient(jnp.sign(x))
+
+
 def _vector_norm(x, p, axis, keepdims=False):
     """torch's norm along `axis`; the gradient at a zero vector is 0 (torch masks it) instead of NaN."""
     if p == 2:
@@ -73,7 +78,7 @@ def _vector_norm(x, p, axis, keepdims=False):
         nonzero = sq > 0
         return jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, sq, 1)), 0)
     if p == 1:
-        return jnp.sum(jnp.abs(x), axis=axis, keepdims=keepdims)
+        return jnp.sum(_abs(x), axis=axis, keepdims=keepdims)
     if p == math.inf:
         return jnp.max(jnp.abs(x), axis=axis, keepdims=keepdims)
     if p == -math.inf:
@@ -111,7 +116,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     picked = jnp.squeeze(picked, class_dim)
     w = jnp.ones((), input.dtype) if weight is None else jnp.asarray(weight, input.dtype)[safe]
     w = jnp.where(ignored, 0, w).astype(input.dtype)
-    loss = -picked * w
+    # `where`, not a product with the zero weight: with every target ignored the mean is 0 / 0 = NaN, and torch's
+    # gradient is still 0 there (a product would send NaN back)
+    loss = jnp.where(ignored, 0, -picked * w)
     if reduction == "none":
         return loss
     if reduction == "sum":
@@ -266,14 +273,14 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """torch.nn.functional.l1_loss; with `weight` (input's shape), 'mean' is sum(w * |err|) / sum(w)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    loss = jnp.abs(input - target)
+    loss = _abs(input - target)
     return _reduce(loss, reduction) if weight is None else _weighted(loss, weight, reduction, True)
 
 
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
     """torch.nn.functional.smooth_l1_loss: 0.5 * d ** 2 / beta where |d| < beta, else |d| - 0.5 * beta (L1 at beta 0)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    d = jnp.abs(input - target)
+    d = _abs(input - target)
     if beta == 0:
         return _reduce(d, reduction)
     loss = jnp.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta)
@@ -283,7 +290,7 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     """torch.nn.functional.huber_loss: 0.5 * d ** 2 where |d| < delta, else delta * (|d| - 0.5 * delta).
     With `weight`, 'mean' is the plain mean of the weighted losses (unlike mse_loss/l1_loss)."""
-    d = jnp.abs(input - target)
+    d = _abs(input - target)
     loss = jnp.where(d < delta, 0.5 * d * d, delta * (d - 0.5 * delta))
     return _reduce(loss, reduction) if weight is None else _weighted(loss, weight, reduction, False)
 
