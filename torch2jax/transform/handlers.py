@@ -135,3 +135,104 @@ def optimizer_params(pass_, record, bound, node):
     bound.given.discard("params")
     template = record.templates[0].replace("(params, ", "(").replace("(params)", "()")
     return pass_.emit(record, template, bound)
+
+
+# --- torch.* tensor functions and Tensor methods (mappings/tensor_ops.toml)
+
+JNP_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+                        "bool_", "bool", "complex64", "complex128"})
+TENSOR_TYPE_DTYPES = {"FloatTensor": "float32", "DoubleTensor": "float64", "HalfTensor": "float16",
+                      "BFloat16Tensor": "bfloat16", "LongTensor": "int64", "IntTensor": "int32", "ShortTensor": "int16",
+                      "CharTensor": "int8", "ByteTensor": "uint8", "BoolTensor": "bool_"}
+DEVICE_WORDS = ("device", "dev", "cuda", "cpu", "gpu", "rank", "local_rank", "gpu_id", "device_id")
+
+
+def _kind(node) -> str:
+    """What a (translated) argument of Tensor.to is: 'dtype', 'device', 'none' or 'unknown' (a tensor, or a name
+    that could be either)."""
+    import libcst as cst
+
+    from torch2jax.transform.names import dotted
+
+    value = _literal(node)
+    if value is None:
+        return "none"
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return "device"  # "cuda", "cuda:0", 0
+    if isinstance(node, cst.Call):
+        func = dotted(node.func) or ""
+        if func == "t2j.device" or func.endswith(("get_device", "current_device")):
+            return "device"
+        return "unknown"
+    path = dotted(node)
+    if path is None:
+        return "unknown"
+    last = path.rsplit(".", 1)[-1].lower()
+    if (path.startswith("jnp.") and path[4:] in JNP_DTYPES) or last == "dtype" or last.endswith("_dtype"):
+        return "dtype"
+    if last in DEVICE_WORDS or "device" in last:
+        return "device"
+    return "unknown"
+
+
+def _receiver(record, bound):
+    return bound.args[record.params[0].name]
+
+
+def tensor_to(pass_, record, bound, node):
+    """Tensor.to(...): a dtype (torch.float16, x.dtype) -> x.astype(dtype); a device ("cuda", device, x.device)
+    -> x itself (T2J103); both -> astype. An argument that could be a tensor or a device (a plain name) goes to
+    t2j.to, which decides at run time."""
+    positional = (bound.varargs or {}).get("args", [])
+    kinds = [_kind(a.value) for a in positional if not a.star]
+    if any(a.star for a in positional) or "unknown" in kinds:
+        return pass_.emit(record, "t2j.to(self, *args, dtype=dtype)", bound)
+    dtypes = [a.value for a, k in zip(positional, kinds) if k == "dtype"]
+    if "dtype" in bound.given and _kind(bound.args["dtype"]) != "none":
+        dtypes.append(bound.args["dtype"])
+    if "device" in kinds or "device" in bound.given:
+        pass_.report("T2J103", ".to(device) dropped: JAX places arrays on its default device", node)
+    if dtypes:
+        bound.args["dtype"] = dtypes[-1]
+        return pass_.emit(record, "self.astype(dtype)", bound)
+    from torch2jax.transform.templates import paren
+
+    return paren(_receiver(record, bound))
+
+
+def tensor_type(pass_, record, bound, node):
+    """Tensor.type('torch.cuda.FloatTensor') -> x.astype(jnp.float32); a dtype argument falls through to
+    the templates (astype); no argument -> torch's type name, at run time."""
+    import libcst as cst
+
+    value = _literal(bound.args.get("dtype"))
+    if isinstance(value, str):
+        dtype = TENSOR_TYPE_DTYPES.get(value.rsplit(".", 1)[-1])
+        if dtype is None:
+            pass_.report("T2J102", f"Tensor.type({value!r}): unknown tensor type", node)
+            return node
+        bound.args["dtype"] = cst.parse_expression(f"jnp.{dtype}")
+        pass_.need("jnp")
+        return pass_.emit(record, "self.astype(dtype)", bound)
+    return None
+
+
+def device_dropped(pass_, record, bound, node):
+    """.cuda(), .cpu(), torch.device(...), torch.cuda.is_available(): placement is JAX's business (T2J103);
+    the templates say what stands in."""
+    pass_.report("T2J103", f"{record.name}: JAX places arrays on its default device", node)
+    return None
+
+
+def gradient_stopped(pass_, record, bound, node):
+    """x.detach() -> jax.lax.stop_gradient(x) (T2J106)."""
+    pass_.report("T2J106", "detach() -> jax.lax.stop_gradient: JAX differentiates only what a transformation asks for",
+                 node)
+    return None
+
+
+def tensor_split_method(pass_, record, bound, node):
+    """Tensor.split without a size is str.split(): left alone."""
+    if "split_size" not in bound.given:
+        return node
+    return None

@@ -19,6 +19,8 @@ BUILTIN_CLASH = frozenset({"split", "index", "count", "add", "sort", "copy", "ty
                            "all", "any", "max", "min", "sum", "mean", "abs", "round", "repeat", "view", "apply",
                            "float", "double", "half", "int", "long", "bool", "to", "cuda", "cpu", "numpy",
                            "flip", "exp", "log", "fill_", "zero_", "clone", "mul", "div", "sub", "pow"})
+# Tensor methods whose first argument may be a string literal: x.type("torch.LongTensor"), x.to("cuda")
+STRING_ARG_METHODS = frozenset({"type", "to", "cuda"})
 NON_TENSOR_LITERALS = (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.List, cst.Dict,
                        cst.Set, cst.ListComp, cst.DictComp, cst.SetComp, cst.Tuple, cst.Integer, cst.Float)
 
@@ -56,6 +58,7 @@ class OpsPass(Pass):
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
         self.inner.add(node.value)
+        self.inner.add(node.attr)  # `x.grad` / `jax.grad` when `grad` is imported from torch.func: not a reference
 
     def visit_Expr(self, node: cst.Expr) -> None:
         self.discarded.add(node.value)
@@ -134,7 +137,8 @@ class OpsPass(Pass):
             if call in self.discarded and not name.endswith("_"):
                 return False  # list.sort(), set.add(x), dict.update(...): a tensor method's result is never dropped
             first = call.args[0].value if call.args else None
-            if isinstance(first, (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString)):
+            if isinstance(first, (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString)) \
+                    and name not in STRING_ARG_METHODS:
                 return False  # str.split(","), "".join(...)
         return True
 

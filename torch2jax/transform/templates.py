@@ -20,6 +20,10 @@ ATOMIC = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Flo
           cst.ListComp, cst.DictComp, cst.SetComp, cst.GeneratorExp, cst.Ellipsis)
 
 
+# expressions whose parentheses mean something, or are needed, as a call argument: f((a, b)), f((x for x in y))
+NEEDS_PARENS_AS_ARG = (cst.Tuple, cst.GeneratorExp, cst.NamedExpr, cst.Yield)
+
+
 class BindError(Exception):
     """The call cannot be bound to the record's signature: a reason for the diagnostic."""
 
@@ -71,7 +75,8 @@ def bind(record: Record, args: list[cst.Arg], receiver: cst.BaseExpression | Non
             # x.view(shape) / x.view(*shape) / torch.zeros(n): one argument is already the whole size
             out[var.name] = extra[0].value
         else:
-            out[var.name] = cst.Tuple([cst.Element(a.value) for a in extra])
+            out[var.name] = cst.Tuple([cst.StarredElement(a.value) if a.star == "*" else cst.Element(a.value)
+                                       for a in extra])  # torch.zeros(2, *rest) -> (2, *rest)
     given = set(out)
     for name, default in record.defaults.items():
         if name not in out:
@@ -148,6 +153,10 @@ class _Substitute(cst.CSTTransformer):
         if original.star == "*" and isinstance(original.value, cst.Name) and original.value.value in self.varargs:
             # `f(*args)` in a template: the call's own arguments, as they were written
             given = self.varargs[original.value.value]
+            if len(given) == 1 and not given[0].star and isinstance(given[0].value, (cst.List, cst.Tuple)):
+                # torch.meshgrid([a, b]) / torch.einsum(eq, [a, b]): one sequence literal holds the arguments
+                given = [cst.Arg(e.value, star="*" if isinstance(e, cst.StarredElement) else "")
+                         for e in given[0].value.elements]
             if not given:
                 return cst.RemoveFromParent()
             comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
@@ -157,7 +166,8 @@ class _Substitute(cst.CSTTransformer):
             return cst.RemoveFromParent()
         value = updated.value
         if original.value is not value and isinstance(original.value, cst.Name) and value.lpar \
-                and not _had_parens(self.values.get(original.value.value)):
+                and not isinstance(value, NEEDS_PARENS_AS_ARG):
+            # a whole argument needs no parentheses: (x.argmax(1) == y).sum() -> jnp.sum(jnp.argmax(x, axis=1) == y)
             value = value.with_changes(lpar=[], rpar=[])
         return updated.with_changes(keyword=original.keyword, value=value)
 

@@ -1,0 +1,72 @@
+"""Forms of tensor_ops.toml records that the table test cannot run against torch (no GPU, process-wide state), and
+the call-site choices of the Tensor.to / Tensor.type handlers."""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import pytest
+
+import torch2jax.runtime as t2j
+from torch2jax import translate
+
+HEADER = "import torch\n\n"
+
+
+def _body(expr: str, params: str = "x, y, device") -> tuple[str, set[str]]:
+    result = translate(HEADER + f"def f({params}):\n    return {expr}\n")
+    line = next(ln for ln in result.code.splitlines() if ln.strip().startswith("return "))
+    return line.split("#")[0].strip()[len("return "):], {d.code for d in result.diagnostics}
+
+
+@pytest.mark.parametrize("expr,expected,codes", [
+    ("x.cuda()", "x", {"T2J103"}),
+    ("x.cuda(0, non_blocking=True)", "x", {"T2J103"}),
+    ("x.to(device)", "x", {"T2J103"}),
+    ("x.to(self_device)", "x", {"T2J103"}),
+    ("x.to(args.device)", "x", {"T2J103"}),
+    ("x.to('cuda:0')", "x", {"T2J103"}),
+    ("x.to(y.device)", "x", {"T2J103"}),
+    ("x.to(device, non_blocking=True)", "x", {"T2J103"}),
+    ("x.to(device, torch.float16)", "x.astype(jnp.float16)", {"T2J103"}),
+    ("x.to(device=device, dtype=torch.float64)", "x.astype(jnp.float64)", {"T2J103"}),
+    ("x.to(torch.long)", "x.astype(jnp.int64)", set()),
+    ("(x + y).to(y.dtype)", "(x + y).astype(y.dtype)", set()),
+    ("x.to(y)", "t2j.to(x, y)", set()),
+    ("x.to(*args)", "t2j.to(x, *args)", set()),
+    ("x.type(torch.cuda.FloatTensor)", None, {"T2J101"}),
+    ("x.type('torch.cuda.HalfTensor')", "x.astype(jnp.float16)", set()),
+    ("torch.set_default_dtype(torch.float64)", "jax.config.update('jax_enable_x64', jnp.float64 == jnp.float64)",
+     {"T2J104"}),
+    ("torch.cuda.is_available()", "False", {"T2J103"}),
+])
+def test_call_site_forms(expr, expected, codes):
+    params = "x, y, device, self_device, args" if "args" in expr else "x, y, device, self_device"
+    body, got = _body(expr, params)
+    if expected is not None:
+        assert body == expected
+    assert codes <= got
+
+
+def test_str_split_is_left_alone():
+    body, codes = _body("x.split()", "x")
+    assert body == "x.split()" and not codes
+
+
+def test_runtime_to_decides_at_run_time():
+    x = jnp.arange(3)
+    assert t2j.to(x, jnp.ones(2, jnp.float16)).dtype == jnp.float16
+    assert t2j.to(x, jnp.float32).dtype == jnp.float32
+    assert t2j.to(x, "cuda") is not None and t2j.to(x, "cuda").dtype == x.dtype
+    assert t2j.to(x, t2j.device("cuda", 0), dtype=jnp.float32).dtype == jnp.float32
+
+
+def test_device_placeholder():
+    d = t2j.device("cuda:1")
+    assert (d.type, d.index, str(d)) == ("cuda", 1, "cuda:1")
+    assert t2j.device("cpu") == "cpu" and t2j.device(d) == d and t2j.device(0).type == "cuda"
+    assert repr(t2j.device("cpu")) == "device(type='cpu')"
+
+
+def test_type_name():
+    assert t2j.type_as_string(jnp.zeros(2)) == "torch.FloatTensor"
+    assert t2j.type_as_string(jnp.zeros(2, jnp.int32)) == "torch.IntTensor"
+    assert t2j.tensor_type("torch.cuda.LongTensor") == jnp.int64
