@@ -21,7 +21,6 @@ import jax.numpy as jnp
 import equinox as eqx
 import torch2jax.runtime as t2j
 import torch
-from torch.nn import functional as F
 
 
 class LayerNorm(eqx.Module):
@@ -35,7 +34,7 @@ class LayerNorm(eqx.Module):
         self.bias = jnp.zeros(ndim) if bias else None
 
     def __call__(self, input, *, key=None):
-        return F.layer_norm(input, self.weight.shape, self.weight, self.bias, 1e-5)  # torch2jax: T2J101 torch.nn.functional.layer_norm has no JAX mapping
+        return t2j.nn.functional.layer_norm(input, self.weight.shape, weight=self.weight, bias=self.bias, eps=1e-5)
 
 
 class CausalSelfAttention(eqx.Module):
@@ -84,7 +83,7 @@ class CausalSelfAttention(eqx.Module):
         # causal self-attention; Self-attend: (B, nh, T, hs) x (B, nh, hs, T) -> (B, nh, T, T)
         if self.flash:
             y = torch.nn.functional.scaled_dot_product_attention(
-                q, k, v, attn_mask=None, dropout_p=self.dropout if not self.inference else 0, is_causal=True)  # torch2jax: T2J101 torch.nn.functional.scaled_dot_product_attention has no JAX mapping
+                q, k, v, attn_mask=None, dropout_p=self.dropout if not self.inference else 0, is_causal=True)  # torch2jax: T2J102 scaled_dot_product_attention with dropout_p > 0 needs a PRNG key: call t2j.scaled_dot_product_attention(..., dropout_p=p, dropout_key=key) or pass dropout_p=0.0 in eval mode
         else:
             att = (q @ jnp.swapaxes(k, -2, -1)) * (1.0 / math.sqrt(k.shape[-1]))
             att = jnp.where(jax.lax.stop_gradient(self.bias)[:, :, :T, :T] == 0, float('-inf'), att)

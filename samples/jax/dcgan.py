@@ -97,11 +97,11 @@ def train_step2(netG, state, optimizerG_state, optimizerG, netD, optimizerD, rea
         label = jnp.full_like(label, real_label)  # fake labels are real for generator cost
         output, state = netD(fake, state)
         errG = criterion(output, label)
-        return errG, (state, netD, label, output, errD_real, errD_fake, fake, errD, D_G_z1, D_x)
-    (errG, (state, netD, label, output, errD_real, errD_fake, fake, errD, D_G_z1, D_x)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(netG, state)
+        return errG, (state, netD, label, output, errD_real, errD_fake, fake, D_x, D_G_z1, errD)
+    (errG, (state, netD, label, output, errD_real, errD_fake, fake, D_x, D_G_z1, errD)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(netG, state)
     updates, optimizerG_state = optimizerG.update(grads, optimizerG_state, eqx.filter(netG, eqx.is_array))
     netG = eqx.apply_updates(netG, updates)
-    return netG, state, optimizerG_state, errG, netD, label, output, errD_real, errD_fake, fake, errD, D_G_z1, D_x
+    return netG, state, optimizerG_state, errG, netD, label, output, errD_real, errD_fake, fake, D_x, D_G_z1, errD
 
 
 def main():
@@ -161,7 +161,7 @@ def main():
             label = jnp.full((batch_size,), real_label, dtype=real_cpu.dtype)
 
             key, subkey = jax.random.split(key)
-            netG, state, optimizerG_state, errG, netD, label, output, errD_real, errD_fake, fake, errD, D_G_z1, D_x = train_step2(netG, state, optimizerG_state, optimizerG, netD, optimizerD, real_cpu, criterion, label, batch_size, nz, device, fake_label, real_label, key=subkey)
+            netG, state, optimizerG_state, errG, netD, label, output, errD_real, errD_fake, fake, D_x, D_G_z1, errD = train_step2(netG, state, optimizerG_state, optimizerG, netD, optimizerD, real_cpu, criterion, label, batch_size, nz, device, fake_label, real_label, key=subkey)
             D_G_z2 = jnp.mean(output).item()
 
             print('[%d/%d][%d/%d] Loss_D: %.4f Loss_G: %.4f D(x): %.4f D(G(z)): %.4f / %.4f'

@@ -112,7 +112,7 @@ def main():
             key, subkey = jax.random.split(key)
             pred = model(xb, key=subkey)
             se += t2j.mse_loss(pred, yb, reduction='sum').item()
-            ae += jnp.sum(jnp.abs((pred - yb))).item()
+            ae += jnp.sum(jnp.abs(pred - yb)).item()
             n += yb.size
         val_mse = se / n
         print(f"epoch {epoch}: train mse {running / len(train_loader.dataset):.4f} "

@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import equinox as eqx
 import torch2jax.runtime as t2j
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 
@@ -40,7 +39,7 @@ class Net(eqx.Module):
         x = jax.nn.relu(x)
         x = self.conv2(x)
         x = jax.nn.relu(x)
-        x = F.max_pool2d(x, 2)  # torch2jax: T2J101 torch.nn.functional.max_pool2d has no JAX mapping
+        x = t2j.nn.functional.max_pool2d(x, 2)
         key, subkey = t2j.split_key(key)
         x = self.dropout1(x, key=subkey)
         x = t2j.flatten(x, start_dim=1)
@@ -108,7 +107,7 @@ def make_fake_mnist(num_samples, prototypes, generator, *, key):
     labels = jax.random.randint(subkey, (num_samples,), 0, 10)
     key, subkey = jax.random.split(key)
     noise = jax.random.uniform(subkey, (num_samples, 1, 28, 28))
-    images = t2j.clamp((0.6 * prototypes[labels] + 0.4 * noise), min=0.0, max=1.0)
+    images = t2j.clamp(0.6 * prototypes[labels] + 0.4 * noise, min=0.0, max=1.0)
     # Normalised like real MNIST: mean 0.1307, std 0.3081.
     images = (images - 0.1307) / 0.3081
     return t2j.data.TensorDataset(images, labels)

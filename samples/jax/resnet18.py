@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import equinox as eqx
 import torch2jax.runtime as t2j
-import torch.nn.functional as F
 
 
 def conv3x3(in_planes, out_planes, stride=1, groups=1, dilation=1, *, key):
@@ -165,7 +164,7 @@ def make_fake_cifar(num_samples, class_colour, class_pattern, generator, *, key)
     num_classes = class_colour.shape[0]
     key, subkey = jax.random.split(key)
     labels = jax.random.randint(subkey, (num_samples,), 0, num_classes)
-    pattern = F.interpolate(class_pattern[labels], size=(32, 32), mode='bilinear', align_corners=False)  # torch2jax: T2J101 torch.nn.functional.interpolate has no JAX mapping
+    pattern = t2j.nn.functional.interpolate(class_pattern[labels], size=(32, 32), mode='bilinear', align_corners=False)
     key, subkey = jax.random.split(key)
     noise = jax.random.normal(subkey, (num_samples, 3, 32, 32))
     images = class_colour[labels] + pattern + 0.5 * noise

@@ -94,8 +94,8 @@ class TransformerClassifier(eqx.Module):
         x = self.transformer_encoder(x, src_key_padding_mask=padding_mask, key=subkey)
         x = self.norm(x)
         # mean over the real (non-padding) tokens
-        keep = jnp.expand_dims((~padding_mask), -1).astype(x.dtype)
-        pooled = jnp.sum((x * keep), axis=1) / t2j.clamp(jnp.sum(keep, axis=1), min=1.0)
+        keep = jnp.expand_dims(~padding_mask, -1).astype(x.dtype)
+        pooled = jnp.sum(x * keep, axis=1) / t2j.clamp(jnp.sum(keep, axis=1), min=1.0)
         return self.classifier(pooled)
 
 
@@ -111,7 +111,7 @@ def make_sentences(num_samples, vocab_size, num_classes, max_len, generator, *, 
     positions = jnp.expand_dims(jnp.arange(max_len), 0)
     key, subkey = jax.random.split(key)
     keyword_spots = jax.random.uniform(subkey, (num_samples, max_len)) < 0.2
-    tokens = jnp.where(keyword_spots, jnp.expand_dims((labels + 1), 1), tokens)
+    tokens = jnp.where(keyword_spots, jnp.expand_dims(labels + 1, 1), tokens)
     tokens = jnp.where(positions >= jnp.expand_dims(lengths, 1), PAD_IDX, tokens)  # torch2jax: T2J307 the mask positions >= lengths.unsqueeze(1) must have the shape of tokens for where(); a mask over leading dimensions needs mask[..., None]
     return tokens, labels
 
@@ -145,7 +145,7 @@ def accuracy(model, loader, device):
     correct = 0
     for tokens, labels in loader:
         tokens, labels = tokens, labels
-        correct += jnp.sum((jnp.argmax(model(tokens), axis=1) == labels)).item()
+        correct += jnp.sum(jnp.argmax(model(tokens), axis=1) == labels).item()
     return correct / len(loader.dataset)
 
 

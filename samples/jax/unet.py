@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import equinox as eqx
 import torch2jax.runtime as t2j
-import torch.nn.functional as F
 
 
 class DoubleConv(eqx.Module):
@@ -72,8 +71,8 @@ class Up(eqx.Module):
         diffY = x2.shape[2] - x1.shape[2]
         diffX = x2.shape[3] - x1.shape[3]
 
-        x1 = F.pad(x1, [diffX // 2, diffX - diffX // 2,
-                        diffY // 2, diffY - diffY // 2])  # torch2jax: T2J101 torch.nn.functional.pad has no JAX mapping
+        x1 = t2j.nn.functional.pad(x1, [diffX // 2, diffX - diffX // 2,
+                        diffY // 2, diffY - diffY // 2])
         x = jnp.concatenate([x2, x1], axis=1)
         conv_out, state = self.conv(x, state=state, key=key)
         return conv_out, state
@@ -162,7 +161,7 @@ def dice_coeff(input, target, reduce_batch_first=False, epsilon=1e-6):
 
     sum_dim = (-1, -2) if input.ndim == 2 or not reduce_batch_first else (-1, -2, -3)
 
-    inter = 2 * jnp.sum((input * target), axis=sum_dim)
+    inter = 2 * jnp.sum(input * target, axis=sum_dim)
     sets_sum = jnp.sum(input, axis=sum_dim) + jnp.sum(target, axis=sum_dim)
     sets_sum = jnp.where(sets_sum == 0, inter, sets_sum)
 

@@ -106,7 +106,7 @@ class Attention(eqx.Module):
 
         if self.fused_attn:
             x = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.attn_drop.p if not self.inference else 0.)  # torch2jax: T2J101 torch.nn.functional.scaled_dot_product_attention has no JAX mapping
+                q, k, v, dropout_p=self.attn_drop.p if not self.inference else 0.)  # torch2jax: T2J102 scaled_dot_product_attention with dropout_p > 0 needs a PRNG key: call t2j.scaled_dot_product_attention(..., dropout_p=p, dropout_key=key) or pass dropout_p=0.0 in eval mode
         else:
             q = q * self.scale
             attn = q @ jnp.swapaxes(k, -2, -1)
@@ -371,7 +371,7 @@ def main():
             samples, targets = samples, targets
             key, subkey = jax.random.split(key)
             preds = jnp.argmax(model(samples, key=subkey), axis=-1)
-            correct += jnp.sum((preds == targets)).item()
+            correct += jnp.sum(preds == targets).item()
             total += targets.size
         acc = correct / total
         print(f"epoch {epoch} lr {optimizer.param_groups[0]['lr']:.6f} val acc {acc:.4f}")
