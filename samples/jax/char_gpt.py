@@ -266,6 +266,7 @@ class GPT(eqx.Module):
         optimizer = torch.optim.AdamW(optim_groups, lr=learning_rate, betas=betas, **extra_args)  # torch2jax: T2J102 **kwargs cannot be mapped
         opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
         return optimizer
+
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, *, key):
         """
         Take a conditioning sequence of indices idx (LongTensor of shape (b,t)) and complete
@@ -324,12 +325,13 @@ def get_lr(it, learning_rate, warmup_iters, lr_decay_iters, min_lr):
 
 
 @eqx.filter_jit
-def train_step(model, opt_state, optimizer, X, Y, *, key):
+def train_step(model, opt_state, optimizer, X, Y, max_norm, clip_grads, *, key):
     def loss_fn(model):
         logits, loss = model(X, Y, key=key)
-        X, Y = get_batch('train')
         return loss
     loss, grads = eqx.filter_value_and_grad(loss_fn)(model)
+    if clip_grads:
+        grads = t2j.clip_grad_norm(grads, max_norm)
     updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
     model = eqx.apply_updates(model, updates)
     return model, opt_state, loss
@@ -398,6 +400,7 @@ def main():
     optimizer = model.configure_optimizers(args.weight_decay, args.learning_rate,
                                            (args.beta1, args.beta2), device_type)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
+
     def estimate_loss(*, key):
         out = {}
         model = eqx.nn.inference_mode(model, True)
@@ -414,7 +417,7 @@ def main():
 
     key, subkey = jax.random.split(key)
     X, Y = get_batch('train', key=subkey)  # fetch the very first batch
-    for iter_num in range(args.max_iters):  # torch2jax: T2J507 statements between backward() and step() that are not gradient clipping run after the jitted step, and cannot read gradients there
+    for iter_num in range(args.max_iters):
         # determine and set the learning rate for this iteration
         lr = get_lr(iter_num, args.learning_rate, args.warmup_iters, args.max_iters, args.min_lr)
         for param_group in optimizer.param_groups:
@@ -426,10 +429,10 @@ def main():
             print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
 
         key, subkey = jax.random.split(key)
-        model, opt_state, loss = train_step(model, opt_state, optimizer, X, Y, key=subkey)
-        if args.grad_clip != 0.0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)  # torch2jax: T2J101 torch.nn.utils.clip_grad_norm_ has no JAX mapping
-        optimizer.zero_grad(set_to_none=True)
+        model, opt_state, loss = train_step(model, opt_state, optimizer, X, Y, args.grad_clip, args.grad_clip != 0.0, key=subkey)
+        # immediately async prefetch next batch while model is doing the forward pass on the GPU
+        key, subkey = jax.random.split(key)
+        X, Y = get_batch('train', key=subkey)
         print(f"step {iter_num} loss {loss.item():.6f}")
 
     key, subkey = jax.random.split(key)

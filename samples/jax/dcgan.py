@@ -19,11 +19,11 @@ def weights_init(m, *, key):
     classname = m.__class__.__name__
     if classname.find('Conv') != -1:
         key, subkey = jax.random.split(key)
-        m = eqx.tree_at(lambda m: m.weight, m, t2j.init.normal(subkey, m.weight.data.shape, mean=0.0, std=0.02, dtype=m.weight.data.dtype))
+        m = eqx.tree_at(lambda m: m.weight, m, t2j.init.normal(subkey, jax.lax.stop_gradient(m.weight).shape, mean=0.0, std=0.02, dtype=jax.lax.stop_gradient(m.weight).dtype))
     elif classname.find('BatchNorm') != -1:
         key, subkey = jax.random.split(key)
-        m = eqx.tree_at(lambda m: m.weight, m, t2j.init.normal(subkey, m.weight.data.shape, mean=1.0, std=0.02, dtype=m.weight.data.dtype))
-        m = eqx.tree_at(lambda m: m.bias, m, t2j.init.constant(m.bias.data.shape, 0, dtype=m.bias.data.dtype))
+        m = eqx.tree_at(lambda m: m.weight, m, t2j.init.normal(subkey, jax.lax.stop_gradient(m.weight).shape, mean=1.0, std=0.02, dtype=jax.lax.stop_gradient(m.weight).dtype))
+        m = eqx.tree_at(lambda m: m.bias, m, t2j.init.constant(jax.lax.stop_gradient(m.bias).shape, 0, dtype=jax.lax.stop_gradient(m.bias).dtype))
 
 
 class Generator(eqx.Module):
@@ -73,35 +73,33 @@ def train_step(netD, state, optimizerD_state, optimizerD, real_cpu, criterion, l
     def loss_fn(netD, state):
         output, state = netD(real_cpu, state, key=jax.random.fold_in(key, 1))
         errD_real = criterion(output, label)
-        errD_real.backward()
         D_x = jnp.mean(output).item()
         noise = jax.random.normal(loss_fn_key, (batch_size, nz, 1, 1))
         fake, state = netG(noise, state)
         label = jnp.full_like(label, fake_label)
         output, state = netD(jax.lax.stop_gradient(fake), state, key=jax.random.fold_in(key, 2))
         errD_fake = criterion(output, label)
-        return errD_fake, (state, state, output, label, errD_real, fake, D_x)
-    (errD_fake, (state, state, output, label, errD_real, fake, D_x)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(netD, state)
+        return errD_fake, (state, state, output, label, fake, errD_real, D_x)
+    (errD_fake, (state, state, output, label, fake, errD_real, D_x)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(netD, state)
     updates, optimizerD_state = optimizerD.update(grads, optimizerD_state, eqx.filter(netD, eqx.is_array))
     netD = eqx.apply_updates(netD, updates)
-    return netD, state, optimizerD_state, errD_fake, state, output, label, errD_real, fake, D_x
+    return netD, state, optimizerD_state, errD_fake, state, output, label, fake, errD_real, D_x
 
 
 @eqx.filter_jit
 def train_step2(netG, state, optimizerG_state, optimizerG, netD, optimizerD, real_cpu, criterion, label, batch_size, nz, device, fake_label, real_label, *, key):
     key, loss_fn_key = jax.random.split(key)
     def loss_fn(netG, state):
-        netD, state, optimizerD_state, errD_fake, state, output, label, errD_real, fake, D_x = train_step(netD, state, optimizerD_state, optimizerD, real_cpu, criterion, label, batch_size, nz, device, netG, fake_label, key=loss_fn_key)
+        netD, state, optimizerD_state, errD_fake, state, output, label, fake, errD_real, D_x = train_step(netD, state, optimizerD_state, optimizerD, real_cpu, criterion, label, batch_size, nz, device, netG, fake_label, key=loss_fn_key)
         D_G_z1 = jnp.mean(output).item()
-        errD = errD_real + errD_fake
         label = jnp.full_like(label, real_label)  # fake labels are real for generator cost
         output, state = netD(fake, state)
         errG = criterion(output, label)
-        return errG, (state, netD, label, output, errD_real, errD_fake, fake, D_x, D_G_z1, errD)
-    (errG, (state, netD, label, output, errD_real, errD_fake, fake, D_x, D_G_z1, errD)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(netG, state)
+        return errG, (state, netD, label, output, fake, errD_fake, errD_real, D_x, D_G_z1)
+    (errG, (state, netD, label, output, fake, errD_fake, errD_real, D_x, D_G_z1)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(netG, state)
     updates, optimizerG_state = optimizerG.update(grads, optimizerG_state, eqx.filter(netG, eqx.is_array))
     netG = eqx.apply_updates(netG, updates)
-    return netG, state, optimizerG_state, errG, netD, label, output, errD_real, errD_fake, fake, D_x, D_G_z1, errD
+    return netG, state, optimizerG_state, errG, netD, label, output, fake, errD_fake, errD_real, D_x, D_G_z1
 
 
 def main():
@@ -161,7 +159,9 @@ def main():
             label = jnp.full((batch_size,), real_label, dtype=real_cpu.dtype)
 
             key, subkey = jax.random.split(key)
-            netG, state, optimizerG_state, errG, netD, label, output, errD_real, errD_fake, fake, D_x, D_G_z1, errD = train_step2(netG, state, optimizerG_state, optimizerG, netD, optimizerD, real_cpu, criterion, label, batch_size, nz, device, fake_label, real_label, key=subkey)
+            netG, state, optimizerG_state, errG, netD, label, output, fake, errD_fake, errD_real, D_x, D_G_z1 = train_step2(netG, state, optimizerG_state, optimizerG, netD, optimizerD, real_cpu, criterion, label, batch_size, nz, device, fake_label, real_label, key=subkey)
+            errD_real.backward()
+            errD = errD_real + errD_fake
             D_G_z2 = jnp.mean(output).item()
 
             print('[%d/%d][%d/%d] Loss_D: %.4f Loss_G: %.4f D(x): %.4f D(G(z)): %.4f / %.4f'

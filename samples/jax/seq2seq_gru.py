@@ -231,7 +231,7 @@ def main():
     step = 0
     for epoch in range(1, args.epochs + 1):
         key, subkey = jax.random.split(key)
-        loss, step = train_epoch(train_dataloader, encoder, decoder, encoder_optimizer, decoder_optimizer,
+        encoder, encoder_optimizer_state, (loss, step) = train_epoch(train_dataloader, encoder, decoder, encoder_optimizer, encoder_optimizer_state, decoder_optimizer,
                                  criterion, args.teacher_forcing_ratio, step, key=subkey)
         # halve the learning rate after every epoch
         for optimizer in (encoder_optimizer, decoder_optimizer):

@@ -193,6 +193,8 @@ def make_shapes(num_samples, size, generator, *, key):
     key, subkey = jax.random.split(key)
     images = jnp.expand_dims(masks, 1) * tint + 0.3 * jax.random.normal(subkey, (num_samples, 3, size, size))
     return images, masks
+
+
 def evaluate(net, state, dataloader, device):
     net = eqx.nn.inference_mode(net, True)
     num_val_batches = len(dataloader)
@@ -232,7 +234,6 @@ def train_step(model, state, opt_state, optimizer, images, device, true_masks, c
                 jax.nn.softmax(masks_pred, axis=1).astype(jnp.float32),
                 jnp.transpose(jax.nn.one_hot(true_masks, model.n_classes, dtype=jnp.int32), (0, 3, 1, 2)).astype(jnp.float32),
             )
-        optimizer.zero_grad(set_to_none=True)
         return loss, (state, images, true_masks)
     (loss, (state, images, true_masks)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, state)
     updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))

@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import equinox as eqx
 import torch2jax.runtime as t2j
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 
@@ -287,7 +286,7 @@ def make_dataset(num_samples, templates, generator, *, key):
 
 
 @eqx.filter_jit
-def train_step(model, opt_state, optimizer, samples, criterion, targets, *, key):
+def train_step(model, opt_state, optimizer, samples, criterion, targets, max_norm, clip_grads, *, key):
     def loss_fn(model):
         outputs = model(samples, key=key)
         loss = criterion(outputs, targets)
@@ -297,6 +296,8 @@ def train_step(model, opt_state, optimizer, samples, criterion, targets, *, key)
             raise SystemExit(1)
         return loss, (loss_value,)
     (loss, (loss_value,)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model)
+    if clip_grads:
+        grads = t2j.clip_grad_norm(grads, max_norm=max_norm)
     updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
     model = eqx.apply_updates(model, updates)
     return model, opt_state, loss, loss_value
@@ -352,14 +353,12 @@ def main():
     step = 0
     for epoch in range(args.epochs):
         model = eqx.nn.inference_mode(model, False)
-        for samples, targets in train_loader:  # torch2jax: T2J507 statements between backward() and step() that are not gradient clipping run after the jitted step, and cannot read gradients there
+        for samples, targets in train_loader:
             samples = samples
             targets = targets
 
             key, subkey = jax.random.split(key)
-            model, opt_state, loss, loss_value = train_step(model, opt_state, optimizer, samples, criterion, targets, key=subkey)
-            if args.clip_grad is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), max_norm=args.clip_grad)  # torch2jax: T2J101 torch.nn.utils.clip_grad_norm_ has no JAX mapping
+            model, opt_state, loss, loss_value = train_step(model, opt_state, optimizer, samples, criterion, targets, args.clip_grad, args.clip_grad is not None, key=subkey)
             opt_state = scheduler.step(opt_state)
 
             print(f"step {step} loss {loss_value:.6f}")

@@ -24,7 +24,8 @@ class GradModePass(Pass):
             self.report("T2J106", "grad-mode decorator removed: JAX does not record gradients outside jax.grad")
             if not decorators and updated.decorators:
                 # keep the comments that sat above the first decorator
-                updated = updated.with_changes(leading_lines=updated.decorators[0].leading_lines)
+                updated = updated.with_changes(
+                    leading_lines=[*updated.leading_lines, *updated.decorators[0].leading_lines])
             return updated.with_changes(decorators=decorators)
         return updated
 

@@ -25,6 +25,11 @@ NON_TENSOR_LITERALS = (cst.SimpleString, cst.ConcatenatedString, cst.FormattedSt
                        cst.Set, cst.ListComp, cst.DictComp, cst.SetComp, cst.Tuple, cst.Integer, cst.Float)
 
 
+# `<name>.data` is not a tensor's data when the name says it holds data (a dataset, a loader, a batch object)
+DATA_HOLDER_WORDS = ("dataset", "loader", "set", "batch", "sample", "graph", "args", "config", "cfg")
+METADATA_ATTRS = frozenset({"shape", "dtype", "ndim"})
+
+
 def is_torch(qual: str | None) -> bool:
     return qual is not None and (qual == "torch" or qual.startswith("torch."))
 
@@ -38,6 +43,7 @@ class OpsPass(Pass):
         self.inner: set[cst.CSTNode] = set()
         self.discarded: set[cst.CSTNode] = set()  # calls whose value is thrown away (expression statements)
         self.non_tensor_names = non_tensor_names or set()
+        self.metadata_reads: set[cst.CSTNode] = set()  # `x.data` in `x.data.shape`: no stop_gradient needed
 
     # --- bookkeeping on the way down
     def visit_Import(self, node) -> bool:
@@ -57,6 +63,8 @@ class OpsPass(Pass):
         self.call_funcs.add(node.func)
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
+        if node.attr.value in METADATA_ATTRS and isinstance(node.value, cst.Attribute):
+            self.metadata_reads.add(node.value)
         self.inner.add(node.value)
         self.inner.add(node.attr)  # `x.grad` / `jax.grad` when `grad` is imported from torch.func: not a reference
 
@@ -82,6 +90,8 @@ class OpsPass(Pass):
         return updated
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        if original.attr.value == "data" and self._tensor_data(original):
+            return self._detached(original, updated)
         if original in self.inner or original in self.call_funcs:
             return updated
         qual = self.scopes.qualname(original)
@@ -101,6 +111,26 @@ class OpsPass(Pass):
         return updated
 
     # --- helpers
+    def _tensor_data(self, node: cst.Attribute) -> bool:
+        """`p.data`, `m.weight.data`: a tensor's data, not `dataset.data` or `batch.data`."""
+        path = dotted(node.value)
+        if path is None:
+            return isinstance(node.value, (cst.Call, cst.Subscript))
+        last = path.split(".")[-1].lower()
+        return path.split(".")[0] not in self.scopes.aliases and path != "self" and not any(
+            word in last for word in DATA_HOLDER_WORDS)
+
+    def _detached(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        """`x.data` is x without autograd history: jax.lax.stop_gradient(x); just x where only its shape,
+        dtype or size is read."""
+        if original in self.metadata_reads:
+            self.report("T2J106", ".data dropped: only the shape or dtype is read", original)
+            return updated.value
+        self.report("T2J106", ".data -> jax.lax.stop_gradient: JAX differentiates only what a transformation asks "
+                              "for", original)
+        self.need("jax")
+        return cst.parse_expression(f"jax.lax.stop_gradient({cst.Module([]).code_for_node(updated.value)})")
+
     def reference(self, qual: str, original, updated) -> cst.BaseExpression:
         """A torch name used as a value: a constant (torch.float32) or a function passed around (F.relu)."""
         if not is_torch(qual):

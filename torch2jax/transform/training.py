@@ -31,6 +31,10 @@ CLIP_FUNCTIONS = {"torch.nn.utils.clip_grad_norm_": "t2j.clip_grad_norm",
                   "torch.nn.utils.clip_grad.clip_grad_norm_": "t2j.clip_grad_norm"}
 
 
+# the parameters after `parameters` of each clipping function, to name the values a step receives
+CLIP_PARAMS = {"t2j.clip_grad_norm": ("max_norm", "norm_type"), "t2j.clip_grad_value": ("clip_value",)}
+
+
 def _stmt(code: str) -> cst.BaseStatement:
     return cst.parse_statement(code + "\n")
 
@@ -194,8 +198,8 @@ class TrainingPass(Pass):
                 args = f"{args}, key={KEY_PLACEHOLDER}" if args else f"key={KEY_PLACEHOLDER}"
                 return stmt.with_changes(body=[_stmt(
                     f"{name}, state = eqx.nn.make_with_state({_code(value.func)})({args})").body[0]])
-        if isinstance(assign.value, cst.Call) and name is not None:
-            trainer_call = self._trainer_call(assign.value, [target])
+        if isinstance(assign.value, cst.Call) and target is not None and (name is not None or _plain_target(target)):
+            trainer_call = self._trainer_call(assign.value, [_parenthesized(target)])
             if trainer_call is not None:
                 return stmt.with_changes(body=[trainer_call])
         if name is not None and self._is_stateful_model_call(assign.value):
@@ -208,7 +212,7 @@ class TrainingPass(Pass):
         func = call.func
         if isinstance(func, cst.Attribute):
             method, owner = func.attr.value, dotted(func.value)
-            if method == "zero_grad" and not call.args:
+            if method == "zero_grad" and all(a.keyword and a.keyword.value == "set_to_none" for a in call.args):
                 self.report("T2J503", "zero_grad removed: JAX computes fresh gradients at every step")
                 return cst.RemoveFromParent()
             if method in ("train", "eval") and owner is not None and "." not in owner and self._is_model(owner):
@@ -375,6 +379,7 @@ class TrainingPass(Pass):
             self.report("T2J506", f"cannot find where the loss is computed from {model}; the step is left as it is")
             return None
         region = body[r0:i_back]
+        region, moved = _split_off_unneeded(region, loss_expr, model)
         between = body[i_back + 1:i_step]
         clips = [s for s in between if self._clip_call(s) is not None]
         others = [s for s in between if self._clip_call(s) is None]
@@ -390,22 +395,23 @@ class TrainingPass(Pass):
         local_names = local_names | _names(hoister.hoisted).stores.keys()
         reads = _names(region).loads
         stores = _names(region).stores
-        after = self._names_after(body, i_step, fn_node, _names(region).counts)
+        after = self._names_after(body, i_step, fn_node, _names(region).counts) | set(_names(moved).loads)
         loss_name = loss_expr.value if isinstance(loss_expr, cst.Name) else "loss"
         aux = [n for n in stores if n in after and n != loss_name and n != model]
         aux.sort(key=lambda n: reads.index(n) if n in reads else len(reads))
         inputs = [n for n in reads if n in local_names and n not in (model, optimizer) and
                   not _defined_before_use(region, n)]
+        clip_lines, clip_inputs = self._clip_lines(clips, local_names, set(inputs) | {model, optimizer})
         self.step_count += 1
         step_name = "train_step" if self.step_count == 1 else f"train_step{self.step_count}"
         opt_facts = self.facts.optimizer(optimizer) or OptimizerFacts(optimizer, model)
         state = opt_facts.state_name if optimizer in self.facts.optimizers else self._state_name_for_param(optimizer)
         stateful = self._is_stateful(model)
-        step_fn = self._build_step(step_name, model, optimizer, state, inputs, region, loss_expr, aux, clips,
-                                   stateful)
+        step_fn = self._build_step(step_name, model, optimizer, state, inputs + [n for n, _ in clip_inputs], region,
+                                   loss_expr, aux, clip_lines, stateful)
         self.step_functions.append(step_fn)
         outs = [model] + (["state"] if stateful else []) + [state, loss_name] + aux
-        args = [model] + (["state"] if stateful else []) + [state, optimizer] + inputs
+        args = [model] + (["state"] if stateful else []) + [state, optimizer] + inputs + [v for _, v in clip_inputs]
         call = _stmt(f"{', '.join(outs)} = {step_name}({', '.join(args)}, key={KEY_PLACEHOLDER})")
         call = call.with_changes(leading_lines=region[0].leading_lines)
         if hoister.hoisted:
@@ -413,8 +419,11 @@ class TrainingPass(Pass):
             call = call.with_changes(leading_lines=[])
         self.need("eqx", "jax")
         self.report("T2J501", f"training step extracted into the jitted function {step_name}", body[i_step])
-        new_body = body[:r0] + hoister.hoisted + [call] + others + body[i_step + 1:]
-        return new_body, r0 + len(hoister.hoisted) + 1 + len(others)
+        if moved:
+            self.report("T2J508", "statements of the loss computation that the loss does not depend on run after "
+                                  "the jitted step, on the values it returns", moved[0])
+        new_body = body[:r0] + hoister.hoisted + [call] + moved + others + body[i_step + 1:]
+        return new_body, r0 + len(hoister.hoisted) + 1 + len(moved) + len(others)
 
     def _optimized_model(self, optimizer: str) -> str:
         opt = self.facts.optimizer(optimizer)
@@ -433,6 +442,10 @@ class TrainingPass(Pass):
         return bool(self.modules.classes.get(cls) and self.modules.classes[cls].stateful)
 
     def _clip_call(self, stmt) -> cst.Call | None:
+        """The clipping call of `clip_grad_norm_(...)`, or of `if cond: clip_grad_norm_(...)` (no else)."""
+        if isinstance(stmt, cst.If) and stmt.orelse is None and isinstance(stmt.body, cst.IndentedBlock) \
+                and len(stmt.body.body) == 1:
+            return self._clip_call(stmt.body.body[0])
         if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
             small = stmt.body[0]
             value = small.value if isinstance(small, (cst.Expr, cst.Assign)) else None
@@ -459,7 +472,46 @@ class TrainingPass(Pass):
             names |= {n for n, c in counts.items() if c > in_region.get(n, 0)}
         return names
 
-    def _build_step(self, name, model, optimizer, state, inputs, region, loss_expr, aux, clips, stateful):
+    def _clip_lines(self, clips: list, local_names: set[str], taken: set[str]) -> tuple[list[str], list]:
+        """The step's clipping lines, and the (parameter, value) pairs they need from the caller: an argument or
+        condition that reads the caller's local variables (`args.grad_clip`, `max_norm > 0`) is evaluated there and
+        passed in (a Python number: static for the jit), so that an argparse Namespace is never a jit argument."""
+        lines, params = [], []
+
+        def value(expr, name: str) -> str:
+            code = _code(expr)
+            if not set(_names([cst.SimpleStatementLine([cst.Expr(expr)])]).loads) & local_names:
+                return code  # a literal or a global: read inside the step as it is
+            if isinstance(expr, cst.Name) and expr.value not in taken:
+                params.append((expr.value, code))
+                taken.add(expr.value)
+                return code
+            if isinstance(expr, cst.Name):
+                return code
+            param, k = name, 2
+            while param in taken or param in local_names:
+                param, k = f"{name}{k}", k + 1
+            taken.add(param)
+            params.append((param, code))
+            return param
+
+        for clip in clips:
+            call = self._clip_call(clip)
+            target = CLIP_FUNCTIONS[self.ctx.scopes.qualname(call.func)]
+            positional = CLIP_PARAMS[target]
+            args = []
+            for i, a in enumerate(call.args[1:]):
+                name = a.keyword.value if a.keyword else positional[min(i, len(positional) - 1)]
+                code = value(a.value, name)
+                args.append(f"{a.keyword.value}={code}" if a.keyword else code)
+            self.need("t2j")
+            line = f"grads = {target}(grads, {', '.join(args)})"
+            if isinstance(clip, cst.If):  # a Python condition, decided when the step traces
+                line = f"if {value(clip.test, 'clip_grads')}:\n    {line}"
+            lines.append(line)
+        return lines, params
+
+    def _build_step(self, name, model, optimizer, state, inputs, region, loss_expr, aux, clip_lines, stateful):
         model_calls = _ModelCalls(self.ctx.positions, model, stateful)
         model_calls.total = sum(_code(stmt).count(f"{model}(") for stmt in region)
         new_region = []
@@ -484,12 +536,7 @@ class TrainingPass(Pass):
         loss_name = loss_expr.value if isinstance(loss_expr, cst.Name) else "loss"
         lhs = f"({loss_name}, ({', '.join(aux_vals)}{',' if len(aux_vals) == 1 else ''}))" if aux_vals else loss_name
         lines.append(f"{lhs}, grads = eqx.filter_value_and_grad(loss_fn{has_aux})({call_args})")
-        for clip in clips:
-            call = self._clip_call(clip)
-            args = [_code(a) for a in call.args[1:]]
-            target = CLIP_FUNCTIONS[self.ctx.scopes.qualname(call.func)]
-            self.need("t2j")
-            lines.append(f"grads = {target}(grads, {', '.join(args)})")
+        lines += clip_lines
         lines.append(f"updates, {state} = {optimizer}.update(grads, {state}, eqx.filter({model}, eqx.is_array))")
         lines.append(f"{model} = eqx.apply_updates({model}, updates)")
         outs = [model] + (["state"] if stateful else []) + [state, loss_name] + aux
@@ -638,6 +685,40 @@ class _ReturnThreader(cst.CSTTransformer):
         if isinstance(value, cst.Tuple) and not value.lpar:
             value = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
         return updated.with_changes(value=cst.parse_expression(f"{self.threaded}, {_code(value)}"))
+
+
+def _parenthesized(target):
+    if isinstance(target, cst.Tuple) and not target.lpar:
+        return target.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    return target
+
+
+def _split_off_unneeded(region: list, loss_expr, model: str) -> tuple[list, list]:
+    """The region's statements the loss depends on (they go into the step), and the simple ones it does not
+    (`correct += (out.argmax(1) == y).sum().item()`, a print, prefetching the next batch): those run after the
+    step on the values it returns, where `.item()` and printing work. A statement stays in the step when it reads
+    the model (after the step the model is the updated one) or when a later statement of the step reads what it
+    writes or writes what it reads."""
+    stay = [not isinstance(s, cst.SimpleStatementLine) or model in _names([s]).loads for s in region]
+    changed = True
+    while changed:
+        changed = False
+        needed = set(_names([cst.SimpleStatementLine([cst.Expr(loss_expr)])]).loads)
+        later_loads: set[str] = set()
+        later_stores: set[str] = set()
+        for i in range(len(region) - 1, -1, -1):
+            n = _names([region[i]])
+            stores, loads = set(n.stores), set(n.loads)
+            if not stay[i] and (stores & (needed | later_loads) or loads & later_stores):
+                stay[i] = changed = True
+            if stay[i]:
+                needed |= loads
+                later_loads |= loads
+                later_stores |= stores
+    kept = [s for s, k in zip(region, stay) if k]
+    if not kept:
+        return region, []
+    return kept, [s for s, k in zip(region, stay) if not k]
 
 
 def _defined_before_use(region: list, name: str) -> bool:
