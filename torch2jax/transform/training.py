@@ -520,13 +520,17 @@ class TrainingPass(Pass):
             new_region += model_calls.hoisted + [stmt]
             model_calls.hoisted = []
         region = new_region
+        # the step's own names must not capture the user's (a criterion called `loss_fn`, a variable `grads`)
+        taken = set(inputs) | set(_names(region).loads) | set(_names(region).stores) | {model, optimizer, state}
+        fn_name, grads, updates = (_fresh(n, taken) for n in ("loss_fn", "grads", "updates"))
+        clip_lines = [line.replace("grads", grads) for line in clip_lines]
         loss_params = f"{model}, state" if stateful else model
         ret = _code(loss_expr)
         aux_vals = (["state"] if stateful else []) + aux
         if aux_vals:
             ret = f"{ret}, ({', '.join(aux_vals)}{',' if len(aux_vals) == 1 else ''})"
         loss_fn = cst.FunctionDef(
-            name=cst.Name("loss_fn"),
+            name=cst.Name(fn_name),
             params=cst.parse_statement(f"def f({loss_params}): pass").params,
             body=cst.IndentedBlock([s.with_changes(leading_lines=[]) for s in region] + [_stmt(f"return {ret}")]),
         )
@@ -535,10 +539,10 @@ class TrainingPass(Pass):
         call_args = f"{model}, state" if stateful else model
         loss_name = loss_expr.value if isinstance(loss_expr, cst.Name) else "loss"
         lhs = f"({loss_name}, ({', '.join(aux_vals)}{',' if len(aux_vals) == 1 else ''}))" if aux_vals else loss_name
-        lines.append(f"{lhs}, grads = eqx.filter_value_and_grad(loss_fn{has_aux})({call_args})")
+        lines.append(f"{lhs}, {grads} = eqx.filter_value_and_grad({fn_name}{has_aux})({call_args})")
         lines += clip_lines
-        lines.append(f"updates, {state} = {optimizer}.update(grads, {state}, eqx.filter({model}, eqx.is_array))")
-        lines.append(f"{model} = eqx.apply_updates({model}, updates)")
+        lines.append(f"{updates}, {state} = {optimizer}.update({grads}, {state}, eqx.filter({model}, eqx.is_array))")
+        lines.append(f"{model} = eqx.apply_updates({model}, {updates})")
         outs = [model] + (["state"] if stateful else []) + [state, loss_name] + aux
         lines.append(f"return {', '.join(outs)}")
         params = [model] + (["state"] if stateful else []) + [state, optimizer] + inputs
@@ -685,6 +689,14 @@ class _ReturnThreader(cst.CSTTransformer):
         if isinstance(value, cst.Tuple) and not value.lpar:
             value = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
         return updated.with_changes(value=cst.parse_expression(f"{self.threaded}, {_code(value)}"))
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    fresh, k = name, 2
+    while fresh in taken:
+        fresh, k = f"{name}{k}" if name != "loss_fn" else f"compute_loss{'' if k == 2 else k}", k + 1
+    taken.add(fresh)
+    return fresh
 
 
 def _parenthesized(target):
