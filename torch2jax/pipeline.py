@@ -12,6 +12,7 @@ from torch2jax.transform.base import FileContext, file_suppressed, suppressed
 from torch2jax.transform.grad_mode import GradModePass
 from torch2jax.transform.imports import fix_imports
 from torch2jax.transform.inplace import InplacePass
+from torch2jax.transform.module_apply import ModuleApplyPass
 from torch2jax.transform.module_facts import collect_module_facts
 from torch2jax.transform.module_updates import ModuleUpdatesPass
 from torch2jax.transform.modules import ModulePass
@@ -21,7 +22,8 @@ from torch2jax.transform.randomness import RandomnessPass
 from torch2jax.transform.training import TrainingPass
 from torch2jax.transform.training_facts import collect_training_facts
 
-PASSES = (GradModePass, InplacePass, ModuleUpdatesPass, TrainingPass, ModulePass, OpsPass, RandomnessPass)
+PASSES = (GradModePass, InplacePass, ModuleUpdatesPass, TrainingPass, ModulePass, ModuleApplyPass, OpsPass,
+          RandomnessPass)
 
 
 def _python_syntax_error(source: str) -> tuple[int, int, str] | None:

@@ -182,7 +182,8 @@ class GPT(eqx.Module):
         self.transformer = eqx.tree_at(lambda m: m.wte.weight, self.transformer, self.lm_head.weight)
 
         # init all weights
-        self.apply(self._init_weights)
+        key, subkey = jax.random.split(key)
+        t2j.apply_in_init(self, self._init_weights, key=subkey)
         # apply special scaled init to the residual projections, per GPT-2 paper
         new_params = []
         for pn, p in t2j.named_parameters(self):
@@ -216,6 +217,7 @@ class GPT(eqx.Module):
         elif isinstance(module, t2j.nn.Embedding):
             key, subkey = jax.random.split(key)
             module = eqx.tree_at(lambda m: m.weight, module, t2j.init.normal(subkey, module.weight.shape, mean=0.0, std=0.02, dtype=module.weight.dtype))
+        return module
 
     def __call__(self, idx, targets=None, *, key=None):
         device = idx.device

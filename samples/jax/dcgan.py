@@ -24,6 +24,7 @@ def weights_init(m, *, key):
         key, subkey = jax.random.split(key)
         m = eqx.tree_at(lambda m: m.weight, m, t2j.init.normal(subkey, jax.lax.stop_gradient(m.weight).shape, mean=1.0, std=0.02, dtype=jax.lax.stop_gradient(m.weight).dtype))
         m = eqx.tree_at(lambda m: m.bias, m, t2j.init.constant(jax.lax.stop_gradient(m.bias).shape, 0, dtype=jax.lax.stop_gradient(m.bias).dtype))
+    return m
 
 
 class Generator(eqx.Module):
@@ -130,12 +131,14 @@ def main():
 
     key, subkey = jax.random.split(key)
     netG, state = eqx.nn.make_with_state(Generator)(nz, ngf, nc, key=subkey)
-    netG.apply(weights_init)  # torch2jax: T2J406 weights_init takes a key now, but it is passed as a value here: whoever calls it must pass key= (wrap it: functools.partial(weights_init, key=...))
+    key, subkey = jax.random.split(key)
+    netG = t2j.apply(netG, weights_init, key=subkey)
     print(netG)
 
     key, subkey = jax.random.split(key)
     netD, state = eqx.nn.make_with_state(Discriminator)(ndf, nc, key=subkey)
-    netD.apply(weights_init)  # torch2jax: T2J406 weights_init takes a key now, but it is passed as a value here: whoever calls it must pass key= (wrap it: functools.partial(weights_init, key=...))
+    key, subkey = jax.random.split(key)
+    netD = t2j.apply(netD, weights_init, key=subkey)
     print(netD)
 
     criterion = t2j.BCELoss()

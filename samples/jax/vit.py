@@ -222,7 +222,8 @@ class VisionTransformer(eqx.Module):
         self.pos_embed = t2j.init.trunc_normal(subkey, self.pos_embed.shape, std=.02, dtype=self.pos_embed.dtype)
         key, subkey = jax.random.split(key)
         self.cls_token = t2j.init.normal(subkey, self.cls_token.shape, std=1e-6, dtype=self.cls_token.dtype)
-        self.apply(self._init_weights)
+        key, subkey = jax.random.split(key)
+        t2j.apply_in_init(self, self._init_weights, key=subkey)
 
     def _init_weights(self, m, *, key):
         if isinstance(m, t2j.nn.Linear):
@@ -232,6 +233,7 @@ class VisionTransformer(eqx.Module):
         elif isinstance(m, t2j.nn.LayerNorm):
             m = eqx.tree_at(lambda m: m.bias, m, t2j.init.constant(m.bias.shape, 0, dtype=m.bias.dtype))
             m = eqx.tree_at(lambda m: m.weight, m, t2j.init.constant(m.weight.shape, 1.0, dtype=m.weight.dtype))
+        return m
 
     @torch.jit.ignore
     def no_weight_decay(self):  # torch2jax: T2J101 torch.jit.ignore has no JAX mapping

@@ -42,6 +42,7 @@ from torch2jax.transform.ops import KEY_PLACEHOLDER
 SEED_FUNCS = frozenset({"t2j.manual_seed"})
 CUDA_SEED_FUNCS = frozenset({"t2j.cuda_manual_seed"})
 GENERATOR_FUNCS = frozenset({"t2j.Generator"})
+KEY_FORWARDING_CALLS = frozenset({"t2j.apply", "t2j.apply_in_init"})  # hand a key on to the function they call
 LAYER_PREFIXES = ("t2j.nn.", "eqx.nn.")
 # runtime layers whose call draws (their `key` keyword is optional: passing one always is fine)
 KEYED_LAYERS = frozenset({
@@ -409,6 +410,11 @@ class Analysis:
 
     def call_key(self, call: cst.Call, s: Scope) -> str | None:
         f = call.func
+        if dotted(f) in KEY_FORWARDING_CALLS and len(call.args) >= 2:
+            # t2j.apply(model, init_fn): takes a key when init_fn does, and hands it on
+            fn = call.args[1].value
+            return "key" if (self._name_call_key(fn, s, 0) if isinstance(fn, cst.Name) else
+                             self._attr_call_key(fn, s, 0) if isinstance(fn, cst.Attribute) else None) else None
         if isinstance(f, cst.Name):
             return self._name_call_key(f, s, 0)
         if isinstance(f, cst.Attribute):
@@ -1255,7 +1261,9 @@ class _Replacer(cst.CSTTransformer):
         return updated
 
     def _value_refs(self, call: cst.Call) -> None:
-        """A key-taking local function passed as a value (model.apply(init_fn), map(f, xs)): callers unknown."""
+        """A key-taking local function passed as a value (map(f, xs)): callers unknown."""
+        if dotted(call.func) in KEY_FORWARDING_CALLS:
+            return
         for a in call.args:
             if isinstance(a.value, cst.Name):
                 found = self.rw.a._lookup(a.value.value, self.s)

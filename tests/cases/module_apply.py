@@ -1,0 +1,61 @@
+"""Initialisation through Module.apply: a function passed to model.apply, and self.apply in __init__."""
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.fc = nn.Linear(d, d)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x):
+        return self.norm(torch.relu(self.fc(x)))
+
+
+class Net(nn.Module):
+    def __init__(self, d_in, d):
+        super().__init__()
+        self.inp = nn.Linear(d_in, d)
+        self.blocks = nn.Sequential(Block(d), Block(d))
+        self.out = nn.Linear(d, 2)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            nn.init.constant_(module.weight, 0.05)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.data.fill_(1.5)
+            module.bias.data.zero_()
+
+    def forward(self, x):
+        return self.out(self.blocks(self.inp(x)))
+
+
+def constant_init(m):
+    classname = m.__class__.__name__
+    if classname.find("Linear") != -1:
+        m.weight.data.fill_(-0.1)
+        m.bias.data.fill_(0.2)
+        return
+    if isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+
+
+def normal_init(m):
+    if isinstance(m, nn.Linear):
+        nn.init.normal_(m.weight, mean=0.0, std=0.5)
+
+
+def build_constant():
+    model = Net(3, 64)
+    model.apply(constant_init)
+    return model
+
+
+def build_normal():
+    model = Net(3, 64)
+    model.apply(normal_init)
+    return model

@@ -1,0 +1,126 @@
+"""`model.apply(init_fn)`: torch calls init_fn on every submodule, which mutates it in place. Equinox modules are
+immutable, so the translated init_fn (whose in-place writes the module-updates pass turned into
+`m = eqx.tree_at(...)`) returns the module, and the call rebuilds the model from what it returns:
+
+    netG.apply(weights_init)          ->   netG = t2j.apply(netG, weights_init)
+    self.apply(self._init_weights)    ->   t2j.apply_in_init(self, self._init_weights)   (inside __init__)
+
+The randomness pass then passes a key to t2j.apply when init_fn draws random numbers.
+"""
+from __future__ import annotations
+
+import libcst as cst
+
+from torch2jax.transform.base import Pass
+from torch2jax.transform.names import dotted
+
+
+class ModuleApplyPass(Pass):
+    TRIGGERS = (".apply(",)
+
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        self.init_functions: set[str] = set()  # names (function or method) passed to a model's .apply()
+        self.function_depth = 0
+        self.in_init: list[bool] = []
+
+    def visit_Module(self, node: cst.Module) -> None:
+        models = set(getattr(self.ctx.training_facts, "models", {}) or {})
+        finder = _ApplyCalls(models)
+        node.visit(finder)
+        self.init_functions = finder.functions
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.in_init.append(node.name.value == "__init__")
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
+        self.in_init.pop()
+        if original.name.value not in self.init_functions or _returns_value(updated):
+            return updated
+        params = [p.name.value for p in updated.params.params if p.name.value != "self"]
+        if not params or not isinstance(updated.body, cst.IndentedBlock):
+            return updated
+        body = updated.body.visit(_BareReturns(params[0]))  # an early `return` hands the module back too
+        ret = cst.SimpleStatementLine([cst.Return(cst.Name(params[0]))])
+        return updated.with_changes(body=body.with_changes(body=[*body.body, ret]))
+
+    def leave_SimpleStatementLine(self, original, updated):
+        if len(updated.body) != 1 or not isinstance(updated.body[0], cst.Expr):
+            return updated
+        call = updated.body[0].value
+        target = _apply_target(call, None)
+        if target is None or _fn_name(call.args[0].value) not in self.init_functions:
+            return updated
+        fn = cst.Module([]).code_for_node(call.args[0].value)
+        self.need("t2j")
+        if target == "self":
+            if not (self.in_init and self.in_init[-1]):
+                return updated
+            self.report("T2J209", "self.apply(fn) in __init__: fn rebuilds each submodule built so far "
+                                  "(Equinox modules are immutable)", original)
+            return updated.with_changes(body=[cst.Expr(cst.parse_expression(f"t2j.apply_in_init(self, {fn})"))])
+        self.report("T2J209", f"{target}.apply({fn}): the model is rebuilt from what {fn} returns for each "
+                              "submodule (Equinox modules are immutable)", original)
+        return updated.with_changes(body=[cst.parse_statement(f"{target} = t2j.apply({target}, {fn})\n").body[0]])
+
+
+def _fn_name(node) -> str | None:
+    """`weights_init` or `self._init_weights` -> the function's name."""
+    path = dotted(node)
+    if path is None:
+        return None
+    parts = path.split(".")
+    return parts[-1] if len(parts) == 1 or (len(parts) == 2 and parts[0] == "self") else None
+
+
+def _apply_target(call, models: set[str] | None) -> str | None:
+    """`model.apply(fn)` with one plain argument: "model" (when it is a model, or any name if models is None)."""
+    if not isinstance(call, cst.Call) or not isinstance(call.func, cst.Attribute) or call.func.attr.value != "apply":
+        return None
+    if len(call.args) != 1 or call.args[0].keyword or call.args[0].star or _fn_name(call.args[0].value) is None:
+        return None
+    target = dotted(call.func.value)
+    if target is None or "." in target:
+        return None
+    return target if models is None or target == "self" or target in models else None
+
+
+class _ApplyCalls(cst.CSTVisitor):
+    def __init__(self, models: set[str]) -> None:
+        self.models = models
+        self.functions: set[str] = set()
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if _apply_target(node, self.models) is not None:
+            self.functions.add(_fn_name(node.args[0].value))
+
+
+def _returns_value(fn: cst.FunctionDef) -> bool:
+    found = []
+
+    class V(cst.CSTVisitor):
+        def visit_FunctionDef(self, node) -> bool:
+            return node is fn
+
+        def visit_Return(self, node: cst.Return) -> None:
+            if node.value is not None:
+                found.append(node)
+
+    fn.visit(V())
+    return bool(found)
+
+
+class _BareReturns(cst.CSTTransformer):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def visit_FunctionDef(self, node) -> bool:
+        return False
+
+    def visit_Lambda(self, node) -> bool:
+        return False
+
+    def leave_Return(self, original: cst.Return, updated: cst.Return) -> cst.Return:
+        if updated.value is not None:
+            return updated
+        return updated.with_changes(value=cst.Name(self.name), whitespace_after_return=cst.SimpleWhitespace(" "))
