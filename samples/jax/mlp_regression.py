@@ -30,7 +30,7 @@ class MLPRegressor(eqx.Module):
         self.net = t2j.nn.Sequential(*layers)
 
     def __call__(self, x, *, key=None):
-        return t2j.squeeze(self.net(x), -1)
+        return t2j.squeeze(self.net(x, key=key), -1)
 
 
 def make_regression(num_samples, generator, in_features=8, *, key):

@@ -82,13 +82,14 @@ def train(model, device, train_loader, optimizer, opt_state, epoch, *, key):
     return model, opt_state
 
 
-def test(model, device, test_loader):
+def test(model, device, test_loader, *, key):
     model = eqx.nn.inference_mode(model, True)
     test_loss = 0
     correct = 0
     for data, target in test_loader:
         data, target = data, target
-        output = model(data)
+        key, subkey = jax.random.split(key)
+        output = model(data, key=subkey)
         test_loss += t2j.nll_loss(output, target, reduction='sum').item()  # sum up batch loss
         pred = jnp.argmax(output, axis=1, keepdims=True)  # index of the max log-probability
         correct += jnp.sum(jnp.equal(pred, jnp.reshape(target, pred.shape))).item()
@@ -163,7 +164,8 @@ def main():
     for epoch in range(1, args.epochs + 1):
         key, subkey = jax.random.split(key)
         model, opt_state = train(model, device, train_loader, optimizer, opt_state, epoch, key=subkey)
-        accuracy = test(model, device, test_loader)
+        key, subkey = jax.random.split(key)
+        accuracy = test(model, device, test_loader, key=subkey)
         opt_state = scheduler.step(opt_state)
 
     print(f"final accuracy {accuracy:.4f}")

@@ -204,13 +204,14 @@ def train_one_epoch(model, criterion, optimizer, opt_state, scheduler, data_load
     return model, opt_state, step
 
 
-def evaluate(model, criterion, data_loader, device):
+def evaluate(model, criterion, data_loader, device, *, key):
     model = eqx.nn.inference_mode(model, True)
     total_loss, correct, total = 0.0, 0, 0
     for image, target in data_loader:
         image = image
         target = target
-        output = model(image)
+        key, subkey = jax.random.split(key)
+        output = model(image, key=subkey)
         total_loss += criterion(output, target).item() * image.shape[0]
         _, pred = t2j.max(output, 1)
         correct += jnp.sum(jnp.equal(pred, target)).item()
@@ -262,7 +263,8 @@ def main():
     for epoch in range(args.epochs):
         key, subkey = jax.random.split(key)
         model, opt_state, step = train_one_epoch(model, criterion, optimizer, opt_state, scheduler, train_loader, device, epoch, step, key=subkey)
-        acc = evaluate(model, criterion, test_loader, device)
+        key, subkey = jax.random.split(key)
+        acc = evaluate(model, criterion, test_loader, device, key=subkey)
 
     print(f"final accuracy {acc:.4f}")
 

@@ -182,11 +182,13 @@ def train_epoch(dataloader, encoder, decoder, encoder_optimizer, encoder_optimiz
     return encoder, encoder_optimizer_state, (total_loss / len(dataloader), step)
 
 
-def evaluate(encoder, decoder, input_tensor, target_tensor):
+def evaluate(encoder, decoder, input_tensor, target_tensor, *, key):
     encoder = eqx.nn.inference_mode(encoder, True)
     decoder = eqx.nn.inference_mode(decoder, True)
-    encoder_outputs, encoder_hidden = encoder(input_tensor)
-    decoder_outputs, _, _ = decoder(encoder_outputs, encoder_hidden)
+    key, subkey = jax.random.split(key)
+    encoder_outputs, encoder_hidden = encoder(input_tensor, key=subkey)
+    key, subkey = jax.random.split(key)
+    decoder_outputs, _, _ = decoder(encoder_outputs, encoder_hidden, key=subkey)
     _, topi = t2j.topk(decoder_outputs, 1)
     decoded_ids = t2j.squeeze(topi, -1)
     encoder = eqx.nn.inference_mode(encoder, False)
@@ -239,7 +241,8 @@ def main():
                 param_group['lr'] *= 0.5
         print(f"epoch {epoch} avg loss {loss:.4f}")
 
-    acc = evaluate(encoder, decoder, test_src, test_tgt)
+    key, subkey = jax.random.split(key)
+    acc = evaluate(encoder, decoder, test_src, test_tgt, key=subkey)
     print(f"final accuracy {acc:.4f}")
 
 

@@ -142,12 +142,13 @@ def run_epoch(model, loader, criterion, optimizer, opt_state, scheduler, device,
     return model, opt_state, step
 
 
-def accuracy(model, loader, device):
+def accuracy(model, loader, device, *, key):
     model = eqx.nn.inference_mode(model, True)
     correct = 0
     for tokens, labels in loader:
         tokens, labels = tokens, labels
-        correct += jnp.sum(jnp.argmax(model(tokens), axis=1) == labels).item()
+        key, subkey = jax.random.split(key)
+        correct += jnp.sum(jnp.argmax(model(tokens, key=subkey), axis=1) == labels).item()
     return correct / len(loader.dataset)
 
 
@@ -186,7 +187,8 @@ def main():
     for epoch in range(args.epochs):
         key, subkey = jax.random.split(key)
         model, opt_state, step = run_epoch(model, train_loader, criterion, optimizer, opt_state, scheduler, device, step, key=subkey)
-        acc = accuracy(model, test_loader, device)
+        key, subkey = jax.random.split(key)
+        acc = accuracy(model, test_loader, device, key=subkey)
         print(f"epoch {epoch} test accuracy {acc:.4f}")
 
     print(f"final accuracy {acc:.4f}")

@@ -195,7 +195,7 @@ def make_shapes(num_samples, size, generator, *, key):
     return images, masks
 
 
-def evaluate(net, state, dataloader, device):
+def evaluate(net, state, dataloader, device, *, key):
     net = eqx.nn.inference_mode(net, True)
     num_val_batches = len(dataloader)
     dice_score = 0
@@ -206,7 +206,8 @@ def evaluate(net, state, dataloader, device):
         image = image.astype(jnp.float32)
         mask_true = mask_true.astype(jnp.int64)
 
-        logits = t2j.squeeze(net(image, state)[0], 1)
+        key, subkey = jax.random.split(key)
+        logits = t2j.squeeze(net(image, state, key=subkey)[0], 1)
         val_loss += t2j.binary_cross_entropy_with_logits(logits, mask_true.astype(jnp.float32)).item()
         val_loss += dice_loss(jax.nn.sigmoid(logits), mask_true.astype(jnp.float32)).item()
         mask_pred = (jax.nn.sigmoid(logits) > 0.5).astype(jnp.float32)
@@ -273,7 +274,8 @@ def train_model(model, state, device, dataset, epochs=2, batch_size=8, learning_
             global_step += 1
             epoch_loss += loss.item()
 
-        val_score, val_loss = evaluate(model, state, val_loader, device)
+        key, subkey = jax.random.split(key)
+        val_score, val_loss = evaluate(model, state, val_loader, device, key=subkey)
         opt_state = scheduler.step(opt_state, val_score)
         print(f'Epoch {epoch}: train loss {epoch_loss / len(train_loader):.4f}, '
               f'validation loss {val_loss:.4f}, validation Dice score {float(val_score):.4f}, '

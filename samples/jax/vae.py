@@ -111,12 +111,13 @@ def train(model, device, train_loader, optimizer, opt_state, epoch, log_interval
     return model, opt_state, global_step
 
 
-def test(model, device, test_loader, epoch):
+def test(model, device, test_loader, epoch, *, key):
     model = eqx.nn.inference_mode(model, True)
     test_loss = 0
     for i, (data,) in enumerate(test_loader):
         data = data
-        recon_batch, mu, logvar = model(data)
+        key, subkey = jax.random.split(key)
+        recon_batch, mu, logvar = model(data, key=subkey)
         test_loss += loss_function(recon_batch, data, mu, logvar).item()
 
     test_loss /= len(test_loader.dataset)
@@ -159,7 +160,8 @@ def main():
         key, subkey = jax.random.split(key)
         model, opt_state, global_step = train(model, device, train_loader, optimizer, opt_state, epoch,
                             args.log_interval, global_step, key=subkey)
-        test_loss = test(model, device, test_loader, epoch)
+        key, subkey = jax.random.split(key)
+        test_loss = test(model, device, test_loader, epoch, key=subkey)
         key, subkey = jax.random.split(key)
         sample = jax.random.normal(subkey, (8, args.latent_dim))
         sample = model.decode(sample)

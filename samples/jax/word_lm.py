@@ -150,20 +150,21 @@ def get_batch(source, i, bptt):
     return data, target
 
 
-def evaluate(model, data_source, criterion, eval_batch_size, bptt):
+def evaluate(model, data_source, criterion, eval_batch_size, bptt, *, key):
     # Turn on evaluation mode which disables dropout.
     model = eqx.nn.inference_mode(model, True)
     total_loss = 0.
     hidden = model.init_hidden(eval_batch_size)
     for i in range(0, data_source.shape[0] - 1, bptt):
         data, targets = get_batch(data_source, i, bptt)
-        output, hidden = model(data, hidden)
+        key, subkey = jax.random.split(key)
+        output, hidden = model(data, hidden, key=subkey)
         hidden = repackage_hidden(hidden)
         total_loss += len(data) * criterion(output, targets).item()
     return total_loss / (len(data_source) - 1)
 
 
-def train(model, train_data, criterion, lr, args, epoch, global_step):
+def train(model, train_data, criterion, lr, args, epoch, global_step, *, key):
     # Turn on training mode which enables dropout.
     model = eqx.nn.inference_mode(model, False)
     total_loss = 0.
@@ -172,7 +173,8 @@ def train(model, train_data, criterion, lr, args, epoch, global_step):
     for batch, i in enumerate(range(0, train_data.shape[0] - 1, args.bptt)):
         data, targets = get_batch(train_data, i, args.bptt)
         hidden = repackage_hidden(hidden)
-        output, hidden = model(data, hidden)
+        key, subkey = jax.random.split(key)
+        output, hidden = model(data, hidden, key=subkey)
         loss = criterion(output, targets)
         loss.backward()
 
@@ -250,8 +252,10 @@ def main():
     global_step = 0
     for epoch in range(1, args.epochs + 1):
         epoch_start_time = time.time()
-        global_step = train(model, train_data, criterion, lr, args, epoch, global_step)
-        val_loss = evaluate(model, val_data, criterion, eval_batch_size, args.bptt)
+        key, subkey = jax.random.split(key)
+        global_step = train(model, train_data, criterion, lr, args, epoch, global_step, key=subkey)
+        key, subkey = jax.random.split(key)
+        val_loss = evaluate(model, val_data, criterion, eval_batch_size, args.bptt, key=subkey)
         print('-' * 89)
         print('| end of epoch {:3d} | time: {:5.2f}s | valid loss {:5.2f} | '
               'valid ppl {:8.2f}'.format(epoch, (time.time() - epoch_start_time),
@@ -264,7 +268,8 @@ def main():
             lr /= 4.0
 
     # Run on test data.
-    test_loss = evaluate(model, test_data, criterion, eval_batch_size, args.bptt)
+    key, subkey = jax.random.split(key)
+    test_loss = evaluate(model, test_data, criterion, eval_batch_size, args.bptt, key=subkey)
     print('=' * 89)
     print('| End of training | test loss {:5.2f} | test ppl {:8.2f}'.format(
         test_loss, math.exp(test_loss)))

@@ -315,6 +315,13 @@ class Analysis:
                     self._scan_block(_suite_stmts(suite), s)
 
     def _scan_small(self, small, s: Scope) -> None:
+        if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call) and _grows_list(small.value):
+            # layers.append(nn.Dropout(p)) / layers.extend([...]): the list's elements, for Sequential(*layers)
+            call = small.value
+            grown = call.args[0].value
+            element = cst.List([cst.Element(grown)]) if call.func.attr.value == "append" else grown
+            s.values.setdefault(call.func.value.value, []).append(element)
+            return
         if isinstance(small, cst.Assign):
             targets, value = [t.target for t in small.targets], small.value
         elif isinstance(small, cst.AnnAssign) and small.value is not None:
@@ -452,7 +459,7 @@ class Analysis:
             qual = self.ctx.scopes.qualname(f)
             if qual is not None:
                 return self.project.functions.get(qual) or self.project.constructors.get(qual)
-            return None
+            return self._model_param_key(f.value, s)
         kind, what = found
         if kind == "func":
             return self._scope_key(what)
@@ -460,8 +467,11 @@ class Analysis:
             return self.init_key(what)
         values, elems = what
         for v in values:
-            k = self._value_call_key(v, s, depth + 1) if not isinstance(v, cst.Name) or v.value != f.value \
-                else None
+            if _mode_switch_of(v, f.value):  # `model = eqx.nn.inference_mode(model, True)`: still the parameter
+                k = self._model_param_key(f.value, s)
+            else:
+                k = self._value_call_key(v, s, depth + 1) if not isinstance(v, cst.Name) or v.value != f.value \
+                    else None
             if k:
                 return k
         for it in elems:
@@ -469,6 +479,19 @@ class Analysis:
             if k:
                 return k
         return None
+
+    def _model_param_key(self, name: str, s: Scope) -> str | None:
+        """`model(x)` where `model` is a parameter of a function that the file calls with a model of a class
+        it defines (`test(model, loader)` after `model = VAE(...)`): that class's call key."""
+        cur = s
+        while cur is not None and name not in cur.params:
+            cur = cur.parent
+        facts = getattr(self.ctx, "training_facts", None)
+        if cur is None or cur.kind not in ("function", "method") or facts is None:
+            return None
+        cls = facts.model_params.get(cur.node.name.value, {}).get(name)
+        info = self.classes.get(cls or "")
+        return self.callable_key(info) if info is not None else None
 
     def _attr_call_key(self, f: cst.Attribute, s: Scope, depth: int) -> str | None:
         v, m = f.value, f.attr.value
@@ -1271,6 +1294,18 @@ class _Replacer(cst.CSTTransformer):
                     self.rw.report("T2J406", f"{a.value.value} takes a key now, but it is passed as a value here: "
                                              "whoever calls it must pass key= (wrap it: "
                                              f"functools.partial({a.value.value}, key=...))", where=self.where[-1])
+
+
+def _mode_switch_of(value, name: str) -> bool:
+    """`eqx.nn.inference_mode(name, ...)`: the same model in another mode."""
+    return isinstance(value, cst.Call) and dotted(value.func) == "eqx.nn.inference_mode" and bool(value.args) \
+        and isinstance(value.args[0].value, cst.Name) and value.args[0].value.value == name
+
+
+def _grows_list(call: cst.Call) -> bool:
+    return isinstance(call.func, cst.Attribute) and call.func.attr.value in ("append", "extend") \
+        and isinstance(call.func.value, cst.Name) and len(call.args) == 1 and not call.args[0].keyword \
+        and not call.args[0].star
 
 
 def _add_kwonly(fn: cst.FunctionDef | None, params: cst.Parameters, name: str,
