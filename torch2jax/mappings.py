@@ -23,6 +23,7 @@ method or attribute, "Tensor.NAME". Keys of a record:
     layer    true: a torch.nn layer class; its tests are constructor calls, and the table test copies the torch
              layer's weights into the translated one before comparing calls on `inputs`
     skip_test  why the table test does not run this record (it is tested elsewhere: say where)
+    pass_kwargs  true: a `**options` argument goes through to the target, which takes every torch keyword
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from pathlib import Path
 
 KNOWN_KEYS = {
     "sig", "to", "method", "attr", "defaults", "ignore", "handler", "aliases", "random", "safety", "note",
-    "tests", "inputs", "grad", "tol", "skip_test", "layer",
+    "tests", "inputs", "grad", "tol", "skip_test", "layer", "pass_kwargs",
 }
 # Arguments about memory layout and placement: JAX has no equivalent and they never change a value.
 ALWAYS_IGNORED = frozenset({"device", "pin_memory", "layout", "memory_format", "non_blocking", "requires_grad",
@@ -69,6 +70,7 @@ class Record:
     tol: float | None = None
     skip_test: str = ""
     layer: bool = False
+    pass_kwargs: bool = False  # `**kwargs` goes through to the target, which takes every torch keyword
     source: str = ""
 
     @property
@@ -147,6 +149,7 @@ def _record(name: str, raw: dict, source: str) -> Record:
         tol=raw.get("tol"),
         skip_test=raw.get("skip_test", ""),
         layer=bool(raw.get("layer", False)),
+        pass_kwargs=bool(raw.get("pass_kwargs", False)),
         source=source,
     )
 

@@ -397,7 +397,6 @@ def main():
                        n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout, flash=args.flash)
     key, subkey = jax.random.split(key)
     model = GPT(config, key=subkey)
-    model.to(device)
 
     optimizer = model.configure_optimizers(args.weight_decay, args.learning_rate,
                                            (args.beta1, args.beta2), device_type)

@@ -71,7 +71,7 @@ def make_stripes(num_samples, generator, image_size=64, nc=3, *, key):
 @eqx.filter_jit
 def train_step(netD, state, optimizerD_state, optimizerD, real_cpu, criterion, label, batch_size, nz, device, netG, fake_label, *, key):
     key, loss_fn_key = jax.random.split(key)
-    def loss_fn(netD, state):
+    def loss_fn(netD, state, label):
         output, state = netD(real_cpu, state, key=jax.random.fold_in(key, 1))
         errD_real = criterion(output, label)
         D_x = jnp.mean(output).item()
@@ -81,7 +81,7 @@ def train_step(netD, state, optimizerD_state, optimizerD, real_cpu, criterion, l
         output, state = netD(jax.lax.stop_gradient(fake), state, key=jax.random.fold_in(key, 2))
         errD_fake = criterion(output, label)
         return errD_fake, (state, state, output, label, fake, errD_real, D_x)
-    (errD_fake, (state, state, output, label, fake, errD_real, D_x)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(netD, state)
+    (errD_fake, (state, state, output, label, fake, errD_real, D_x)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(netD, state, label)
     updates, optimizerD_state = optimizerD.update(grads, optimizerD_state, eqx.filter(netD, eqx.is_array))
     netD = eqx.apply_updates(netD, updates)
     return netD, state, optimizerD_state, errD_fake, state, output, label, fake, errD_real, D_x
@@ -90,14 +90,14 @@ def train_step(netD, state, optimizerD_state, optimizerD, real_cpu, criterion, l
 @eqx.filter_jit
 def train_step2(netG, state, optimizerG_state, optimizerG, netD, optimizerD, real_cpu, criterion, label, batch_size, nz, device, fake_label, real_label, *, key):
     key, loss_fn_key = jax.random.split(key)
-    def loss_fn(netG, state):
+    def loss_fn(netG, state, netD, label):
         netD, state, optimizerD_state, errD_fake, state, output, label, fake, errD_real, D_x = train_step(netD, state, optimizerD_state, optimizerD, real_cpu, criterion, label, batch_size, nz, device, netG, fake_label, key=loss_fn_key)
         D_G_z1 = jnp.mean(output).item()
         label = jnp.full_like(label, real_label)  # fake labels are real for generator cost
         output, state = netD(fake, state)
         errG = criterion(output, label)
         return errG, (state, netD, label, output, fake, errD_fake, errD_real, D_x, D_G_z1)
-    (errG, (state, netD, label, output, fake, errD_fake, errD_real, D_x, D_G_z1)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(netG, state)
+    (errG, (state, netD, label, output, fake, errD_fake, errD_real, D_x, D_G_z1)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(netG, state, netD, label)
     updates, optimizerG_state = optimizerG.update(grads, optimizerG_state, eqx.filter(netG, eqx.is_array))
     netG = eqx.apply_updates(netG, updates)
     return netG, state, optimizerG_state, errG, netD, label, output, fake, errD_fake, errD_real, D_x, D_G_z1

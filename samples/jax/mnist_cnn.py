@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import equinox as eqx
 import torch2jax.runtime as t2j
-from torch.utils.data import DataLoader
 
 
 class Net(eqx.Module):
@@ -150,8 +149,8 @@ def main():
     dataset1 = make_fake_mnist(args.train_size, prototypes, g, key=subkey)
     key, subkey = jax.random.split(key)
     dataset2 = make_fake_mnist(args.test_size, prototypes, g, key=subkey)
-    train_loader = DataLoader(dataset1, **train_kwargs)  # torch2jax: T2J102 **kwargs cannot be mapped
-    test_loader = DataLoader(dataset2, **test_kwargs)  # torch2jax: T2J102 **kwargs cannot be mapped
+    train_loader = t2j.data.DataLoader(dataset1, **train_kwargs)
+    test_loader = t2j.data.DataLoader(dataset2, **test_kwargs)
 
     key, subkey = jax.random.split(key)
     model = Net(key=subkey)

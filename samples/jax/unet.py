@@ -42,8 +42,9 @@ class Down(eqx.Module):
         self.maxpool_conv = t2j.nn.Sequential(t2j.nn.MaxPool2d(2), DoubleConv(in_channels, out_channels, key=key)
         )
 
-    def __call__(self, x, *, key=None):
-        return self.maxpool_conv(x, key=key)
+    def __call__(self, x, state, *, key=None):
+        maxpool_conv_out, state = self.maxpool_conv(x, state=state, key=key)
+        return maxpool_conv_out, state
 
 
 class Up(eqx.Module):
@@ -134,13 +135,13 @@ class UNet(eqx.Module):
         key, subkey = t2j.split_key(key)
         x1, state = self.inc(x, state=state, key=subkey)
         key, subkey = t2j.split_key(key)
-        x2 = self.down1(x1, key=subkey)
+        x2, state = self.down1(x1, state=state, key=subkey)
         key, subkey = t2j.split_key(key)
-        x3 = self.down2(x2, key=subkey)
+        x3, state = self.down2(x2, state=state, key=subkey)
         key, subkey = t2j.split_key(key)
-        x4 = self.down3(x3, key=subkey)
+        x4, state = self.down3(x3, state=state, key=subkey)
         key, subkey = t2j.split_key(key)
-        x5 = self.down4(x4, key=subkey)
+        x5, state = self.down4(x4, state=state, key=subkey)
         key, subkey = t2j.split_key(key)
         x, state = self.up1(x5, x4, state=state, key=subkey)
         key, subkey = t2j.split_key(key)
@@ -218,8 +219,8 @@ def evaluate(net, state, dataloader, device, *, key):
 
 
 @eqx.filter_jit
-def train_step(model, state, opt_state, optimizer, images, device, true_masks, criterion, loss, *, key):
-    def loss_fn(model, state):
+def train_step(model, state, opt_state, optimizer, images, device, true_masks, criterion, *, key):
+    def loss_fn(model, state, images, true_masks):
         assert images.shape[1] == model.n_channels, \
                 f'Network has been defined with {model.n_channels} input channels, ' \
                 f'but loaded images have {images.shape[1]} channels.'
@@ -236,7 +237,7 @@ def train_step(model, state, opt_state, optimizer, images, device, true_masks, c
                 jnp.transpose(jax.nn.one_hot(true_masks, model.n_classes, dtype=jnp.int32), (0, 3, 1, 2)).astype(jnp.float32),
             )
         return loss, (state, images, true_masks)
-    (loss, (state, images, true_masks)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, state)
+    (loss, (state, images, true_masks)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, state, images, true_masks)
     updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
     model = eqx.apply_updates(model, updates)
     return model, state, opt_state, loss, images, true_masks
@@ -268,7 +269,7 @@ def train_model(model, state, device, dataset, epochs=2, batch_size=8, learning_
         epoch_loss = 0
         for images, true_masks in train_loader:
             key, subkey = jax.random.split(key)
-            model, state, opt_state, loss, images, true_masks = train_step(model, state, opt_state, optimizer, images, device, true_masks, criterion, loss, key=subkey)
+            model, state, opt_state, loss, images, true_masks = train_step(model, state, opt_state, optimizer, images, device, true_masks, criterion, key=subkey)
 
             print(f"step {global_step} loss {loss.item():.6f}")
             global_step += 1
@@ -306,7 +307,6 @@ def main():
     key, subkey = jax.random.split(key)
     model, state = eqx.nn.make_with_state(UNet)(n_channels=3, n_classes=args.classes, base=args.base, bilinear=args.bilinear, key=subkey)
     model = model
-    model.to(device=device)
 
     key, subkey = jax.random.split(key)
     val_loss = train_model(model=model, device=device, dataset=dataset, epochs=args.epochs,

@@ -27,6 +27,7 @@ class FieldFacts:
     stateful: bool = False
     conditional: bool = False  # assigned only on some paths, or also assigned None
     persistent: bool = True  # buffers: part of the state_dict
+    holds: tuple[str, ...] = ()  # user module classes inside a container field (Sequential(MaxPool2d, DoubleConv))
 
 
 @dataclass
@@ -58,7 +59,8 @@ class ModuleFacts:
             for c in self.classes.values():
                 stateful = c.stateful or any(self.classes[b].stateful for b in c.bases if b in self.classes)
                 for f in c.fields.values():
-                    if f.type_name in self.classes and self.classes[f.type_name].stateful and not f.stateful:
+                    held = [f.type_name, *f.holds]
+                    if not f.stateful and any(h in self.classes and self.classes[h].stateful for h in held):
                         f.stateful = changed = True
                     stateful = stateful or f.stateful
                 if stateful and not c.stateful:
@@ -205,6 +207,13 @@ class _Collector(cst.CSTVisitor):
         self._add(self.classify(name, value))
 
     def classify(self, name: str, value: cst.BaseExpression) -> FieldFacts:
+        facts = self._classify(name, value)
+        if facts.kind in ("module", "list", "dict") and isinstance(value, (cst.Call, cst.List, cst.ListComp)):
+            # a container's user classes: their statefulness is only final once every class is read (close())
+            facts.holds = tuple(c for c in (dotted(call.func) for call in _calls_in(value)) if c in self.facts.classes)
+        return facts
+
+    def _classify(self, name: str, value: cst.BaseExpression) -> FieldFacts:
         cond = self.branch_depth > 0
         if isinstance(value, cst.Name) and value.value == "None":
             return FieldFacts(name, "none", conditional=True)

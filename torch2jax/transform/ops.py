@@ -30,6 +30,14 @@ DATA_HOLDER_WORDS = ("dataset", "loader", "set", "batch", "sample", "graph", "ar
 METADATA_ATTRS = frozenset({"shape", "dtype", "ndim"})
 
 
+def _placement_call(expr: cst.Expr) -> bool:
+    call = expr.value
+    return isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute) \
+        and call.func.attr.value in ("to", "cuda", "cpu") and dotted(call.func.value) is not None \
+        and all(a.keyword is None or a.keyword.value in ("device", "memory_format", "non_blocking")
+                for a in call.args)
+
+
 def is_torch(qual: str | None) -> bool:
     return qual is not None and (qual == "torch" or qual.startswith("torch."))
 
@@ -72,6 +80,15 @@ class OpsPass(Pass):
         self.discarded.add(node.value)
 
     # --- rewrites on the way up
+    def leave_SimpleStatementLine(self, original, updated):
+        """`model.to(device)` / `model.cuda()` as a statement: torch moves the module in place; JAX places arrays
+        on its default device, so there is nothing left to do."""
+        if len(original.body) == 1 and isinstance(original.body[0], cst.Expr) and _placement_call(original.body[0]):
+            self.report("T2J103", f"{cst.Module([]).code_for_node(original.body[0].value.func)}() dropped: JAX "
+                                  "places arrays on its default device", original)
+            return cst.RemoveFromParent()
+        return updated
+
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         qual = self.scopes.qualname(original.func)
         if qual is not None:
@@ -198,7 +215,14 @@ class OpsPass(Pass):
             self.report("T2J104", f"{record.name}: {record.note}")
         else:
             self.note("T2J100", f"{record.name} -> {template.split('(')[0]} (mappings/{record.source})")
-        return render(template, bound, params, extra)
+        out = render(template, bound, params, extra)
+        if bound.kwargs and isinstance(out, cst.Call):  # pass_kwargs: `**options` as the last argument
+            args = list(out.args)
+            if args:
+                args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+            out = out.with_changes(args=[*args, *(a.with_changes(comma=cst.MaybeSentinel.DEFAULT)
+                                                  for a in bound.kwargs)])
+        return out
 
     def need_for(self, template: str) -> None:
         _, _, used = parsed(template)

@@ -34,6 +34,7 @@ class Bound:
     given: set[str]  # parameters the call spelled out (not filled from table defaults)
     varargs: dict[str, list[cst.Arg]] | None = None  # *param -> the call's arguments, spliced where a template
     # says *param
+    kwargs: list[cst.Arg] | None = None  # `**options` of a pass_kwargs record: appended to the target call
 
 
 def bind(record: Record, args: list[cst.Arg], receiver: cst.BaseExpression | None = None) -> Bound:
@@ -47,6 +48,7 @@ def bind(record: Record, args: list[cst.Arg], receiver: cst.BaseExpression | Non
     positional = [p for p in params if p.kind == "pos"]
     var = next((p for p in params if p.kind == "var"), None)
     extra: list[cst.Arg] = []
+    kwargs: list[cst.Arg] = []
     i = 0
     for arg in args:
         if arg.keyword is not None:
@@ -58,7 +60,9 @@ def bind(record: Record, args: list[cst.Arg], receiver: cst.BaseExpression | Non
                 raise BindError(f"argument '{name}' given twice")
             out[name] = arg.value
         elif arg.star == "**":
-            raise BindError("**kwargs cannot be mapped")
+            if not record.pass_kwargs:
+                raise BindError("**kwargs cannot be mapped")
+            kwargs.append(arg)
         elif arg.star == "*":
             if var is None or i < len(positional):
                 raise BindError("*args cannot be mapped here")
@@ -81,7 +85,7 @@ def bind(record: Record, args: list[cst.Arg], receiver: cst.BaseExpression | Non
     for name, default in record.defaults.items():
         if name not in out:
             out[name] = cst.parse_expression(default)
-    return Bound(out, given, {var.name: extra} if var is not None else None)
+    return Bound(out, given, {var.name: extra} if var is not None else None, kwargs or None)
 
 
 def ignored(record: Record) -> frozenset:

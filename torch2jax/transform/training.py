@@ -524,7 +524,10 @@ class TrainingPass(Pass):
         taken = set(inputs) | set(_names(region).loads) | set(_names(region).stores) | {model, optimizer, state}
         fn_name, grads, updates = (_fresh(n, taken) for n in ("loss_fn", "grads", "updates"))
         clip_lines = [line.replace("grads", grads) for line in clip_lines]
-        loss_params = f"{model}, state" if stateful else model
+        # an input the loss computation reassigns (`images = images.float()`) would be a local of loss_fn read
+        # before assignment: it comes in as an argument (filter_value_and_grad differentiates the first only)
+        rebound = [n for n in inputs if n in _names(region).stores]
+        loss_params = ", ".join([model] + (["state"] if stateful else []) + rebound)
         ret = _code(loss_expr)
         aux_vals = (["state"] if stateful else []) + aux
         if aux_vals:
@@ -536,7 +539,7 @@ class TrainingPass(Pass):
         )
         lines = []
         has_aux = ", has_aux=True" if aux_vals else ""
-        call_args = f"{model}, state" if stateful else model
+        call_args = loss_params
         loss_name = loss_expr.value if isinstance(loss_expr, cst.Name) else "loss"
         lhs = f"({loss_name}, ({', '.join(aux_vals)}{',' if len(aux_vals) == 1 else ''}))" if aux_vals else loss_name
         lines.append(f"{lhs}, {grads} = eqx.filter_value_and_grad({fn_name}{has_aux})({call_args})")
@@ -734,11 +737,36 @@ def _split_off_unneeded(region: list, loss_expr, model: str) -> tuple[list, list
 
 
 def _defined_before_use(region: list, name: str) -> bool:
-    """Whether the region assigns `name` before any statement of it reads `name`."""
-    for stmt in region:
-        n = _names([stmt])
-        if name in n.loads:
-            return False
-        if name in n.stores:
-            return True
-    return False
+    """Whether the region assigns `name` before any statement of it reads `name` (in both branches of an
+    if/else, and inside a `with` block, which always runs)."""
+    return _first_use(region, name) == "store"
+
+
+def _first_use(stmts: list, name: str) -> str | None:
+    """"load" when `name` may be read before it is assigned, "store" when it is surely assigned first."""
+    for stmt in stmts:
+        if isinstance(stmt, cst.With) and isinstance(stmt.body, cst.IndentedBlock):
+            if any(name in _names([cst.SimpleStatementLine([cst.Expr(i.item)])]).loads for i in stmt.items):
+                return "load"
+            found = _first_use(list(stmt.body.body), name)
+        elif isinstance(stmt, cst.If) and isinstance(stmt.body, cst.IndentedBlock):
+            if name in _names([cst.SimpleStatementLine([cst.Expr(stmt.test)])]).loads:
+                return "load"
+            branches = [_first_use(list(stmt.body.body), name), _else_first_use(stmt.orelse, name)]
+            found = "load" if "load" in branches else "store" if branches == ["store", "store"] else None
+        else:
+            n = _names([stmt])
+            found = "load" if name in n.loads else "store" if name in n.stores else None
+            if found == "store" and isinstance(stmt, (cst.For, cst.While)):
+                found = None  # the loop may not run
+        if found is not None:
+            return found
+    return None
+
+
+def _else_first_use(orelse, name: str) -> str | None:
+    if orelse is None:
+        return None
+    if isinstance(orelse, cst.If):
+        return _first_use([orelse], name)
+    return _first_use(list(orelse.body.body), name) if isinstance(orelse.body, cst.IndentedBlock) else None
