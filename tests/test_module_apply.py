@@ -24,7 +24,7 @@ def _namespaces():
 
 def test_apply_in_init_and_constant_apply_match_torch():
     torch_ns, jax_ns = _namespaces()
-    for build in ("Net", "build_constant"):
+    for build in ("Net", "build_constant", "build_stack"):
         t_model = torch_ns["Net"](3, 64) if build == "Net" else torch_ns[build]()
         j_model = jax_ns["Net"](3, 64, key=jax.random.key(0)) if build == "Net" else jax_ns[build](
             key=jax.random.key(0))

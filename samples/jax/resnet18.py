@@ -108,32 +108,39 @@ class ResNet(eqx.Module):
         key, subkey = jax.random.split(key)
         self.fc = t2j.nn.Linear(width * 8 * block.expansion, num_classes, key=subkey)
 
-        for m in self.modules():
+        def _update_m(m, *, key):
             if isinstance(m, t2j.nn.Conv2d):
-                key, subkey = jax.random.split(key)
-                m = eqx.tree_at(lambda m: m.weight, m, t2j.init.kaiming_normal(subkey, m.weight.shape, mode='fan_out', nonlinearity='relu', dtype=m.weight.dtype))
+                m = eqx.tree_at(lambda m: m.weight, m, t2j.init.kaiming_normal(key, m.weight.shape, mode='fan_out', nonlinearity='relu', dtype=m.weight.dtype))
             elif isinstance(m, (t2j.nn.BatchNorm2d, t2j.nn.GroupNorm)):
                 m = eqx.tree_at(lambda m: m.weight, m, t2j.init.constant(m.weight.shape, 1, dtype=m.weight.dtype))
                 m = eqx.tree_at(lambda m: m.bias, m, t2j.init.constant(m.bias.shape, 0, dtype=m.bias.dtype))
+            return m
+        key, subkey = jax.random.split(key)
+        t2j.apply_in_init(self, _update_m, pre_order=True, key=subkey)
 
         # Zero-initialize the last BN in each residual branch,
         # so that the residual branch starts with zeros, and each residual block behaves like an identity.
         if zero_init_residual:
-            for m in self.modules():
+            def _update_m2(m):
                 if isinstance(m, BasicBlock):
                     m = eqx.tree_at(lambda m: m.bn2.weight, m, t2j.init.constant(m.bn2.weight.shape, 0, dtype=m.bn2.weight.dtype))
+                return m
+            t2j.apply_in_init(self, _update_m2, pre_order=True)
 
     def _make_layer(self, block, planes, blocks, stride=1, *, key):
         norm_layer = self._norm_layer
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = t2j.nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride, key=key), norm_layer(planes * block.expansion))
+            key, subkey = jax.random.split(key)
+            downsample = t2j.nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride, key=subkey), norm_layer(planes * block.expansion))
 
         layers = []
-        layers.append(block(self.inplanes, planes, stride, downsample, norm_layer))
+        key, subkey = jax.random.split(key)
+        layers.append(block(self.inplanes, planes, stride, downsample, norm_layer, key=subkey))
         self.inplanes = planes * block.expansion
         for _ in range(1, blocks):
-            layers.append(block(self.inplanes, planes, norm_layer=norm_layer))
+            key, subkey = jax.random.split(key)
+            layers.append(block(self.inplanes, planes, norm_layer=norm_layer, key=subkey))
 
         return t2j.nn.Sequential(*layers)
 

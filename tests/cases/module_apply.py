@@ -59,3 +59,39 @@ def build_normal():
     model = Net(3, 64)
     model.apply(normal_init)
     return model
+
+
+class Residual(nn.Module):
+    def __init__(self, d, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(d, hidden)
+        self.fc2 = nn.Linear(hidden, d)
+
+    def forward(self, x):
+        return x + self.fc2(torch.relu(self.fc1(x)))
+
+
+class Stack(nn.Module):
+    """torchvision's builder style: the block class is an argument, and a `for m in self.modules()` init loop."""
+
+    def __init__(self, block, depth, d):
+        super().__init__()
+        self.blocks = self._make(block, depth, d)
+        self.head = nn.Linear(d, 1)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.constant_(m.weight, 0.01)
+                nn.init.constant_(m.bias, 0.1)
+        for m in self.modules():
+            if isinstance(m, Residual):
+                nn.init.zeros_(m.fc2.weight)
+
+    def _make(self, block, depth, d):
+        return nn.Sequential(*[block(d, 2 * d) for _ in range(depth)])
+
+    def forward(self, x):
+        return self.head(self.blocks(x))
+
+
+def build_stack():
+    return Stack(Residual, 2, 4)

@@ -16,13 +16,14 @@ from torch2jax.transform.names import dotted
 
 
 class ModuleApplyPass(Pass):
-    TRIGGERS = (".apply(",)
+    TRIGGERS = (".apply(", ".modules()")
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self.init_functions: set[str] = set()  # names (function or method) passed to a model's .apply()
         self.function_depth = 0
         self.in_init: list[bool] = []
+        self.generated: list[set[str]] = [set()]  # function names made in each enclosing function (unique there)
 
     def visit_Module(self, node: cst.Module) -> None:
         models = set(getattr(self.ctx.training_facts, "models", {}) or {})
@@ -32,9 +33,11 @@ class ModuleApplyPass(Pass):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.in_init.append(node.name.value == "__init__")
+        self.generated.append(set())
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
         self.in_init.pop()
+        self.generated.pop()
         if original.name.value not in self.init_functions or _returns_value(updated):
             return updated
         params = [p.name.value for p in updated.params.params if p.name.value != "self"]
@@ -43,6 +46,32 @@ class ModuleApplyPass(Pass):
         body = updated.body.visit(_BareReturns(params[0]))  # an early `return` hands the module back too
         ret = cst.SimpleStatementLine([cst.Return(cst.Name(params[0]))])
         return updated.with_changes(body=body.with_changes(body=[*body.body, ret]))
+
+    def leave_For(self, original: cst.For, updated: cst.For):
+        """`for m in self.modules(): <rebind m>` (torchvision's init loop) -> a function of m applied to every
+        submodule, in modules()'s pre-order."""
+        target, owner = _modules_loop(updated)
+        if target is None or not _rebinds(updated.body, target) or _has_break(updated.body):
+            return updated
+        fn_name, k = f"_update_{target}", 2
+        while fn_name in self.generated[-1]:
+            fn_name, k = f"_update_{target}{k}", k + 1
+        self.generated[-1].add(fn_name)
+        body = updated.body.visit(_BareReturns(target, also_continue=True))
+        fn = cst.FunctionDef(name=cst.Name(fn_name), params=cst.Parameters([cst.Param(cst.Name(target))]),
+                             body=body.with_changes(body=[*body.body, cst.SimpleStatementLine(
+                                 [cst.Return(cst.Name(target))])]),
+                             leading_lines=updated.leading_lines)
+        self.need("t2j")
+        if owner == "self":
+            if not (self.in_init and self.in_init[-1]):
+                return updated
+            call = f"t2j.apply_in_init(self, {fn_name}, pre_order=True)"
+        else:
+            call = f"{owner} = t2j.apply({owner}, {fn_name}, pre_order=True)"
+        self.report("T2J209", f"the loop over {owner}.modules() rebinds {target}: it became {fn_name}, applied to "
+                              "every submodule (Equinox modules are immutable)", original)
+        return cst.FlattenSentinel([fn, cst.parse_statement(call + "\n")])
 
     def leave_SimpleStatementLine(self, original, updated):
         if len(updated.body) != 1 or not isinstance(updated.body[0], cst.Expr):
@@ -110,9 +139,65 @@ def _returns_value(fn: cst.FunctionDef) -> bool:
     return bool(found)
 
 
+def _modules_loop(loop: cst.For) -> tuple[str | None, str | None]:
+    it = loop.iter
+    if not isinstance(loop.target, cst.Name) or loop.orelse is not None or not isinstance(it, cst.Call) \
+            or it.args or not isinstance(it.func, cst.Attribute) or it.func.attr.value != "modules":
+        return None, None
+    owner = dotted(it.func.value)
+    return (loop.target.value, owner) if owner is not None and "." not in owner else (None, None)
+
+
+def _rebinds(body, name: str) -> bool:
+    found = []
+
+    class V(cst.CSTVisitor):
+        def visit_FunctionDef(self, node) -> bool:
+            return False
+
+        def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+            if isinstance(node.target, cst.Name) and node.target.value == name:
+                found.append(node)
+
+    body.visit(V())
+    return bool(found)
+
+
+def _has_break(body) -> bool:
+    found = []
+
+    class V(cst.CSTVisitor):
+        def visit_For(self, node) -> bool:
+            return False
+
+        def visit_While(self, node) -> bool:
+            return False
+
+        def visit_FunctionDef(self, node) -> bool:
+            return False
+
+        def visit_Break(self, node) -> None:
+            found.append(node)
+
+    body.visit(V())
+    return bool(found)
+
+
 class _BareReturns(cst.CSTTransformer):
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, also_continue: bool = False) -> None:
         self.name = name
+        self.also_continue = also_continue  # a loop body become a function: `continue` returns the module
+
+    def visit_For(self, node) -> bool:
+        return not self.also_continue
+
+    def visit_While(self, node) -> bool:
+        return not self.also_continue
+
+    def leave_Continue(self, original, updated):
+        if not self.also_continue:
+            return updated
+        return cst.Return(cst.Name(self.name), whitespace_after_return=cst.SimpleWhitespace(" "))
 
     def visit_FunctionDef(self, node) -> bool:
         return False

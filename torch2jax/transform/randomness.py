@@ -491,7 +491,53 @@ class Analysis:
             return None
         cls = facts.model_params.get(cur.node.name.value, {}).get(name)
         info = self.classes.get(cls or "")
-        return self.callable_key(info) if info is not None else None
+        if info is not None:
+            return self.callable_key(info)
+        return self._passed_class_key(name, cur, 0)
+
+    def _passed_class_key(self, param: str, fs: Scope, depth: int) -> str | None:
+        """`block(...)` where `block` is a parameter of fs that its callers in this file fill with a class of
+        this file (`ResNet(BasicBlock, ...)` -> `self._make_layer(block, ...)` -> `block(inplanes, planes)`):
+        constructing it takes that class's key."""
+        if depth > MAX_DEPTH:
+            return None
+        positional = [p.name.value for p in fs.node.params.params]
+        if fs.kind == "method" and positional and positional[0] == fs.self_name:
+            positional = positional[1:]
+        for cs in self.scopes:
+            for call, _, _ in cs.cands:
+                if not isinstance(call, cst.Call) or self._call_target(call, cs) is not fs:
+                    continue
+                arg = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == param), None)
+                plain = [a.value for a in call.args if a.keyword is None and not a.star]
+                if arg is None and param in positional and positional.index(param) < len(plain):
+                    arg = plain[positional.index(param)]
+                if not isinstance(arg, cst.Name):
+                    continue
+                found = self._lookup(arg.value, cs)
+                if found and found[0] == "class":
+                    k = self.init_key(found[1])
+                elif found is None and cs.kind in ("function", "method"):
+                    k = self._passed_class_key(arg.value, cs, depth + 1) if arg.value in cs.params else None
+                else:
+                    k = None
+                if k:
+                    return k
+        return None
+
+    def _call_target(self, call: cst.Call, s: Scope) -> Scope | None:
+        """The function or method of this file that `call` runs (a class's __init__ for a construction)."""
+        f = call.func
+        if isinstance(f, cst.Name):
+            found = self._lookup(f.value, s)
+            if found and found[0] == "func":
+                return found[1]
+            if found and found[0] == "class":
+                return self.find_method(found[1], "__init__")
+        if isinstance(f, cst.Attribute) and isinstance(f.value, cst.Name) and s.cls is not None \
+                and f.value.value == s.self_name:
+            return self.find_method(s.cls, f.attr.value)
+        return None
 
     def _attr_call_key(self, f: cst.Attribute, s: Scope, depth: int) -> str | None:
         v, m = f.value, f.attr.value
@@ -1172,8 +1218,10 @@ def _used_as_value(scope_node: cst.CSTNode, name: str) -> bool:
         def visit_Call(self, n: cst.Call) -> bool:
             if not isinstance(n.func, cst.Name):
                 n.func.visit(self)
-            for a in n.args:
-                a.value.visit(self)
+            forwarding = dotted(n.func) in KEY_FORWARDING_CALLS  # t2j.apply(model, fn) hands fn a key per call
+            for i, a in enumerate(n.args):
+                if not (forwarding and i == 1):
+                    a.value.visit(self)
             return False
 
         def visit_FunctionDef(self, n: cst.FunctionDef) -> bool:
