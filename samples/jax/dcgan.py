@@ -19,11 +19,11 @@ def weights_init(m, *, key):
     classname = m.__class__.__name__
     if classname.find('Conv') != -1:
         key, subkey = jax.random.split(key)
-        m = eqx.tree_at(lambda m: m.weight, m, t2j.init.normal(subkey, jax.lax.stop_gradient(m.weight).shape, mean=0.0, std=0.02, dtype=jax.lax.stop_gradient(m.weight).dtype))
+        m = eqx.tree_at(lambda m: m.weight, m, t2j.init.normal(subkey, m.weight.shape, mean=0.0, std=0.02, dtype=m.weight.dtype))
     elif classname.find('BatchNorm') != -1:
         key, subkey = jax.random.split(key)
-        m = eqx.tree_at(lambda m: m.weight, m, t2j.init.normal(subkey, jax.lax.stop_gradient(m.weight).shape, mean=1.0, std=0.02, dtype=jax.lax.stop_gradient(m.weight).dtype))
-        m = eqx.tree_at(lambda m: m.bias, m, t2j.init.constant(jax.lax.stop_gradient(m.bias).shape, 0, dtype=jax.lax.stop_gradient(m.bias).dtype))
+        m = eqx.tree_at(lambda m: m.weight, m, t2j.init.normal(subkey, m.weight.shape, mean=1.0, std=0.02, dtype=m.weight.dtype))
+        m = eqx.tree_at(lambda m: m.bias, m, t2j.init.constant(m.bias.shape, 0, dtype=m.bias.dtype))
     return m
 
 

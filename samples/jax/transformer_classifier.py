@@ -73,11 +73,11 @@ class TransformerClassifier(eqx.Module):
     def init_weights(self, *, key):
         initrange = 0.1
         key, subkey = jax.random.split(key)
-        self.embedding.weight = jax.random.uniform(subkey, jax.lax.stop_gradient(self.embedding.weight).shape, jax.lax.stop_gradient(self.embedding.weight).dtype, minval=-initrange, maxval=initrange)  # torch2jax: T2J303 self.embedding.weight is set inside init_weights (called from __init__), but self.embedding is already built and frozen: set it in __init__ (eqx.tree_at) instead
-        self.embedding.weight = jax.lax.stop_gradient(self.embedding.weight).at[PAD_IDX].set(jnp.zeros_like(jax.lax.stop_gradient(self.embedding.weight)[PAD_IDX]))  # torch2jax: T2J303 self.embedding.weight is set inside init_weights (called from __init__), but self.embedding is already built and frozen: set it in __init__ (eqx.tree_at) instead
-        self.classifier.bias = jnp.zeros_like(jax.lax.stop_gradient(self.classifier.bias))  # torch2jax: T2J303 self.classifier.bias is set inside init_weights (called from __init__), but self.classifier is already built and frozen: set it in __init__ (eqx.tree_at) instead
+        self.embedding = eqx.tree_at(lambda m: m.weight, self.embedding, jax.random.uniform(subkey, self.embedding.weight.shape, self.embedding.weight.dtype, minval=-initrange, maxval=initrange))
+        self.embedding = eqx.tree_at(lambda m: m.weight, self.embedding, jax.lax.stop_gradient(self.embedding.weight).at[PAD_IDX].set(jnp.zeros_like(jax.lax.stop_gradient(self.embedding.weight)[PAD_IDX])))
+        self.classifier = eqx.tree_at(lambda m: m.bias, self.classifier, jnp.zeros_like(jax.lax.stop_gradient(self.classifier.bias)))
         key, subkey = jax.random.split(key)
-        self.classifier.weight = jax.random.uniform(subkey, jax.lax.stop_gradient(self.classifier.weight).shape, jax.lax.stop_gradient(self.classifier.weight).dtype, minval=-initrange, maxval=initrange)  # torch2jax: T2J303 self.classifier.weight is set inside init_weights (called from __init__), but self.classifier is already built and frozen: set it in __init__ (eqx.tree_at) instead
+        self.classifier = eqx.tree_at(lambda m: m.weight, self.classifier, jax.random.uniform(subkey, self.classifier.weight.shape, self.classifier.weight.dtype, minval=-initrange, maxval=initrange))
 
     def __call__(self, src, *, key=None):
         """

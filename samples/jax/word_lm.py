@@ -67,10 +67,10 @@ class RNNModel(eqx.Module):
     def init_weights(self, *, key):
         initrange = 0.1
         key, subkey = jax.random.split(key)
-        self.encoder.weight = t2j.init.uniform(subkey, self.encoder.weight.shape, a=-initrange, b=initrange, dtype=self.encoder.weight.dtype)
-        self.decoder.bias = t2j.init.zeros(self.decoder.bias.shape, dtype=self.decoder.bias.dtype)
+        self.encoder = eqx.tree_at(lambda m: m.weight, self.encoder, t2j.init.uniform(subkey, self.encoder.weight.shape, a=-initrange, b=initrange, dtype=self.encoder.weight.dtype))
+        self.decoder = eqx.tree_at(lambda m: m.bias, self.decoder, t2j.init.zeros(self.decoder.bias.shape, dtype=self.decoder.bias.dtype))
         key, subkey = jax.random.split(key)
-        self.decoder.weight = t2j.init.uniform(subkey, self.decoder.weight.shape, a=-initrange, b=initrange, dtype=self.decoder.weight.dtype)
+        self.decoder = eqx.tree_at(lambda m: m.weight, self.decoder, t2j.init.uniform(subkey, self.decoder.weight.shape, a=-initrange, b=initrange, dtype=self.decoder.weight.dtype))
 
     def __call__(self, input, hidden, *, key=None):
         key, subkey = t2j.split_key(key)

@@ -461,7 +461,7 @@ class InplacePass(Pass):
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self.classes.append(node.name.value)
         self.kinds.append("class")
-        self.init_helpers.setdefault(node.name.value, _init_helpers(node))
+        self.init_helpers.setdefault(node.name.value, init_helpers(node))
 
     def leave_ClassDef(self, original, updated):
         self.classes.pop()
@@ -1330,12 +1330,7 @@ class InplacePass(Pass):
         if facts is None or not facts.is_module(frame.class_name):
             return
         if frame.method in self.init_helpers.get(frame.class_name, ()):
-            if key.count(".") == 1:
-                return  # a field set by a helper that only __init__ calls: still initialisation
-            owner = key.rsplit(".", 1)[0]
-            self.report("T2J303", f"{key} is set inside {frame.method} (called from __init__), but {owner} is "
-                                  f"already built and frozen: set it in __init__ (eqx.tree_at) instead", node)
-            return
+            return  # a helper that only __init__ calls: still initialisation (a submodule's field: eqx.tree_at)
         self.report("T2J303", f"{key} is updated inside {frame.method}: Equinox modules are frozen after __init__; "
                               f"keep it as state (eqx.nn.State) or return the new value to the caller", node)
 
@@ -1630,7 +1625,7 @@ def _is_docstring(stmt) -> bool:
         and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
 
 
-def _init_helpers(cls: cst.ClassDef) -> set[str]:
+def init_helpers(cls: cst.ClassDef) -> set[str]:
     """Methods that `__init__` calls on self (transitively) and nothing else calls."""
     methods = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}
     calls: dict[str, set[str]] = {}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import libcst as cst
 
 from torch2jax.transform.base import Pass
+from torch2jax.transform.inplace import init_helpers
 from torch2jax.transform.names import dotted
 
 
@@ -46,12 +47,15 @@ class ModuleUpdatesPass(Pass):
         super().__init__(ctx)
         self.methods: list[str] = []
         self.class_depth = 0
+        self.initialising: list[set[str]] = []
 
     def visit_ClassDef(self, node) -> None:
         self.class_depth += 1
+        self.initialising.append({"__init__"} | init_helpers(node))  # __init__ and the methods only it calls
 
     def leave_ClassDef(self, original, updated):
         self.class_depth -= 1
+        self.initialising.pop()
         return updated
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
@@ -89,7 +93,7 @@ class ModuleUpdatesPass(Pass):
         root, path = chain
         method = self.methods[-1] if self.methods else ""
         if root == "self" and self.class_depth:
-            if method != "__init__" or path.count(".") + path.count("[") < 2:
+            if method not in self.initialising[-1] or path.count(".") + path.count("[") < 2:
                 return None  # a field set in __init__; elsewhere the in-place pass reports it
             first = path[1:].split(".")[0].split("[")[0]
             root, path = f"self.{first}", path[len(first) + 1:]

@@ -51,7 +51,7 @@ class OpsPass(Pass):
         self.inner: set[cst.CSTNode] = set()
         self.discarded: set[cst.CSTNode] = set()  # calls whose value is thrown away (expression statements)
         self.non_tensor_names = non_tensor_names or set()
-        self.metadata_reads: set[cst.CSTNode] = set()  # `x.data` in `x.data.shape`: no stop_gradient needed
+        self.metadata_reads: set[cst.CSTNode] = set()  # `x.data` in `x.data.shape`, `x.data.zero_()`: kept as x
 
     # --- bookkeeping on the way down
     def visit_Import(self, node) -> bool:
@@ -69,6 +69,12 @@ class OpsPass(Pass):
 
     def visit_Call(self, node: cst.Call) -> None:
         self.call_funcs.add(node.func)
+        func = node.func
+        if isinstance(func, cst.Attribute) and func.attr.value.endswith("_") and isinstance(func.value, cst.Attribute):
+            self.metadata_reads.add(func.value)  # x.data.uniform_(): only x's shape and dtype are read
+        if node.args and (self.scopes.qualname(func) or "").startswith("torch.nn.init.") \
+                and isinstance(node.args[0].value, cst.Attribute):
+            self.metadata_reads.add(node.args[0].value)  # nn.init.normal_(m.weight.data): a fill of that shape
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
         if node.attr.value in METADATA_ATTRS and isinstance(node.value, cst.Attribute):
@@ -141,7 +147,7 @@ class OpsPass(Pass):
         """`x.data` is x without autograd history: jax.lax.stop_gradient(x); just x where only its shape,
         dtype or size is read."""
         if original in self.metadata_reads:
-            self.report("T2J106", ".data dropped: only the shape or dtype is read", original)
+            self.report("T2J106", ".data dropped: only its shape and dtype are read", original)
             return updated.value
         self.report("T2J106", ".data -> jax.lax.stop_gradient: JAX differentiates only what a transformation asks "
                               "for", original)
