@@ -443,7 +443,7 @@ def relu(input, inplace=False):
 
 
 def relu6(input, inplace=False):
-    return jnp.clip(input, 0, 6)
+    return jax.nn.relu6(input)  # gradient 0 at 0 and 6 like torch's (jnp.clip's is 0.5)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
@@ -495,7 +495,10 @@ def softsign(input):
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
-    return jnp.clip(input, min_val, max_val)
+    # torch's gradient is 0 at and beyond the bounds (jnp.clip's is 0.5 at a bound); lax.clamp would do, but wants
+    # bounds of the input's dtype and nn.Hardtanh(-2, 2) passes ints
+    inside = (input > min_val) & (input < max_val)
+    return jnp.where(inside, input, jax.lax.stop_gradient(jnp.clip(input, min_val, max_val)))
 
 
 def hardsigmoid(input, inplace=False):
