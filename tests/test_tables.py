@@ -132,6 +132,8 @@ def _check_grads(f_torch, f_jax, arrays, expected, seed, rtol, expr):
 
     j_grads = jax.grad(scalar, argnums=tuple(range(len(float_idx))))(*(jnp.asarray(arrays[i]) for i in float_idx))
     for k, (tg, jg) in enumerate(zip(t_grads, j_grads)):
+        if tg is not None and tg.layout != torch.strided:  # F.embedding(sparse=True): compared as the dense gradient
+            tg = tg.to_dense()
         expected_grad = np.zeros_like(arrays[float_idx[k]]) if tg is None else tg.detach().numpy()
         np.testing.assert_allclose(np.asarray(jg), expected_grad, rtol=max(rtol, 1e-4), atol=max(rtol, 1e-4),
                                    err_msg=f"{expr}: gradient of input {float_idx[k]}")
@@ -164,8 +166,11 @@ def test_layer_matches_torch(record, expr):
     if stateful:
         j_layer, state = eqx.nn.make_with_state(lambda: build())()
         j_layer, state = t2j.load_state_dict(j_layer, t_layer.state_dict(), state=state)
+        # a train-mode call consumes the state it is given (Equinox refuses it afterwards): each call gets a copy
+        leaves, treedef = jax.tree.flatten(state)
+        fresh_state = lambda: jax.tree.unflatten(treedef, leaves)  # noqa: E731
     else:
-        j_layer, state = t2j.load_state_dict(build(), t_layer.state_dict()), None
+        j_layer, fresh_state = t2j.load_state_dict(build(), t_layer.state_dict()), lambda: None
     names = sorted(record.inputs)
     modes = ["eval"] if "Dropout" in record.name else ["eval", "train"]
     rtol = record.tol or 1e-4
@@ -180,7 +185,7 @@ def test_layer_matches_torch(record, expr):
             layer = eqx.nn.inference_mode(j_layer, mode == "eval")
             t_args = [torch.from_numpy(np.array(a)) for a in arrays]
             expected = t_layer(*t_args)
-            actual = layer(*map(jnp.asarray, arrays), state) if stateful else layer(*map(jnp.asarray, arrays))
+            actual = layer(*map(jnp.asarray, arrays), fresh_state()) if stateful else layer(*map(jnp.asarray, arrays))
             if stateful:
                 actual, new_state = actual
                 if mode == "train":  # the running statistics torch updated, in the returned state
@@ -188,12 +193,12 @@ def test_layer_matches_torch(record, expr):
                     for k, v in t_layer.state_dict().items():
                         np.testing.assert_allclose(got[k], v.numpy(), rtol=rtol, atol=rtol, err_msg=f"{expr}: {k}")
             assert_close(expected, actual, rtol, rtol, f"{expr} {mode} output")
-        _check_layer_grads(t_layer, layer, state, stateful, arrays, expected, rtol, expr)
+        _check_layer_grads(t_layer, layer, fresh_state, stateful, arrays, expected, rtol, expr)
 
     check()
 
 
-def _check_layer_grads(t_layer, j_layer, state, stateful, arrays, expected, rtol, expr):
+def _check_layer_grads(t_layer, j_layer, fresh_state, stateful, arrays, expected, rtol, expr):
     """Gradients of a random projection of the (first) output w.r.t. every parameter and floating input."""
     import equinox as eqx
 
@@ -205,16 +210,17 @@ def _check_layer_grads(t_layer, j_layer, state, stateful, arrays, expected, rtol
     cot = np.random.default_rng(0).standard_normal(out0.shape).astype(np.float32)
     t_args = [torch.from_numpy(np.array(a)).requires_grad_(a.dtype.kind == "f") for a in arrays]
     t_layer.zero_grad()
-    t_out = flatten_torch(t_layer(*t_args))[0]
+    # clones: an in-place layer (nn.ReLU(inplace=True)) may not write into a leaf that requires grad
+    t_out = flatten_torch(t_layer(*(t.clone() for t in t_args)))[0]
     (t_out * torch.from_numpy(cot)).sum().backward()
 
     def scalar(layer, *args):
-        out = layer(*args, state)[0] if stateful else layer(*args)
+        out = layer(*args, fresh_state())[0] if stateful else layer(*args)
         return jnp.sum(jax.tree.leaves(out)[0] * cot)
 
     float_idx = tuple(i + 1 for i, a in enumerate(arrays) if a.dtype.kind == "f")
     grads = eqx.filter_grad(lambda layer, *args: scalar(layer, *args))(j_layer, *map(jnp.asarray, arrays))
-    got = t2j.to_state_dict(grads)
+    got = t2j.to_state_dict(grads, fresh_state())  # buffers (read from the state) have no gradient to compare
     for name, p in t_layer.named_parameters():
         if p.grad is not None:
             np.testing.assert_allclose(got[name], p.grad.numpy(), rtol=max(rtol, 1e-4), atol=max(rtol, 1e-4),
