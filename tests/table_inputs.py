@@ -4,7 +4,8 @@ A spec is `dtype[shape]` with an optional value range: "float32[3,4]", "int64[5]
 "float32[3]:0.1..2" (positive), "float32[]" (a 0-d tensor), and optional words after it:
   signed   the range is of magnitudes, each value gets a random sign: "float32[3,4]:0.1..3 signed" keeps away from
            0 (kinks such as abs, or a divisor)
-  unique   no two values equal (sort/topk indices, where torch leaves the order of ties unspecified)
+  unique   no two values equal (sort/topk indices, where torch leaves the order of ties unspecified; normalisation
+           and std, where a constant group leaves only rounding noise, which torch and JAX round differently)
 Values are drawn by hypothesis.
 """
 from __future__ import annotations

@@ -333,6 +333,30 @@ def test_adaptive_pools_match_torch(size, out, seed):
     _close(F.adaptive_max_pool2d(jnp.asarray(x), out), TF.adaptive_max_pool2d(torch.as_tensor(x), out))
 
 
+@pytest.mark.parametrize("name,args,kwargs", [
+    ("adaptive_max_pool2d", (1,), {}), ("adaptive_max_pool2d", ((3, 2),), {}), ("adaptive_max_pool1d", (4,), {}),
+    ("max_pool2d", ((2, 3),), {"dilation": (1, 2)}), ("max_pool1d", (2,), {"dilation": 2}),
+    ("max_pool2d", (2,), {"stride": 1, "padding": 1, "dilation": 2}),
+    ("hardtanh", (), {}), ("hardtanh", (-2.0, 2.0), {}), ("relu6", (), {}),
+])
+def test_gradient_routing_at_ties_and_nan_matches_torch(name, args, kwargs):
+    """Small integers (many ties, values on the hardtanh/relu6 bounds) and, for the pools, NaNs: torch's gradient goes
+    to the first maximum of a pooling window in row-major order, or to its last NaN; hardtanh's is 0 at the bounds.
+    (Not hardtanh at NaN: torch's vectorised kernel gives 0 there, its scalar tail 1.)"""
+    rng = np.random.default_rng(0)
+    shape = (2, 3, 9) if name.endswith("1d") else (2, 3, 7, 6)
+    for nan_fraction in (0.0, 0.1) if "pool" in name else (0.0,):
+        x = rng.integers(-2, 7, shape).astype(np.float32)
+        x[rng.random(shape) < nan_fraction] = np.nan
+        tx = torch.tensor(x, requires_grad=True)
+        expected = getattr(TF, name)(tx, *args, **kwargs)
+        cot = _randn(rng, tuple(expected.shape))
+        (expected * torch.as_tensor(cot)).sum().backward()
+        actual, vjp = jax.vjp(lambda v: getattr(F, name)(v, *args, **kwargs), jnp.asarray(x))
+        np.testing.assert_array_equal(np.asarray(actual), expected.detach().numpy())
+        np.testing.assert_allclose(np.asarray(vjp(jnp.asarray(cot))[0]), tx.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
 @given(
     size=st.tuples(st.integers(1, 9), st.integers(1, 9)),
     target=st.one_of(

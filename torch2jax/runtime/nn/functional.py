@@ -197,7 +197,8 @@ def _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_i
         starts = [t * d for t, d in zip(tap, dilation)]
         limits = [start + (o - 1) * s + 1 for start, o, s in zip(starts, out_sizes, stride)]
         window = jax.lax.slice(padded, [0] * lead + starts, list(padded.shape[:lead]) + limits, (1,) * lead + stride)
-        out = window if out is None else jnp.maximum(out, window)
+        # torch's scan keeps the first maximum, or the last NaN: the gradient goes there (jnp.maximum splits ties)
+        out = window if out is None else jnp.where((window > out) | jnp.isnan(window), window, out)
     return out
 
 
@@ -259,9 +260,10 @@ def avg_pool3d(
 
 def _adaptive_pool(input, output_size, n, reduce):
     # torch's bins: output i covers [floor(i * size / out), ceil((i + 1) * size / out)). Rectangular bins are
-    # separable, so each spatial dim is reduced in turn: gather every bin padded to the longest, then mask.
+    # separable, so each spatial dim is reduced in turn: gather every bin padded to the longest, then mask. The last
+    # dim goes first, so that a max picking the first of ties per dim picks the first in row-major order, like torch.
     out_sizes = _ntuple(output_size, n)
-    for dim in range(n):
+    for dim in reversed(range(n)):
         axis = input.ndim - n + dim
         size = input.shape[axis]
         out = size if out_sizes[dim] is None else out_sizes[dim]
@@ -280,7 +282,13 @@ def _masked_mean(windows, mask, axis):
 
 
 def _masked_max(windows, mask, axis):
-    return jnp.where(mask, windows, -jnp.inf).max(axis)
+    # torch's gradient goes to one element of the bin, the one its scan keeps: the first maximum, or the last NaN
+    # (a NaN replaces the max, and so does any later NaN); jnp.max would share it among ties
+    windows = jnp.where(mask, windows, -jnp.inf)
+    nan = jnp.isnan(windows)
+    last_nan = windows.shape[axis] - 1 - jnp.argmax(jnp.flip(nan, axis), axis)
+    index = jnp.where(nan.any(axis), last_nan, jnp.argmax(windows, axis))
+    return jnp.take_along_axis(windows, jnp.expand_dims(index, axis), axis).squeeze(axis)
 
 
 def adaptive_avg_pool1d(input, output_size):
@@ -435,7 +443,7 @@ def relu(input, inplace=False):
 
 
 def relu6(input, inplace=False):
-    return jnp.clip(input, 0, 6)
+    return jax.nn.relu6(input)  # gradient 0 at 0 and 6 like torch's (jnp.clip's is 0.5)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
@@ -487,7 +495,10 @@ def softsign(input):
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
-    return jnp.clip(input, min_val, max_val)
+    # torch's gradient is 0 at and beyond the bounds (jnp.clip's is 0.5 at a bound); lax.clamp would do, but wants
+    # bounds of the input's dtype and nn.Hardtanh(-2, 2) passes ints
+    inside = (input > min_val) & (input < max_val)
+    return jnp.where(inside, input, jax.lax.stop_gradient(jnp.clip(input, min_val, max_val)))
 
 
 def hardsigmoid(input, inplace=False):
