@@ -12,3 +12,4 @@ from torch2jax.runtime.losses import *  # noqa: F401,F403  (torch.nn.functional 
 from torch2jax.runtime.random import Generator, cuda_manual_seed, fold_in, manual_seed, multinomial, split_key  # noqa: F401,E501
 from torch2jax.runtime.params import named_parameters, parameters, replace_parameters  # noqa: F401
 from torch2jax.runtime import data  # torch.utils.data without torch
+from torch2jax.runtime import amp, func, parallel  # torch.func helpers, mixed precision, data parallelism (issue 12)

@@ -640,9 +640,20 @@ class _ReturnThreader(cst.CSTTransformer):
         return updated.with_changes(value=cst.parse_expression(f"{self.threaded}, {_code(value)}"))
 
 
+def _unconditional(region: list) -> list:
+    """The statements of `region` with `with` blocks opened: their bodies always run, in order."""
+    out = []
+    for stmt in region:
+        if isinstance(stmt, cst.With) and isinstance(stmt.body, cst.IndentedBlock):
+            out += _unconditional(list(stmt.body.body))
+        else:
+            out.append(stmt)
+    return out
+
+
 def _defined_before_use(region: list, name: str) -> bool:
     """Whether the region assigns `name` before any statement of it reads `name`."""
-    for stmt in region:
+    for stmt in _unconditional(region):
         n = _names([stmt])
         if name in n.loads:
             return False
