@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import libcst as cst
 
-from torch2jax.transform.base import Pass, marker_text
+from torch2jax.transform.base import Pass, add_marker, marker_text
 from torch2jax.transform.names import dotted
+from torch2jax.transform.reduction_kind import MEAN, NEUTRAL, SUM, KindFinder
 from torch2jax.transform.transforms import _arg, _code, _effects, _Rename, _stmt
 
 DDP = {"torch.nn.parallel.DistributedDataParallel", "torch.nn.parallel.distributed.DistributedDataParallel",
@@ -70,6 +71,7 @@ class ParallelPass(Pass):
         self.world_names: set[str] = set()
         self.changed = False
         self.active = False
+        self.module_node: cst.Module | None = None
         self.pending: list = []  # diagnostics on removed statements: a comment above the next statement
 
     def report_removed(self, code: str, message: str, stmt) -> None:
@@ -81,6 +83,7 @@ class ParallelPass(Pass):
             self.pending.append(d)
 
     def visit_Module(self, node: cst.Module) -> None:
+        self.module_node = node
         code = node.code
         self.active = "distributed" in code or "DataParallel" in code or "multiprocessing" in code
         if not self.active:
@@ -223,30 +226,43 @@ class ParallelPass(Pass):
             if notes and not replacement and not rest:
                 for d in notes:
                     self._markers[-1].append(d)
-            elif notes:
-                comments = [cst.EmptyLine(indent=True, comment=cst.Comment("# " + marker_text(d))) for d in notes]
-                if replacement:
-                    replacement[0] = replacement[0].with_changes(leading_lines=comments)
-                else:
-                    rest[0] = rest[0].with_changes(leading_lines=comments + list(rest[0].leading_lines))
-            if stmt.leading_lines:
-                if replacement:
-                    replacement[0] = replacement[0].with_changes(leading_lines=stmt.leading_lines)
-                elif rest:
-                    rest[0] = rest[0].with_changes(leading_lines=list(stmt.leading_lines) + list(rest[0].leading_lines))
+                notes = []
+            comments = [cst.EmptyLine(indent=True, comment=cst.Comment("# " + marker_text(d))) for d in notes]
+            lead = list(stmt.leading_lines) + comments  # what was above the statement goes above what follows
+            if lead and replacement:
+                replacement[0] = self._carry(replacement[0].with_changes(
+                    leading_lines=lead + list(replacement[0].leading_lines)), replacement[0])
+            elif lead and rest:
+                rest = [self._carry(rest[0].with_changes(leading_lines=lead + list(rest[0].leading_lines)),
+                                    rest[0])] + rest[1:]
             body = out + replacement + rest
             out = out + replacement
             i = len(out)
         return out
 
+    def _left(self, stmt, code: str, message: str, rest):
+        """The statement kept as it is, with the diagnostic's marker on its own line (a block rewrite reports
+        from the enclosing statement, whose line would otherwise get the marker)."""
+        pos = self.ctx.positions.get(stmt)
+        line, col = (pos.start.line, pos.start.column) if pos else self._where[-1]
+        d = self.ctx.report(code, message, line, col)
+        return [self._carry(add_marker(stmt, [d]), stmt)], rest
+
+    def _carry(self, new, old):
+        """`new` (built from `old`) reports at `old`'s source position."""
+        pos = self.ctx.positions.get(old)
+        if pos is not None:
+            self.ctx.positions.setdefault(new, pos)
+        return new
+
     def _statement(self, stmt, call, target, qual, rest):
         """(replacement statements, the rest of the block) or (None, None) to keep the statement."""
+        small = stmt.body[0] if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 else None
+        if isinstance(small, cst.Assign) and len(small.targets) == 1 and _env_key(small.targets[0].target) in \
+                LAUNCH_ENV:
+            self.report("T2J611", "launcher rendezvous address removed: one process drives every device", stmt)
+            return [], rest
         if call is None:
-            small = stmt.body[0] if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 else None
-            if isinstance(small, cst.Assign) and len(small.targets) == 1 and _env_key(small.targets[0].target) in \
-                    LAUNCH_ENV:
-                self.report("T2J611", "launcher rendezvous address removed: one process drives every device", stmt)
-                return [], rest
             return None, None
         if qual in INIT:
             self.need("jax")
@@ -258,8 +274,14 @@ class ParallelPass(Pass):
             return [], rest
         if qual in SYNC_BN | DDP | FSDP and isinstance(target, cst.Name):
             wrapped = _arg(call, 0, "module") or _arg(call, 0, "model")
-            if not isinstance(wrapped, cst.Name):
+            if wrapped is None:
                 return None, None
+            built = []
+            if not isinstance(wrapped, cst.Name):
+                # model = DDP(Net().to(rank)): the model is built first under the wrapper's name (the training
+                # pass then sees a Net), and wrapped next
+                built = [self._carry(_stmt(f"{target.value} = {_code(wrapped)}"), stmt)]
+                wrapped = target
             model, alias = wrapped.value, target.value
             if alias != model:
                 rest = [s.visit(_Rename(f"{alias}.module", model, self.ctx.positions))
@@ -269,18 +291,18 @@ class ParallelPass(Pass):
             if qual in SYNC_BN:
                 self.report("T2J612", "convert_sync_batchnorm removed: BatchNorm statistics of the global batch "
                                       "are SyncBatchNorm's", stmt)
-                return ([] if alias == model else [_stmt(f"{alias} = {model}")][:0]), rest
+                return built, rest
             self.need("t2j")
             if qual in FSDP:
                 self.report("T2J613", "FSDP -> t2j.parallel.fsdp: each large parameter is split over the 'data' "
                                       "axis along its largest divisible dimension (ZeRO-3); its auto_wrap_policy, "
                                       "mixed_precision, cpu_offload and sharding_strategy are not translated: "
                                       "decide which layers to shard and how", stmt)
-                return [_stmt(f"{model} = t2j.parallel.fsdp({model}, {self._mesh()})")], rest
+                return built + [_stmt(f"{model} = t2j.parallel.fsdp({model}, {self._mesh()})")], rest
             self.report("T2J612", f"{qual.rsplit('.', 1)[1]} -> parameters replicated over the mesh; the jitted step "
                                   "on sharded global batches needs no wrapper (XLA all-reduces the gradients)" +
                         (f"; `{alias}` is `{model}` from here on" if alias != model else ""), stmt)
-            return [_stmt(f"{model} = t2j.parallel.replicate({model}, {self._mesh()})")], rest
+            return built + [_stmt(f"{model} = t2j.parallel.replicate({model}, {self._mesh()})")], rest
         if qual in FULLY_SHARD and target is None:
             model = _arg(call, 0, "module")
             if isinstance(model, cst.Name):
@@ -289,10 +311,10 @@ class ParallelPass(Pass):
                                       "to shard and how", stmt)
                 return [_stmt(f"{model.value} = t2j.parallel.fsdp({model.value}, {self._mesh()})")], rest
         if qual in TENSOR_PARALLEL:
-            self.report("T2J614", "tensor parallelism: a parallelize plan has no automatic translation; build a "
-                                  "mesh with a 'model' axis and place each weight with NamedSharding (e.g. "
-                                  "P(None, 'model') for a column-parallel Linear), then jit", stmt)
-            return None, None
+            return self._left(stmt, "T2J614", "tensor parallelism: a parallelize plan has no automatic translation; "
+                                              "build a mesh with a 'model' axis and place each weight with "
+                                              "NamedSharding (e.g. P('model', None) for a column-parallel Linear's "
+                                              "weight in torch's (out, in) layout), then jit", rest)
         if qual in REDUCE and target is None:
             return self._all_reduce(stmt, call, rest)
         if qual in BROADCAST and target is None:
@@ -316,22 +338,43 @@ class ParallelPass(Pass):
         return None, None
 
     def _all_reduce(self, stmt, call, rest):
+        """all_reduce / reduce of a value computed on the global batch: what it becomes depends on whether the
+        value is a per-sample mean or a sum over samples (reduction_kind.py)."""
         tensor = _arg(call, 0, "tensor")
         if not isinstance(tensor, cst.Name):
-            self.report("T2J616", "all_reduce of an expression: compute it on the global batch instead, or use "
-                                  "jax.shard_map with t2j.parallel.all_reduce", stmt)
-            return None, None
+            return self._left(stmt, "T2J617", "all_reduce of an expression: left as it is; reduce a named value "
+                                              "computed on the global batch, or use jax.shard_map with "
+                                              "t2j.parallel.all_reduce", rest)
         name = tensor.value
-        op = _code(_arg(call, 1, "op") or cst.Name("SUM"))
-        if rest and self._divides(rest[0], name):
-            self.report_removed("T2J615", f"all_reduce + division by the world size removed: {name} is computed on the "
-                                  "global batch, which is already the mean over ranks", stmt)
+        op = _code(_arg(call, 1, "op") or cst.Name("SUM")).rsplit(".", 1)[-1].upper()
+        scope = self.functions[-1] if self.functions else self.module_node
+        functions = {s.name.value: s for s in self.module_node.body if isinstance(s, cst.FunctionDef)}
+        kind = KindFinder(scope, self.qual, functions).name_kind(name)
+        divided = bool(rest) and self._divides(rest[0], name)
+        world = "jax.device_count()"
+        if op == "SUM" and kind in (MEAN, NEUTRAL) and divided:
+            self.report_removed("T2J615", f"all_reduce + division by the world size removed: {name} is a mean "
+                                          "computed on the global batch, the mean over ranks already", stmt)
             return [], rest[1:]
-        mean = "AVG" in op
-        self.report_removed("T2J616", f"all_reduce removed: {name} is computed on the global batch, which already "
-                              f"{'averages' if mean else 'reduces'} over what the ranks held (check that it is a "
-                              "batch sum/mean/max, not a value that depends on the rank)", stmt)
-        return [], rest
+        if op == "SUM" and kind in (MEAN, NEUTRAL):
+            self.need("jax")
+            self.report("T2J615", f"all_reduce(SUM) of a mean -> {name} * the world size: {name} is computed on the "
+                                  "global batch (the mean over ranks), and torch sums the ranks' values", stmt)
+            return [self._carry(_stmt(f"{name} = {name} * {world}"), stmt)], rest
+        if op == "SUM" and kind == SUM or op == "AVG" and kind in (MEAN, NEUTRAL):
+            self.report_removed("T2J615", f"all_reduce removed: {name} is a {kind} computed on the global batch, "
+                                          f"which is already the {'sum' if op == 'SUM' else 'mean'} over ranks", stmt)
+            return [], rest
+        if op == "AVG" and kind == SUM:
+            self.need("jax")
+            self.report("T2J615", f"all_reduce(AVG) of a sum -> {name} / the world size: {name} is computed on the "
+                                  "global batch (the sum over ranks)", stmt)
+            return [self._carry(_stmt(f"{name} = {name} / {world}"), stmt)], rest
+        what = "all_reduce + division by the world size removed" if divided else "all_reduce removed"
+        self.report_removed("T2J616", f"{what}: {name} is computed on the global batch and taken to be what the {op} "
+                                      f"over ranks gives; cannot tell whether it is a batch mean or a sum (check, or "
+                                      "reduce it with t2j.parallel.all_reduce inside jax.shard_map)", stmt)
+        return [], rest[1:] if divided else rest
 
     def _divides(self, stmt, name: str) -> bool:
         """`x /= world_size`, `x = x / world_size`, `x.div_(world_size)` (by a world-size name or call)."""
