@@ -16,6 +16,7 @@ import torch2jax.runtime as t2j
 from torch2jax import translate
 
 CASE = Path(__file__).parent / "cases" / "func_transforms.py"
+ALIASES = Path(__file__).parent / "cases" / "func_aliases.py"
 RNG = np.random.default_rng(0)
 
 
@@ -28,10 +29,10 @@ def _imports_torch(code: str) -> bool:
     return False
 
 
-@pytest.fixture(scope="module")
-def both():
-    source = CASE.read_text()
-    result = translate(source, filename=str(CASE))
+def _load(case: Path):
+    """(torch namespace, translated namespace, translation) of a case file; the translation must import no torch."""
+    source = case.read_text()
+    result = translate(source, filename=str(case))
     errors = [d.format() for d in result.diagnostics if d.severity == "error"]
     assert not errors, "\n".join(errors) + "\n" + result.code
     assert not _imports_torch(result.code), result.code
@@ -39,6 +40,11 @@ def both():
     exec(compile(source, "torch_version", "exec"), torch_ns)
     exec(compile(result.code, "jax_version", "exec"), jax_ns)
     return torch_ns, jax_ns, result
+
+
+@pytest.fixture(scope="module")
+def both():
+    return _load(CASE)
 
 
 def _arrays(*shapes):
@@ -155,6 +161,83 @@ def test_translation_reads_like_jax(both):
     assert not re.search(r"\b[xw]\.grad\b", code)
     codes = {d.code for d in result.diagnostics}
     assert {"T2J604", "T2J605"} <= codes
+
+
+# ------------------------------------------------------------------ the same idioms written other ways
+
+@pytest.fixture(scope="module")
+def aliases():
+    return _load(ALIASES)
+
+
+# (function, input shapes, whether torch's outputs are differentiable: autograd.grad without create_graph=True
+# returns values with no graph, where JAX's stay differentiable)
+ALIAS_FUNCTIONS = [
+    ("per_sample_grads", [(3, 2), (2,), (5, 3), (5, 2)], True),
+    ("per_sample_grads_tf", [(3,), (5, 3), (5,)], True),
+    ("batched_dot", [(4, 3), (4, 3)], True),
+    ("batched_dot_kw", [(4, 3), (4, 3)], True),
+    ("in_out_dims", [(3, 4), (4, 2)], True),
+    ("in_out_positional", [(2, 5), (3,)], True),
+    ("value_grad", [(3,), (4, 3)], True),
+    ("value_grad_direct", [(3,), (4, 3)], True),
+    ("value_grad_aux", [(5,)], True),
+    ("jacs", [(3,), (3, 2)], True),
+    ("hessian_diag", [(4,)], True),
+    ("hessian_diag_fwdrev", [(4,)], True),
+    ("autograd_clone", [(4,)], False),
+    ("autograd_clone_detach", [(2, 3), (3,)], False),
+    ("autograd_create_graph", [(4,)], True),
+    ("grad_tuple_inputs", [(2, 3), (3, 2)], False),
+    ("grad_ones_like", [(4,)], False),
+    ("tensor_leaf", [(3,)], False),
+    ("backward_expression", [(4,)], False),
+]
+
+
+@pytest.mark.parametrize("name,shapes,grads", ALIAS_FUNCTIONS, ids=[f[0] for f in ALIAS_FUNCTIONS])
+def test_alias_function_matches_torch(aliases, name, shapes, grads):
+    torch_ns, jax_ns, _ = aliases
+    arrays = _arrays(*shapes)
+    expected = torch_ns[name](*[torch.from_numpy(a.copy()) for a in arrays])
+    actual = jax_ns[name](*map(jnp.asarray, arrays))
+    _close(expected, actual, 1e-5, 1e-5, name)
+    if grads:
+        _check_grads(torch_ns[name], jax_ns[name], arrays, name)
+
+
+def _mlps(torch_ns, jax_ns, n):
+    torch.manual_seed(1)
+    t_models = [torch_ns["SimpleMLP"]() for _ in range(n)]
+    j_models = [t2j.load_state_dict(jax_ns["SimpleMLP"](key=jax.random.key(i)), m.state_dict())
+                for i, m in enumerate(t_models)]
+    return t_models, j_models
+
+
+def test_alias_per_sample_grads_of_a_model(aliases):
+    """The torch.func tutorial's recipe: functional_call on {name: param} dicts, vmap over grad."""
+    torch_ns, jax_ns, result = aliases
+    assert "t2j.named_parameters(model)" in result.code and "t2j.named_buffers(model)" in result.code
+    (t_model,), (j_model,) = _mlps(torch_ns, jax_ns, 1)
+    (x,) = _arrays((6, 4))
+    y = RNG.integers(0, 3, 6)
+    expected = torch_ns["sample_grads"](t_model, torch.from_numpy(x), torch.from_numpy(y))
+    actual = jax_ns["sample_grads"](j_model, jnp.asarray(x), jnp.asarray(y))
+    assert expected.keys() == actual.keys()
+    for k in expected:
+        assert actual[k].shape == (6, *expected[k].shape[1:])
+        np.testing.assert_allclose(np.asarray(actual[k]), expected[k].numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+@pytest.mark.parametrize("name,shape", [("ensemble", (5, 4)), ("ensemble_params_only", (5, 4)),
+                                        ("ensemble_own_batches", (3, 5, 4))])
+def test_alias_ensembles(aliases, name, shape):
+    """Outputs of every member, and the gradient of the outputs with respect to the input."""
+    torch_ns, jax_ns, _ = aliases
+    t_models, j_models = _mlps(torch_ns, jax_ns, 3)
+    (x,) = _arrays(shape)
+    _close(torch_ns[name](t_models, torch.from_numpy(x)), jax_ns[name](j_models, jnp.asarray(x)), 1e-5, 1e-5, name)
+    _check_grads(lambda t: torch_ns[name](t_models, t), lambda a: jax_ns[name](j_models, a), [x], name)
 
 
 def _translate(source: str):

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import equinox as eqx
 import torch2jax.runtime as t2j
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -234,8 +233,7 @@ class VisionTransformer(eqx.Module):
             m = eqx.tree_at(lambda m: m.bias, m, t2j.init.constant(m.bias.shape, 0, dtype=m.bias.dtype))
             m = eqx.tree_at(lambda m: m.weight, m, t2j.init.constant(m.weight.shape, 1.0, dtype=m.weight.dtype))
 
-    @torch.jit.ignore
-    def no_weight_decay(self):  # torch2jax: T2J101 torch.jit.ignore has no JAX mapping
+    def no_weight_decay(self):
         return {'pos_embed', 'cls_token'}
 
     def forward_features(self, x, *, key):

@@ -50,6 +50,9 @@ COMPILE_DECORATORS = COMPILE_WRAPPERS | {"torch.jit.ignore", "torch.jit.unused",
 VMAP = {"torch.func.vmap", "torch.vmap", "torch._functorch.apis.vmap"}
 GRAD_AND_VALUE = {"torch.func.grad_and_value"}
 STACK_MODULE_STATE = {"torch.func.stack_module_state"}
+FUNCTIONAL_CALL = {"torch.func.functional_call", "torch.nn.utils.stateless.functional_call"}
+# model.named_parameters() feeding functional_call: an Equinox module has no such method
+NAMED_ARRAYS = {"named_parameters": "t2j.named_parameters", "named_buffers": "t2j.named_buffers"}
 AUTOGRAD_GRAD = {"torch.autograd.grad"}
 GRAD_SCALERS = {"torch.cuda.amp.GradScaler", "torch.amp.GradScaler", "torch.cpu.amp.GradScaler",
                 "torch.amp.grad_scaler.GradScaler"}
@@ -220,6 +223,35 @@ def _backward_slice(prev: list, needed: set[str], inputs: set[str]):
     return chosen
 
 
+def _tensor_grad_reads(stmts: list) -> list[str]:
+    """Names whose .grad these statements read, less the loop variables over a module's parameters (a manual
+    optimizer step, `for p in model.parameters(): p.data.add_(p.grad, ...)`, is the training loop's business)."""
+    reads, param_loops = [], set()
+
+    class V(cst.CSTVisitor):
+        def visit_For(self, node: cst.For) -> None:
+            it = node.iter
+            if isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute) \
+                    and it.func.attr.value in ("parameters", "named_parameters"):
+                param_loops.update(_target_names(node.target))
+
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            if node.attr.value == "grad" and isinstance(node.value, cst.Name):
+                reads.append(node.value.value)
+
+    for s in stmts:
+        s.visit(V())
+    return [n for n in reads if n not in param_loops]
+
+
+def _target_names(target) -> set[str]:
+    if isinstance(target, cst.Name):
+        return {target.value}
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return set().union(*(_target_names(e.value) for e in target.elements))
+    return set()
+
+
 class _Rename(CarryPositions):
     """Rename a name (or a dotted path such as `x.grad`) in the nodes it visits; they keep their source positions."""
 
@@ -263,11 +295,17 @@ class TransformsPass(Pass):
         self.functions: list[cst.FunctionDef] = []
         self.changed_names = False
         self.alias_calls: set[cst.Call] = set()
+        self.functional = False  # the file calls functional_call: parameter dicts by torch name are built here
+        self.loop_iters: set[cst.CSTNode] = set()  # `for p in model.parameters()`: the module-updates pass's
 
     # ----- scopes
     def visit_Module(self, node: cst.Module) -> None:
         self.module_node = node
         self.scalers = self._find_scalers(node)
+        self.functional = "functional_call" in node.code
+
+    def visit_For(self, node: cst.For) -> None:
+        self.loop_iters.add(node.iter)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.ctx.scopes.push(node)
@@ -547,7 +585,7 @@ class TransformsPass(Pass):
         output = call.func.value
         read_grads = [n for n in leaves if any(f"{n}.grad" in _code(s) for s in after)]
         if not leaves or not read_grads:
-            if any(".grad" in _code(s) for s in after):
+            if _tensor_grad_reads(after):
                 self.report("T2J606", "backward() outside a training step: cannot tell which tensors' .grad are read "
                                       "(mark them with requires_grad_() in this block); use jax.grad by hand", stmt)
             return None
@@ -576,7 +614,8 @@ class TransformsPass(Pass):
             self.report("T2J605", "torch accumulates .grad over several backward() calls; here each backward() "
                                   "gives fresh gradients (add them up explicitly)", stmt)
         self.report("T2J605", f"backward() -> jax.grad of {name}, the computation of {_code(output)} from {args} "
-                              f"lifted into a function; {', '.join(f'{n}.grad' for n in inputs)} -> {targets}", stmt)
+                              f"lifted into a function; {', '.join(f'{n}.grad' for n in inputs)} -> "
+                              f"{', '.join(f'{n}_grad' for n in inputs)}", stmt)
         new_body, j = self._place(body, i, fn, chosen, moved, _stmt(line))
         return new_body[:j] + after, j
 
@@ -646,6 +685,13 @@ class TransformsPass(Pass):
             self.alias_calls.add(value)  # `fast = torch.compile(model)`: resolved as an alias by the block rewrite
 
     def leave_Call(self, original: cst.Call, updated: cst.Call):
+        func = original.func
+        if self.functional and isinstance(func, cst.Attribute) and func.attr.value in NAMED_ARRAYS \
+                and not original.args and original not in self.loop_iters:
+            self.need("t2j")
+            self.report("T2J604", f"{func.attr.value}() -> {NAMED_ARRAYS[func.attr.value]}: (torch name, array) "
+                                  "pairs of the Equinox model, the names functional_call takes", original)
+            return cst.Call(cst.parse_expression(NAMED_ARRAYS[func.attr.value]), [cst.Arg(updated.func.value)])
         qual = self.qual(original.func)
         wrapped = next((a.value for a in updated.args if a.keyword is None and not a.star), None) or \
             _arg(updated, None, "model") or _arg(updated, None, "obj") or _arg(updated, None, "func")
