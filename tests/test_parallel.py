@@ -116,8 +116,10 @@ def test_ddp_script_matches_torch_gloo(tmp_path):
     code = out.read_text()
     assert _torch_imports(code) == [], code
     assert 'jax.sharding.Mesh(jax.devices(), ("data",))' in code
-    assert "t2j.parallel.DataLoader(" in code and "mesh=" in code and "t2j.parallel.replicate(model" in code
     body = code.split('"""', 2)[2]  # after the docstring
+    assert "t2j.parallel.DataLoader(" in body and "mesh=" in body and "net = t2j.parallel.replicate(net" in body
+    assert "ddp_model" not in body and ".data.shape" not in body  # the wrapper is the model; .data is the array
+    assert "model, opt_state, loss = train_step(" in body  # in train_epoch, whose model is the caller's ddp_model
     assert "spawn" not in body and "all_reduce" not in body and ".module" not in body
     (tmp_path / "spy.py").write_text(SPY)
     jax_run = subprocess.Popen([sys.executable, str(tmp_path / "spy.py"), str(out)], stdout=subprocess.PIPE,
@@ -135,6 +137,17 @@ def test_ddp_script_matches_torch_gloo(tmp_path):
         np.testing.assert_allclose(_numbers(j_line), _numbers(t_line), atol=2e-6, err_msg=j_line)
     # every batch the loaders yielded was split over both devices along the data axis
     assert "SHARDINGS [(\"P('data',)\", 2)]" in jax_out, jax_out[-500:]
+
+
+def test_ddp_around_a_constructor_call():
+    source = ("import torch\nimport torch.nn as nn\nimport torch.distributed as dist\n"
+              "from torch.nn.parallel import DistributedDataParallel as DDP\n\n\n"
+              "def run(rank, net_cls):\n    dist.init_process_group('gloo', rank=rank, world_size=2)\n"
+              "    model = DDP(nn.Linear(3, 2).to(rank), device_ids=None)\n    return model.module(torch.ones(3))\n")
+    result = translate(source, filename="t.py")
+    assert _torch_imports(result.code) == []
+    assert "model = t2j.nn.Linear(3, 2" in result.code and "model = t2j.parallel.replicate(model, mesh)" in result.code
+    assert "return model(jnp.ones(3))" in result.code
 
 
 def test_ddp_train_case_translation():

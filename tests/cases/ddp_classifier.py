@@ -1,5 +1,6 @@
-"""Data-parallel training written another way than ddp_train.py: a setup() helper, DistributedDataParallel around
-the constructor call, a loss module, SGD with momentum; rank 0 prints every step's loss twice (the all-reduced sum
+"""Data-parallel training written another way than ddp_train.py: a setup() helper, the training loop in a function
+whose model parameter is named otherwise than the caller's DDP wrapper, weights set through `.data`, a loss module,
+SGD with momentum; rank 0 prints every step's loss twice (the all-reduced sum
 divided when printed, and the all-reduce + `/= world_size` idiom), the accuracy of a distributed evaluation (counts
 all-reduced in one tensor) and of an evaluation on rank 0 alone through `.module`. Weights come from numpy so torch
 and the translation start from the same point. Usage: python ddp_classifier.py [master_port]."""
@@ -28,10 +29,11 @@ def cleanup():
 class Classifier(nn.Module):
     def __init__(self, d_in=5, hidden=12, classes=4):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+        self.hidden = nn.Linear(d_in, hidden)
+        self.out = nn.Linear(hidden, classes)
 
     def forward(self, x):
-        return self.net(x)
+        return self.out(torch.relu(self.hidden(x)))
 
 
 def data(n, seed):
@@ -51,44 +53,50 @@ def evaluate(model, loader):
     return correct, seen
 
 
+def train_epoch(model, loader, criterion, optimizer, epoch, world_size):
+    model.train()
+    for i, (inputs, labels) in enumerate(loader):
+        optimizer.zero_grad()
+        outputs = model(inputs)
+        loss = criterion(outputs, labels)
+        loss.backward()
+        optimizer.step()
+        summed = torch.tensor([loss.item()])
+        dist.all_reduce(summed, op=dist.ReduceOp.SUM)
+        avg = loss.detach().clone()
+        dist.all_reduce(avg)
+        avg /= world_size
+        if dist.get_rank() == 0:
+            print(f"epoch {epoch} step {i} loss {summed.item() / dist.get_world_size():.6f} {avg.item():.6f}")
+
+
 def run(rank, world_size, port):
     setup(rank, world_size, port)
     train_set = data(64, 0)
     sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, seed=5)
     loader = DataLoader(train_set, batch_size=4, shuffle=False, sampler=sampler)
-    model = DistributedDataParallel(Classifier())
+    net = Classifier()
     rng = np.random.default_rng(7)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.tensor(rng.uniform(-0.5, 0.5, size=tuple(p.shape)), dtype=torch.float32))
+    net.hidden.weight.data.copy_(torch.tensor(rng.uniform(-0.5, 0.5, size=(12, 5)), dtype=torch.float32))
+    net.hidden.bias.data.zero_()
+    net.out.weight.data.copy_(torch.tensor(rng.uniform(-0.5, 0.5, size=(4, 12)), dtype=torch.float32))
+    net.out.bias.data.fill_(0.1)
+    ddp_model = DistributedDataParallel(net)
     criterion = nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.8)
+    optimizer = torch.optim.SGD(ddp_model.parameters(), lr=0.05, momentum=0.8)
     for epoch in range(2):
         sampler.set_epoch(epoch)
-        model.train()
-        for i, (inputs, labels) in enumerate(loader):
-            optimizer.zero_grad()
-            outputs = model(inputs)
-            loss = criterion(outputs, labels)
-            loss.backward()
-            optimizer.step()
-            summed = torch.tensor([loss.item()])
-            dist.all_reduce(summed, op=dist.ReduceOp.SUM)
-            avg = loss.detach().clone()
-            dist.all_reduce(avg)
-            avg /= world_size
-            if dist.get_rank() == 0:
-                print(f"epoch {epoch} step {i} loss {summed.item() / dist.get_world_size():.6f} {avg.item():.6f}")
+        train_epoch(ddp_model, loader, criterion, optimizer, epoch, world_size)
 
-    model.eval()
+    ddp_model.eval()
     test_set = data(40, 1)
     eval_loader = DataLoader(test_set, batch_size=8, sampler=DistributedSampler(test_set, shuffle=False))
-    correct, seen = evaluate(model, eval_loader)
+    correct, seen = evaluate(ddp_model, eval_loader)
     counts = torch.tensor([correct, seen])
     dist.all_reduce(counts)
     if rank == 0:
         print(f"distributed accuracy {counts[0].item() / counts[1].item():.4f}")
-        correct, seen = evaluate(model.module, DataLoader(test_set, batch_size=10))
+        correct, seen = evaluate(ddp_model.module, DataLoader(test_set, batch_size=10))
         print(f"rank 0 accuracy {correct / seen:.4f}")
     dist.barrier()
     cleanup()

@@ -11,8 +11,9 @@ value becomes then depends on the value's kind:
 value_kind() follows the assignments of a name in its function (all of them, in any order) down to the calls that
 make it, and into what the file's own functions return: losses with the default reduction and .mean() give "mean";
 .sum(), .numel(), .size(0), .shape[0] and len() give "sum"; .item(), .detach(), torch.tensor(...) and the like keep
-their argument's kind; literals and torch.zeros(...) are neutral (an accumulator's start). None when the sources
-disagree or are not seen.
+their argument's kind; literals and torch.zeros(...) are neutral (an accumulator's start); a loss whose maker is
+not seen (a criterion passed in) but on which backward() is called is taken as a mean, the losses' default. None
+when the sources disagree or are not seen.
 """
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ class _Assignments(cst.CSTVisitor):
 
     def __init__(self) -> None:
         self.values: dict[str, list[cst.BaseExpression]] = {}
+        self.backward: set[str] = set()  # loss.backward(): the names differentiated
 
     def visit_FunctionDef(self, node) -> bool:
         return False
@@ -112,13 +114,18 @@ class _Assignments(cst.CSTVisitor):
     def visit_For(self, node: cst.For) -> None:
         self._add(node.target, None)
 
+    def visit_Call(self, node: cst.Call) -> None:
+        if isinstance(node.func, cst.Attribute) and node.func.attr.value == "backward" \
+                and isinstance(node.func.value, cst.Name):
+            self.backward.add(node.func.value.value)
+
 
 class KindFinder:
     def __init__(self, scope: cst.CSTNode, qual, functions: dict | None = None) -> None:
         finder = _Assignments()
         body = scope.body if isinstance(scope, cst.FunctionDef) else scope
         body.visit(finder)
-        self.values = finder.values
+        self.values, self.backward = finder.values, finder.backward
         self.qual = qual  # node -> torch qualified name (the pass's scopes)
         self.functions = functions or {}  # the file's module-level functions, by name: what their calls return
         self._busy: set[str] = set()  # names of this scope being followed (x += x.sum() refers to itself)
@@ -150,10 +157,13 @@ class KindFinder:
             return None
         self._busy.add(name)
         try:
-            return _combine(self._element(v) if isinstance(v, _Element) else self.kind(v) if v is not None else None
+            kind = _combine(self._element(v) if isinstance(v, _Element) else self.kind(v) if v is not None else None
                             for v in values)
         finally:
             self._busy.discard(name)
+        if kind is None and name in self.backward:
+            return MEAN  # the loss DDP averages gradients of: a batch mean (the losses' default reduction)
+        return kind
 
     def _element(self, element: _Element) -> str | None:
         return self._returned(element.of, element.index) if isinstance(element.of, cst.Call) else None
@@ -189,7 +199,7 @@ class KindFinder:
         if isinstance(op, (cst.Divide, cst.FloorDivide)):
             if left == SUM and right == SUM:
                 return MEAN  # correct / total
-            return left if right == NEUTRAL else None
+            return left  # a rescaling (by the world size, a number of batches) keeps the kind
         return None
 
     def _call(self, call: cst.Call) -> str | None:
