@@ -584,7 +584,7 @@ GOLDEN = [
     ("view_zero", "x[0].zero_()", "x = x.at[0].set(0)"),
     ("transpose_view", "x.t().mul_(2)", "x = x.t().mul(2).t()"),
     ("reshape_view", "x.view(-1).add_(1)", "x = x.view(-1).add(1).reshape(x.shape)"),
-    ("data", "p.data.add_(g, alpha=-lr)", "p = p.data.add(g, alpha=-lr)"),
+    ("data", "p.data.add_(g, alpha=-lr)", "p = p.add(g, alpha=-lr)"),  # p.data is p
     ("out", "torch.add(a, b, out=c)", "c = torch.add(a, b)"),
     ("function_", "torch.relu_(x)", "x = torch.relu(x)"),
     ("inplace_kw", "F.relu(x, inplace=True)", "x = F.relu(x)"),

@@ -73,11 +73,11 @@ class TransformerClassifier(eqx.Module):
     def init_weights(self, *, key):
         initrange = 0.1
         key, subkey = jax.random.split(key)
-        self.embedding.weight = jax.random.uniform(subkey, self.embedding.weight.data.shape, self.embedding.weight.data.dtype, minval=-initrange, maxval=initrange)  # torch2jax: T2J303 self.embedding.weight is set inside init_weights (called from __init__), but self.embedding is already built and frozen: set it in __init__ (eqx.tree_at) instead
+        self.embedding.weight = jax.random.uniform(subkey, self.embedding.weight.shape, self.embedding.weight.dtype, minval=-initrange, maxval=initrange)  # torch2jax: T2J303 self.embedding.weight is set inside init_weights (called from __init__), but self.embedding is already built and frozen: set it in __init__ (eqx.tree_at) instead
         self.embedding.weight = self.embedding.weight.data.at[PAD_IDX].set(jnp.zeros_like(self.embedding.weight.data[PAD_IDX]))  # torch2jax: T2J303 self.embedding.weight is set inside init_weights (called from __init__), but self.embedding is already built and frozen: set it in __init__ (eqx.tree_at) instead
-        self.classifier.bias = jnp.zeros_like(self.classifier.bias.data)  # torch2jax: T2J303 self.classifier.bias is set inside init_weights (called from __init__), but self.classifier is already built and frozen: set it in __init__ (eqx.tree_at) instead
+        self.classifier.bias = jnp.zeros_like(self.classifier.bias)  # torch2jax: T2J303 self.classifier.bias is set inside init_weights (called from __init__), but self.classifier is already built and frozen: set it in __init__ (eqx.tree_at) instead
         key, subkey = jax.random.split(key)
-        self.classifier.weight = jax.random.uniform(subkey, self.classifier.weight.data.shape, self.classifier.weight.data.dtype, minval=-initrange, maxval=initrange)  # torch2jax: T2J303 self.classifier.weight is set inside init_weights (called from __init__), but self.classifier is already built and frozen: set it in __init__ (eqx.tree_at) instead
+        self.classifier.weight = jax.random.uniform(subkey, self.classifier.weight.shape, self.classifier.weight.dtype, minval=-initrange, maxval=initrange)  # torch2jax: T2J303 self.classifier.weight is set inside init_weights (called from __init__), but self.classifier is already built and frozen: set it in __init__ (eqx.tree_at) instead
 
     def __call__(self, src, *, key=None):
         """
