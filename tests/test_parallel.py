@@ -213,3 +213,21 @@ dist.all_reduce(stats[0])""")
     errors = [d for d in result.diagnostics if d.code == "T2J617"]
     assert errors and errors[0].severity == "error"
     assert "dist.all_reduce(stats[0])  # torch2jax: T2J617" in result.code
+
+
+def test_fsdp_tensor_parallel_and_all_gather_are_marked_on_their_statements():
+    result, codes = _run_body("""
+model = FSDP(model)
+tp = parallelize_module(model, None, {})
+out = model(torch.ones(4, 8))
+gathered = [torch.zeros_like(out) for _ in range(world_size)]
+dist.all_gather(gathered, out)""".replace("FSDP", "torch.distributed.fsdp.FullyShardedDataParallel").replace(
+        "parallelize_module", "torch.distributed.tensor.parallel.parallelize_module"))
+    lines = result.code.splitlines()
+    assert {"T2J613", "T2J614", "T2J616"} <= codes
+    assert not [line for line in lines if line.startswith("def ") and "torch2jax:" in line]  # not on the def line
+    i = next(k for k, line in enumerate(lines) if "t2j.parallel.fsdp(model, mesh)" in line)
+    assert "T2J613" in lines[i] or "T2J613" in lines[i - 1]
+    assert any("parallelize_module(" in line and "T2J614" in line for line in lines)
+    i = next(k for k, line in enumerate(lines) if "gathered = t2j.parallel.split_global(out, len(gathered))" in line)
+    assert "T2J616" in lines[i] or "T2J616" in lines[i - 1]

@@ -217,9 +217,13 @@ class ParallelPass(Pass):
             stmt = body[i]
             call, target = self._call_of(stmt)
             qual = self.qual(call.func) if call is not None else None
+            # markers of what _statement reports belong to this statement, not to the enclosing one's line
+            self._markers.append([])
             replacement, rest = self._statement(stmt, call, target, qual, body[i + 1:])
+            self.pending += self._markers.pop()
             if replacement is None:
-                out.append(stmt)
+                out.append(add_marker(stmt, self.pending) if self.pending else stmt)
+                self.pending = []
                 i += 1
                 continue
             notes, self.pending = self.pending, []
