@@ -231,3 +231,13 @@ dist.all_gather(gathered, out)""".replace("FSDP", "torch.distributed.fsdp.FullyS
     assert any("parallelize_module(" in line and "T2J614" in line for line in lines)
     i = next(k for k, line in enumerate(lines) if "gathered = t2j.parallel.split_global(out, len(gathered))" in line)
     assert "T2J616" in lines[i] or "T2J616" in lines[i - 1]
+
+
+def test_no_sync_context_is_removed():
+    result, codes = _run_body("""
+ddp = torch.nn.parallel.DistributedDataParallel(model)
+for x, y in loader:
+    with ddp.no_sync():
+        out = ddp(x)
+    print(out)""")
+    assert "no_sync" not in result.code and "        out = model(x)\n        print(out)" in result.code

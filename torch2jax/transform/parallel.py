@@ -182,6 +182,20 @@ class ParallelPass(Pass):
                 return cst.parse_expression(f"{_code(fn)}(jax.process_index(){rest})")
         return updated
 
+    def leave_With(self, original: cst.With, updated: cst.With):
+        """`with ddp_model.no_sync():` (gradient accumulation without the all-reduce) and `with ddp_model.join():`
+        -> the body: one program over the global batch has no per-rank gradients to hold back or ranks to join."""
+        item = original.items[0].item if len(original.items) == 1 else None
+        if not (self.active and isinstance(item, cst.Call) and isinstance(item.func, cst.Attribute)
+                and item.func.attr.value in ("no_sync", "join") and original.items[0].asname is None
+                and isinstance(updated.body, cst.IndentedBlock)):
+            return updated
+        self.report("T2J612", f"DDP's {item.func.attr.value}() context removed: the step on the global batch "
+                              "reduces the gradients where XLA needs them", original)
+        stmts = list(updated.body.body)
+        stmts[0] = stmts[0].with_changes(leading_lines=list(updated.leading_lines) + list(stmts[0].leading_lines))
+        return cst.FlattenSentinel(stmts)
+
     # ----- statements
     def leave_IndentedBlock(self, original, updated):
         if not self.active:
