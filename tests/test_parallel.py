@@ -241,3 +241,14 @@ for x, y in loader:
         out = ddp(x)
     print(out)""")
     assert "no_sync" not in result.code and "        out = model(x)\n        print(out)" in result.code
+
+
+def test_reduce_to_rank_zero_of_a_count():
+    result, codes = _run_body("""
+correct = 0
+for xb, yb in loader:
+    correct += (model(xb).argmax(1) == yb).sum().item()
+t = torch.tensor(correct)
+dist.reduce(t, 0)
+print(t.item())""")
+    assert "T2J615" in codes and "T2J616" not in codes and "reduce" not in result.code

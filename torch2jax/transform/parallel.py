@@ -334,7 +334,7 @@ class ParallelPass(Pass):
                                               "NamedSharding (e.g. P('model', None) for a column-parallel Linear's "
                                               "weight in torch's (out, in) layout), then jit", rest)
         if qual in REDUCE and target is None:
-            return self._all_reduce(stmt, call, rest)
+            return self._all_reduce(stmt, call, rest, op_position=2 if qual.endswith(".reduce") else 1)
         if qual in BROADCAST and target is None:
             self.report_removed("T2J615", f"{qual.rsplit('.', 1)[1]} removed: one program holds one value", stmt)
             return [], rest
@@ -355,7 +355,7 @@ class ParallelPass(Pass):
                 return [_stmt(f"{out.value} = {_code(value)}")], rest
         return None, None
 
-    def _all_reduce(self, stmt, call, rest):
+    def _all_reduce(self, stmt, call, rest, op_position=1):
         """all_reduce / reduce of a value computed on the global batch: what it becomes depends on whether the
         value is a per-sample mean or a sum over samples (reduction_kind.py)."""
         tensor = _arg(call, 0, "tensor")
@@ -364,7 +364,7 @@ class ParallelPass(Pass):
                                               "computed on the global batch, or use jax.shard_map with "
                                               "t2j.parallel.all_reduce", rest)
         name = tensor.value
-        op = _code(_arg(call, 1, "op") or cst.Name("SUM")).rsplit(".", 1)[-1].upper()
+        op = _code(_arg(call, op_position, "op") or cst.Name("SUM")).rsplit(".", 1)[-1].upper()  # reduce(t, dst, op)
         scope = self.functions[-1] if self.functions else self.module_node
         functions = {s.name.value: s for s in self.module_node.body if isinstance(s, cst.FunctionDef)}
         kind = KindFinder(scope, self.qual, functions).name_kind(name)
