@@ -18,12 +18,20 @@ from torch2jax.transform.module_updates import ModuleUpdatesPass
 from torch2jax.transform.modules import ModulePass
 from torch2jax.transform.names import ImportCollector, Scopes, module_level_rebinds
 from torch2jax.transform.ops import OpsPass
+from torch2jax.transform.parallel import ParallelPass
 from torch2jax.transform.randomness import RandomnessPass
 from torch2jax.transform.training import TrainingPass
 from torch2jax.transform.training_facts import collect_training_facts
+from torch2jax.transform.transforms import AmpPass, TransformsPass
 
-PASSES = (GradModePass, InplacePass, ModuleUpdatesPass, TrainingPass, ModulePass, ModuleApplyPass, OpsPass,
-          RandomnessPass)
+# ParallelPass and TransformsPass run on torch-level code before the in-place and training passes: they resolve
+# wrapper aliases (DDP(model), torch.compile(model)) and re-collect the training facts, turn GradScaler calls into
+# plain backward()/step(), and lift imperative autograd (requires_grad_ ... autograd.grad / backward) into
+# functions before the in-place pass drops requires_grad_ and the training pass looks for backward() + step().
+# AmpPass runs after the training pass, so the autocast blocks it rewrites are already inside the jitted step and
+# the model calls there already take their keys; the module and ops passes then translate what it produced.
+PASSES = (GradModePass, ParallelPass, TransformsPass, InplacePass, ModuleUpdatesPass, TrainingPass, AmpPass,
+          ModulePass, ModuleApplyPass, OpsPass, RandomnessPass)
 
 
 def _python_syntax_error(source: str) -> tuple[int, int, str] | None:

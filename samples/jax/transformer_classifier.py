@@ -75,7 +75,7 @@ class TransformerClassifier(eqx.Module):
         key, subkey = jax.random.split(key)
         self.embedding = eqx.tree_at(lambda m: m.weight, self.embedding, jax.random.uniform(subkey, self.embedding.weight.shape, self.embedding.weight.dtype, minval=-initrange, maxval=initrange))
         self.embedding = eqx.tree_at(lambda m: m.weight, self.embedding, jax.lax.stop_gradient(self.embedding.weight).at[PAD_IDX].set(jnp.zeros_like(jax.lax.stop_gradient(self.embedding.weight)[PAD_IDX])))
-        self.classifier = eqx.tree_at(lambda m: m.bias, self.classifier, jnp.zeros_like(jax.lax.stop_gradient(self.classifier.bias)))
+        self.classifier = eqx.tree_at(lambda m: m.bias, self.classifier, jnp.zeros_like(self.classifier.bias))
         key, subkey = jax.random.split(key)
         self.classifier = eqx.tree_at(lambda m: m.weight, self.classifier, jax.random.uniform(subkey, self.classifier.weight.shape, self.classifier.weight.dtype, minval=-initrange, maxval=initrange))
 

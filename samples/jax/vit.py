@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import equinox as eqx
 import torch2jax.runtime as t2j
-import torch
 import torch.nn.functional as F
 
 
@@ -235,8 +234,7 @@ class VisionTransformer(eqx.Module):
             m = eqx.tree_at(lambda m: m.weight, m, t2j.init.constant(m.weight.shape, 1.0, dtype=m.weight.dtype))
         return m
 
-    @torch.jit.ignore
-    def no_weight_decay(self):  # torch2jax: T2J101 torch.jit.ignore has no JAX mapping
+    def no_weight_decay(self):
         return {'pos_embed', 'cls_token'}
 
     def forward_features(self, x, *, key):

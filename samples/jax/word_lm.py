@@ -182,7 +182,7 @@ def train(model, train_data, criterion, lr, args, epoch, global_step, *, key):
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)  # torch2jax: T2J101 torch.nn.utils.clip_grad_norm_ has no JAX mapping
         new_params = []
         for p in t2j.parameters(model):
-            p = jnp.add(jax.lax.stop_gradient(p), (-lr) * p.grad)
+            p = jnp.add(p, (-lr) * p.grad)
             new_params.append(p)
         model = t2j.replace_parameters(model, new_params)
 

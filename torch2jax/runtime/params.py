@@ -10,8 +10,8 @@ import equinox as eqx
 import jax
 
 
-def _own_and_children(node, prefix: str):
-    """(name, getter path) for the parameters under `node`, in torch's order."""
+def _own_and_children(node, prefix: str, buffers_wanted: bool = False):
+    """(name, getter path) for the parameters (or the buffers) under `node`, in torch's order."""
     own, children = [], []
     if isinstance(node, eqx.Module):
         buffers = set(getattr(type(node), "_t2j_buffers", ()))
@@ -20,8 +20,8 @@ def _own_and_children(node, prefix: str):
             value = getattr(node, name, None)
             key = prefix if name == transparent else f"{prefix}{name}."
             path = (("attr", name),)
-            if eqx.is_inexact_array(value):
-                if name not in buffers:
+            if eqx.is_array(value):
+                if (name in buffers) == buffers_wanted and (buffers_wanted or eqx.is_inexact_array(value)):
                     own.append((f"{prefix}{name}", path))
             elif value is not None:
                 children.append((key, path, value))
@@ -31,7 +31,7 @@ def _own_and_children(node, prefix: str):
         children = [(f"{prefix}{k}.", (("item", k),), v) for k, v in node.items()]
     out = list(own)
     for key, path, value in children:
-        out += [(n, path + p) for n, p in _own_and_children(value, key)]
+        out += [(n, path + p) for n, p in _own_and_children(value, key, buffers_wanted)]
     return out
 
 
@@ -44,6 +44,12 @@ def _get(node, path):
 def named_parameters(model) -> list[tuple[str, jax.Array]]:
     """torch's `model.named_parameters()`: (dotted name, array) in torch's order."""
     return [(name, _get(model, path)) for name, path in _own_and_children(model, "")]
+
+
+def named_buffers(model) -> list[tuple[str, jax.Array]]:
+    """torch's `model.named_buffers()` for buffers held as fields (register_buffer); BatchNorm's running
+    statistics live in Equinox state and are not listed."""
+    return [(name, _get(model, path)) for name, path in _own_and_children(model, "", buffers_wanted=True)]
 
 
 def parameters(model) -> list[jax.Array]:

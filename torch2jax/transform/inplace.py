@@ -1035,6 +1035,8 @@ class InplacePass(Pass):
 
     def functional(self, name: str, receiver: cst.BaseExpression, args: list[cst.Arg], node):
         """The out-of-place expression for `receiver.<name>(args)` (an in-place method)."""
+        while isinstance(receiver, cst.Attribute) and receiver.attr.value in IDENTITY_ATTRS:
+            receiver = receiver.value  # m.fc.weight.data is m.fc.weight (and a module's array has no .data)
         methods = self.ctx.tables.methods
         base = name[:-1]
         if name == "zero_" and not args:

@@ -426,6 +426,9 @@ class TrainingPass(Pass):
         return new_body, r0 + len(hoister.hoisted) + 1 + len(moved) + len(others)
 
     def _optimized_model(self, optimizer: str) -> str:
+        trainer = self.facts.trainers.get(self.functions[-1].name.value) if self.functions else None
+        if trainer is not None and trainer.optimizer_param == optimizer:
+            return trainer.model_param  # inside a trainer, its parameters (the caller may call its model otherwise)
         opt = self.facts.optimizer(optimizer)
         if opt is not None and opt.model:
             return opt.model
