@@ -20,6 +20,7 @@ from torch2jax.transform.ops import OpsPass
 from torch2jax.transform.randomness import RandomnessPass
 from torch2jax.transform.training import TrainingPass
 from torch2jax.transform.training_facts import collect_training_facts
+from torch2jax.transform.walk import Transformer, Visitor
 
 PASSES = (GradModePass, InplacePass, ModuleUpdatesPass, TrainingPass, ModulePass, OpsPass, RandomnessPass)
 
@@ -100,7 +101,7 @@ def _suppressed_statements(module: cst.Module, positions: dict) -> dict:
     """The `# torch2jax: skip` statements, by their (line, column) in the input."""
     found = {}
 
-    class Find(cst.CSTVisitor):
+    class Find(Visitor):
         def on_visit(self, node) -> bool:
             if suppressed(node) and node in positions:
                 found[(positions[node].start.line, positions[node].start.column)] = node
@@ -111,7 +112,7 @@ def _suppressed_statements(module: cst.Module, positions: dict) -> dict:
     return found
 
 
-class _RestoreSuppressed(cst.CSTTransformer):
+class _RestoreSuppressed(Transformer):
     """After the passes: a statement rebuilt from a `# torch2jax: skip` one (a pass that rewrites whole blocks does
     not go through Pass.on_visit for each statement) is put back as it was."""
 

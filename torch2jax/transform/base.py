@@ -11,6 +11,7 @@ from torch2jax.diagnostics import Diagnostic
 from torch2jax.mappings import Tables
 from torch2jax.transform.module_facts import ModuleFacts
 from torch2jax.transform.names import Scopes
+from torch2jax.transform.walk import Transformer
 
 MARKER = "torch2jax:"
 SKIP = re.compile(r"#.*\btorch2jax:\s*skip\b")  # `# torch2jax: skip`: leave this statement (or file) as it is
@@ -70,7 +71,7 @@ class FileContext:
         return d
 
 
-class Pass(cst.CSTTransformer):
+class Pass(Transformer):
     """A transformer that knows where it is in the original source and marks the statements it reports on."""
 
     # source words without which the pass has nothing to do: a cheap test that saves a whole tree walk
@@ -134,7 +135,7 @@ class Pass(cst.CSTTransformer):
         self.ctx.needed_imports.update(names)
 
 
-class CarryPositions(cst.CSTTransformer):
+class CarryPositions(Transformer):
     """A helper transformer inside a pass: the nodes it rebuilds keep the source positions of the originals."""
 
     def __init__(self, positions: dict) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import libcst as cst
 
 from torch2jax.transform.names import dotted
+from torch2jax.transform.walk import Transformer, Visitor
 
 IMPORT_LINES = {
     "jax": "import jax",
@@ -18,7 +19,7 @@ IMPORT_LINES = {
 ORDER = list(IMPORT_LINES)
 
 
-class _UsedNames(cst.CSTVisitor):
+class _UsedNames(Visitor):
     def __init__(self) -> None:
         self.used: set[str] = set()
 
@@ -48,7 +49,7 @@ def _local(alias: cst.ImportAlias) -> str:
     return alias.asname.name.value if alias.asname else dotted(alias.name).split(".")[0]
 
 
-class _Prune(cst.CSTTransformer):
+class _Prune(Transformer):
     def __init__(self, used: set[str]) -> None:
         self.used = used
 

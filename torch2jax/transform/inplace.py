@@ -33,6 +33,7 @@ from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import BUILTIN_CLASH
 from torch2jax.transform.templates import BindError, bind, paren
+from torch2jax.transform.walk import Transformer, Visitor
 
 # Tensor in-place methods of torch (beyond those named in the tables): recognised even without a record, so that
 # a missing mapping is reported rather than left silently.
@@ -153,7 +154,7 @@ def _is_true(node: cst.BaseExpression | None) -> bool:
 def _names_in(node: cst.CSTNode) -> set[str]:
     found: set[str] = set()
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_Name(self, n: cst.Name) -> None:
             found.add(n.value)
 
@@ -172,7 +173,7 @@ def _names_in(node: cst.CSTNode) -> set[str]:
 def _has_call(node: cst.CSTNode) -> bool:
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_Call(self, n) -> None:
             found.append(n)
 
@@ -204,7 +205,7 @@ class ScopeFacts:
     assign_lines: dict[str, list[int]] = field(default_factory=dict)  # name -> lines of plain assignments
 
 
-class _FactsCollector(cst.CSTVisitor):
+class _FactsCollector(Visitor):
     def __init__(self, pass_: "InplacePass", root: cst.CSTNode) -> None:
         self.p = pass_
         self.root = root
@@ -585,7 +586,7 @@ class InplacePass(Pass):
         found = []
         pass_ = self
 
-        class V(cst.CSTVisitor):
+        class V(Visitor):
             def visit_Call(self, n: cst.Call) -> None:
                 if pass_.mutation_kind(n) is not None:
                     found.append(n)
@@ -1566,7 +1567,7 @@ class InplacePass(Pass):
         return False
 
 
-class _Hoister(cst.CSTTransformer):
+class _Hoister(Transformer):
     """Rewrites the in-place calls of one expression, post-order (Python's evaluation order)."""
 
     def __init__(self, owner: InplacePass, pre: list) -> None:
@@ -1616,7 +1617,7 @@ class _Hoister(cst.CSTTransformer):
         in torch. A bare reference does not count: it is the same tensor object, which torch updates too."""
         inside: set[int] = set()
 
-        class V(cst.CSTVisitor):
+        class V(Visitor):
             def on_visit(self, node) -> bool:
                 inside.add(id(node))
                 return True
@@ -1637,7 +1638,7 @@ def _init_helpers(cls: cst.ClassDef) -> set[str]:
     for name, fn in methods.items():
         found: set[str] = set()
 
-        class V(cst.CSTVisitor):
+        class V(Visitor):
             def visit_Call(self, n: cst.Call) -> None:
                 if isinstance(n.func, cst.Attribute) and isinstance(n.func.value, cst.Name) \
                         and n.func.value.value == "self" and n.func.attr.value in methods:
@@ -1658,7 +1659,7 @@ def _init_helpers(cls: cst.ClassDef) -> set[str]:
 def _all_refs(node: cst.CSTNode) -> list[cst.BaseExpression]:
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_Name(self, n) -> None:
             found.append(n)
 

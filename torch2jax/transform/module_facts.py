@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from torch2jax.transform.names import Scopes, dotted
+from torch2jax.transform.walk import Visitor
 
 MODULE_BASES = {"torch.nn.Module", "torch.nn.modules.module.Module"}
 # torch layers whose forward updates buffers: Equinox state
@@ -109,7 +110,7 @@ def literal_type(node: cst.BaseExpression) -> str | None:
 def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_Call(self, n: cst.Call) -> None:
             found.append(n)
 
@@ -117,7 +118,7 @@ def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
     return found
 
 
-class _Collector(cst.CSTVisitor):
+class _Collector(Visitor):
     def __init__(self, scopes: Scopes, known: ModuleFacts) -> None:
         self.scopes = scopes
         self.facts = known

@@ -19,6 +19,7 @@ import libcst as cst
 
 from torch2jax.transform.base import Pass
 from torch2jax.transform.names import dotted
+from torch2jax.transform.walk import Visitor
 
 
 def _code(node: cst.CSTNode) -> str:
@@ -137,7 +138,7 @@ class ModuleUpdatesPass(Pass):
 def _rebinds(block, name: str) -> bool:
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
             if isinstance(node.target, cst.Name) and node.target.value == name:
                 found.append(node)

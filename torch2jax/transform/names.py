@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import libcst as cst
 
+from torch2jax.transform.walk import Visitor
+
 
 def dotted(node: cst.BaseExpression) -> str | None:
     """`a.b.c` as a string, or None when the expression is not a plain dotted name."""
@@ -25,7 +27,7 @@ def root_name(node: cst.BaseExpression) -> str | None:
     return node.value if isinstance(node, cst.Name) else None
 
 
-class ImportCollector(cst.CSTVisitor):
+class ImportCollector(Visitor):
     """Collects every import in the file: local name -> qualified name."""
 
     def __init__(self) -> None:
@@ -54,7 +56,7 @@ class ImportCollector(cst.CSTVisitor):
             self.aliases[local] = f"{module}.{name}"
 
 
-class _Binder(cst.CSTVisitor):
+class _Binder(Visitor):
     """Names bound inside one function body (not descending into nested functions or classes)."""
 
     def __init__(self) -> None:

@@ -38,6 +38,7 @@ import libcst as cst
 from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER
+from torch2jax.transform.walk import Transformer, Visitor
 
 SEED_FUNCS = frozenset({"t2j.manual_seed"})
 CUDA_SEED_FUNCS = frozenset({"t2j.cuda_manual_seed"})
@@ -113,7 +114,7 @@ def is_placeholder(node) -> bool:
 def _names_in(node: cst.CSTNode, skip_defs: bool = False) -> set[str]:
     out: set[str] = set()
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_Name(self, n: cst.Name) -> None:
             out.add(n.value)
 
@@ -373,7 +374,7 @@ class Analysis:
     def _collect(self, node, s: Scope, covered: bool, top) -> None:
         analysis = self
 
-        class V(cst.CSTVisitor):
+        class V(Visitor):
             def on_visit(self, n) -> bool:
                 if isinstance(n, cst.BaseSuite) and n is not node:
                     return False
@@ -722,7 +723,7 @@ class _Rewriter:
         rw = self
         found: list = []
 
-        class V(cst.CSTVisitor):
+        class V(Visitor):
             def on_visit(self, n) -> bool:
                 if isinstance(n, cst.BaseSuite) and n is not node:
                     return False
@@ -872,7 +873,7 @@ class _Rewriter:
         """A draw in a class body runs once, at class creation, where no key is threaded: a fixed key."""
         found = []
 
-        class V(cst.CSTVisitor):
+        class V(Visitor):
             def visit_Name(self, n) -> None:
                 if is_placeholder(n):
                     found.append(n)
@@ -1139,7 +1140,7 @@ def _used_as_value(scope_node: cst.CSTNode, name: str) -> bool:
     """Whether `name` appears in scope_node other than as a called function or the def's own name."""
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_Call(self, n: cst.Call) -> bool:
             if not isinstance(n.func, cst.Name):
                 n.func.visit(self)
@@ -1187,7 +1188,7 @@ def _first_position(positions: dict, node):
     return None
 
 
-class _NameSwap(cst.CSTTransformer):
+class _NameSwap(Transformer):
     def __init__(self, mapping: dict) -> None:
         self.mapping = mapping
 
@@ -1195,7 +1196,7 @@ class _NameSwap(cst.CSTTransformer):
         return self.mapping.get(original, updated)
 
 
-class _Replacer(cst.CSTTransformer):
+class _Replacer(Transformer):
     """Puts keys into one statement's units (by node identity) and swaps in already-rewritten blocks."""
 
     def __init__(self, rw: _Rewriter, s: Scope, mapping: dict, suites: dict) -> None:

@@ -14,6 +14,7 @@ from functools import cache
 import libcst as cst
 
 from torch2jax.mappings import ALWAYS_IGNORED, Record
+from torch2jax.transform.walk import Transformer, Visitor
 
 ATOMIC = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.Imaginary,
           cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.List, cst.Dict, cst.Set,
@@ -94,7 +95,7 @@ def parsed(template: str) -> tuple[cst.BaseExpression, frozenset, frozenset]:
     expr = cst.parse_expression(template)
     droppable, used = set(), set()
 
-    class Scan(cst.CSTVisitor):
+    class Scan(Visitor):
         def visit_Arg(self, node: cst.Arg) -> bool:
             if (node.keyword is not None or node.star == "*") and isinstance(node.value, cst.Name):
                 droppable.add(node.value.value)
@@ -134,7 +135,7 @@ def paren(node: cst.BaseExpression) -> cst.BaseExpression:
     return node.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
 
 
-class _Substitute(cst.CSTTransformer):
+class _Substitute(Transformer):
     def __init__(self, values: dict[str, cst.BaseExpression], missing: set[str],
                  varargs: dict[str, list[cst.Arg]]) -> None:
         self.values = values

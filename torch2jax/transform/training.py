@@ -25,6 +25,7 @@ from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER
 from torch2jax.transform.training_facts import (OptimizerFacts, TrainingFacts, _bind_names, _is_method_call_stmt,
                                                 parameters_owner, strip_module_chain)
+from torch2jax.transform.walk import Transformer, Visitor
 
 CLIP_FUNCTIONS = {"torch.nn.utils.clip_grad_norm_": "t2j.clip_grad_norm",
                   "torch.nn.utils.clip_grad_value_": "t2j.clip_grad_value",
@@ -39,7 +40,7 @@ def _code(node: cst.CSTNode) -> str:
     return cst.Module([]).code_for_node(node)
 
 
-class _Names(cst.CSTVisitor):
+class _Names(Visitor):
     """Names read and written by some statements (not descending into nested functions)."""
 
     def __init__(self) -> None:
@@ -78,9 +79,6 @@ class _Names(cst.CSTVisitor):
 
     def visit_For(self, node: cst.For) -> None:
         self._store(node.target)
-
-    def visit_For_target(self, node: cst.For) -> None:
-        pass
 
     def _store(self, target) -> None:
         if isinstance(target, cst.Name):
@@ -550,7 +548,7 @@ def _insert_arg(call: cst.Call, params: list[str], after: str, new_param: str, v
     return call.with_changes(args=args)
 
 
-class _BatchHoister(cst.CSTTransformer):
+class _BatchHoister(Transformer):
     """`X[start:start + 16]` in the loss region, built from names defined outside it: computed before the step,
     which then takes the batch itself."""
 
@@ -624,7 +622,7 @@ class _ModelCalls(CarryPositions):
         return updated
 
 
-class _ReturnThreader(cst.CSTTransformer):
+class _ReturnThreader(Transformer):
     def __init__(self, threaded: str) -> None:
         self.threaded = threaded
 

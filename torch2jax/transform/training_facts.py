@@ -12,6 +12,7 @@ import libcst as cst
 
 from torch2jax.transform.module_facts import ModuleFacts
 from torch2jax.transform.names import Scopes, dotted
+from torch2jax.transform.walk import Visitor
 
 SCHEDULER_PREFIX = "torch.optim.lr_scheduler."
 MODULE_METHODS_CHAINED = ("to", "cuda", "cpu", "float", "double", "half", "train", "eval")
@@ -71,7 +72,7 @@ def parameters_owner(node: cst.BaseExpression) -> str | None:
 def _calls(node: cst.CSTNode) -> list[cst.Call]:
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_Call(self, n: cst.Call) -> None:
             found.append(n)
 
@@ -79,7 +80,7 @@ def _calls(node: cst.CSTNode) -> list[cst.Call]:
     return found
 
 
-class _Collector(cst.CSTVisitor):
+class _Collector(Visitor):
     def __init__(self, scopes: Scopes, modules: ModuleFacts, facts: TrainingFacts) -> None:
         self.scopes = scopes
         self.modules = modules
@@ -89,7 +90,7 @@ class _Collector(cst.CSTVisitor):
         self.facts.functions.setdefault(node.name.value, node)
         returned = set()
 
-        class Returns(cst.CSTVisitor):
+        class Returns(Visitor):
             def visit_Return(self, ret: cst.Return) -> None:
                 value = strip_module_chain(ret.value) if ret.value is not None else None
                 if isinstance(value, cst.Call):
@@ -149,7 +150,7 @@ def _find_trainers(facts: TrainingFacts) -> None:
 def _trainer_params(fn: cst.FunctionDef, params: list[str], facts: TrainingFacts) -> tuple[str, str] | None:
     steps = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_Call(self, call: cst.Call) -> None:
             if isinstance(call.func, cst.Attribute) and call.func.attr.value == "step" and not call.args:
                 steps.append(dotted(call.func.value))
@@ -178,7 +179,7 @@ def _model_param(fn: cst.FunctionDef, params: list[str], optimizer: str, facts: 
     .train()/.parameters() is used."""
     called = set()
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_Call(self, call: cst.Call) -> None:
             name = dotted(call.func)
             if name in params:
@@ -208,7 +209,7 @@ def _bind_names(call: cst.Call, params: list[str]) -> dict[str, str | None]:
 def _find_model_params(module: cst.Module, facts: TrainingFacts) -> None:
     """Function parameters that receive a model at some call site in the file, and the model's class."""
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_Call(self, call: cst.Call) -> None:
             name = dotted(call.func)
             fn = facts.functions.get(name or "")
