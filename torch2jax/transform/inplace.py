@@ -182,8 +182,8 @@ def _has_call(node: cst.CSTNode) -> bool:
 
 
 def _bare(node: cst.BaseExpression) -> cst.BaseExpression:
-    """The expression without its own parentheses."""
-    while getattr(node, "lpar", None):
+    """The expression without its own parentheses (not an empty tuple's: `()` is nothing without them)."""
+    while getattr(node, "lpar", None) and not (isinstance(node, cst.Tuple) and not node.elements):
         node = node.with_changes(lpar=[], rpar=[])
     return node
 
