@@ -11,7 +11,7 @@ from torch2jax.diagnostics import Diagnostic
 from torch2jax.mappings import Tables
 from torch2jax.transform.module_facts import ModuleFacts
 from torch2jax.transform.names import Scopes
-from torch2jax.transform.walk import Transformer
+from torch2jax.transform.walk import Transformer, words
 
 MARKER = "torch2jax:"
 SKIP = re.compile(r"#.*\btorch2jax:\s*skip\b")  # `# torch2jax: skip`: leave this statement (or file) as it is
@@ -64,6 +64,10 @@ class FileContext:
     needed_imports: set[str] = field(default_factory=set)  # short names: jnp, jax, eqx, optax, t2j
     module_facts: "ModuleFacts | None" = None  # nn.Module classes (module_facts.py), project-wide in folder runs
     training_facts: object = None  # optimizers, schedulers, models, trainer functions (training_facts.py)
+    word_cache: dict = field(default_factory=dict)  # node -> its words (walk.words), shared by the passes
+
+    def words(self, node: cst.CSTNode) -> set[str]:
+        return words(node, self.word_cache)
 
     def report(self, code: str, message: str, line: int, column: int) -> Diagnostic:
         d = diagnostics.make(code, message, line, column, self.filename)
@@ -81,6 +85,12 @@ class Pass(Transformer):
     def applies(cls, source: str, ctx: "FileContext") -> bool:
         return not cls.TRIGGERS or any(word in source for word in cls.TRIGGERS)
 
+    def wants(self, node: cst.CSTNode) -> bool:
+        """Whether the pass may change or report anything in this statement (or the module): one that does not
+        leaves it unvisited, which saves most of the time on files where a pass has little to do. A pass that
+        answers False must be sure of it: usually a test of the statement's words (ctx.words)."""
+        return True
+
     def __init__(self, ctx: FileContext) -> None:
         super().__init__()
         self.ctx = ctx
@@ -94,16 +104,20 @@ class Pass(Transformer):
         self._where.append((pos.start.line, pos.start.column) if pos else self._where[-1])
         if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
             self._markers.append([])
-            if suppressed(node):
+            if suppressed(node) or not self.wants(node):
                 self._skipping.add(id(node))
                 return False
+        elif isinstance(node, cst.Module) and not self.wants(node):
+            self._skipping.add(id(node))
+            return False
         return super().on_visit(node)
 
     def on_leave(self, original: cst.CSTNode, updated: cst.CSTNode):
         if id(original) in self._skipping:  # neither its children nor its own leave_ method ran
             self._skipping.discard(id(original))
             self._where.pop()
-            self._markers.pop()
+            if not isinstance(original, cst.Module):
+                self._markers.pop()
             return original
         result = super().on_leave(original, updated)
         self._where.pop()

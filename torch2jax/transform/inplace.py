@@ -33,7 +33,7 @@ from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import BUILTIN_CLASH
 from torch2jax.transform.templates import BindError, bind, paren
-from torch2jax.transform.walk import Transformer, Visitor
+from torch2jax.transform.walk import AUGASSIGN, SETITEM, TRAILING_UNDERSCORE, Transformer, Visitor
 
 # Tensor in-place methods of torch (beyond those named in the tables): recognised even without a record, so that
 # a missing mapping is reported rather than left silently.
@@ -442,6 +442,27 @@ class InplacePass(Pass):
         self.line = (1, 1)
         self._inplace_names: frozenset | None = None
         self._torch_alias = next((k for k, v in ctx.scopes.aliases.items() if v == "torch"), None)
+        self.module_level_mutates = True
+        # words without which a statement mutates nothing (see mutation_kind, _set_item, _aug_assign): an in-place
+        # spelling (add_, relu_), out=, inplace= or a function that takes inplace (positionally too), an item
+        # assignment, an augmented assignment
+        records = ctx.tables.records
+        self.mutation_words = {"out", "inplace", AUGASSIGN, SETITEM, TRAILING_UNDERSCORE}
+        self.mutation_words |= {q.rsplit(".", 1)[-1] for q, r in records.items() if r.param("inplace") is not None}
+        self.mutation_words |= {k for k, q in ctx.scopes.aliases.items() if q.endswith("_") or (
+            q in records and records[q].param("inplace") is not None)}
+
+    def _may_mutate(self, node: cst.CSTNode) -> bool:
+        return not self.mutation_words.isdisjoint(self.ctx.words(node))
+
+    def wants(self, node: cst.CSTNode) -> bool:
+        """A function without a mutation is left alone (its frame and aliases are its own). Outside functions the
+        statements share the module's frame: without any mutation at that level, only those that mutate matter."""
+        if isinstance(node, (cst.Module, cst.FunctionDef)):
+            return self._may_mutate(node)
+        if self.frames[-1].is_function or self.module_level_mutates:
+            return True
+        return self._may_mutate(node)
 
     # --- bookkeeping ---------------------------------------------------------------------------------------
     @property
@@ -455,6 +476,7 @@ class InplacePass(Pass):
         return self._inplace_names
 
     def visit_Module(self, node: cst.Module) -> None:
+        self.module_level_mutates = any(self._may_mutate(s) for s in node.body if not isinstance(s, cst.FunctionDef))
         collector = _FactsCollector(self, node)
         node.visit(collector)
         self.frames.append(Frame(collector.finish()))

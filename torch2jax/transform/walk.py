@@ -6,6 +6,8 @@ once per (class, node type), skip the stubs, and have no per-attribute hooks (no
 """
 from __future__ import annotations
 
+import dataclasses
+
 import libcst as cst
 
 
@@ -69,3 +71,88 @@ class Transformer(cst.CSTTransformer):
 
     def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
         pass
+
+
+# --- the words of a subtree: what a pass tests before it walks a statement -------------------------------------
+# Fields that hold only layout (whitespace, brackets, commas, operators): nothing a pass looks for.
+_LAYOUT_FIELDS = frozenset({
+    "lpar", "rpar", "lbrace", "rbrace", "lbracket", "rbracket", "comma", "semicolon", "colon", "first_colon",
+    "second_colon", "dot", "equal", "operator", "asynchronous", "leading_lines", "lines_after_decorators", "header",
+    "footer", "trailing_whitespace", "leading_whitespace", "empty_lines", "first_line", "last_line", "indent",
+    "newline", "comment", "separator", "trailing_comma", "relative", "posonly_ind", "star", "conversion", "start",
+    "end", "default_indent", "default_newline", "encoding", "has_trailing_newline"})
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_IS_NODE: dict[type, bool] = {}
+_STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
+
+# markers for constructs a pass looks for that no identifier reveals (not identifiers, so they never clash)
+AUGASSIGN = "<augassign>"  # x += y
+SETITEM = "<setitem>"  # x[i] = v (also inside a tuple target)
+SETATTR = "<setattr>"  # x.a = v or x[i] = v
+CLASS = "<class>"  # a class definition
+TRAILING_UNDERSCORE = "<name_>"  # an identifier like add_ or relu_ (in-place spelling)
+
+
+def _fields(tp: type) -> tuple[str, ...]:
+    names = _FIELDS.get(tp)
+    if names is None:
+        names = _FIELDS[tp] = tuple(f.name for f in dataclasses.fields(tp)
+                                    if f.name not in _LAYOUT_FIELDS and not f.name.startswith("whitespace"))
+    return names
+
+
+def _is_node(tp: type) -> bool:
+    known = _IS_NODE.get(tp)
+    if known is None:
+        known = _IS_NODE[tp] = isinstance(tp, type) and issubclass(tp, cst.CSTNode)
+    return known
+
+
+def _has_subscript(target) -> bool:
+    if isinstance(target, cst.Subscript):
+        return True
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return any(_has_subscript(e.value) for e in target.elements)
+    return False
+
+
+def words(node: cst.CSTNode, cache: dict) -> set[str]:
+    """Every identifier in node (names, attribute names, keywords, def, class and parameter names), plus the
+    markers above. Cached by node (nodes are immutable) for node and every statement inside it: a pass that left a
+    statement alone hands the same node to the next pass, which finds its words already there."""
+    found = cache.get(node)
+    if found is not None:
+        return found
+    out: set[str] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        tp = type(n)
+        if tp is cst.Name:
+            value = n.value
+            out.add(value)
+            if value[-1] == "_" and value[0] != "_":
+                out.add(TRAILING_UNDERSCORE)
+            continue
+        if n is not node and isinstance(n, _STATEMENTS):
+            out |= words(n, cache)
+            continue
+        if tp is cst.Assign:
+            for t in n.targets:
+                if isinstance(t.target, (cst.Attribute, cst.Subscript)):
+                    out.add(SETATTR)
+                if _has_subscript(t.target):
+                    out.add(SETITEM)
+        elif tp is cst.AugAssign:
+            out.add(AUGASSIGN)
+        elif tp is cst.ClassDef:
+            out.add(CLASS)
+        for name in _fields(tp):
+            value = getattr(n, name)
+            tv = type(value)
+            if tv is tuple or tv is list:
+                stack.extend(value)
+            elif _is_node(tv):
+                stack.append(value)
+    cache[node] = out
+    return out
