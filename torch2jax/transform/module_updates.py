@@ -19,6 +19,7 @@ import libcst as cst
 
 from torch2jax.transform.base import Pass
 from torch2jax.transform.names import dotted
+from torch2jax.transform.walk import SETATTR
 from torch2jax.transform.walk import Visitor
 
 
@@ -47,6 +48,13 @@ class ModuleUpdatesPass(Pass):
         super().__init__(ctx)
         self.methods: list[str] = []
         self.class_depth = 0
+        # what the rewrites start from: an init call (nn.init.x_, or an imported init function), an assignment to
+        # an attribute or item, a loop over parameters()
+        self.words = {"init", "parameters", "named_parameters", SETATTR}
+        self.words |= {k for k, q in ctx.scopes.aliases.items() if q.startswith("torch.nn.init")}
+
+    def wants(self, node) -> bool:
+        return not self.words.isdisjoint(self.ctx.words(node))
 
     def visit_ClassDef(self, node) -> None:
         self.class_depth += 1

@@ -116,6 +116,15 @@ class TrainingPass(Pass):
         self.step_functions: list[cst.BaseStatement] = []  # to insert before the current top-level statement
         self.step_count = 0
         self.direct_assigned: set[cst.CSTNode] = set()  # calls that are the whole right side of an assignment
+        # what the rewrites start from: the step's method calls, the names the facts know (optimizers, schedulers,
+        # models, trainers, functions that receive a model, and those parameters)
+        facts = self.facts
+        self.words = {"zero_grad", "train", "eval", "step"} | set(facts.optimizers) | set(facts.schedulers)
+        self.words |= set(facts.models) | set(facts.trainers) | set(facts.model_params)
+        self.words |= {p for params in facts.model_params.values() for p in params}
+
+    def wants(self, node) -> bool:
+        return not self.words.isdisjoint(self.ctx.words(node))
 
     # ----- scopes
     def visit_ClassDef(self, node) -> None:
