@@ -20,7 +20,7 @@ from torch2jax.transform.ops import OpsPass
 from torch2jax.transform.randomness import RandomnessPass
 from torch2jax.transform.training import TrainingPass
 from torch2jax.transform.training_facts import collect_training_facts
-from torch2jax.transform.walk import Transformer, Visitor
+from torch2jax.transform.walk import Transformer, Visitor, walk
 
 PASSES = (GradModePass, InplacePass, ModuleUpdatesPass, TrainingPass, ModulePass, OpsPass, RandomnessPass)
 
@@ -68,7 +68,7 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
     positions = dict(wrapper.resolve(PositionProvider))
     collector = ImportCollector()
-    module.visit(collector)
+    walk(module, collector)
     aliases = collector.aliases
     if not any(q == "torch" or q.startswith("torch.") for q in aliases.values()) and not any(
             m == "torch" or m.startswith("torch.") for m in collector.star_modules):
@@ -108,7 +108,7 @@ def _suppressed_statements(module: cst.Module, positions: dict) -> dict:
                 return False
             return True
 
-    module.visit(Find())
+    walk(module, Find())
     return found
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import libcst as cst
 
 from torch2jax.transform.names import dotted
-from torch2jax.transform.walk import Transformer, Visitor
+from torch2jax.transform.walk import Transformer, Visitor, walk
 
 IMPORT_LINES = {
     "jax": "import jax",
@@ -33,11 +33,11 @@ class _UsedNames(Visitor):
         self.used.add(node.value)
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)
+        walk(node.value, self)
         return False
 
     def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)
+        walk(node.value, self)
         return False
 
 
@@ -132,6 +132,6 @@ def fix_imports(module: cst.Module, needed: set[str]) -> cst.Module:
             body[at] = body[at].with_changes(leading_lines=[])
         module = module.with_changes(body=body[:at] + new + body[at:])
     finder = _UsedNames()
-    module.visit(finder)
+    walk(module, finder)
     pruned = module.visit(_Prune(finder.used))
     return module if pruned.deep_equals(module) and not lines else pruned

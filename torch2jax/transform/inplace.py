@@ -33,7 +33,8 @@ from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import BUILTIN_CLASH
 from torch2jax.transform.templates import BindError, bind, paren
-from torch2jax.transform.walk import AUGASSIGN, SETITEM, TRAILING_UNDERSCORE, Transformer, Visitor
+from torch2jax.transform.walk import (AUGASSIGN, SETITEM, TRAILING_UNDERSCORE, Transformer, Visitor,
+                                      walk)
 
 # Tensor in-place methods of torch (beyond those named in the tables): recognised even without a record, so that
 # a missing mapping is reported rather than left silently.
@@ -159,14 +160,14 @@ def _names_in(node: cst.CSTNode) -> set[str]:
             found.add(n.value)
 
         def visit_Attribute(self, n: cst.Attribute) -> bool:
-            n.value.visit(self)
+            walk(n.value, self)
             return False
 
         def visit_Arg(self, n: cst.Arg) -> bool:
-            n.value.visit(self)
+            walk(n.value, self)
             return False
 
-    node.visit(V())
+    walk(node, V())
     return found
 
 
@@ -177,7 +178,7 @@ def _has_call(node: cst.CSTNode) -> bool:
         def visit_Call(self, n) -> None:
             found.append(n)
 
-    node.visit(V())
+    walk(node, V())
     return bool(found)
 
 
@@ -478,7 +479,7 @@ class InplacePass(Pass):
     def visit_Module(self, node: cst.Module) -> None:
         self.module_level_mutates = any(self._may_mutate(s) for s in node.body if not isinstance(s, cst.FunctionDef))
         collector = _FactsCollector(self, node)
-        node.visit(collector)
+        walk(node, collector)
         self.frames.append(Frame(collector.finish()))
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
@@ -494,7 +495,7 @@ class InplacePass(Pass):
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.ctx.scopes.push(node)
         collector = _FactsCollector(self, node)
-        node.visit(collector)
+        walk(node, collector)
         facts = collector.finish()
         in_class = bool(self.kinds) and self.kinds[-1] == "class"
         self.kinds.append("function")
@@ -613,7 +614,7 @@ class InplacePass(Pass):
                 if pass_.mutation_kind(n) is not None:
                     found.append(n)
 
-        node.visit(V())
+        walk(node, V())
         return bool(found)
 
     def _lines(self, node) -> tuple[int, int]:
@@ -1644,7 +1645,7 @@ class _Hoister(Transformer):
                 inside.add(id(node))
                 return True
 
-        call.visit(V())
+        walk(call, V())
         return any(key in reads for reads, node_id in self.computed if node_id not in inside)
 
 
@@ -1666,7 +1667,7 @@ def _init_helpers(cls: cst.ClassDef) -> set[str]:
                         and n.func.value.value == "self" and n.func.attr.value in methods:
                     found.add(n.func.attr.value)
 
-        fn.visit(V())
+        walk(fn, V())
         calls[name] = found
     reached, todo = set(), ["__init__"] if "__init__" in methods else []
     while todo:
@@ -1688,5 +1689,5 @@ def _all_refs(node: cst.CSTNode) -> list[cst.BaseExpression]:
         def visit_Attribute(self, n) -> None:
             found.append(n)
 
-    node.visit(V())
+    walk(node, V())
     return found

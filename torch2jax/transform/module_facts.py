@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from torch2jax.transform.names import Scopes, dotted
-from torch2jax.transform.walk import Visitor
+from torch2jax.transform.walk import Visitor, walk
 
 MODULE_BASES = {"torch.nn.Module", "torch.nn.modules.module.Module"}
 # torch layers whose forward updates buffers: Equinox state
@@ -114,7 +114,7 @@ def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
         def visit_Call(self, n: cst.Call) -> None:
             found.append(n)
 
-    node.visit(V())
+    walk(node, V())
     return found
 
 
@@ -270,6 +270,6 @@ class _Collector(Visitor):
 
 def collect_module_facts(module: cst.Module, scopes: Scopes, known: ModuleFacts | None = None) -> ModuleFacts:
     facts = known if known is not None else ModuleFacts()
-    module.visit(_Collector(scopes, facts))
+    walk(module, _Collector(scopes, facts))
     facts.close()
     return facts

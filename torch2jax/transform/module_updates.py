@@ -19,8 +19,7 @@ import libcst as cst
 
 from torch2jax.transform.base import Pass
 from torch2jax.transform.names import dotted
-from torch2jax.transform.walk import SETATTR
-from torch2jax.transform.walk import Visitor
+from torch2jax.transform.walk import SETATTR, Visitor, walk
 
 
 def _code(node: cst.CSTNode) -> str:
@@ -151,5 +150,5 @@ def _rebinds(block, name: str) -> bool:
             if isinstance(node.target, cst.Name) and node.target.value == name:
                 found.append(node)
 
-    block.visit(V())
+    walk(block, V())
     return bool(found)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from torch2jax.transform.walk import Visitor
+from torch2jax.transform.walk import Visitor, walk
 
 
 def dotted(node: cst.BaseExpression) -> str | None:
@@ -109,7 +109,7 @@ class _Binder(Visitor):
 
 def bound_in_function(fn: cst.FunctionDef) -> set[str]:
     binder = _Binder()
-    fn.visit(binder)
+    walk(fn, binder)
     return binder.bound
 
 

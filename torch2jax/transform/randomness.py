@@ -38,7 +38,7 @@ import libcst as cst
 from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER
-from torch2jax.transform.walk import Transformer, Visitor
+from torch2jax.transform.walk import SEMICOLON, Transformer, Visitor, walk
 
 SEED_FUNCS = frozenset({"t2j.manual_seed"})
 CUDA_SEED_FUNCS = frozenset({"t2j.cuda_manual_seed"})
@@ -119,11 +119,11 @@ def _names_in(node: cst.CSTNode, skip_defs: bool = False) -> set[str]:
             out.add(n.value)
 
         def visit_Arg(self, n: cst.Arg) -> bool:
-            n.value.visit(self)  # not the keyword: `f(key=k)` does not use a name `key`
+            walk(n.value, self)  # not the keyword: `f(key=k)` does not use a name `key`
             return False
 
         def visit_Attribute(self, n: cst.Attribute) -> bool:
-            n.value.visit(self)  # not the attribute: `self.key` does not use a name `key`
+            walk(n.value, self)  # not the attribute: `self.key` does not use a name `key`
             return False
 
         def visit_FunctionDef(self, n) -> bool:
@@ -132,7 +132,7 @@ def _names_in(node: cst.CSTNode, skip_defs: bool = False) -> set[str]:
         def visit_ClassDef(self, n) -> bool:
             return not skip_defs
 
-    node.visit(V())
+    walk(node, V())
     return out
 
 
@@ -384,7 +384,7 @@ class Analysis:
                     s.cands.append((n, covered, top))
                 return True
 
-        node.visit(V())
+        walk(node, V())
 
     def _fixpoint(self) -> None:
         changed = True
@@ -684,16 +684,25 @@ class RandomnessPass(Pass):
 
     def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
         project = getattr(self.ctx, "key_facts", None)
-        if not _mentions_random(original) and not (project and (project.functions or project.constructors
-                                                                 or project.callables)):
-            return updated
+        if not (project and (project.functions or project.constructors or project.callables)):
+            words = self.ctx.words(original)
+            if words.isdisjoint(RANDOM_WORDS) or words.isdisjoint(RANDOM_NAMES) or not _mentions_random(original):
+                return updated
         analysis = Analysis(original, self.ctx, project)
         return _Rewriter(self, analysis).module(original)
 
 
+RANDOM_NAMES = frozenset({KEY_PLACEHOLDER, "t2j", "eqx"})
+# Without any of these words nothing takes or makes a key (a draw, a seed, a generator, a `key` parameter, a layer
+# that draws), and the rewrite would give back the same code: but for the semicolon that ends a line of several
+# statements, which smalls() drops.
+RANDOM_WORDS = frozenset({KEY_PLACEHOLDER, "key", "manual_seed", "cuda_manual_seed", "Generator", SEMICOLON,
+                          *KEYED_LAYERS, *DROPOUT_ARG})
+
+
 def _mentions_random(module: cst.Module) -> bool:
     code_names = _names_in(module)
-    return bool(code_names & {KEY_PLACEHOLDER, "t2j", "eqx"})
+    return bool(code_names & RANDOM_NAMES)
 
 
 class _Rewriter:
@@ -736,18 +745,18 @@ class _Rewriter:
                         found.append(n)
                     return False
                 if isinstance(n, COMPS):
-                    n.for_in.iter.visit(self)
+                    walk(n.for_in.iter, self)
                     if rw.comp_levels(n, s)[1]:
                         found.append(n)
                     return False
                 if is_placeholder(n) or (isinstance(n, cst.Call) and rw.a.is_unit(n, s)):
                     found.append(n)
                 if isinstance(n, cst.Attribute):
-                    n.value.visit(self)
+                    walk(n.value, self)
                     return False
                 return True
 
-        node.visit(V())
+        walk(node, V())
         return found
 
     def comp_levels(self, comp, s: Scope):
@@ -878,7 +887,7 @@ class _Rewriter:
                 if is_placeholder(n):
                     found.append(n)
 
-        stmt.visit(V())
+        walk(stmt, V())
         if not found:
             return stmt
         saved, self.pending = self.pending, []
@@ -1143,36 +1152,36 @@ def _used_as_value(scope_node: cst.CSTNode, name: str) -> bool:
     class V(Visitor):
         def visit_Call(self, n: cst.Call) -> bool:
             if not isinstance(n.func, cst.Name):
-                n.func.visit(self)
+                walk(n.func, self)
             for a in n.args:
-                a.value.visit(self)
+                walk(a.value, self)
             return False
 
         def visit_FunctionDef(self, n: cst.FunctionDef) -> bool:
             for d in n.decorators:
-                d.visit(self)
-            n.params.visit(self)
-            n.body.visit(self)
+                walk(d, self)
+            walk(n.params, self)
+            walk(n.body, self)
             return False
 
         def visit_Attribute(self, n: cst.Attribute) -> bool:
-            n.value.visit(self)
+            walk(n.value, self)
             return False
 
         def visit_Arg(self, n: cst.Arg) -> bool:
-            n.value.visit(self)
+            walk(n.value, self)
             return False
 
         def visit_Param(self, n: cst.Param) -> bool:
             if n.default is not None:
-                n.default.visit(self)
+                walk(n.default, self)
             return False
 
         def visit_Name(self, n: cst.Name) -> None:
             if n.value == name:
                 found.append(n)
 
-    scope_node.body.visit(V())
+    walk(scope_node.body, V())
     return bool(found)
 
 

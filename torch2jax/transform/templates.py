@@ -14,7 +14,7 @@ from functools import cache
 import libcst as cst
 
 from torch2jax.mappings import ALWAYS_IGNORED, Record
-from torch2jax.transform.walk import Transformer, Visitor
+from torch2jax.transform.walk import Transformer, Visitor, walk
 
 ATOMIC = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.Imaginary,
           cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.List, cst.Dict, cst.Set,
@@ -99,17 +99,17 @@ def parsed(template: str) -> tuple[cst.BaseExpression, frozenset, frozenset]:
         def visit_Arg(self, node: cst.Arg) -> bool:
             if (node.keyword is not None or node.star == "*") and isinstance(node.value, cst.Name):
                 droppable.add(node.value.value)
-            node.value.visit(self)  # not the keyword: `axis=` is not a use of a parameter named axis
+            walk(node.value, self)  # not the keyword: `axis=` is not a use of a parameter named axis
             return False
 
         def visit_Attribute(self, node: cst.Attribute) -> bool:
-            node.value.visit(self)  # not the attribute name: `input.shape` does not use a parameter `shape`
+            walk(node.value, self)  # not the attribute name: `input.shape` does not use a parameter `shape`
             return False
 
         def visit_Name(self, node: cst.Name) -> None:
             used.add(node.value)
 
-    expr.visit(Scan())
+    walk(expr, Scan())
     return expr, frozenset(droppable), frozenset(used)
 
 

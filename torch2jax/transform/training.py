@@ -25,7 +25,7 @@ from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER
 from torch2jax.transform.training_facts import (OptimizerFacts, TrainingFacts, _bind_names, _is_method_call_stmt,
                                                 parameters_owner, strip_module_chain)
-from torch2jax.transform.walk import Transformer, Visitor
+from torch2jax.transform.walk import Transformer, Visitor, walk
 
 CLIP_FUNCTIONS = {"torch.nn.utils.clip_grad_norm_": "t2j.clip_grad_norm",
                   "torch.nn.utils.clip_grad_value_": "t2j.clip_grad_value",
@@ -60,11 +60,11 @@ class _Names(Visitor):
         self.counts[node.value] = self.counts.get(node.value, 0) + 1
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)
+        walk(node.value, self)
         return False
 
     def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)
+        walk(node.value, self)
         return False
 
     def visit_AssignTarget(self, node: cst.AssignTarget) -> bool:
@@ -99,7 +99,7 @@ def _plain_target(target) -> bool:
 def _names(stmts) -> _Names:
     v = _Names()
     for s in stmts:
-        s.visit(v)
+        walk(s, v)
     return v
 
 

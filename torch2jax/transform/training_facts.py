@@ -12,7 +12,7 @@ import libcst as cst
 
 from torch2jax.transform.module_facts import ModuleFacts
 from torch2jax.transform.names import Scopes, dotted
-from torch2jax.transform.walk import Visitor
+from torch2jax.transform.walk import Visitor, walk
 
 SCHEDULER_PREFIX = "torch.optim.lr_scheduler."
 MODULE_METHODS_CHAINED = ("to", "cuda", "cpu", "float", "double", "half", "train", "eval")
@@ -76,7 +76,7 @@ def _calls(node: cst.CSTNode) -> list[cst.Call]:
         def visit_Call(self, n: cst.Call) -> None:
             found.append(n)
 
-    node.visit(V())
+    walk(node, V())
     return found
 
 
@@ -96,7 +96,7 @@ class _Collector(Visitor):
                 if isinstance(value, cst.Call):
                     returned.add(dotted(value.func))
 
-        node.visit(Returns())
+        walk(node, Returns())
         classes = [c for c in returned if c in self.modules.classes or c in self.facts.factories]
         if classes:
             self.facts.factories[node.name.value] = self.facts.factories.get(classes[0], classes[0])
@@ -163,7 +163,7 @@ def _trainer_params(fn: cst.FunctionDef, params: list[str], facts: TrainingFacts
                 if bound.get(t.optimizer_param) in params and bound.get(t.model_param) in params:
                     steps.append((bound[t.model_param], bound[t.optimizer_param]))
 
-    fn.visit(V())
+    walk(fn, V())
     for s in steps:
         if isinstance(s, tuple):
             return s
@@ -189,7 +189,7 @@ def _model_param(fn: cst.FunctionDef, params: list[str], optimizer: str, facts: 
                 if owner in params:
                     called.add(owner)
 
-    fn.visit(V())
+    walk(fn, V())
     candidates = [p for p in params if p in called and p != optimizer]
     return candidates[0] if candidates else None
 
@@ -220,12 +220,12 @@ def _find_model_params(module: cst.Module, facts: TrainingFacts) -> None:
                 if arg in facts.models:
                     facts.model_params.setdefault(name, {})[param] = facts.models[arg]
 
-    module.visit(V())
+    walk(module, V())
 
 
 def collect_training_facts(module: cst.Module, scopes: Scopes, modules: ModuleFacts) -> TrainingFacts:
     facts = TrainingFacts()
-    module.visit(_Collector(scopes, modules, facts))
+    walk(module, _Collector(scopes, modules, facts))
     _find_model_params(module, facts)
     _find_trainers(facts)
     return facts

@@ -3,6 +3,10 @@
 libcst looks up `visit_<Type>`, `leave_<Type>`, `visit_<Type>_<attribute>` and `leave_<Type>_<attribute>` by name
 at every node, and finds its own no-op stubs for almost all of them. `Visitor` and `Transformer` look each hook up
 once per (class, node type), skip the stubs, and have no per-attribute hooks (nothing here defines one).
+
+libcst's `node.visit(visitor)` also rebuilds every node of the tree even for a visitor that changes nothing.
+`walk(node, visitor)` calls a visitor's hooks on the same nodes in the same order, without the rebuilding.
+`words(node)` is a cheaper still summary of a subtree for the passes to decide whether to visit it at all.
 """
 from __future__ import annotations
 
@@ -73,6 +77,57 @@ class Transformer(cst.CSTTransformer):
         pass
 
 
+# --- walking a tree for a Visitor: the same hooks, in libcst's order, nothing rebuilt ------------------------------
+_ORDER: dict[type, tuple[str, ...]] = {}
+
+
+class _FieldOrder(cst.CSTVisitor):
+    """The order in which libcst visits one node's fields: it visits the node without descending further."""
+
+    def __init__(self, root: cst.CSTNode) -> None:
+        self.root = root
+        self.fields: list[str] = []
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return node is self.root
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        pass
+
+    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
+        if node is self.root and attribute not in self.fields:
+            self.fields.append(attribute)
+
+    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
+        pass
+
+
+def _field_order(node: cst.CSTNode) -> tuple[str, ...]:
+    order = _ORDER.get(type(node))
+    if order is None:
+        recorder = _FieldOrder(node)
+        node.visit(recorder)
+        # a field libcst visits only when it is set (an f-string's format_spec) comes last, as libcst visits it
+        rest = [f.name for f in dataclasses.fields(node) if f.name not in recorder.fields]
+        order = _ORDER[type(node)] = tuple(recorder.fields + rest)
+    return order
+
+
+def walk(node: cst.CSTNode, visitor: cst.CSTVisitor) -> None:
+    """`node.visit(visitor)` for a visitor (no changes): the same on_visit/on_leave calls on the same nodes in the
+    same order, several times faster."""
+    if visitor.on_visit(node):
+        for name in _field_order(node):
+            value = getattr(node, name)
+            tv = type(value)
+            if tv is tuple or tv is list:
+                for child in value:
+                    walk(child, visitor)
+            elif _is_node(tv):
+                walk(value, visitor)
+    visitor.on_leave(node)
+
+
 # --- the words of a subtree: what a pass tests before it walks a statement -------------------------------------
 # Fields that hold only layout (whitespace, brackets, commas, operators): nothing a pass looks for.
 _LAYOUT_FIELDS = frozenset({
@@ -91,6 +146,7 @@ SETITEM = "<setitem>"  # x[i] = v (also inside a tuple target)
 SETATTR = "<setattr>"  # x.a = v or x[i] = v
 CLASS = "<class>"  # a class definition
 TRAILING_UNDERSCORE = "<name_>"  # an identifier like add_ or relu_ (in-place spelling)
+SEMICOLON = "<;>"  # a statement ended by a semicolon
 
 
 def _fields(tp: type) -> tuple[str, ...]:
@@ -147,6 +203,9 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
             out.add(AUGASSIGN)
         elif tp is cst.ClassDef:
             out.add(CLASS)
+        elif tp is cst.SimpleStatementLine or tp is cst.SimpleStatementSuite:
+            if any(isinstance(small.semicolon, cst.Semicolon) for small in n.body):
+                out.add(SEMICOLON)
         for name in _fields(tp):
             value = getattr(n, name)
             tv = type(value)
