@@ -26,6 +26,7 @@ taken by a loop, a view with no inverse) gets a diagnostic on that line.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import libcst as cst
 
@@ -417,7 +418,7 @@ class Tracked:
 
 @dataclass
 class Frame:
-    facts: ScopeFacts
+    _facts: ScopeFacts | None
     class_name: str | None = None  # the class a method belongs to
     method: str | None = None
     tracked: dict[str, Tracked] = field(default_factory=dict)
@@ -425,6 +426,13 @@ class Frame:
     bound: set[str] = field(default_factory=set)  # names local to the function (parameters and assignments)
     declare: dict[str, str] = field(default_factory=dict)  # free name rebound here -> "global" | "nonlocal"
     is_function: bool = False
+    collect: Callable[[], ScopeFacts] | None = None  # gives the facts when first read (the module's: see visit_Module)
+
+    @property
+    def facts(self) -> ScopeFacts:
+        if self._facts is None:
+            self._facts = self.collect()
+        return self._facts
 
 
 class Unsupported(Exception):
@@ -438,6 +446,7 @@ class InplacePass(Pass):
         self.classes: list[str] = []
         self.kinds: list[str] = []  # "class" / "function" nesting
         self.init_helpers: dict[str, set[str]] = {}  # class -> methods that __init__ calls (they may set fields)
+        self.module: cst.Module | None = None
         self.elifs: set[int] = set()
         self.loop_stack: list[list] = []  # per loop: [node, mutated keys]
         self.line = (1, 1)
@@ -477,15 +486,28 @@ class InplacePass(Pass):
         return self._inplace_names
 
     def visit_Module(self, node: cst.Module) -> None:
+        self.module = node
         self.module_level_mutates = any(self._may_mutate(s) for s in node.body if not isinstance(s, cst.FunctionDef))
-        collector = _FactsCollector(self, node)
-        walk(node, collector)
-        self.frames.append(Frame(collector.finish()))
+        scopes = self.ctx.scopes
+        aliases = dict(scopes.aliases)
+
+        def collect() -> ScopeFacts:
+            # the module's facts (a walk of the whole file) are rarely needed when only functions mutate: collected
+            # when first read, as they stood here (no enclosing function shadows a name, no alias added yet)
+            saved = scopes.aliases, scopes.shadow_stack
+            scopes.aliases, scopes.shadow_stack = aliases, []
+            try:
+                collector = _FactsCollector(self, node)
+                walk(node, collector)
+                return collector.finish()
+            finally:
+                scopes.aliases, scopes.shadow_stack = saved
+
+        self.frames.append(Frame(None, collect=collect))
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self.classes.append(node.name.value)
         self.kinds.append("class")
-        self.init_helpers.setdefault(node.name.value, _init_helpers(node))
 
     def leave_ClassDef(self, original, updated):
         self.classes.pop()
@@ -1353,7 +1375,7 @@ class InplacePass(Pass):
         facts = self.ctx.module_facts
         if facts is None or not facts.is_module(frame.class_name):
             return
-        if frame.method in self.init_helpers.get(frame.class_name, ()):
+        if frame.method in self._init_helpers_of(frame.class_name):
             if key.count(".") == 1:
                 return  # a field set by a helper that only __init__ calls: still initialisation
             owner = key.rsplit(".", 1)[0]
@@ -1362,6 +1384,14 @@ class InplacePass(Pass):
             return
         self.report("T2J303", f"{key} is updated inside {frame.method}: Equinox modules are frozen after __init__; "
                               f"keep it as state (eqx.nn.State) or return the new value to the caller", node)
+
+    def _init_helpers_of(self, class_name: str) -> set[str]:
+        """_init_helpers of the file's first class of that name (classes without a mutation are not visited)."""
+        if class_name not in self.init_helpers:
+            finder = _FirstClass(class_name)
+            walk(self.module, finder)
+            self.init_helpers[class_name] = _init_helpers(finder.found) if finder.found is not None else set()
+        return self.init_helpers[class_name]
 
     def _note_loop(self, key: str) -> None:
         """An accumulation: a mutation, inside a loop, of a value that the loop body did not create."""
@@ -1652,6 +1682,17 @@ class _Hoister(Transformer):
 def _is_docstring(stmt) -> bool:
     return isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Expr) \
         and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+
+
+class _FirstClass(Visitor):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.found: cst.ClassDef | None = None
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if self.found is None and isinstance(node, cst.ClassDef) and node.name.value == self.name:
+            self.found = node
+        return self.found is None and not isinstance(node, cst.BaseExpression)  # no class inside an expression
 
 
 def _init_helpers(cls: cst.ClassDef) -> set[str]:

@@ -6,6 +6,8 @@ parameter or a local variable called `torch`) shadows it inside that function.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import libcst as cst
 
 from torch2jax.transform.walk import Visitor, walk
@@ -107,10 +109,11 @@ class _Binder(Visitor):
         self._targets(node.target)
 
 
-def bound_in_function(fn: cst.FunctionDef) -> set[str]:
+@lru_cache(maxsize=1024)  # by node (nodes are immutable): the passes ask about the same function one after another
+def bound_in_function(fn: cst.FunctionDef) -> frozenset[str]:
     binder = _Binder()
     walk(fn, binder)
-    return binder.bound
+    return frozenset(binder.bound)
 
 
 def module_level_rebinds(module: cst.Module, aliases: dict[str, str]) -> set[str]:
