@@ -34,7 +34,7 @@ from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import BUILTIN_CLASH
 from torch2jax.transform.templates import BindError, bind, paren
-from torch2jax.transform.walk import (AUGASSIGN, SETITEM, TRAILING_UNDERSCORE, Transformer, Visitor,
+from torch2jax.transform.walk import (AUGASSIGN, SETITEM, TRAILING_UNDERSCORE, Transformer, Visitor, names_read,
                                       walk)
 
 # Tensor in-place methods of torch (beyond those named in the tables): recognised even without a record, so that
@@ -154,22 +154,7 @@ def _is_true(node: cst.BaseExpression | None) -> bool:
 
 
 def _names_in(node: cst.CSTNode) -> set[str]:
-    found: set[str] = set()
-
-    class V(Visitor):
-        def visit_Name(self, n: cst.Name) -> None:
-            found.add(n.value)
-
-        def visit_Attribute(self, n: cst.Attribute) -> bool:
-            walk(n.value, self)
-            return False
-
-        def visit_Arg(self, n: cst.Arg) -> bool:
-            walk(n.value, self)
-            return False
-
-    walk(node, V())
-    return found
+    return names_read(node)
 
 
 def _has_call(node: cst.CSTNode) -> bool:

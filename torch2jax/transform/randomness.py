@@ -38,7 +38,7 @@ import libcst as cst
 from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER
-from torch2jax.transform.walk import SEMICOLON, Transformer, Visitor, walk
+from torch2jax.transform.walk import LAMBDA, SEMICOLON, Transformer, Visitor, names_read, walk
 
 SEED_FUNCS = frozenset({"t2j.manual_seed"})
 CUDA_SEED_FUNCS = frozenset({"t2j.cuda_manual_seed"})
@@ -112,28 +112,7 @@ def is_placeholder(node) -> bool:
 
 
 def _names_in(node: cst.CSTNode, skip_defs: bool = False) -> set[str]:
-    out: set[str] = set()
-
-    class V(Visitor):
-        def visit_Name(self, n: cst.Name) -> None:
-            out.add(n.value)
-
-        def visit_Arg(self, n: cst.Arg) -> bool:
-            walk(n.value, self)  # not the keyword: `f(key=k)` does not use a name `key`
-            return False
-
-        def visit_Attribute(self, n: cst.Attribute) -> bool:
-            walk(n.value, self)  # not the attribute: `self.key` does not use a name `key`
-            return False
-
-        def visit_FunctionDef(self, n) -> bool:
-            return not skip_defs
-
-        def visit_ClassDef(self, n) -> bool:
-            return not skip_defs
-
-    walk(node, V())
-    return out
+    return names_read(node, (cst.FunctionDef, cst.ClassDef) if skip_defs else ())
 
 
 def _fresh(taken: set[str], *candidates: str) -> str:
@@ -713,6 +692,11 @@ class _Rewriter:
         self.pending: list = []
         self.default_inserted = False
         self.comp_taken: set[str] = set()
+        self._units: dict = {}  # (node, scope) -> units: counted (_count) before they are rewritten
+        # words of a statement that the replacer can report on or change without any unit in it: a generator,
+        # a lambda bound to a name, a function that takes a key passed as a value (_Replacer._value_refs)
+        self.replacer_words = {"Generator", LAMBDA} | {
+            name for scope in analysis.scopes for name, f in scope.funcs.items() if f.needs_key and not f.closure}
 
     # --- diagnostics
     def report(self, code: str, message: str, node=None, where=None) -> None:
@@ -729,6 +713,12 @@ class _Rewriter:
     # --- units: the key uses of one statement (draws, key-taking calls, comprehensions and lambdas that draw)
     def units(self, node, s: Scope) -> list:
         """Key uses directly in node (not inside a unit comprehension or lambda, nor in a nested block)."""
+        key = (node, s)
+        if key not in self._units:
+            self._units[key] = self._find_units(node, s)
+        return list(self._units[key])
+
+    def _find_units(self, node, s: Scope) -> list:
         rw = self
         found: list = []
 
@@ -997,6 +987,8 @@ class _Rewriter:
         return [line.with_changes(body=smalls)]
 
     def _reports_only(self, node, s: Scope):
+        if self.replacer_words.isdisjoint(self.ctx.words(node)):
+            return node  # the replacer would give back the same code, and report nothing
         return node.visit(self.replacer({}, s))
 
     def smalls(self, smalls: list, s: Scope, in_loop: bool) -> list:

@@ -147,6 +147,7 @@ SETATTR = "<setattr>"  # x.a = v or x[i] = v
 CLASS = "<class>"  # a class definition
 TRAILING_UNDERSCORE = "<name_>"  # an identifier like add_ or relu_ (in-place spelling)
 SEMICOLON = "<;>"  # a statement ended by a semicolon
+LAMBDA = "<lambda>"  # a lambda
 
 
 def _fields(tp: type) -> tuple[str, ...]:
@@ -203,6 +204,8 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
             out.add(AUGASSIGN)
         elif tp is cst.ClassDef:
             out.add(CLASS)
+        elif tp is cst.Lambda:
+            out.add(LAMBDA)
         elif tp is cst.SimpleStatementLine or tp is cst.SimpleStatementSuite:
             if any(isinstance(small.semicolon, cst.Semicolon) for small in n.body):
                 out.add(SEMICOLON)
@@ -214,4 +217,27 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
             elif _is_node(tv):
                 stack.append(value)
     cache[node] = out
+    return out
+
+
+def names_read(node: cst.CSTNode, skip: tuple[type, ...] = ()) -> set[str]:
+    """The names used in node: every Name but an attribute's (`self.key` does not use `key`) and a keyword's
+    (`f(key=k)` neither), and none inside a node of a type in `skip` (node itself included)."""
+    out: set[str] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        tp = type(n)
+        if tp is cst.Name:
+            out.add(n.value)
+        elif tp is cst.Attribute or tp is cst.Arg:
+            stack.append(n.value)
+        elif not (skip and isinstance(n, skip)):
+            for name in _fields(tp):
+                value = getattr(n, name)
+                tv = type(value)
+                if tv is tuple or tv is list:
+                    stack.extend(value)
+                elif _is_node(tv):
+                    stack.append(value)
     return out
