@@ -6,7 +6,7 @@ from pathlib import Path
 import libcst as cst
 import pytest
 
-from torch2jax.transform.walk import walk, words
+from torch2jax.transform.walk import iter_statements, walk, words
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = sorted((ROOT / "samples").glob("*.py")) + sorted((ROOT / "tests" / "cases").rglob("*.py")) + sorted(
@@ -59,3 +59,20 @@ def test_words_has_every_name():
 
     module.visit(Names())
     assert names <= words(module, {})
+
+
+@pytest.mark.parametrize("source", [p.read_text() for p in FILES] + [EXTRA],
+                         ids=[p.name for p in FILES] + ["extra"])
+def test_iter_statements_in_visit_order(source):
+    module = cst.parse_module(source)
+    expected = []
+
+    class Statements(cst.CSTVisitor):
+        def on_visit(self, node) -> bool:
+            if isinstance(node, (cst.BaseSmallStatement, cst.BaseCompoundStatement, cst.SimpleStatementLine)):
+                expected.append(node)
+            return True
+
+    module.visit(Statements())
+    got = list(iter_statements(module))
+    assert len(got) == len(expected) and all(a is b for a, b in zip(got, expected))

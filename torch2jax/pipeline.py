@@ -67,8 +67,7 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     original_body = list(module.body)
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
     positions = dict(wrapper.resolve(PositionProvider))
-    collector = ImportCollector()
-    walk(module, collector)
+    collector = ImportCollector().scan(module)
     aliases = collector.aliases
     if not any(q == "torch" or q.startswith("torch.") for q in aliases.values()) and not any(
             m == "torch" or m.startswith("torch.") for m in collector.star_modules):
@@ -77,8 +76,9 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     for name in rebound:
         del aliases[name]
     ctx = FileContext(filename=filename, scopes=Scopes(aliases, rebound, positions), tables=load_tables(), positions=positions)
-    ctx.module_facts = collect_module_facts(module, ctx.scopes)
-    ctx.training_facts = collect_training_facts(module, ctx.scopes, ctx.module_facts)
+    ctx.module_facts = collect_module_facts(module, ctx.scopes, word_cache=ctx.word_cache)
+    if TrainingPass.applies(source, ctx):  # the training pass is the one that reads them
+        ctx.training_facts = collect_training_facts(module, ctx.scopes, ctx.module_facts, ctx.word_cache)
     skipped = _suppressed_statements(module, positions) if "skip" in source else {}
     for pass_cls in PASSES:
         if pass_cls.applies(source, ctx):

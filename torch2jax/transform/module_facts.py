@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from torch2jax.transform.names import Scopes, dotted
-from torch2jax.transform.walk import Visitor, walk
+from torch2jax.transform.walk import CLASS, Visitor, walk, words
 
 MODULE_BASES = {"torch.nn.Module", "torch.nn.modules.module.Module"}
 # torch layers whose forward updates buffers: Equinox state
@@ -268,8 +268,13 @@ class _Collector(Visitor):
         return False
 
 
-def collect_module_facts(module: cst.Module, scopes: Scopes, known: ModuleFacts | None = None) -> ModuleFacts:
+def collect_module_facts(module: cst.Module, scopes: Scopes, known: ModuleFacts | None = None,
+                         word_cache: dict | None = None) -> ModuleFacts:
     facts = known if known is not None else ModuleFacts()
-    walk(module, _Collector(scopes, facts))
+    collector = _Collector(scopes, facts)
+    word_cache = {} if word_cache is None else word_cache
+    for stmt in module.body:
+        if CLASS in words(stmt, word_cache):  # outside a class the collector notes nothing
+            walk(stmt, collector)
     facts.close()
     return facts

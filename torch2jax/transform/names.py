@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import libcst as cst
 
-from torch2jax.transform.walk import Visitor, walk
+from torch2jax.transform.walk import Visitor, iter_statements, walk
 
 
 def dotted(node: cst.BaseExpression) -> str | None:
@@ -35,6 +35,15 @@ class ImportCollector(Visitor):
     def __init__(self) -> None:
         self.aliases: dict[str, str] = {}
         self.star_modules: list[str] = []
+
+    def scan(self, module: cst.Module) -> "ImportCollector":
+        """What walking the module would collect: imports are statements, so no expression needs reading."""
+        for stmt in iter_statements(module):
+            if isinstance(stmt, cst.Import):
+                self.visit_Import(stmt)
+            elif isinstance(stmt, cst.ImportFrom):
+                self.visit_ImportFrom(stmt)
+        return self
 
     def visit_Import(self, node: cst.Import) -> None:
         for alias in node.names:

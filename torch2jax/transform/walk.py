@@ -143,7 +143,7 @@ _STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
 # markers for constructs a pass looks for that no identifier reveals (not identifiers, so they never clash)
 AUGASSIGN = "<augassign>"  # x += y
 SETITEM = "<setitem>"  # x[i] = v (also inside a tuple target)
-SETATTR = "<setattr>"  # x.a = v or x[i] = v
+SETATTR = "<setattr>"  # x.a = v or x[i] = v (not self.a = v, the plain field assignment)
 CLASS = "<class>"  # a class definition
 TRAILING_UNDERSCORE = "<name_>"  # an identifier like add_ or relu_ (in-place spelling)
 SEMICOLON = "<;>"  # a statement ended by a semicolon
@@ -196,7 +196,9 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
             continue
         if tp is cst.Assign:
             for t in n.targets:
-                if isinstance(t.target, (cst.Attribute, cst.Subscript)):
+                target = t.target
+                if isinstance(target, cst.Subscript) or isinstance(target, cst.Attribute) and not (
+                        type(target.value) is cst.Name and target.value.value == "self"):
                     out.add(SETATTR)
                 if _has_subscript(t.target):
                     out.add(SETITEM)
@@ -241,3 +243,21 @@ def names_read(node: cst.CSTNode, skip: tuple[type, ...] = ()) -> set[str]:
                 elif _is_node(tv):
                     stack.append(value)
     return out
+
+
+_BLOCKS = (cst.BaseSuite, cst.Else, cst.ExceptHandler, cst.ExceptStarHandler, cst.Finally, cst.MatchCase)
+
+
+def iter_statements(node: cst.CSTNode):
+    """Every statement under node, in source order: compound statements, simple statement lines and the small
+    statements in them (what a visitor meets first, without looking inside any expression)."""
+    for name in _field_order(node):
+        value = getattr(node, name)
+        for child in value if type(value) is tuple or type(value) is list else (value,):
+            if isinstance(child, cst.BaseSmallStatement):
+                yield child
+            elif isinstance(child, (cst.BaseCompoundStatement, cst.SimpleStatementLine)):
+                yield child
+                yield from iter_statements(child)
+            elif isinstance(child, _BLOCKS):
+                yield from iter_statements(child)
