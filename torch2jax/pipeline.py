@@ -65,8 +65,7 @@ def translate(source: str, filename: str = "<string>") -> Translation:
 
 def _translate_module(module: cst.Module, source: str, filename: str) -> Translation:
     original_body = list(module.body)
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    positions = dict(wrapper.resolve(PositionProvider))
+    positions = _positions(module)
     collector = ImportCollector().scan(module)
     aliases = collector.aliases
     if not any(q == "torch" or q.startswith("torch.") for q in aliases.values()) and not any(
@@ -75,7 +74,8 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     rebound = module_level_rebinds(module, aliases)
     for name in rebound:
         del aliases[name]
-    ctx = FileContext(filename=filename, scopes=Scopes(aliases, rebound, positions), tables=load_tables(), positions=positions)
+    ctx = FileContext(filename=filename, scopes=Scopes(aliases, rebound, positions), tables=load_tables(),
+                      positions=positions, may_suppress="skip" in source)
     ctx.module_facts = collect_module_facts(module, ctx.scopes, word_cache=ctx.word_cache)
     if TrainingPass.applies(source, ctx):  # the training pass is the one that reads them
         ctx.training_facts = collect_training_facts(module, ctx.scopes, ctx.module_facts, ctx.word_cache)
@@ -95,6 +95,18 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     diags = sorted(ctx.diagnostics, key=lambda d: (d.line, d.column, d.code))
     changes = sorted(ctx.changes, key=lambda d: (d.line, d.column, d.code))
     return Translation(code, _dedupe(diags), filename, changes=_dedupe(changes))
+
+
+def _positions(module: cst.Module) -> dict:
+    """Every node's position in the input: what MetadataWrapper.resolve(PositionProvider) gives. resolve() also
+    runs a batched visit of the whole tree for the batchable providers asked for, even when there are none (as
+    here), which costs as much again; the provider's own computation is called directly."""
+    provider = PositionProvider()
+    try:
+        provider._gen_impl(module)
+    except AttributeError:  # a libcst whose internals differ: the public way
+        return dict(MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider))
+    return dict(provider._computed)
 
 
 def _suppressed_statements(module: cst.Module, positions: dict) -> dict:

@@ -123,7 +123,7 @@ def walk(node: cst.CSTNode, visitor: cst.CSTVisitor) -> None:
             if tv is tuple or tv is list:
                 for child in value:
                     walk(child, visitor)
-            elif _is_node(tv):
+            elif is_node(tv):
                 walk(value, visitor)
     visitor.on_leave(node)
 
@@ -158,7 +158,8 @@ def _fields(tp: type) -> tuple[str, ...]:
     return names
 
 
-def _is_node(tp: type) -> bool:
+def is_node(tp: type) -> bool:
+    """isinstance(value, cst.CSTNode) by the value's type, cached (libcst's abstract classes make isinstance slow)."""
     known = _IS_NODE.get(tp)
     if known is None:
         known = _IS_NODE[tp] = isinstance(tp, type) and issubclass(tp, cst.CSTNode)
@@ -216,7 +217,7 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
             tv = type(value)
             if tv is tuple or tv is list:
                 stack.extend(value)
-            elif _is_node(tv):
+            elif is_node(tv):
                 stack.append(value)
     cache[node] = out
     return out
@@ -240,7 +241,7 @@ def names_read(node: cst.CSTNode, skip: tuple[type, ...] = ()) -> set[str]:
                 tv = type(value)
                 if tv is tuple or tv is list:
                     stack.extend(value)
-                elif _is_node(tv):
+                elif is_node(tv):
                     stack.append(value)
     return out
 
