@@ -22,7 +22,7 @@ from torch2jax.transform.ops import OpsPass
 from torch2jax.transform.randomness import RandomnessPass
 from torch2jax.transform.training import TrainingPass
 from torch2jax.transform.training_facts import collect_training_facts
-from torch2jax.transform.walk import Transformer, Visitor, walk
+from torch2jax.transform.walk import Transformer, iter_statements
 
 PASSES = (GradModePass, InplacePass, ModuleUpdatesPass, TrainingPass, ModulePass, OpsPass, RandomnessPass)
 
@@ -125,18 +125,12 @@ def _positions(module: cst.Module) -> dict:
 
 
 def _suppressed_statements(module: cst.Module, positions: dict) -> dict:
-    """The `# torch2jax: skip` statements, by their (line, column) in the input."""
-    found = {}
+    """The `# torch2jax: skip` statements, by their (line, column) in the input (not those inside one)."""
+    def skipped(stmt) -> bool:
+        return suppressed(stmt) and stmt in positions
 
-    class Find(Visitor):
-        def on_visit(self, node) -> bool:
-            if suppressed(node) and node in positions:
-                found[(positions[node].start.line, positions[node].start.column)] = node
-                return False
-            return True
-
-    walk(module, Find())
-    return found
+    return {(positions[stmt].start.line, positions[stmt].start.column): stmt
+            for stmt in iter_statements(module, enter=lambda stmt: not skipped(stmt)) if skipped(stmt)}
 
 
 class _RestoreSuppressed(Transformer):

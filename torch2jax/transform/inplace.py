@@ -161,6 +161,8 @@ def _has_call(node: cst.CSTNode) -> bool:
     found = []
 
     class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Call(self, n) -> None:
             found.append(n)
 
@@ -613,10 +615,14 @@ class InplacePass(Pass):
         return cst.FlattenSentinel(lines + [updated.with_changes(**{attr: new_expr}, leading_lines=[])])
 
     def _mentions_mutation(self, node: cst.CSTNode) -> bool:
+        if self.mutation_words.isdisjoint(self.ctx.words(node)):
+            return False
         found = []
         pass_ = self
 
         class V(Visitor):
+            SEES_LAYOUT = False
+
             def visit_Call(self, n: cst.Call) -> None:
                 if pass_.mutation_kind(n) is not None:
                     found.append(n)
@@ -1656,6 +1662,8 @@ class _Hoister(Transformer):
         inside: set[int] = set()
 
         class V(Visitor):
+            SEES_LAYOUT = False
+
             def on_visit(self, node) -> bool:
                 inside.add(id(node))
                 return True
@@ -1670,6 +1678,8 @@ def _is_docstring(stmt) -> bool:
 
 
 class _FirstClass(Visitor):
+    SEES_LAYOUT = False
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.found: cst.ClassDef | None = None
@@ -1688,6 +1698,8 @@ def _init_helpers(cls: cst.ClassDef) -> set[str]:
         found: set[str] = set()
 
         class V(Visitor):
+            SEES_LAYOUT = False
+
             def visit_Call(self, n: cst.Call) -> None:
                 if isinstance(n.func, cst.Attribute) and isinstance(n.func.value, cst.Name) \
                         and n.func.value.value == "self" and n.func.attr.value in methods:
@@ -1709,6 +1721,8 @@ def _all_refs(node: cst.CSTNode) -> list[cst.BaseExpression]:
     found = []
 
     class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Name(self, n) -> None:
             found.append(n)
 

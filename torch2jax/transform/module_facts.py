@@ -111,6 +111,8 @@ def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
     found = []
 
     class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Call(self, n: cst.Call) -> None:
             found.append(n)
 
@@ -119,6 +121,8 @@ def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
 
 
 class _Collector(Visitor):
+    SEES_LAYOUT = False
+
     def __init__(self, scopes: Scopes, known: ModuleFacts) -> None:
         self.scopes = scopes
         self.facts = known

@@ -146,6 +146,8 @@ def _rebinds(block, name: str) -> bool:
     found = []
 
     class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
             if isinstance(node.target, cst.Name) and node.target.value == name:
                 found.append(node)

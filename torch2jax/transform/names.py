@@ -31,6 +31,7 @@ def root_name(node: cst.BaseExpression) -> str | None:
 
 class ImportCollector(Visitor):
     """Collects every import in the file: local name -> qualified name."""
+    SEES_LAYOUT = False
 
     def __init__(self) -> None:
         self.aliases: dict[str, str] = {}
@@ -69,6 +70,7 @@ class ImportCollector(Visitor):
 
 class _Binder(Visitor):
     """Names bound inside one function body (not descending into nested functions or classes)."""
+    SEES_LAYOUT = False
 
     def __init__(self) -> None:
         self.bound: set[str] = set()

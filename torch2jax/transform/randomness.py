@@ -38,7 +38,7 @@ import libcst as cst
 from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER
-from torch2jax.transform.walk import LAMBDA, SEMICOLON, Transformer, Visitor, names_read, walk
+from torch2jax.transform.walk import LAMBDA, SEMICOLON, Transformer, Visitor, content_children, names_read, walk
 
 SEED_FUNCS = frozenset({"t2j.manual_seed"})
 CUDA_SEED_FUNCS = frozenset({"t2j.cuda_manual_seed"})
@@ -351,19 +351,19 @@ class Analysis:
                 self._walk(_suite_stmts(suite), s, covered, False, here)
 
     def _collect(self, node, s: Scope, covered: bool, top) -> None:
-        analysis = self
-
-        class V(Visitor):
-            def on_visit(self, n) -> bool:
-                if isinstance(n, cst.BaseSuite) and n is not node:
-                    return False
-                if isinstance(n, cst.Lambda) and n in analysis.scope_of:
-                    return False
-                if isinstance(n, (cst.Call, cst.Name)) and (isinstance(n, cst.Call) or is_placeholder(n)):
-                    s.cands.append((n, covered, top))
-                return True
-
-        walk(node, V())
+        """The calls and key placeholders in node (in no particular order), not inside a nested block or a lambda
+        bound to a name (each has its own scope)."""
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            tp = type(n)
+            if tp is cst.Call or (tp is cst.Name and n.value == KEY_PLACEHOLDER):
+                s.cands.append((n, covered, top))
+            elif (tp is cst.IndentedBlock or tp is cst.SimpleStatementSuite) and n is not node:
+                continue
+            elif tp is cst.Lambda and n in self.scope_of:
+                continue
+            stack.extend(content_children(n))
 
     def _fixpoint(self) -> None:
         changed = True
@@ -719,34 +719,32 @@ class _Rewriter:
         return list(self._units[key])
 
     def _find_units(self, node, s: Scope) -> list:
-        rw = self
         found: list = []
 
-        class V(Visitor):
-            def on_visit(self, n) -> bool:
-                if isinstance(n, cst.BaseSuite) and n is not node:
-                    return False
-                if isinstance(n, cst.FunctionDef) and n is node and rw.a.is_unit(n, s):
+        def visit(n) -> None:  # in source order: the units get their keys in this order
+            tp = type(n)
+            if (tp is cst.IndentedBlock or tp is cst.SimpleStatementSuite) and n is not node:
+                return
+            if tp is cst.FunctionDef and n is node and self.a.is_unit(n, s):
+                found.append(n)
+            if tp is cst.Lambda:
+                if n not in self.a.scope_of and self.units(n.body, s):
                     found.append(n)
-                if isinstance(n, cst.Lambda):
-                    if n in rw.a.scope_of:
-                        return False
-                    if rw.units(n.body, s):
-                        found.append(n)
-                    return False
-                if isinstance(n, COMPS):
-                    walk(n.for_in.iter, self)
-                    if rw.comp_levels(n, s)[1]:
-                        found.append(n)
-                    return False
-                if is_placeholder(n) or (isinstance(n, cst.Call) and rw.a.is_unit(n, s)):
+                return
+            if tp in COMPS:
+                visit(n.for_in.iter)
+                if self.comp_levels(n, s)[1]:
                     found.append(n)
-                if isinstance(n, cst.Attribute):
-                    walk(n.value, self)
-                    return False
-                return True
+                return
+            if is_placeholder(n) or (tp is cst.Call and self.a.is_unit(n, s)):
+                found.append(n)
+            if tp is cst.Attribute:
+                visit(n.value)
+                return
+            for child in content_children(n):
+                visit(child)
 
-        walk(node, V())
+        visit(node)
         return found
 
     def comp_levels(self, comp, s: Scope):
@@ -873,6 +871,8 @@ class _Rewriter:
         found = []
 
         class V(Visitor):
+            SEES_LAYOUT = False
+
             def visit_Name(self, n) -> None:
                 if is_placeholder(n):
                     found.append(n)
@@ -1142,6 +1142,8 @@ def _used_as_value(scope_node: cst.CSTNode, name: str) -> bool:
     found = []
 
     class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Call(self, n: cst.Call) -> bool:
             if not isinstance(n.func, cst.Name):
                 walk(n.func, self)

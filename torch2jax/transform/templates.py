@@ -96,6 +96,8 @@ def parsed(template: str) -> tuple[cst.BaseExpression, frozenset, frozenset]:
     droppable, used = set(), set()
 
     class Scan(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Arg(self, node: cst.Arg) -> bool:
             if (node.keyword is not None or node.star == "*") and isinstance(node.value, cst.Name):
                 droppable.add(node.value.value)

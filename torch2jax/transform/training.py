@@ -42,6 +42,7 @@ def _code(node: cst.CSTNode) -> str:
 
 class _Names(Visitor):
     """Names read and written by some statements (not descending into nested functions)."""
+    SEES_LAYOUT = False
 
     def __init__(self) -> None:
         self.loads: list[str] = []  # in order of first read

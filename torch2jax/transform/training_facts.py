@@ -73,6 +73,8 @@ def _calls(node: cst.CSTNode) -> list[cst.Call]:
     found = []
 
     class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Call(self, n: cst.Call) -> None:
             found.append(n)
 
@@ -163,6 +165,8 @@ def _trainer_params(fn: cst.FunctionDef, params: list[str], facts: TrainingFacts
     steps = []
 
     class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Call(self, call: cst.Call) -> None:
             if isinstance(call.func, cst.Attribute) and call.func.attr.value == "step" and not call.args:
                 steps.append(dotted(call.func.value))
@@ -192,6 +196,8 @@ def _model_param(fn: cst.FunctionDef, params: list[str], optimizer: str, facts: 
     called = set()
 
     class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Call(self, call: cst.Call) -> None:
             name = dotted(call.func)
             if name in params:
@@ -222,6 +228,8 @@ def _find_model_params(module: cst.Module, facts: TrainingFacts, word_cache: dic
     """Function parameters that receive a model at some call site in the file, and the model's class."""
 
     class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Call(self, call: cst.Call) -> None:
             name = dotted(call.func)
             fn = facts.functions.get(name or "")
