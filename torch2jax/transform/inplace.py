@@ -34,8 +34,7 @@ from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import BUILTIN_CLASH
 from torch2jax.transform.templates import BindError, bind, paren
-from torch2jax.transform.walk import (AUGASSIGN, SETITEM, TRAILING_UNDERSCORE, Transformer, Visitor, names_read,
-                                      walk)
+from torch2jax.transform.walk import AUGASSIGN, SETITEM, Transformer, Visitor, names_read, walk
 
 # Tensor in-place methods of torch (beyond those named in the tables): recognised even without a record, so that
 # a missing mapping is reported rather than left silently.
@@ -440,17 +439,22 @@ class InplacePass(Pass):
         self._inplace_names: frozenset | None = None
         self._torch_alias = next((k for k, v in ctx.scopes.aliases.items() if v == "torch"), None)
         self.module_level_mutates = True
-        # words without which a statement mutates nothing (see mutation_kind, _set_item, _aug_assign): an in-place
-        # spelling (add_, relu_), out=, inplace= or a function that takes inplace (positionally too), an item
-        # assignment, an augmented assignment
-        records = ctx.tables.records
-        self.mutation_words = {"out", "inplace", AUGASSIGN, SETITEM, TRAILING_UNDERSCORE}
-        self.mutation_words |= {q.rsplit(".", 1)[-1] for q, r in records.items() if r.param("inplace") is not None}
-        self.mutation_words |= {k for k, q in ctx.scopes.aliases.items() if q.endswith("_") or (
-            q in records and records[q].param("inplace") is not None)}
+        # words without which a statement mutates nothing (mutation_kind, _set_item, _aug_assign): an in-place
+        # method (add_) or torch function (relu_), out=, an item assignment, an augmented assignment; or True
+        # with a function that takes inplace (F.relu(x, inplace=True), F.relu(x, True))
+        records, methods, aliases = ctx.tables.records, ctx.tables.methods, ctx.scopes.aliases
+        self.mutation_words = {"out=", AUGASSIGN, SETITEM} | self.inplace_names()
+        self.mutation_words |= {m + "_" for m in methods if m not in BUILTIN_CLASH and not m.startswith("_")}
+        self.mutation_words |= {q.rsplit(".", 1)[-1] + "_" for q in records}
+        self.mutation_words |= {k for k, q in aliases.items() if q.endswith("_")}
+        takes_inplace = {q for q, r in records.items() if r.param("inplace") is not None}
+        self.inplace_words = {q.rsplit(".", 1)[-1] for q in takes_inplace}
+        self.inplace_words |= {k for k, q in aliases.items() if q in takes_inplace}
 
     def _may_mutate(self, node: cst.CSTNode) -> bool:
-        return not self.mutation_words.isdisjoint(self.ctx.words(node))
+        words = self.ctx.words(node)
+        return not self.mutation_words.isdisjoint(words) or (
+            "True" in words and not self.inplace_words.isdisjoint(words))
 
     def wants(self, node: cst.CSTNode) -> bool:
         """A function without a mutation is left alone (its frame and aliases are its own). Outside functions the
@@ -615,7 +619,7 @@ class InplacePass(Pass):
         return cst.FlattenSentinel(lines + [updated.with_changes(**{attr: new_expr}, leading_lines=[])])
 
     def _mentions_mutation(self, node: cst.CSTNode) -> bool:
-        if self.mutation_words.isdisjoint(self.ctx.words(node)):
+        if not self._may_mutate(node):
             return False
         found = []
         pass_ = self

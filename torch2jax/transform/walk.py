@@ -177,7 +177,6 @@ AUGASSIGN = "<augassign>"  # x += y
 SETITEM = "<setitem>"  # x[i] = v (also inside a tuple target)
 SETATTR = "<setattr>"  # x.a = v or x[i] = v (not self.a = v, the plain field assignment)
 CLASS = "<class>"  # a class definition
-TRAILING_UNDERSCORE = "<name_>"  # an identifier like add_ or relu_ (in-place spelling)
 SEMICOLON = "<;>"  # a statement ended by a semicolon
 LAMBDA = "<lambda>"  # a lambda
 
@@ -221,8 +220,6 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
         if tp is cst.Name:
             value = n.value
             out.add(value)
-            if value[-1] == "_" and value[0] != "_":
-                out.add(TRAILING_UNDERSCORE)
             continue
         if n is not node and isinstance(n, _STATEMENTS):
             out |= words(n, cache)
@@ -241,6 +238,8 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
             out.add(CLASS)
         elif tp is cst.Lambda:
             out.add(LAMBDA)
+        elif tp is cst.Arg and n.keyword is not None:
+            out.add(n.keyword.value + "=")  # a keyword argument: f(out=y) has the words out and out=
         elif tp is cst.SimpleStatementLine or tp is cst.SimpleStatementSuite:
             if any(isinstance(small.semicolon, cst.Semicolon) for small in n.body):
                 out.add(SEMICOLON)
