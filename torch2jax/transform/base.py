@@ -11,7 +11,7 @@ from torch2jax.diagnostics import Diagnostic
 from torch2jax.mappings import Tables
 from torch2jax.transform.module_facts import ModuleFacts
 from torch2jax.transform.names import Scopes
-from torch2jax.transform.walk import Transformer, is_node, words
+from torch2jax.transform.walk import Transformer, is_layout, is_node, words
 
 MARKER = "torch2jax:"
 SKIP = re.compile(r"#.*\btorch2jax:\s*skip\b")  # `# torch2jax: skip`: leave this statement (or file) as it is
@@ -113,6 +113,8 @@ class Pass(Transformer):
 
     # --- positions: the innermost node whose original position is known
     def on_visit(self, node: cst.CSTNode) -> bool:
+        if is_layout(type(node)):
+            return False  # kept as it is (see walk.is_layout)
         pos = self.ctx.positions.get(node)
         self._where.append((pos.start.line, pos.start.column) if pos else self._where[-1])
         if is_statement(type(node)):
@@ -126,6 +128,8 @@ class Pass(Transformer):
         return super().on_visit(node)
 
     def on_leave(self, original: cst.CSTNode, updated: cst.CSTNode):
+        if is_layout(type(original)):
+            return original
         if self._skipping and id(original) in self._skipping:  # neither its children nor its leave_ method ran
             self._skipping.discard(id(original))
             self._where.pop()

@@ -15,6 +15,22 @@ import dataclasses
 import libcst as cst
 
 
+# Layout: whitespace and comments, brackets, commas, dots, colons, operators. No pass looks at these nodes, and they
+# are more than half of all nodes: transformers leave them as they are, unvisited.
+_LAYOUT_BASES = (cst.BaseParenthesizableWhitespace, cst.EmptyLine, cst.TrailingWhitespace, cst.Newline, cst.Comment,
+                 cst.LeftParen, cst.RightParen, cst.LeftSquareBracket, cst.RightSquareBracket, cst.LeftCurlyBrace,
+                 cst.RightCurlyBrace, cst.Comma, cst.Dot, cst.Colon, cst.Semicolon, cst.AssignEqual, cst.BaseBinaryOp,
+                 cst.BaseBooleanOp, cst.BaseCompOp, cst.BaseUnaryOp, cst.BaseAugOp)
+_IS_LAYOUT: dict[type, bool] = {}
+
+
+def is_layout(tp: type) -> bool:
+    known = _IS_LAYOUT.get(tp)
+    if known is None:
+        known = _IS_LAYOUT[tp] = issubclass(tp, _LAYOUT_BASES)
+    return known
+
+
 def _hook(cls: type, prefix: str, node_type: type):
     fn = getattr(cls, prefix + node_type.__name__, None)
     return None if fn is None or getattr(fn, "_is_no_op", False) else fn
@@ -62,6 +78,8 @@ class Transformer(cst.CSTTransformer):
         cls._visit_hooks, cls._leave_hooks = {}, {}
 
     def on_visit(self, node: cst.CSTNode) -> bool:
+        if is_layout(type(node)):
+            return False
         try:
             fn = self._visit_hooks[type(node)]
         except KeyError:
