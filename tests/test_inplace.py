@@ -669,3 +669,16 @@ def f(x):
 """)
     assert "    x = x.add(1)\n    if x.sum() > 0:" in result.code, result.code
     assert "T2J305" in _codes_at(result, source, "elif x.mul_(2).sum() > 0:")
+
+
+def test_empty_tuple_keeps_its_parentheses():
+    # `()` is nothing without its parentheses: stripping them (to look inside an expression) must not fail the file
+    result = translate(HEADER + """
+def f(x):
+    shape = ()
+    x = x.clone()
+    x.add_(1)
+    return x, shape
+""")
+    assert not result.failed, result.diagnostics
+    assert "    shape = ()\n" in result.code, result.code

@@ -1,6 +1,8 @@
 """translate(): parse, collect facts, run the rewrite passes, fix imports, return code and diagnostics."""
 from __future__ import annotations
 
+import gc
+
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
@@ -23,6 +25,7 @@ from torch2jax.transform.randomness import RandomnessPass
 from torch2jax.transform.training import TrainingPass
 from torch2jax.transform.training_facts import collect_training_facts
 from torch2jax.transform.transforms import AmpPass, TransformsPass
+from torch2jax.transform.walk import Transformer, iter_statements
 
 # ParallelPass and TransformsPass run on torch-level code before the in-place and training passes: they resolve
 # wrapper aliases (DDP(model), torch.compile(model)) and re-collect the training facts, turn GradScaler calls into
@@ -53,6 +56,19 @@ def _mentions_torch(source: str) -> bool:
 
 def translate(source: str, filename: str = "<string>") -> Translation:
     """Translate one file's PyTorch source to JAX source. Never raises on bad input: see .diagnostics."""
+    # A translation allocates a great many small objects (libcst rebuilds trees) and frees them by reference
+    # counting; the cycle collector's passes over that growing heap cost about a third of the time and find
+    # little. It is paused for the call, and left as it was after.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _translate(source, filename)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _translate(source: str, filename: str) -> Translation:
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as e:
@@ -74,10 +90,8 @@ def translate(source: str, filename: str = "<string>") -> Translation:
 
 def _translate_module(module: cst.Module, source: str, filename: str) -> Translation:
     original_body = list(module.body)
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    positions = dict(wrapper.resolve(PositionProvider))
-    collector = ImportCollector()
-    module.visit(collector)
+    positions = _positions(module)
+    collector = ImportCollector().scan(module)
     aliases = collector.aliases
     if not any(q == "torch" or q.startswith("torch.") for q in aliases.values()) and not any(
             m == "torch" or m.startswith("torch.") for m in collector.star_modules):
@@ -85,9 +99,11 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     rebound = module_level_rebinds(module, aliases)
     for name in rebound:
         del aliases[name]
-    ctx = FileContext(filename=filename, scopes=Scopes(aliases, rebound, positions), tables=load_tables(), positions=positions)
-    ctx.module_facts = collect_module_facts(module, ctx.scopes)
-    ctx.training_facts = collect_training_facts(module, ctx.scopes, ctx.module_facts)
+    ctx = FileContext(filename=filename, scopes=Scopes(aliases, rebound, positions), tables=load_tables(),
+                      positions=positions, may_suppress="skip" in source)
+    ctx.module_facts = collect_module_facts(module, ctx.scopes, word_cache=ctx.word_cache)
+    if TrainingPass.applies(source, ctx):  # the training pass is the one that reads them
+        ctx.training_facts = collect_training_facts(module, ctx.scopes, ctx.module_facts, ctx.word_cache)
     skipped = _suppressed_statements(module, positions) if "skip" in source else {}
     for pass_cls in PASSES:
         if pass_cls.applies(source, ctx):
@@ -106,22 +122,28 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     return Translation(code, _dedupe(diags), filename, changes=_dedupe(changes))
 
 
+def _positions(module: cst.Module) -> dict:
+    """Every node's position in the input: what MetadataWrapper.resolve(PositionProvider) gives. resolve() also
+    runs a batched visit of the whole tree for the batchable providers asked for, even when there are none (as
+    here), which costs as much again; the provider's own computation is called directly."""
+    provider = PositionProvider()
+    try:
+        provider._gen_impl(module)
+    except AttributeError:  # a libcst whose internals differ: the public way
+        return dict(MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider))
+    return dict(provider._computed)
+
+
 def _suppressed_statements(module: cst.Module, positions: dict) -> dict:
-    """The `# torch2jax: skip` statements, by their (line, column) in the input."""
-    found = {}
+    """The `# torch2jax: skip` statements, by their (line, column) in the input (not those inside one)."""
+    def skipped(stmt) -> bool:
+        return suppressed(stmt) and stmt in positions
 
-    class Find(cst.CSTVisitor):
-        def on_visit(self, node) -> bool:
-            if suppressed(node) and node in positions:
-                found[(positions[node].start.line, positions[node].start.column)] = node
-                return False
-            return True
-
-    module.visit(Find())
-    return found
+    return {(positions[stmt].start.line, positions[stmt].start.column): stmt
+            for stmt in iter_statements(module, enter=lambda stmt: not skipped(stmt)) if skipped(stmt)}
 
 
-class _RestoreSuppressed(cst.CSTTransformer):
+class _RestoreSuppressed(Transformer):
     """After the passes: a statement rebuilt from a `# torch2jax: skip` one (a pass that rewrites whole blocks does
     not go through Pass.on_visit for each statement) is put back as it was."""
 

@@ -11,6 +11,7 @@ from torch2jax.diagnostics import Diagnostic
 from torch2jax.mappings import Tables
 from torch2jax.transform.module_facts import ModuleFacts
 from torch2jax.transform.names import Scopes
+from torch2jax.transform.walk import Transformer, is_layout, is_node, words
 
 MARKER = "torch2jax:"
 SKIP = re.compile(r"#.*\btorch2jax:\s*skip\b")  # `# torch2jax: skip`: leave this statement (or file) as it is
@@ -30,6 +31,18 @@ def _comment_lines(node: cst.CSTNode) -> list:
     if isinstance(trailing, cst.TrailingWhitespace):
         out.append(trailing.comment)
     return [c.value for c in out if c is not None]
+
+
+_STATEMENT_TYPES: dict[type, bool] = {}
+
+
+def is_statement(tp: type) -> bool:
+    """isinstance(node, (SimpleStatementLine, BaseCompoundStatement)) by the node's type, cached: this runs at every
+    node of every pass, and an isinstance test against libcst's abstract classes is slow."""
+    known = _STATEMENT_TYPES.get(tp)
+    if known is None:
+        known = _STATEMENT_TYPES[tp] = issubclass(tp, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
+    return known
 
 
 def suppressed(node: cst.CSTNode) -> bool:
@@ -63,6 +76,11 @@ class FileContext:
     needed_imports: set[str] = field(default_factory=set)  # short names: jnp, jax, eqx, optax, t2j
     module_facts: "ModuleFacts | None" = None  # nn.Module classes (module_facts.py), project-wide in folder runs
     training_facts: object = None  # optimizers, schedulers, models, trainer functions (training_facts.py)
+    word_cache: dict = field(default_factory=dict)  # node -> its words (walk.words), shared by the passes
+    may_suppress: bool = True  # False when the source has no "skip": no statement can be `# torch2jax: skip`
+
+    def words(self, node: cst.CSTNode) -> set[str]:
+        return words(node, self.word_cache)
 
     def report(self, code: str, message: str, line: int, column: int) -> Diagnostic:
         d = diagnostics.make(code, message, line, column, self.filename)
@@ -70,7 +88,7 @@ class FileContext:
         return d
 
 
-class Pass(cst.CSTTransformer):
+class Pass(Transformer):
     """A transformer that knows where it is in the original source and marks the statements it reports on."""
 
     # source words without which the pass has nothing to do: a cheap test that saves a whole tree walk
@@ -79,6 +97,12 @@ class Pass(cst.CSTTransformer):
     @classmethod
     def applies(cls, source: str, ctx: "FileContext") -> bool:
         return not cls.TRIGGERS or any(word in source for word in cls.TRIGGERS)
+
+    def wants(self, node: cst.CSTNode) -> bool:
+        """Whether the pass may change or report anything in this statement (or the module): one that does not
+        leaves it unvisited, which saves most of the time on files where a pass has little to do. A pass that
+        answers False must be sure of it: usually a test of the statement's words (ctx.words)."""
+        return True
 
     def __init__(self, ctx: FileContext) -> None:
         super().__init__()
@@ -89,30 +113,38 @@ class Pass(cst.CSTTransformer):
 
     # --- positions: the innermost node whose original position is known
     def on_visit(self, node: cst.CSTNode) -> bool:
+        if is_layout(type(node)):
+            return False  # kept as it is (see walk.is_layout)
         pos = self.ctx.positions.get(node)
         self._where.append((pos.start.line, pos.start.column) if pos else self._where[-1])
-        if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+        if is_statement(type(node)):
             self._markers.append([])
-            if suppressed(node):
+            if (self.ctx.may_suppress and suppressed(node)) or not self.wants(node):
                 self._skipping.add(id(node))
                 return False
+        elif type(node) is cst.Module and not self.wants(node):
+            self._skipping.add(id(node))
+            return False
         return super().on_visit(node)
 
     def on_leave(self, original: cst.CSTNode, updated: cst.CSTNode):
-        if id(original) in self._skipping:  # neither its children nor its own leave_ method ran
+        if is_layout(type(original)):
+            return original
+        if self._skipping and id(original) in self._skipping:  # neither its children nor its leave_ method ran
             self._skipping.discard(id(original))
             self._where.pop()
-            self._markers.pop()
+            if type(original) is not cst.Module:
+                self._markers.pop()
             return original
         result = super().on_leave(original, updated)
         self._where.pop()
         # nodes are rebuilt by every pass: carry the original position over so later passes can report it
         pos = self.ctx.positions.get(original)
-        if pos is not None and isinstance(result, cst.CSTNode):
+        if pos is not None and is_node(type(result)):
             self.ctx.positions.setdefault(result, pos)
-        if isinstance(original, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+        if is_statement(type(original)):
             pending = self._markers.pop()
-            if pending and isinstance(result, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+            if pending and is_statement(type(result)):
                 result = add_marker(result, pending)
         return result
 
@@ -134,7 +166,7 @@ class Pass(cst.CSTTransformer):
         self.ctx.needed_imports.update(names)
 
 
-class CarryPositions(cst.CSTTransformer):
+class CarryPositions(Transformer):
     """A helper transformer inside a pass: the nodes it rebuilds keep the source positions of the originals."""
 
     def __init__(self, positions: dict) -> None:

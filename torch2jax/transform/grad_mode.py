@@ -14,6 +14,14 @@ GRAD_CONTEXTS = {"torch.no_grad", "torch.enable_grad", "torch.inference_mode", "
 class GradModePass(Pass):
     TRIGGERS = ("no_grad", "enable_grad", "inference_mode", "set_grad_enabled")
 
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        # a statement that names none of these holds no grad-mode context (`from torch import no_grad as ng`: ng)
+        self.words = set(self.TRIGGERS) | {k for k, q in ctx.scopes.aliases.items() if q in GRAD_CONTEXTS}
+
+    def wants(self, node) -> bool:
+        return not self.words.isdisjoint(self.ctx.words(node))
+
     def visit_FunctionDef(self, node) -> None:
         self.ctx.scopes.push(node)
 

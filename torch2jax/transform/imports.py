@@ -4,6 +4,7 @@ from __future__ import annotations
 import libcst as cst
 
 from torch2jax.transform.names import dotted
+from torch2jax.transform.walk import Transformer, names_read
 
 IMPORT_LINES = {
     "jax": "import jax",
@@ -18,28 +19,6 @@ IMPORT_LINES = {
 ORDER = list(IMPORT_LINES)
 
 
-class _UsedNames(cst.CSTVisitor):
-    def __init__(self) -> None:
-        self.used: set[str] = set()
-
-    def visit_Import(self, node) -> bool:
-        return False
-
-    def visit_ImportFrom(self, node) -> bool:
-        return False
-
-    def visit_Name(self, node: cst.Name) -> None:
-        self.used.add(node.value)
-
-    def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)
-        return False
-
-    def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)
-        return False
-
-
 def _is_torch(module: str | None) -> bool:
     return module is not None and (module == "torch" or module.startswith("torch."))
 
@@ -48,9 +27,10 @@ def _local(alias: cst.ImportAlias) -> str:
     return alias.asname.name.value if alias.asname else dotted(alias.name).split(".")[0]
 
 
-class _Prune(cst.CSTTransformer):
+class _Prune(Transformer):
     def __init__(self, used: set[str]) -> None:
         self.used = used
+        self.changed = False  # an import removed, or some of its names
 
     def visit_FunctionDef(self, node) -> bool:
         return False  # imports inside functions and classes are left as they are: only the file's own are fixed
@@ -76,10 +56,11 @@ class _Prune(cst.CSTTransformer):
         return self._rebuild(updated, names)
 
     def _rebuild(self, node, names):
-        if not names:
-            return cst.RemoveFromParent()
         if len(names) == len(node.names):
             return node
+        self.changed = True
+        if not names:
+            return cst.RemoveFromParent()
         names[-1] = names[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
         return node.with_changes(names=names)
 
@@ -130,7 +111,7 @@ def fix_imports(module: cst.Module, needed: set[str]) -> cst.Module:
             new[0] = new[0].with_changes(leading_lines=body[at].leading_lines)
             body[at] = body[at].with_changes(leading_lines=[])
         module = module.with_changes(body=body[:at] + new + body[at:])
-    finder = _UsedNames()
-    module.visit(finder)
-    pruned = module.visit(_Prune(finder.used))
-    return module if pruned.deep_equals(module) and not lines else pruned
+    # names read anywhere but in the imports themselves, attribute names and keywords
+    prune = _Prune(names_read(module, (cst.Import, cst.ImportFrom)))
+    pruned = module.visit(prune)
+    return pruned if prune.changed or lines else module

@@ -26,6 +26,7 @@ taken by a loop, a view with no inverse) gets a diagnostic on that line.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import libcst as cst
 
@@ -33,6 +34,7 @@ from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import BUILTIN_CLASH
 from torch2jax.transform.templates import BindError, bind, paren
+from torch2jax.transform.walk import AUGASSIGN, SETITEM, Transformer, Visitor, names_read, walk
 
 # Tensor in-place methods of torch (beyond those named in the tables): recognised even without a record, so that
 # a missing mapping is reported rather than left silently.
@@ -151,38 +153,25 @@ def _is_true(node: cst.BaseExpression | None) -> bool:
 
 
 def _names_in(node: cst.CSTNode) -> set[str]:
-    found: set[str] = set()
-
-    class V(cst.CSTVisitor):
-        def visit_Name(self, n: cst.Name) -> None:
-            found.add(n.value)
-
-        def visit_Attribute(self, n: cst.Attribute) -> bool:
-            n.value.visit(self)
-            return False
-
-        def visit_Arg(self, n: cst.Arg) -> bool:
-            n.value.visit(self)
-            return False
-
-    node.visit(V())
-    return found
+    return names_read(node)
 
 
 def _has_call(node: cst.CSTNode) -> bool:
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Call(self, n) -> None:
             found.append(n)
 
-    node.visit(V())
+    walk(node, V())
     return bool(found)
 
 
 def _bare(node: cst.BaseExpression) -> cst.BaseExpression:
-    """The expression without its own parentheses."""
-    while getattr(node, "lpar", None):
+    """The expression without its own parentheses (not an empty tuple's: `()` is nothing without them)."""
+    while getattr(node, "lpar", None) and not (isinstance(node, cst.Tuple) and not node.elements):
         node = node.with_changes(lpar=[], rpar=[])
     return node
 
@@ -204,7 +193,7 @@ class ScopeFacts:
     assign_lines: dict[str, list[int]] = field(default_factory=dict)  # name -> lines of plain assignments
 
 
-class _FactsCollector(cst.CSTVisitor):
+class _FactsCollector(Visitor):
     def __init__(self, pass_: "InplacePass", root: cst.CSTNode) -> None:
         self.p = pass_
         self.root = root
@@ -415,7 +404,7 @@ class Tracked:
 
 @dataclass
 class Frame:
-    facts: ScopeFacts
+    _facts: ScopeFacts | None
     class_name: str | None = None  # the class a method belongs to
     method: str | None = None
     tracked: dict[str, Tracked] = field(default_factory=dict)
@@ -423,6 +412,13 @@ class Frame:
     bound: set[str] = field(default_factory=set)  # names local to the function (parameters and assignments)
     declare: dict[str, str] = field(default_factory=dict)  # free name rebound here -> "global" | "nonlocal"
     is_function: bool = False
+    collect: Callable[[], ScopeFacts] | None = None  # gives the facts when first read (the module's: see visit_Module)
+
+    @property
+    def facts(self) -> ScopeFacts:
+        if self._facts is None:
+            self._facts = self.collect()
+        return self._facts
 
 
 class Unsupported(Exception):
@@ -436,11 +432,38 @@ class InplacePass(Pass):
         self.classes: list[str] = []
         self.kinds: list[str] = []  # "class" / "function" nesting
         self.init_helpers: dict[str, set[str]] = {}  # class -> methods that __init__ calls (they may set fields)
+        self.module: cst.Module | None = None
         self.elifs: set[int] = set()
         self.loop_stack: list[list] = []  # per loop: [node, mutated keys]
         self.line = (1, 1)
         self._inplace_names: frozenset | None = None
         self._torch_alias = next((k for k, v in ctx.scopes.aliases.items() if v == "torch"), None)
+        self.module_level_mutates = True
+        # words without which a statement mutates nothing (mutation_kind, _set_item, _aug_assign): an in-place
+        # method (add_) or torch function (relu_), out=, an item assignment, an augmented assignment; or True
+        # with a function that takes inplace (F.relu(x, inplace=True), F.relu(x, True))
+        records, methods, aliases = ctx.tables.records, ctx.tables.methods, ctx.scopes.aliases
+        self.mutation_words = {"out=", AUGASSIGN, SETITEM} | self.inplace_names()
+        self.mutation_words |= {m + "_" for m in methods if m not in BUILTIN_CLASH and not m.startswith("_")}
+        self.mutation_words |= {q.rsplit(".", 1)[-1] + "_" for q in records}
+        self.mutation_words |= {k for k, q in aliases.items() if q.endswith("_")}
+        takes_inplace = {q for q, r in records.items() if r.param("inplace") is not None}
+        self.inplace_words = {q.rsplit(".", 1)[-1] for q in takes_inplace}
+        self.inplace_words |= {k for k, q in aliases.items() if q in takes_inplace}
+
+    def _may_mutate(self, node: cst.CSTNode) -> bool:
+        words = self.ctx.words(node)
+        return not self.mutation_words.isdisjoint(words) or (
+            "True" in words and not self.inplace_words.isdisjoint(words))
+
+    def wants(self, node: cst.CSTNode) -> bool:
+        """A function without a mutation is left alone (its frame and aliases are its own). Outside functions the
+        statements share the module's frame: without any mutation at that level, only those that mutate matter."""
+        if isinstance(node, (cst.Module, cst.FunctionDef)):
+            return self._may_mutate(node)
+        if self.frames[-1].is_function or self.module_level_mutates:
+            return True
+        return self._may_mutate(node)
 
     # --- bookkeeping ---------------------------------------------------------------------------------------
     @property
@@ -454,14 +477,28 @@ class InplacePass(Pass):
         return self._inplace_names
 
     def visit_Module(self, node: cst.Module) -> None:
-        collector = _FactsCollector(self, node)
-        node.visit(collector)
-        self.frames.append(Frame(collector.finish()))
+        self.module = node
+        self.module_level_mutates = any(self._may_mutate(s) for s in node.body if not isinstance(s, cst.FunctionDef))
+        scopes = self.ctx.scopes
+        aliases = dict(scopes.aliases)
+
+        def collect() -> ScopeFacts:
+            # the module's facts (a walk of the whole file) are rarely needed when only functions mutate: collected
+            # when first read, as they stood here (no enclosing function shadows a name, no alias added yet)
+            saved = scopes.aliases, scopes.shadow_stack
+            scopes.aliases, scopes.shadow_stack = aliases, []
+            try:
+                collector = _FactsCollector(self, node)
+                walk(node, collector)
+                return collector.finish()
+            finally:
+                scopes.aliases, scopes.shadow_stack = saved
+
+        self.frames.append(Frame(None, collect=collect))
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self.classes.append(node.name.value)
         self.kinds.append("class")
-        self.init_helpers.setdefault(node.name.value, init_helpers(node))
 
     def leave_ClassDef(self, original, updated):
         self.classes.pop()
@@ -471,7 +508,7 @@ class InplacePass(Pass):
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.ctx.scopes.push(node)
         collector = _FactsCollector(self, node)
-        node.visit(collector)
+        walk(node, collector)
         facts = collector.finish()
         in_class = bool(self.kinds) and self.kinds[-1] == "class"
         self.kinds.append("function")
@@ -582,15 +619,19 @@ class InplacePass(Pass):
         return cst.FlattenSentinel(lines + [updated.with_changes(**{attr: new_expr}, leading_lines=[])])
 
     def _mentions_mutation(self, node: cst.CSTNode) -> bool:
+        if not self._may_mutate(node):
+            return False
         found = []
         pass_ = self
 
-        class V(cst.CSTVisitor):
+        class V(Visitor):
+            SEES_LAYOUT = False
+
             def visit_Call(self, n: cst.Call) -> None:
                 if pass_.mutation_kind(n) is not None:
                     found.append(n)
 
-        node.visit(V())
+        walk(node, V())
         return bool(found)
 
     def _lines(self, node) -> tuple[int, int]:
@@ -1331,10 +1372,18 @@ class InplacePass(Pass):
         facts = self.ctx.module_facts
         if facts is None or not facts.is_module(frame.class_name):
             return
-        if frame.method in self.init_helpers.get(frame.class_name, ()):
+        if frame.method in self._init_helpers_of(frame.class_name):
             return  # a helper that only __init__ calls: still initialisation (a submodule's field: eqx.tree_at)
         self.report("T2J303", f"{key} is updated inside {frame.method}: Equinox modules are frozen after __init__; "
                               f"keep it as state (eqx.nn.State) or return the new value to the caller", node)
+
+    def _init_helpers_of(self, class_name: str) -> set[str]:
+        """init_helpers of the file's first class of that name (classes without a mutation are not visited)."""
+        if class_name not in self.init_helpers:
+            finder = _FirstClass(class_name)
+            walk(self.module, finder)
+            self.init_helpers[class_name] = init_helpers(finder.found) if finder.found is not None else set()
+        return self.init_helpers[class_name]
 
     def _note_loop(self, key: str) -> None:
         """An accumulation: a mutation, inside a loop, of a value that the loop body did not create."""
@@ -1563,7 +1612,7 @@ class InplacePass(Pass):
         return False
 
 
-class _Hoister(cst.CSTTransformer):
+class _Hoister(Transformer):
     """Rewrites the in-place calls of one expression, post-order (Python's evaluation order)."""
 
     def __init__(self, owner: InplacePass, pre: list) -> None:
@@ -1613,18 +1662,33 @@ class _Hoister(cst.CSTTransformer):
         in torch. A bare reference does not count: it is the same tensor object, which torch updates too."""
         inside: set[int] = set()
 
-        class V(cst.CSTVisitor):
+        class V(Visitor):
+            SEES_LAYOUT = False
+
             def on_visit(self, node) -> bool:
                 inside.add(id(node))
                 return True
 
-        call.visit(V())
+        walk(call, V())
         return any(key in reads for reads, node_id in self.computed if node_id not in inside)
 
 
 def _is_docstring(stmt) -> bool:
     return isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Expr) \
         and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+
+
+class _FirstClass(Visitor):
+    SEES_LAYOUT = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.found: cst.ClassDef | None = None
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if self.found is None and isinstance(node, cst.ClassDef) and node.name.value == self.name:
+            self.found = node
+        return self.found is None and not isinstance(node, cst.BaseExpression)  # no class inside an expression
 
 
 def init_helpers(cls: cst.ClassDef) -> set[str]:
@@ -1634,13 +1698,15 @@ def init_helpers(cls: cst.ClassDef) -> set[str]:
     for name, fn in methods.items():
         found: set[str] = set()
 
-        class V(cst.CSTVisitor):
+        class V(Visitor):
+            SEES_LAYOUT = False
+
             def visit_Call(self, n: cst.Call) -> None:
                 if isinstance(n.func, cst.Attribute) and isinstance(n.func.value, cst.Name) \
                         and n.func.value.value == "self" and n.func.attr.value in methods:
                     found.add(n.func.attr.value)
 
-        fn.visit(V())
+        walk(fn, V())
         calls[name] = found
     reached, todo = set(), ["__init__"] if "__init__" in methods else []
     while todo:
@@ -1655,12 +1721,14 @@ def init_helpers(cls: cst.ClassDef) -> set[str]:
 def _all_refs(node: cst.CSTNode) -> list[cst.BaseExpression]:
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Name(self, n) -> None:
             found.append(n)
 
         def visit_Attribute(self, n) -> None:
             found.append(n)
 
-    node.visit(V())
+    walk(node, V())
     return found

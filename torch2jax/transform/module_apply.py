@@ -12,6 +12,7 @@ from __future__ import annotations
 import libcst as cst
 
 from torch2jax.transform.base import Pass
+from torch2jax.transform.module_facts import MODULE_LIKE_NAMES
 from torch2jax.transform.names import dotted
 
 
@@ -26,7 +27,7 @@ class ModuleApplyPass(Pass):
         self.generated: list[set[str]] = [set()]  # function names made in each enclosing function (unique there)
 
     def visit_Module(self, node: cst.Module) -> None:
-        models = set(getattr(self.ctx.training_facts, "models", {}) or {})
+        models = set(getattr(self.ctx.training_facts, "models", None) or {})
         finder = _ApplyCalls(models)
         node.visit(finder)
         self.init_functions = finder.functions
@@ -111,7 +112,10 @@ def _apply_target(call, models: set[str] | None) -> str | None:
     target = dotted(call.func.value)
     if target is None or "." in target:
         return None
-    return target if models is None or target == "self" or target in models else None
+    if models is None or target == "self" or target in models:
+        return target
+    # the training facts are not always collected: a name that says it holds a model (not a DataFrame's apply)
+    return target if any(word in target.lower() for word in MODULE_LIKE_NAMES) else None
 
 
 class _ApplyCalls(cst.CSTVisitor):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from torch2jax.transform.names import Scopes, dotted
+from torch2jax.transform.walk import CLASS, Visitor, walk, words
 
 MODULE_BASES = {"torch.nn.Module", "torch.nn.modules.module.Module"}
 # torch layers whose forward updates buffers: Equinox state
@@ -111,15 +112,19 @@ def literal_type(node: cst.BaseExpression) -> str | None:
 def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Call(self, n: cst.Call) -> None:
             found.append(n)
 
-    node.visit(V())
+    walk(node, V())
     return found
 
 
-class _Collector(cst.CSTVisitor):
+class _Collector(Visitor):
+    SEES_LAYOUT = False
+
     def __init__(self, scopes: Scopes, known: ModuleFacts) -> None:
         self.scopes = scopes
         self.facts = known
@@ -276,8 +281,13 @@ class _Collector(cst.CSTVisitor):
         return False
 
 
-def collect_module_facts(module: cst.Module, scopes: Scopes, known: ModuleFacts | None = None) -> ModuleFacts:
+def collect_module_facts(module: cst.Module, scopes: Scopes, known: ModuleFacts | None = None,
+                         word_cache: dict | None = None) -> ModuleFacts:
     facts = known if known is not None else ModuleFacts()
-    module.visit(_Collector(scopes, facts))
+    collector = _Collector(scopes, facts)
+    word_cache = {} if word_cache is None else word_cache
+    for stmt in module.body:
+        if CLASS in words(stmt, word_cache):  # outside a class the collector notes nothing
+            walk(stmt, collector)
     facts.close()
     return facts

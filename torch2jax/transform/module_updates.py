@@ -20,6 +20,7 @@ import libcst as cst
 from torch2jax.transform.base import Pass
 from torch2jax.transform.inplace import init_helpers
 from torch2jax.transform.names import dotted
+from torch2jax.transform.walk import SETATTR, Visitor, walk
 
 
 def _code(node: cst.CSTNode) -> str:
@@ -48,6 +49,13 @@ class ModuleUpdatesPass(Pass):
         self.methods: list[str] = []
         self.class_depth = 0
         self.initialising: list[set[str]] = []
+        # what the rewrites start from: an init call (nn.init.x_, or an imported init function), an assignment to
+        # an attribute or item, a loop over parameters()
+        self.words = {"init", "parameters", "named_parameters", SETATTR}
+        self.words |= {k for k, q in ctx.scopes.aliases.items() if q.startswith("torch.nn.init")}
+
+    def wants(self, node) -> bool:
+        return not self.words.isdisjoint(self.ctx.words(node))
 
     def visit_ClassDef(self, node) -> None:
         self.class_depth += 1
@@ -141,10 +149,12 @@ class ModuleUpdatesPass(Pass):
 def _rebinds(block, name: str) -> bool:
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
             if isinstance(node.target, cst.Name) and node.target.value == name:
                 found.append(node)
 
-    block.visit(V())
+    walk(block, V())
     return bool(found)

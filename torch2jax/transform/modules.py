@@ -38,6 +38,12 @@ class ModulePass(Pass):
         self.stateful_loop_vars: set[str] = set()
         self.tmp_count = 0
         self.negations: set[cst.CSTNode] = set()
+        # outside a module class only a module class nested inside, or a `(not self.inference)` that _bare
+        # unwraps, can be touched
+        self.words = set(self.facts.classes) | {"inference"}
+
+    def wants(self, node) -> bool:
+        return self.cls is not None or not self.words.isdisjoint(self.ctx.words(node))
 
     # ----- classes
     def visit_ClassDef(self, node: cst.ClassDef) -> None:

@@ -6,7 +6,11 @@ parameter or a local variable called `torch`) shadows it inside that function.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import libcst as cst
+
+from torch2jax.transform.walk import Visitor, iter_statements, walk
 
 
 def dotted(node: cst.BaseExpression) -> str | None:
@@ -25,12 +29,22 @@ def root_name(node: cst.BaseExpression) -> str | None:
     return node.value if isinstance(node, cst.Name) else None
 
 
-class ImportCollector(cst.CSTVisitor):
+class ImportCollector(Visitor):
     """Collects every import in the file: local name -> qualified name."""
+    SEES_LAYOUT = False
 
     def __init__(self) -> None:
         self.aliases: dict[str, str] = {}
         self.star_modules: list[str] = []
+
+    def scan(self, module: cst.Module) -> "ImportCollector":
+        """What walking the module would collect: imports are statements, so no expression needs reading."""
+        for stmt in iter_statements(module):
+            if isinstance(stmt, cst.Import):
+                self.visit_Import(stmt)
+            elif isinstance(stmt, cst.ImportFrom):
+                self.visit_ImportFrom(stmt)
+        return self
 
     def visit_Import(self, node: cst.Import) -> None:
         for alias in node.names:
@@ -54,8 +68,9 @@ class ImportCollector(cst.CSTVisitor):
             self.aliases[local] = f"{module}.{name}"
 
 
-class _Binder(cst.CSTVisitor):
+class _Binder(Visitor):
     """Names bound inside one function body (not descending into nested functions or classes)."""
+    SEES_LAYOUT = False
 
     def __init__(self) -> None:
         self.bound: set[str] = set()
@@ -105,10 +120,11 @@ class _Binder(cst.CSTVisitor):
         self._targets(node.target)
 
 
-def bound_in_function(fn: cst.FunctionDef) -> set[str]:
+@lru_cache(maxsize=1024)  # by node (nodes are immutable): the passes ask about the same function one after another
+def bound_in_function(fn: cst.FunctionDef) -> frozenset[str]:
     binder = _Binder()
-    fn.visit(binder)
-    return binder.bound
+    walk(fn, binder)
+    return frozenset(binder.bound)
 
 
 def module_level_rebinds(module: cst.Module, aliases: dict[str, str]) -> set[str]:

@@ -52,6 +52,11 @@ class OpsPass(Pass):
         self.discarded: set[cst.CSTNode] = set()  # calls whose value is thrown away (expression statements)
         self.non_tensor_names = non_tensor_names or set()
         self.metadata_reads: set[cst.CSTNode] = set()  # `x.data` in `x.data.shape`, `x.data.zero_()`: kept as x
+        # a statement with neither an imported name (torch, F, nn...) nor a Tensor method's name has nothing to map
+        self.words = set(ctx.scopes.aliases) | set(ctx.tables.methods)
+
+    def wants(self, node) -> bool:
+        return not self.words.isdisjoint(self.ctx.words(node))
 
     # --- bookkeeping on the way down
     def visit_Import(self, node) -> bool:

@@ -38,6 +38,7 @@ import libcst as cst
 from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER
+from torch2jax.transform.walk import LAMBDA, SEMICOLON, Transformer, Visitor, content_children, names_read, walk
 
 SEED_FUNCS = frozenset({"t2j.manual_seed"})
 CUDA_SEED_FUNCS = frozenset({"t2j.cuda_manual_seed"})
@@ -112,28 +113,7 @@ def is_placeholder(node) -> bool:
 
 
 def _names_in(node: cst.CSTNode, skip_defs: bool = False) -> set[str]:
-    out: set[str] = set()
-
-    class V(cst.CSTVisitor):
-        def visit_Name(self, n: cst.Name) -> None:
-            out.add(n.value)
-
-        def visit_Arg(self, n: cst.Arg) -> bool:
-            n.value.visit(self)  # not the keyword: `f(key=k)` does not use a name `key`
-            return False
-
-        def visit_Attribute(self, n: cst.Attribute) -> bool:
-            n.value.visit(self)  # not the attribute: `self.key` does not use a name `key`
-            return False
-
-        def visit_FunctionDef(self, n) -> bool:
-            return not skip_defs
-
-        def visit_ClassDef(self, n) -> bool:
-            return not skip_defs
-
-    node.visit(V())
-    return out
+    return names_read(node, (cst.FunctionDef, cst.ClassDef) if skip_defs else ())
 
 
 def _fresh(taken: set[str], *candidates: str) -> str:
@@ -379,19 +359,19 @@ class Analysis:
                 self._walk(_suite_stmts(suite), s, covered, False, here)
 
     def _collect(self, node, s: Scope, covered: bool, top) -> None:
-        analysis = self
-
-        class V(cst.CSTVisitor):
-            def on_visit(self, n) -> bool:
-                if isinstance(n, cst.BaseSuite) and n is not node:
-                    return False
-                if isinstance(n, cst.Lambda) and n in analysis.scope_of:
-                    return False
-                if isinstance(n, (cst.Call, cst.Name)) and (isinstance(n, cst.Call) or is_placeholder(n)):
-                    s.cands.append((n, covered, top))
-                return True
-
-        node.visit(V())
+        """The calls and key placeholders in node (in no particular order), not inside a nested block or a lambda
+        bound to a name (each has its own scope)."""
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            tp = type(n)
+            if tp is cst.Call or (tp is cst.Name and n.value == KEY_PLACEHOLDER):
+                s.cands.append((n, covered, top))
+            elif (tp is cst.IndentedBlock or tp is cst.SimpleStatementSuite) and n is not node:
+                continue
+            elif tp is cst.Lambda and n in self.scope_of:
+                continue
+            stack.extend(content_children(n))
 
     def _fixpoint(self) -> None:
         changed = True
@@ -486,10 +466,10 @@ class Analysis:
         cur = s
         while cur is not None and name not in cur.params:
             cur = cur.parent
-        facts = getattr(self.ctx, "training_facts", None)
-        if cur is None or cur.kind not in ("function", "method") or facts is None:
+        facts = getattr(self.ctx, "training_facts", None)  # None where the training pass does not run
+        if cur is None or cur.kind not in ("function", "method"):
             return None
-        cls = facts.model_params.get(cur.node.name.value, {}).get(name)
+        cls = facts.model_params.get(cur.node.name.value, {}).get(name) if facts is not None else None
         info = self.classes.get(cls or "")
         if info is not None:
             return self.callable_key(info)
@@ -758,16 +738,25 @@ class RandomnessPass(Pass):
 
     def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
         project = getattr(self.ctx, "key_facts", None)
-        if not _mentions_random(original) and not (project and (project.functions or project.constructors
-                                                                 or project.callables)):
-            return updated
+        if not (project and (project.functions or project.constructors or project.callables)):
+            words = self.ctx.words(original)
+            if words.isdisjoint(RANDOM_WORDS) or words.isdisjoint(RANDOM_NAMES) or not _mentions_random(original):
+                return updated
         analysis = Analysis(original, self.ctx, project)
         return _Rewriter(self, analysis).module(original)
 
 
+RANDOM_NAMES = frozenset({KEY_PLACEHOLDER, "t2j", "eqx"})
+# Without any of these words nothing takes or makes a key (a draw, a seed, a generator, a `key` parameter, a layer
+# that draws), and the rewrite would give back the same code: but for the semicolon that ends a line of several
+# statements, which smalls() drops.
+RANDOM_WORDS = frozenset({KEY_PLACEHOLDER, "key", "manual_seed", "cuda_manual_seed", "Generator", SEMICOLON,
+                          *KEYED_LAYERS, *DROPOUT_ARG})
+
+
 def _mentions_random(module: cst.Module) -> bool:
     code_names = _names_in(module)
-    return bool(code_names & {KEY_PLACEHOLDER, "t2j", "eqx"})
+    return bool(code_names & RANDOM_NAMES)
 
 
 class _Rewriter:
@@ -778,6 +767,11 @@ class _Rewriter:
         self.pending: list = []
         self.default_inserted = False
         self.comp_taken: set[str] = set()
+        self._units: dict = {}  # (node, scope) -> units: counted (_count) before they are rewritten
+        # words of a statement that the replacer can report on or change without any unit in it: a generator,
+        # a lambda bound to a name, a function that takes a key passed as a value (_Replacer._value_refs)
+        self.replacer_words = {"Generator", LAMBDA} | {
+            name for scope in analysis.scopes for name, f in scope.funcs.items() if f.needs_key and not f.closure}
 
     # --- diagnostics
     def report(self, code: str, message: str, node=None, where=None) -> None:
@@ -794,34 +788,38 @@ class _Rewriter:
     # --- units: the key uses of one statement (draws, key-taking calls, comprehensions and lambdas that draw)
     def units(self, node, s: Scope) -> list:
         """Key uses directly in node (not inside a unit comprehension or lambda, nor in a nested block)."""
-        rw = self
+        key = (node, s)
+        if key not in self._units:
+            self._units[key] = self._find_units(node, s)
+        return list(self._units[key])
+
+    def _find_units(self, node, s: Scope) -> list:
         found: list = []
 
-        class V(cst.CSTVisitor):
-            def on_visit(self, n) -> bool:
-                if isinstance(n, cst.BaseSuite) and n is not node:
-                    return False
-                if isinstance(n, cst.FunctionDef) and n is node and rw.a.is_unit(n, s):
+        def visit(n) -> None:  # in source order: the units get their keys in this order
+            tp = type(n)
+            if (tp is cst.IndentedBlock or tp is cst.SimpleStatementSuite) and n is not node:
+                return
+            if tp is cst.FunctionDef and n is node and self.a.is_unit(n, s):
+                found.append(n)
+            if tp is cst.Lambda:
+                if n not in self.a.scope_of and self.units(n.body, s):
                     found.append(n)
-                if isinstance(n, cst.Lambda):
-                    if n in rw.a.scope_of:
-                        return False
-                    if rw.units(n.body, s):
-                        found.append(n)
-                    return False
-                if isinstance(n, COMPS):
-                    n.for_in.iter.visit(self)
-                    if rw.comp_levels(n, s)[1]:
-                        found.append(n)
-                    return False
-                if is_placeholder(n) or (isinstance(n, cst.Call) and rw.a.is_unit(n, s)):
+                return
+            if tp in COMPS:
+                visit(n.for_in.iter)
+                if self.comp_levels(n, s)[1]:
                     found.append(n)
-                if isinstance(n, cst.Attribute):
-                    n.value.visit(self)
-                    return False
-                return True
+                return
+            if is_placeholder(n) or (tp is cst.Call and self.a.is_unit(n, s)):
+                found.append(n)
+            if tp is cst.Attribute:
+                visit(n.value)
+                return
+            for child in content_children(n):
+                visit(child)
 
-        node.visit(V())
+        visit(node)
         return found
 
     def comp_levels(self, comp, s: Scope):
@@ -947,12 +945,14 @@ class _Rewriter:
         """A draw in a class body runs once, at class creation, where no key is threaded: a fixed key."""
         found = []
 
-        class V(cst.CSTVisitor):
+        class V(Visitor):
+            SEES_LAYOUT = False
+
             def visit_Name(self, n) -> None:
                 if is_placeholder(n):
                     found.append(n)
 
-        stmt.visit(V())
+        walk(stmt, V())
         if not found:
             return stmt
         saved, self.pending = self.pending, []
@@ -1062,6 +1062,8 @@ class _Rewriter:
         return [line.with_changes(body=smalls)]
 
     def _reports_only(self, node, s: Scope):
+        if self.replacer_words.isdisjoint(self.ctx.words(node)):
+            return node  # the replacer would give back the same code, and report nothing
         return node.visit(self.replacer({}, s))
 
     def smalls(self, smalls: list, s: Scope, in_loop: bool) -> list:
@@ -1214,41 +1216,43 @@ def _used_as_value(scope_node: cst.CSTNode, name: str) -> bool:
     """Whether `name` appears in scope_node other than as a called function or the def's own name."""
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Call(self, n: cst.Call) -> bool:
             if not isinstance(n.func, cst.Name):
-                n.func.visit(self)
+                walk(n.func, self)
             forwarding = dotted(n.func) in KEY_FORWARDING_CALLS  # t2j.apply(model, fn) hands fn a key per call
             for i, a in enumerate(n.args):
                 if not (forwarding and i == 1):
-                    a.value.visit(self)
+                    walk(a.value, self)
             return False
 
         def visit_FunctionDef(self, n: cst.FunctionDef) -> bool:
             for d in n.decorators:
-                d.visit(self)
-            n.params.visit(self)
-            n.body.visit(self)
+                walk(d, self)
+            walk(n.params, self)
+            walk(n.body, self)
             return False
 
         def visit_Attribute(self, n: cst.Attribute) -> bool:
-            n.value.visit(self)
+            walk(n.value, self)
             return False
 
         def visit_Arg(self, n: cst.Arg) -> bool:
-            n.value.visit(self)
+            walk(n.value, self)
             return False
 
         def visit_Param(self, n: cst.Param) -> bool:
             if n.default is not None:
-                n.default.visit(self)
+                walk(n.default, self)
             return False
 
         def visit_Name(self, n: cst.Name) -> None:
             if n.value == name:
                 found.append(n)
 
-    scope_node.body.visit(V())
+    walk(scope_node.body, V())
     return bool(found)
 
 
@@ -1264,7 +1268,7 @@ def _first_position(positions: dict, node):
     return None
 
 
-class _NameSwap(cst.CSTTransformer):
+class _NameSwap(Transformer):
     def __init__(self, mapping: dict) -> None:
         self.mapping = mapping
 
@@ -1272,7 +1276,7 @@ class _NameSwap(cst.CSTTransformer):
         return self.mapping.get(original, updated)
 
 
-class _Replacer(cst.CSTTransformer):
+class _Replacer(Transformer):
     """Puts keys into one statement's units (by node identity) and swaps in already-rewritten blocks."""
 
     def __init__(self, rw: _Rewriter, s: Scope, mapping: dict, suites: dict) -> None:

@@ -14,6 +14,7 @@ from functools import cache
 import libcst as cst
 
 from torch2jax.mappings import ALWAYS_IGNORED, Record
+from torch2jax.transform.walk import Transformer, Visitor, walk
 
 ATOMIC = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.Imaginary,
           cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.List, cst.Dict, cst.Set,
@@ -98,21 +99,23 @@ def parsed(template: str) -> tuple[cst.BaseExpression, frozenset, frozenset]:
     expr = cst.parse_expression(template)
     droppable, used = set(), set()
 
-    class Scan(cst.CSTVisitor):
+    class Scan(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Arg(self, node: cst.Arg) -> bool:
             if (node.keyword is not None or node.star == "*") and isinstance(node.value, cst.Name):
                 droppable.add(node.value.value)
-            node.value.visit(self)  # not the keyword: `axis=` is not a use of a parameter named axis
+            walk(node.value, self)  # not the keyword: `axis=` is not a use of a parameter named axis
             return False
 
         def visit_Attribute(self, node: cst.Attribute) -> bool:
-            node.value.visit(self)  # not the attribute name: `input.shape` does not use a parameter `shape`
+            walk(node.value, self)  # not the attribute name: `input.shape` does not use a parameter `shape`
             return False
 
         def visit_Name(self, node: cst.Name) -> None:
             used.add(node.value)
 
-    expr.visit(Scan())
+    walk(expr, Scan())
     return expr, frozenset(droppable), frozenset(used)
 
 
@@ -138,7 +141,7 @@ def paren(node: cst.BaseExpression) -> cst.BaseExpression:
     return node.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
 
 
-class _Substitute(cst.CSTTransformer):
+class _Substitute(Transformer):
     def __init__(self, values: dict[str, cst.BaseExpression], missing: set[str],
                  varargs: dict[str, list[cst.Arg]]) -> None:
         self.values = values

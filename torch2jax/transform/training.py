@@ -25,6 +25,7 @@ from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER
 from torch2jax.transform.training_facts import (OptimizerFacts, TrainingFacts, _bind_names, _is_method_call_stmt,
                                                 parameters_owner, strip_module_chain)
+from torch2jax.transform.walk import Transformer, Visitor, walk
 
 CLIP_FUNCTIONS = {"torch.nn.utils.clip_grad_norm_": "t2j.clip_grad_norm",
                   "torch.nn.utils.clip_grad_value_": "t2j.clip_grad_value",
@@ -43,8 +44,9 @@ def _code(node: cst.CSTNode) -> str:
     return cst.Module([]).code_for_node(node)
 
 
-class _Names(cst.CSTVisitor):
+class _Names(Visitor):
     """Names read and written by some statements (not descending into nested functions)."""
+    SEES_LAYOUT = False
 
     def __init__(self) -> None:
         self.loads: list[str] = []  # in order of first read
@@ -63,11 +65,11 @@ class _Names(cst.CSTVisitor):
         self.counts[node.value] = self.counts.get(node.value, 0) + 1
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)
+        walk(node.value, self)
         return False
 
     def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)
+        walk(node.value, self)
         return False
 
     def visit_AssignTarget(self, node: cst.AssignTarget) -> bool:
@@ -82,9 +84,6 @@ class _Names(cst.CSTVisitor):
 
     def visit_For(self, node: cst.For) -> None:
         self._store(node.target)
-
-    def visit_For_target(self, node: cst.For) -> None:
-        pass
 
     def _store(self, target) -> None:
         if isinstance(target, cst.Name):
@@ -105,7 +104,7 @@ def _plain_target(target) -> bool:
 def _names(stmts) -> _Names:
     v = _Names()
     for s in stmts:
-        s.visit(v)
+        walk(s, v)
     return v
 
 
@@ -122,6 +121,15 @@ class TrainingPass(Pass):
         self.step_functions: list[cst.BaseStatement] = []  # to insert before the current top-level statement
         self.step_count = 0
         self.direct_assigned: set[cst.CSTNode] = set()  # calls that are the whole right side of an assignment
+        # what the rewrites start from: the step's method calls, the names the facts know (optimizers, schedulers,
+        # models, trainers, functions that receive a model, and those parameters)
+        facts = self.facts
+        self.words = {"zero_grad", "train", "eval", "step"} | set(facts.optimizers) | set(facts.schedulers)
+        self.words |= set(facts.models) | set(facts.trainers) | set(facts.model_params)
+        self.words |= {p for params in facts.model_params.values() for p in params}
+
+    def wants(self, node) -> bool:
+        return not self.words.isdisjoint(self.ctx.words(node))
 
     # ----- scopes
     def visit_ClassDef(self, node) -> None:
@@ -607,7 +615,7 @@ def _insert_arg(call: cst.Call, params: list[str], after: str, new_param: str, v
     return call.with_changes(args=args)
 
 
-class _BatchHoister(cst.CSTTransformer):
+class _BatchHoister(Transformer):
     """`X[start:start + 16]` in the loss region, built from names defined outside it: computed before the step,
     which then takes the batch itself."""
 
@@ -681,7 +689,7 @@ class _ModelCalls(CarryPositions):
         return updated
 
 
-class _ReturnThreader(cst.CSTTransformer):
+class _ReturnThreader(Transformer):
     def __init__(self, threaded: str) -> None:
         self.threaded = threaded
 

@@ -12,6 +12,7 @@ import libcst as cst
 
 from torch2jax.transform.module_facts import ModuleFacts
 from torch2jax.transform.names import Scopes, dotted
+from torch2jax.transform.walk import Visitor, iter_statements, walk, words
 
 SCHEDULER_PREFIX = "torch.optim.lr_scheduler."
 MODULE_METHODS_CHAINED = ("to", "cuda", "cpu", "float", "double", "half", "train", "eval")
@@ -71,31 +72,43 @@ def parameters_owner(node: cst.BaseExpression) -> str | None:
 def _calls(node: cst.CSTNode) -> list[cst.Call]:
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Call(self, n: cst.Call) -> None:
             found.append(n)
 
-    node.visit(V())
+    walk(node, V())
     return found
 
 
-class _Collector(cst.CSTVisitor):
-    def __init__(self, scopes: Scopes, modules: ModuleFacts, facts: TrainingFacts) -> None:
+class _Collector:
+    """Functions (and the factories among them) and the assignments that make optimizers, schedulers and models,
+    in source order. Both are statements: no expression is walked to find them."""
+
+    def __init__(self, scopes: Scopes, modules: ModuleFacts, facts: TrainingFacts, word_cache: dict) -> None:
         self.scopes = scopes
         self.modules = modules
         self.facts = facts
+        self.word_cache = word_cache
+
+    def collect(self, module: cst.Module) -> None:
+        for stmt in iter_statements(module):
+            if isinstance(stmt, cst.FunctionDef):
+                self.visit_FunctionDef(stmt)
+            elif isinstance(stmt, cst.Assign):
+                self.visit_Assign(stmt)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.facts.functions.setdefault(node.name.value, node)
-        returned = set()
-
-        class Returns(cst.CSTVisitor):
-            def visit_Return(self, ret: cst.Return) -> None:
-                value = strip_module_chain(ret.value) if ret.value is not None else None
+        if words(node, self.word_cache).isdisjoint(self.modules.classes.keys() | self.facts.factories.keys()):
+            return  # it returns no instance of a known class
+        returned: dict[str, None] = {}  # in source order: the first one decides (a set's order would vary)
+        for stmt in iter_statements(node):
+            if isinstance(stmt, cst.Return):
+                value = strip_module_chain(stmt.value) if stmt.value is not None else None
                 if isinstance(value, cst.Call):
-                    returned.add(dotted(value.func))
-
-        node.visit(Returns())
+                    returned[dotted(value.func)] = None
         classes = [c for c in returned if c in self.modules.classes or c in self.facts.factories]
         if classes:
             self.facts.factories[node.name.value] = self.facts.factories.get(classes[0], classes[0])
@@ -131,7 +144,7 @@ def _is_method_call_stmt(stmt: cst.BaseStatement, method: str) -> cst.Call | Non
     return None
 
 
-def _find_trainers(facts: TrainingFacts) -> None:
+def _find_trainers(facts: TrainingFacts, word_cache: dict) -> None:
     """Functions whose parameters include an optimizer that takes a step (directly or through another trainer)."""
     changed = True
     while changed:
@@ -139,6 +152,8 @@ def _find_trainers(facts: TrainingFacts) -> None:
         for fn in facts.functions.values():
             if fn.name.value in facts.trainers:
                 continue
+            if words(fn, word_cache).isdisjoint({"step", *facts.trainers}):
+                continue  # neither an optimizer's step() nor a trainer's call
             params = [p.name.value for p in fn.params.params]
             found = _trainer_params(fn, params, facts)
             if found:
@@ -149,7 +164,9 @@ def _find_trainers(facts: TrainingFacts) -> None:
 def _trainer_params(fn: cst.FunctionDef, params: list[str], facts: TrainingFacts) -> tuple[str, str] | None:
     steps = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Call(self, call: cst.Call) -> None:
             if isinstance(call.func, cst.Attribute) and call.func.attr.value == "step" and not call.args:
                 steps.append(dotted(call.func.value))
@@ -162,7 +179,7 @@ def _trainer_params(fn: cst.FunctionDef, params: list[str], facts: TrainingFacts
                 if bound.get(t.optimizer_param) in params and bound.get(t.model_param) in params:
                     steps.append((bound[t.model_param], bound[t.optimizer_param]))
 
-    fn.visit(V())
+    walk(fn, V())
     for s in steps:
         if isinstance(s, tuple):
             return s
@@ -178,7 +195,9 @@ def _model_param(fn: cst.FunctionDef, params: list[str], optimizer: str, facts: 
     .train()/.parameters() is used."""
     called = set()
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Call(self, call: cst.Call) -> None:
             name = dotted(call.func)
             if name in params:
@@ -188,7 +207,7 @@ def _model_param(fn: cst.FunctionDef, params: list[str], optimizer: str, facts: 
                 if owner in params:
                     called.add(owner)
 
-    fn.visit(V())
+    walk(fn, V())
     candidates = [p for p in params if p in called and p != optimizer]
     return candidates[0] if candidates else None
 
@@ -205,10 +224,12 @@ def _bind_names(call: cst.Call, params: list[str]) -> dict[str, str | None]:
     return out
 
 
-def _find_model_params(module: cst.Module, facts: TrainingFacts) -> None:
+def _find_model_params(module: cst.Module, facts: TrainingFacts, word_cache: dict) -> None:
     """Function parameters that receive a model at some call site in the file, and the model's class."""
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
+        SEES_LAYOUT = False
+
         def visit_Call(self, call: cst.Call) -> None:
             name = dotted(call.func)
             fn = facts.functions.get(name or "")
@@ -219,12 +240,17 @@ def _find_model_params(module: cst.Module, facts: TrainingFacts) -> None:
                 if arg in facts.models:
                     facts.model_params.setdefault(name, {})[param] = facts.models[arg]
 
-    module.visit(V())
+    for stmt in module.body:  # only statements that call a function of the file with a model
+        stmt_words = words(stmt, word_cache)
+        if not stmt_words.isdisjoint(facts.functions) and not stmt_words.isdisjoint(facts.models):
+            walk(stmt, V())
 
 
-def collect_training_facts(module: cst.Module, scopes: Scopes, modules: ModuleFacts) -> TrainingFacts:
+def collect_training_facts(module: cst.Module, scopes: Scopes, modules: ModuleFacts,
+                           word_cache: dict | None = None) -> TrainingFacts:
+    word_cache = {} if word_cache is None else word_cache
     facts = TrainingFacts()
-    module.visit(_Collector(scopes, modules, facts))
-    _find_model_params(module, facts)
-    _find_trainers(facts)
+    _Collector(scopes, modules, facts, word_cache).collect(module)
+    _find_model_params(module, facts, word_cache)
+    _find_trainers(facts, word_cache)
     return facts

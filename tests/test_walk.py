@@ -1,0 +1,78 @@
+"""walk.walk visits like libcst's own node.visit (same hooks, same nodes, same order); walk.words sees every name."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import libcst as cst
+import pytest
+
+from torch2jax.transform.walk import iter_statements, walk, words
+
+ROOT = Path(__file__).resolve().parent.parent
+FILES = sorted((ROOT / "samples").glob("*.py")) + sorted((ROOT / "tests" / "cases").rglob("*.py")) + sorted(
+    (ROOT / "torch2jax").rglob("*.py"))
+EXTRA = '''
+x = f"{a!r:>{width}} {b=} {c:{d}.{e}}"
+from . import y
+from .. z import *
+async def g(*, k=lambda q: q[1:2, ::3], **kw) -> "T":
+    async with a as (b, c), d:
+        match p:
+            case [1, *rest] | {"k": v, **kw} if v: pass
+            case Point(x=0) as pt: del pt
+    try: raise E from err
+    except* (A, B) as e: yield
+    finally: global gg; nonlocal nn
+    return [i async for i in xs if i], {k: v for k, v in d}, (await z), x if y else w, not a, ~b, a @ b
+'''
+
+
+class Record(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def on_visit(self, node) -> bool:
+        self.events.append(("visit", id(node)))
+        return not isinstance(node, cst.Lambda)  # a pruned subtree too
+
+    def on_leave(self, original_node) -> None:
+        self.events.append(("leave", id(original_node)))
+
+
+@pytest.mark.parametrize("source", [p.read_text() for p in FILES] + [EXTRA],
+                         ids=[p.name for p in FILES] + ["extra"])
+def test_walk_visits_like_libcst(source):
+    module = cst.parse_module(source)
+    expected, got = Record(), Record()
+    module.visit(expected)
+    walk(module, got)
+    assert got.events == expected.events
+
+
+def test_words_has_every_name():
+    module = cst.parse_module(EXTRA)
+    names = set()
+
+    class Names(cst.CSTVisitor):
+        def visit_Name(self, node) -> None:
+            names.add(node.value)
+
+    module.visit(Names())
+    assert names <= words(module, {})
+
+
+@pytest.mark.parametrize("source", [p.read_text() for p in FILES] + [EXTRA],
+                         ids=[p.name for p in FILES] + ["extra"])
+def test_iter_statements_in_visit_order(source):
+    module = cst.parse_module(source)
+    expected = []
+
+    class Statements(cst.CSTVisitor):
+        def on_visit(self, node) -> bool:
+            if isinstance(node, (cst.BaseSmallStatement, cst.BaseCompoundStatement, cst.SimpleStatementLine)):
+                expected.append(node)
+            return True
+
+    module.visit(Statements())
+    got = list(iter_statements(module))
+    assert len(got) == len(expected) and all(a is b for a, b in zip(got, expected))

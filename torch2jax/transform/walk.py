@@ -1,0 +1,315 @@
+"""Cheaper tree walks than libcst's defaults.
+
+libcst looks up `visit_<Type>`, `leave_<Type>`, `visit_<Type>_<attribute>` and `leave_<Type>_<attribute>` by name
+at every node, and finds its own no-op stubs for almost all of them. `Visitor` and `Transformer` look each hook up
+once per (class, node type), skip the stubs, and have no per-attribute hooks (nothing here defines one).
+
+libcst's `node.visit(visitor)` also rebuilds every node of the tree even for a visitor that changes nothing.
+`walk(node, visitor)` calls a visitor's hooks on the same nodes in the same order, without the rebuilding.
+`words(node)` is a cheaper still summary of a subtree for the passes to decide whether to visit it at all.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import libcst as cst
+
+
+# Layout: whitespace and comments, brackets, commas, dots, colons, operators. No pass looks at these nodes, and they
+# are more than half of all nodes: transformers leave them as they are, unvisited.
+_LAYOUT_BASES = (cst.BaseParenthesizableWhitespace, cst.EmptyLine, cst.TrailingWhitespace, cst.Newline, cst.Comment,
+                 cst.LeftParen, cst.RightParen, cst.LeftSquareBracket, cst.RightSquareBracket, cst.LeftCurlyBrace,
+                 cst.RightCurlyBrace, cst.Comma, cst.Dot, cst.Colon, cst.Semicolon, cst.AssignEqual, cst.BaseBinaryOp,
+                 cst.BaseBooleanOp, cst.BaseCompOp, cst.BaseUnaryOp, cst.BaseAugOp)
+_IS_LAYOUT: dict[type, bool] = {}
+
+
+def is_layout(tp: type) -> bool:
+    known = _IS_LAYOUT.get(tp)
+    if known is None:
+        known = _IS_LAYOUT[tp] = issubclass(tp, _LAYOUT_BASES)
+    return known
+
+
+def _hook(cls: type, prefix: str, node_type: type):
+    fn = getattr(cls, prefix + node_type.__name__, None)
+    return None if fn is None or getattr(fn, "_is_no_op", False) else fn
+
+
+class Visitor(cst.CSTVisitor):
+    # False: the visitor's hooks look at no layout node (whitespace, brackets, commas, operators), which walk() then
+    # leaves out (about half of all nodes)
+    SEES_LAYOUT = True
+    _visit_hooks: dict = {}  # node type -> the visit_ hook, or None: every subclass gets its own
+    _leave_hooks: dict = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._visit_hooks, cls._leave_hooks = {}, {}
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        try:
+            fn = self._visit_hooks[type(node)]
+        except KeyError:
+            fn = self._visit_hooks[type(node)] = _hook(type(self), "visit_", type(node))
+        return fn is None or fn(self, node) is not False
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        try:
+            fn = self._leave_hooks[type(original_node)]
+        except KeyError:
+            fn = self._leave_hooks[type(original_node)] = _hook(type(self), "leave_", type(original_node))
+        if fn is not None:
+            fn(self, original_node)
+
+    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
+        pass
+
+    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
+        pass
+
+
+class Transformer(cst.CSTTransformer):
+    _visit_hooks: dict = {}
+    _leave_hooks: dict = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._visit_hooks, cls._leave_hooks = {}, {}
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if is_layout(type(node)):
+            return False
+        try:
+            fn = self._visit_hooks[type(node)]
+        except KeyError:
+            fn = self._visit_hooks[type(node)] = _hook(type(self), "visit_", type(node))
+        return fn is None or fn(self, node) is not False
+
+    def on_leave(self, original_node, updated_node):
+        try:
+            fn = self._leave_hooks[type(original_node)]
+        except KeyError:
+            fn = self._leave_hooks[type(original_node)] = _hook(type(self), "leave_", type(original_node))
+        return updated_node if fn is None else fn(self, original_node, updated_node)
+
+    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
+        pass
+
+    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
+        pass
+
+
+# Fields that hold only layout (whitespace, brackets, commas, operators): nothing a pass looks for.
+_LAYOUT_FIELDS = frozenset({
+    "lpar", "rpar", "lbrace", "rbrace", "lbracket", "rbracket", "comma", "semicolon", "colon", "first_colon",
+    "second_colon", "dot", "equal", "operator", "asynchronous", "leading_lines", "lines_after_decorators", "header",
+    "footer", "trailing_whitespace", "leading_whitespace", "empty_lines", "first_line", "last_line", "indent",
+    "newline", "comment", "separator", "trailing_comma", "relative", "posonly_ind", "star", "conversion", "start",
+    "end", "default_indent", "default_newline", "encoding", "has_trailing_newline"})
+
+# --- walking a tree for a Visitor: the same hooks, in libcst's order, nothing rebuilt ------------------------------
+_ORDER: dict[type, tuple[str, ...]] = {}  # every field, in libcst's visiting order
+_CONTENT_ORDER: dict[type, tuple[str, ...]] = {}  # the same without the layout fields
+
+
+class _FieldOrder(cst.CSTVisitor):
+    """The order in which libcst visits one node's fields: it visits the node without descending further."""
+
+    def __init__(self, root: cst.CSTNode) -> None:
+        self.root = root
+        self.fields: list[str] = []
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return node is self.root
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        pass
+
+    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
+        if node is self.root and attribute not in self.fields:
+            self.fields.append(attribute)
+
+    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
+        pass
+
+
+def _field_order(node: cst.CSTNode) -> tuple[str, ...]:
+    order = _ORDER.get(type(node))
+    if order is None:
+        recorder = _FieldOrder(node)
+        node.visit(recorder)
+        # a field libcst visits only when it is set (an f-string's format_spec) comes last, as libcst visits it
+        rest = [f.name for f in dataclasses.fields(node) if f.name not in recorder.fields]
+        order = _ORDER[type(node)] = tuple(recorder.fields + rest)
+    return order
+
+
+def _content_order(node: cst.CSTNode) -> tuple[str, ...]:
+    order = _CONTENT_ORDER.get(type(node))
+    if order is None:
+        order = _CONTENT_ORDER[type(node)] = tuple(
+            f for f in _field_order(node) if f not in _LAYOUT_FIELDS and not f.startswith("whitespace"))
+    return order
+
+
+def content_children(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """node's children in libcst's order, without layout (whitespace, brackets, commas, operators)."""
+    out = []
+    for name in _content_order(node):
+        value = getattr(node, name)
+        tv = type(value)
+        if tv is tuple or tv is list:
+            out.extend(value)
+        elif is_node(tv):
+            out.append(value)
+    return out
+
+
+def walk(node: cst.CSTNode, visitor: cst.CSTVisitor) -> None:
+    """`node.visit(visitor)` for a visitor (no changes): the same on_visit/on_leave calls on the same nodes in the
+    same order, several times faster. A visitor whose SEES_LAYOUT is False is not shown layout nodes."""
+    _walk(node, visitor, _field_order if getattr(visitor, "SEES_LAYOUT", True) else _content_order)
+
+
+def _walk(node: cst.CSTNode, visitor: cst.CSTVisitor, order) -> None:
+    if visitor.on_visit(node):
+        for name in order(node):
+            value = getattr(node, name)
+            tv = type(value)
+            if tv is tuple or tv is list:
+                for child in value:
+                    _walk(child, visitor, order)
+            elif is_node(tv):
+                _walk(value, visitor, order)
+    visitor.on_leave(node)
+
+
+# --- the words of a subtree: what a pass tests before it walks a statement -------------------------------------
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_IS_NODE: dict[type, bool] = {}
+_STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
+
+# markers for constructs a pass looks for that no identifier reveals (not identifiers, so they never clash)
+AUGASSIGN = "<augassign>"  # x += y
+SETITEM = "<setitem>"  # x[i] = v (also inside a tuple target)
+SETATTR = "<setattr>"  # x.a = v or x[i] = v (not self.a = v, the plain field assignment)
+CLASS = "<class>"  # a class definition
+SEMICOLON = "<;>"  # a statement ended by a semicolon
+LAMBDA = "<lambda>"  # a lambda
+
+
+def _fields(tp: type) -> tuple[str, ...]:
+    names = _FIELDS.get(tp)
+    if names is None:
+        names = _FIELDS[tp] = tuple(f.name for f in dataclasses.fields(tp)
+                                    if f.name not in _LAYOUT_FIELDS and not f.name.startswith("whitespace"))
+    return names
+
+
+def is_node(tp: type) -> bool:
+    """isinstance(value, cst.CSTNode) by the value's type, cached (libcst's abstract classes make isinstance slow)."""
+    known = _IS_NODE.get(tp)
+    if known is None:
+        known = _IS_NODE[tp] = isinstance(tp, type) and issubclass(tp, cst.CSTNode)
+    return known
+
+
+def _has_subscript(target) -> bool:
+    if isinstance(target, cst.Subscript):
+        return True
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return any(_has_subscript(e.value) for e in target.elements)
+    return False
+
+
+def words(node: cst.CSTNode, cache: dict) -> set[str]:
+    """Every identifier in node (names, attribute names, keywords, def, class and parameter names), plus the
+    markers above. Cached by node (nodes are immutable) for node and every statement inside it: a pass that left a
+    statement alone hands the same node to the next pass, which finds its words already there."""
+    found = cache.get(node)
+    if found is not None:
+        return found
+    out: set[str] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        tp = type(n)
+        if tp is cst.Name:
+            value = n.value
+            out.add(value)
+            continue
+        if n is not node and isinstance(n, _STATEMENTS):
+            out |= words(n, cache)
+            continue
+        if tp is cst.Assign:
+            for t in n.targets:
+                target = t.target
+                if isinstance(target, cst.Subscript) or isinstance(target, cst.Attribute) and not (
+                        type(target.value) is cst.Name and target.value.value == "self"):
+                    out.add(SETATTR)
+                if _has_subscript(t.target):
+                    out.add(SETITEM)
+        elif tp is cst.AugAssign:
+            out.add(AUGASSIGN)
+        elif tp is cst.ClassDef:
+            out.add(CLASS)
+        elif tp is cst.Lambda:
+            out.add(LAMBDA)
+        elif tp is cst.Arg and n.keyword is not None:
+            out.add(n.keyword.value + "=")  # a keyword argument: f(out=y) has the words out and out=
+        elif tp is cst.SimpleStatementLine or tp is cst.SimpleStatementSuite:
+            if any(isinstance(small.semicolon, cst.Semicolon) for small in n.body):
+                out.add(SEMICOLON)
+        for name in _fields(tp):
+            value = getattr(n, name)
+            tv = type(value)
+            if tv is tuple or tv is list:
+                stack.extend(value)
+            elif is_node(tv):
+                stack.append(value)
+    cache[node] = out
+    return out
+
+
+def names_read(node: cst.CSTNode, skip: tuple[type, ...] = ()) -> set[str]:
+    """The names used in node: every Name but an attribute's (`self.key` does not use `key`) and a keyword's
+    (`f(key=k)` neither), and none inside a node of a type in `skip` (node itself included)."""
+    out: set[str] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        tp = type(n)
+        if tp is cst.Name:
+            out.add(n.value)
+        elif tp is cst.Attribute or tp is cst.Arg:
+            stack.append(n.value)
+        elif not (skip and isinstance(n, skip)):
+            for name in _fields(tp):
+                value = getattr(n, name)
+                tv = type(value)
+                if tv is tuple or tv is list:
+                    stack.extend(value)
+                elif is_node(tv):
+                    stack.append(value)
+    return out
+
+
+_BLOCKS = (cst.BaseSuite, cst.Else, cst.ExceptHandler, cst.ExceptStarHandler, cst.Finally, cst.MatchCase)
+
+
+def iter_statements(node: cst.CSTNode, enter=None):
+    """Every statement under node, in source order: compound statements, simple statement lines and the small
+    statements in them (what a visitor meets first, without looking inside any expression). `enter(statement)`
+    false: what is inside that statement is left out."""
+    for name in _content_order(node):
+        value = getattr(node, name)
+        for child in value if type(value) is tuple or type(value) is list else (value,):
+            if isinstance(child, cst.BaseSmallStatement):
+                yield child
+            elif isinstance(child, (cst.BaseCompoundStatement, cst.SimpleStatementLine)):
+                yield child
+                if enter is None or enter(child):
+                    yield from iter_statements(child, enter)
+            elif isinstance(child, _BLOCKS):
+                yield from iter_statements(child, enter)
