@@ -40,25 +40,29 @@ class Visitor(cst.CSTVisitor):
     # False: the visitor's hooks look at no layout node (whitespace, brackets, commas, operators), which walk() then
     # leaves out (about half of all nodes)
     SEES_LAYOUT = True
-    _visit_hooks: dict = {}  # node type -> the visit_ hook, or None: every subclass gets its own
-    _leave_hooks: dict = {}
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._visit_hooks, cls._leave_hooks = {}, {}
+    # node type -> the visit_/leave_ hook or None, filled as types are met; per instance, so that a hook set on the
+    # class later (a test's monkeypatch) is seen by the next visitor
+    _visit_hooks: dict | None = None
+    _leave_hooks: dict | None = None
 
     def on_visit(self, node: cst.CSTNode) -> bool:
+        hooks = self._visit_hooks
+        if hooks is None:
+            hooks = self._visit_hooks = {}
         try:
-            fn = self._visit_hooks[type(node)]
+            fn = hooks[type(node)]
         except KeyError:
-            fn = self._visit_hooks[type(node)] = _hook(type(self), "visit_", type(node))
+            fn = hooks[type(node)] = _hook(type(self), "visit_", type(node))
         return fn is None or fn(self, node) is not False
 
     def on_leave(self, original_node: cst.CSTNode) -> None:
+        hooks = self._leave_hooks
+        if hooks is None:
+            hooks = self._leave_hooks = {}
         try:
-            fn = self._leave_hooks[type(original_node)]
+            fn = hooks[type(original_node)]
         except KeyError:
-            fn = self._leave_hooks[type(original_node)] = _hook(type(self), "leave_", type(original_node))
+            fn = hooks[type(original_node)] = _hook(type(self), "leave_", type(original_node))
         if fn is not None:
             fn(self, original_node)
 
@@ -70,27 +74,29 @@ class Visitor(cst.CSTVisitor):
 
 
 class Transformer(cst.CSTTransformer):
-    _visit_hooks: dict = {}
-    _leave_hooks: dict = {}
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._visit_hooks, cls._leave_hooks = {}, {}
+    _visit_hooks: dict | None = None  # as Visitor's
+    _leave_hooks: dict | None = None
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         if is_layout(type(node)):
             return False
+        hooks = self._visit_hooks
+        if hooks is None:
+            hooks = self._visit_hooks = {}
         try:
-            fn = self._visit_hooks[type(node)]
+            fn = hooks[type(node)]
         except KeyError:
-            fn = self._visit_hooks[type(node)] = _hook(type(self), "visit_", type(node))
+            fn = hooks[type(node)] = _hook(type(self), "visit_", type(node))
         return fn is None or fn(self, node) is not False
 
     def on_leave(self, original_node, updated_node):
+        hooks = self._leave_hooks
+        if hooks is None:
+            hooks = self._leave_hooks = {}
         try:
-            fn = self._leave_hooks[type(original_node)]
+            fn = hooks[type(original_node)]
         except KeyError:
-            fn = self._leave_hooks[type(original_node)] = _hook(type(self), "leave_", type(original_node))
+            fn = hooks[type(original_node)] = _hook(type(self), "leave_", type(original_node))
         return updated_node if fn is None else fn(self, original_node, updated_node)
 
     def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
