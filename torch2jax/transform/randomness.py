@@ -38,7 +38,8 @@ import libcst as cst
 from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER
-from torch2jax.transform.walk import LAMBDA, SEMICOLON, Transformer, Visitor, content_children, names_read, walk
+from torch2jax.transform.walk import (LAMBDA, SEMICOLON, Transformer, Visitor, content_children, is_layout, names_read,
+                                      walk)
 
 SEED_FUNCS = frozenset({"t2j.manual_seed"})
 CUDA_SEED_FUNCS = frozenset({"t2j.cuda_manual_seed"})
@@ -1212,6 +1213,8 @@ class _Replacer(Transformer):
         self.where: list = [None]
 
     def on_visit(self, node) -> bool:
+        if is_layout(type(node)):
+            return False  # left as it is (walk.is_layout)
         pos = self.rw.where(node)
         self.where.append(pos or self.where[-1])
         if isinstance(node, cst.Call):
@@ -1230,6 +1233,8 @@ class _Replacer(Transformer):
         return True
 
     def on_leave(self, original, updated):
+        if is_layout(type(original)):
+            return updated
         self.where.pop()
         if isinstance(original, cst.Call):
             self.calls.pop()
