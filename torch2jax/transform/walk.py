@@ -319,3 +319,38 @@ def iter_statements(node: cst.CSTNode, enter=None):
                     yield from iter_statements(child, enter)
             elif isinstance(child, _BLOCKS):
                 yield from iter_statements(child, enter)
+
+
+_HOLDS_STATEMENTS: dict[type, bool] = {}
+
+
+def _holds_statements(tp: type) -> bool:
+    """A statement, or an indented block (nothing but statements)."""
+    known = _HOLDS_STATEMENTS.get(tp)
+    if known is None:
+        known = _HOLDS_STATEMENTS[tp] = issubclass(tp, (cst.SimpleStatementLine, cst.BaseCompoundStatement,
+                                                        cst.IndentedBlock))
+    return known
+
+
+def nodes_reaching(stmt: cst.CSTNode, targets: set[str]) -> set[cst.CSTNode]:
+    """The nodes of statement `stmt` (not of the statements nested in it, and no layout) that have a Name from
+    `targets` in them: the way down to each such name."""
+    found: set[cst.CSTNode] = set()
+
+    def reaches(n: cst.CSTNode) -> bool:
+        if type(n) is cst.Name:
+            hit = n.value in targets
+        else:
+            hit = False
+            for child in content_children(n):
+                if not _holds_statements(type(child)) and reaches(child):
+                    hit = True
+        if hit:
+            found.add(n)
+        return hit
+
+    for child in content_children(stmt):
+        if not _holds_statements(type(child)):
+            reaches(child)
+    return found
