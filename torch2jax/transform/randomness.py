@@ -681,8 +681,7 @@ RANDOM_WORDS = frozenset({KEY_PLACEHOLDER, "key", "manual_seed", "cuda_manual_se
 
 
 def _mentions_random(module: cst.Module) -> bool:
-    code_names = _names_in(module)
-    return bool(code_names & RANDOM_NAMES)
+    return any(not RANDOM_NAMES.isdisjoint(_names_in(stmt)) for stmt in module.body)  # mostly found early
 
 
 class _Rewriter:
