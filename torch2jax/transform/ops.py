@@ -38,9 +38,9 @@ class OpsPass(Pass):
         self.inner: set[cst.CSTNode] = set()
         self.discarded: set[cst.CSTNode] = set()  # calls whose value is thrown away (expression statements)
         self.non_tensor_names = non_tensor_names or set()
-        # a statement with neither an imported name (torch, F, nn...) nor a Tensor method's name has nothing to map,
-        # and neither has an expression
-        self.words = self.expression_words = set(ctx.scopes.aliases) | set(ctx.tables.methods)
+        # a statement with neither an imported name (torch, F, nn...) nor an attribute named like a Tensor method or
+        # attribute (x.view, x.shape) has nothing to map, and neither has an expression
+        self.words = self.expression_words = set(ctx.scopes.aliases) | {"." + m for m in ctx.tables.methods}
 
     def wants(self, node) -> bool:
         return not self.words.isdisjoint(self.ctx.words(node))

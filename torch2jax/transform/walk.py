@@ -262,6 +262,8 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
             out.add(CLASS)
         elif tp is cst.Lambda:
             out.add(LAMBDA)
+        elif tp is cst.Attribute:
+            out.add("." + n.attr.value)  # an attribute name: x.view has the words x, view and .view
         elif tp is cst.Arg and n.keyword is not None:
             out.add(n.keyword.value + "=")  # a keyword argument: f(out=y) has the words out and out=
         elif tp is cst.SimpleStatementLine or tp is cst.SimpleStatementSuite:
@@ -335,14 +337,15 @@ def _holds_statements(tp: type) -> bool:
 
 def nodes_reaching(stmt: cst.CSTNode, targets: set[str]) -> set[cst.CSTNode]:
     """The nodes of statement `stmt` (not of the statements nested in it, and no layout) that have a Name from
-    `targets` in them: the way down to each such name."""
+    `targets` in them, or an attribute (".name" in targets): the way down to each."""
     found: set[cst.CSTNode] = set()
 
     def reaches(n: cst.CSTNode) -> bool:
-        if type(n) is cst.Name:
+        tp = type(n)
+        if tp is cst.Name:
             hit = n.value in targets
         else:
-            hit = False
+            hit = tp is cst.Attribute and "." + n.attr.value in targets
             for child in content_children(n):
                 if not _holds_statements(type(child)) and reaches(child):
                     hit = True
