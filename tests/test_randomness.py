@@ -373,8 +373,14 @@ def test_existing_key_names_are_not_clobbered():
 
 
 def test_function_passed_as_value_is_reported():
-    r = tr("def init(m):\n    return torch.randn(3)\n\ndef build(model):\n    model.apply(init)\n")
+    r = tr("def noise(x):\n    return x + torch.randn(3)\n\ndef build(xs):\n    return list(map(noise, xs))\n")
     assert "T2J406" in codes(r)
+
+
+def test_model_apply_hands_the_init_function_a_key():
+    r = tr("def init(m):\n    m.weight.data.normal_()\n\ndef build(model):\n    model.apply(init)\n")
+    assert "T2J406" not in codes(r) and "T2J209" in codes(r)
+    assert "model = t2j.apply(model, init, key=key)" in r.code and "def init(m, *, key):" in r.code
 
 
 def test_nested_function_passed_as_value_closes_over_a_key():

@@ -1,11 +1,14 @@
-"""walk.walk visits like libcst's own node.visit (same hooks, same nodes, same order); walk.words sees every name."""
+"""walk.walk visits like libcst's own node.visit (same hooks, same nodes, same order); walk.words sees every name;
+positions.positions gives what libcst's PositionProvider gives."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import libcst as cst
 import pytest
+from libcst.metadata import MetadataWrapper, PositionProvider
 
+from torch2jax.transform.positions import positions
 from torch2jax.transform.walk import iter_statements, walk, words
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,3 +79,14 @@ def test_iter_statements_in_visit_order(source):
     module.visit(Statements())
     got = list(iter_statements(module))
     assert len(got) == len(expected) and all(a is b for a, b in zip(got, expected))
+
+
+@pytest.mark.parametrize("source", [p.read_text() for p in FILES] + [EXTRA],
+                         ids=[p.name for p in FILES] + ["extra"])
+def test_positions_as_libcst_gives_them(source):
+    module = cst.parse_module(source)
+    expected = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    got = positions(module)
+    assert list(got) == list(expected)
+    assert all((r.start.line, r.start.column, r.end.line, r.end.column) == (
+        e.start.line, e.start.column, e.end.line, e.end.column) for r, e in zip(got.values(), expected.values()))

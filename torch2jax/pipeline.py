@@ -4,7 +4,6 @@ from __future__ import annotations
 import gc
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from torch2jax import diagnostics
 from torch2jax.diagnostics import Diagnostic
@@ -21,6 +20,7 @@ from torch2jax.transform.modules import ModulePass
 from torch2jax.transform.names import ImportCollector, Scopes, module_level_rebinds
 from torch2jax.transform.ops import OpsPass
 from torch2jax.transform.parallel import ParallelPass
+from torch2jax.transform.positions import positions as source_positions
 from torch2jax.transform.randomness import RandomnessPass
 from torch2jax.transform.training import TrainingPass
 from torch2jax.transform.training_facts import collect_training_facts
@@ -90,7 +90,7 @@ def _translate(source: str, filename: str) -> Translation:
 
 def _translate_module(module: cst.Module, source: str, filename: str) -> Translation:
     original_body = list(module.body)
-    positions = _positions(module)
+    positions = source_positions(module)
     collector = ImportCollector().scan(module)
     aliases = collector.aliases
     if not any(q == "torch" or q.startswith("torch.") for q in aliases.values()) and not any(
@@ -120,18 +120,6 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     diags = sorted(ctx.diagnostics, key=lambda d: (d.line, d.column, d.code))
     changes = sorted(ctx.changes, key=lambda d: (d.line, d.column, d.code))
     return Translation(code, _dedupe(diags), filename, changes=_dedupe(changes))
-
-
-def _positions(module: cst.Module) -> dict:
-    """Every node's position in the input: what MetadataWrapper.resolve(PositionProvider) gives. resolve() also
-    runs a batched visit of the whole tree for the batchable providers asked for, even when there are none (as
-    here), which costs as much again; the provider's own computation is called directly."""
-    provider = PositionProvider()
-    try:
-        provider._gen_impl(module)
-    except AttributeError:  # a libcst whose internals differ: the public way
-        return dict(MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider))
-    return dict(provider._computed)
 
 
 def _suppressed_statements(module: cst.Module, positions: dict) -> dict:

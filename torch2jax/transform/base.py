@@ -11,7 +11,7 @@ from torch2jax.diagnostics import Diagnostic
 from torch2jax.mappings import Tables
 from torch2jax.transform.module_facts import ModuleFacts
 from torch2jax.transform.names import Scopes
-from torch2jax.transform.walk import Transformer, is_layout, is_node, words
+from torch2jax.transform.walk import Transformer, is_layout, is_node, nodes_reaching, words
 
 MARKER = "torch2jax:"
 SKIP = re.compile(r"#.*\btorch2jax:\s*skip\b")  # `# torch2jax: skip`: leave this statement (or file) as it is
@@ -31,6 +31,23 @@ def _comment_lines(node: cst.CSTNode) -> list:
     if isinstance(trailing, cst.TrailingWhitespace):
         out.append(trailing.comment)
     return [c.value for c in out if c is not None]
+
+
+# What a node is to a pass's walk: the module and statements are tested (Pass.wants), blocks of statements always
+# entered, the rest (expressions, small statements, parameters, decorators) entered as Pass.EXPRESSIONS and
+# Pass.expression_words say.
+_MODULE, _STATEMENT, _BLOCK, _OTHER = range(4)
+_BLOCKS = (cst.IndentedBlock, cst.SimpleStatementSuite, cst.Else, cst.ExceptHandler, cst.ExceptStarHandler,
+           cst.Finally, cst.MatchCase)
+_KINDS: dict[type, int] = {}
+
+
+def _kind(tp: type) -> int:
+    kind = _KINDS.get(tp)
+    if kind is None:
+        kind = _KINDS[tp] = (_MODULE if tp is cst.Module else _STATEMENT if is_statement(tp)
+                             else _BLOCK if issubclass(tp, _BLOCKS) else _OTHER)
+    return kind
 
 
 _STATEMENT_TYPES: dict[type, bool] = {}
@@ -104,31 +121,50 @@ class Pass(Transformer):
         answers False must be sure of it: usually a test of the statement's words (ctx.words)."""
         return True
 
+    # False: the pass has no hook below statements (in expressions, small statements, parameters, decorators), so
+    # only statements and their blocks are visited; what is below them stays as it is
+    EXPRESSIONS = True
+    # Names every expression-level hook of the pass starts from (the ops pass: imported names, Tensor methods): below
+    # statements only the nodes with one of them inside are visited (walk.nodes_reaching). None: all of them.
+    expression_words: set[str] | None = None
+
     def __init__(self, ctx: FileContext) -> None:
         super().__init__()
         self.ctx = ctx
         self._where: list[tuple[int, int]] = [(1, 0)]
         self._markers: list[list[Diagnostic]] = [[]]
         self._skipping: set[int] = set()  # ids of the `# torch2jax: skip` statements being left alone
+        self._reaching: set[cst.CSTNode] = set()  # with expression_words: the nodes below statements to visit
 
     # --- positions: the innermost node whose original position is known
+    def _enters(self, node: cst.CSTNode) -> bool:
+        """For a node below statement level: whether the pass visits it."""
+        return self.EXPRESSIONS and (self.expression_words is None or node in self._reaching)
+
     def on_visit(self, node: cst.CSTNode) -> bool:
-        if is_layout(type(node)):
+        tp = type(node)
+        if is_layout(tp):
             return False  # kept as it is (see walk.is_layout)
+        kind = _kind(tp)
+        if kind == _OTHER and not self._enters(node):
+            return False  # kept as it is
         pos = self.ctx.positions.get(node)
         self._where.append((pos.start.line, pos.start.column) if pos else self._where[-1])
-        if is_statement(type(node)):
+        if kind == _STATEMENT:
             self._markers.append([])
             if (self.ctx.may_suppress and suppressed(node)) or not self.wants(node):
                 self._skipping.add(id(node))
                 return False
-        elif type(node) is cst.Module and not self.wants(node):
+            if self.expression_words is not None and self.EXPRESSIONS:
+                self._reaching |= nodes_reaching(node, self.expression_words)
+        elif kind == _MODULE and not self.wants(node):
             self._skipping.add(id(node))
             return False
         return super().on_visit(node)
 
     def on_leave(self, original: cst.CSTNode, updated: cst.CSTNode):
-        if is_layout(type(original)):
+        tp = type(original)
+        if is_layout(tp) or (_kind(tp) == _OTHER and not self._enters(original)):
             return original
         if self._skipping and id(original) in self._skipping:  # neither its children nor its leave_ method ran
             self._skipping.discard(id(original))
@@ -142,7 +178,7 @@ class Pass(Transformer):
         pos = self.ctx.positions.get(original)
         if pos is not None and is_node(type(result)):
             self.ctx.positions.setdefault(result, pos)
-        if is_statement(type(original)):
+        if _kind(type(original)) == _STATEMENT:
             pending = self._markers.pop()
             if pending and is_statement(type(result)):
                 result = add_marker(result, pending)

@@ -13,6 +13,7 @@ GRAD_CONTEXTS = {"torch.no_grad", "torch.enable_grad", "torch.inference_mode", "
 
 class GradModePass(Pass):
     TRIGGERS = ("no_grad", "enable_grad", "inference_mode", "set_grad_enabled")
+    EXPRESSIONS = False  # its hooks: functions (decorators) and with statements
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)

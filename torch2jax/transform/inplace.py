@@ -426,6 +426,7 @@ class Unsupported(Exception):
 
 
 class InplacePass(Pass):
+    EXPRESSIONS = False  # its hooks are on statements and blocks; expressions are rewritten by _Hoister
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self.frames: list[Frame] = []

@@ -43,6 +43,7 @@ def _chain(node: cst.BaseExpression) -> tuple[str, str] | None:
 
 class ModuleUpdatesPass(Pass):
     TRIGGERS = ("init.", "init_", "parameters(", ".weight", ".bias", ".data")
+    EXPRESSIONS = False  # its hooks: classes, functions, simple statements, for loops
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import libcst as cst
 
-from torch2jax.transform.walk import Visitor, iter_statements, walk
+from torch2jax.transform.walk import Visitor, content_children, iter_statements
 
 
 def dotted(node: cst.BaseExpression) -> str | None:
@@ -68,63 +68,39 @@ class ImportCollector(Visitor):
             self.aliases[local] = f"{module}.{name}"
 
 
-class _Binder(Visitor):
-    """Names bound inside one function body (not descending into nested functions or classes)."""
-    SEES_LAYOUT = False
+def _targets(target: cst.BaseExpression, bound: set[str]) -> None:
+    if isinstance(target, cst.Name):
+        bound.add(target.value)
+    elif isinstance(target, (cst.Tuple, cst.List)):
+        for el in target.elements:
+            _targets(el.value, bound)
+    elif isinstance(target, cst.StarredElement):
+        _targets(target.value, bound)
 
-    def __init__(self) -> None:
-        self.bound: set[str] = set()
-        self.depth = 0
 
-    def visit_FunctionDef(self, node) -> bool:
-        self.depth += 1
-        return self.depth == 1
-
-    def leave_FunctionDef(self, node) -> None:
-        self.depth -= 1
-
-    def visit_ClassDef(self, node) -> bool:
-        return False
-
-    def visit_Param(self, node: cst.Param) -> None:
-        self.bound.add(node.name.value)
-
-    def _targets(self, target: cst.BaseExpression) -> None:
-        if isinstance(target, cst.Name):
-            self.bound.add(target.value)
-        elif isinstance(target, (cst.Tuple, cst.List)):
-            for el in target.elements:
-                self._targets(el.value)
-        elif isinstance(target, cst.StarredElement):
-            self._targets(target.value)
-
-    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
-        self._targets(node.target)
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        self._targets(node.target)
-
-    def visit_AugAssign(self, node: cst.AugAssign) -> None:
-        self._targets(node.target)
-
-    def visit_For(self, node: cst.For) -> None:
-        self._targets(node.target)
-
-    def visit_CompFor(self, node: cst.CompFor) -> None:
-        self._targets(node.target)
-
-    def visit_AsName(self, node: cst.AsName) -> None:
-        self._targets(node.name)
-
-    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
-        self._targets(node.target)
+# nodes that bind their `target`: x = ..., x: T = ..., x += ..., for x in ..., [... for x in ...], (x := ...)
+_TARGET_BINDERS = (cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For, cst.CompFor, cst.NamedExpr)
 
 
 @lru_cache(maxsize=1024)  # by node (nodes are immutable): the passes ask about the same function one after another
 def bound_in_function(fn: cst.FunctionDef) -> frozenset[str]:
-    binder = _Binder()
-    walk(fn, binder)
-    return frozenset(binder.bound)
+    """Names bound inside one function: its parameters (and its lambdas'), assignment, loop, comprehension, walrus
+    and `as` targets; not inside nested functions or classes."""
+    bound: set[str] = set()
+    stack: list[cst.CSTNode] = [fn]
+    while stack:
+        node = stack.pop()
+        tp = type(node)
+        if tp is cst.ClassDef or (tp is cst.FunctionDef and node is not fn):
+            continue
+        if tp is cst.Param:
+            bound.add(node.name.value)
+        elif tp in _TARGET_BINDERS:
+            _targets(node.target, bound)
+        elif tp is cst.AsName:
+            _targets(node.name, bound)
+        stack.extend(content_children(node))
+    return frozenset(bound)
 
 
 def module_level_rebinds(module: cst.Module, aliases: dict[str, str]) -> set[str]:

@@ -52,8 +52,10 @@ class OpsPass(Pass):
         self.discarded: set[cst.CSTNode] = set()  # calls whose value is thrown away (expression statements)
         self.non_tensor_names = non_tensor_names or set()
         self.metadata_reads: set[cst.CSTNode] = set()  # `x.data` in `x.data.shape`, `x.data.zero_()`: kept as x
-        # a statement with neither an imported name (torch, F, nn...) nor a Tensor method's name has nothing to map
-        self.words = set(ctx.scopes.aliases) | set(ctx.tables.methods)
+        # a statement with neither an imported name (torch, F, nn...) nor an attribute named like a Tensor method or
+        # attribute (x.view, x.shape, x.data) has nothing to map, and neither has an expression
+        self.words = self.expression_words = set(ctx.scopes.aliases) | {"." + m for m in ctx.tables.methods} | {
+            ".data"}
 
     def wants(self, node) -> bool:
         return not self.words.isdisjoint(self.ctx.words(node))

@@ -38,7 +38,8 @@ import libcst as cst
 from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER
-from torch2jax.transform.walk import LAMBDA, SEMICOLON, Transformer, Visitor, content_children, names_read, walk
+from torch2jax.transform.walk import (LAMBDA, SEMICOLON, Transformer, Visitor, content_children, is_layout,
+                                      iter_statements, names_read, walk)
 
 SEED_FUNCS = frozenset({"t2j.manual_seed"})
 CUDA_SEED_FUNCS = frozenset({"t2j.cuda_manual_seed"})
@@ -755,8 +756,7 @@ RANDOM_WORDS = frozenset({KEY_PLACEHOLDER, "key", "manual_seed", "cuda_manual_se
 
 
 def _mentions_random(module: cst.Module) -> bool:
-    code_names = _names_in(module)
-    return bool(code_names & RANDOM_NAMES)
+    return any(not RANDOM_NAMES.isdisjoint(_names_in(stmt)) for stmt in module.body)  # mostly found early
 
 
 class _Rewriter:
@@ -772,6 +772,9 @@ class _Rewriter:
         # a lambda bound to a name, a function that takes a key passed as a value (_Replacer._value_refs)
         self.replacer_words = {"Generator", LAMBDA} | {
             name for scope in analysis.scopes for name, f in scope.funcs.items() if f.needs_key and not f.closure}
+        # ... and what else makes the rewrite change a statement with no unit in it: a seed, a placeholder in a class
+        # body, a line of several statements ended by a semicolon
+        self.quiet_words = self.replacer_words | {KEY_PLACEHOLDER, "manual_seed", "cuda_manual_seed", SEMICOLON}
 
     # --- diagnostics
     def report(self, code: str, message: str, node=None, where=None) -> None:
@@ -1016,8 +1019,21 @@ class _Rewriter:
             out[0] = out[0].with_changes(leading_lines=[])
         return pre + out
 
+    def _untouched(self, stmt, s: Scope) -> bool:
+        """A function or class in which nothing takes or makes a key, nor is reported: rewriting it would give the
+        same code back. No unit in its header, none in its own scope or any scope inside, no quiet word."""
+        if not self.quiet_words.isdisjoint(self.ctx.words(stmt)) or self.units(stmt, s):
+            return False
+        defs = [stmt] + [d for d in iter_statements(stmt) if isinstance(d, cst.FunctionDef)]
+        return not any(self._has_units(self.a.scope_of[d]) for d in defs if d in self.a.scope_of)
+
+    def _has_units(self, scope: Scope) -> bool:
+        return any(self.a.is_unit(n, scope) for n, _, _ in scope.cands)
+
     def _statement_inner(self, stmt, s: Scope, in_loop: bool) -> list:
         pre: list = []
+        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)) and self._untouched(stmt, s):
+            return [stmt]
         if isinstance(stmt, cst.FunctionDef):
             new = self.function(stmt)
             return pre + self._headers(stmt, new, s, {})
@@ -1289,6 +1305,8 @@ class _Replacer(Transformer):
         self.where: list = [None]
 
     def on_visit(self, node) -> bool:
+        if is_layout(type(node)):
+            return False  # left as it is (walk.is_layout)
         pos = self.rw.where(node)
         self.where.append(pos or self.where[-1])
         if isinstance(node, cst.Call):
@@ -1307,6 +1325,8 @@ class _Replacer(Transformer):
         return True
 
     def on_leave(self, original, updated):
+        if is_layout(type(original)):
+            return updated
         self.where.pop()
         if isinstance(original, cst.Call):
             self.calls.pop()

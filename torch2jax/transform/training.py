@@ -127,6 +127,8 @@ class TrainingPass(Pass):
         self.words = {"zero_grad", "train", "eval", "step"} | set(facts.optimizers) | set(facts.schedulers)
         self.words |= set(facts.models) | set(facts.trainers) | set(facts.model_params)
         self.words |= {p for params in facts.model_params.values() for p in params}
+        # below statements: leave_Call's calls of those functions and models (visit_Assign's assignments of them)
+        self.expression_words = self.words
 
     def wants(self, node) -> bool:
         return not self.words.isdisjoint(self.ctx.words(node))

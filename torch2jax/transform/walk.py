@@ -40,25 +40,29 @@ class Visitor(cst.CSTVisitor):
     # False: the visitor's hooks look at no layout node (whitespace, brackets, commas, operators), which walk() then
     # leaves out (about half of all nodes)
     SEES_LAYOUT = True
-    _visit_hooks: dict = {}  # node type -> the visit_ hook, or None: every subclass gets its own
-    _leave_hooks: dict = {}
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._visit_hooks, cls._leave_hooks = {}, {}
+    # node type -> the visit_/leave_ hook or None, filled as types are met; per instance, so that a hook set on the
+    # class later (a test's monkeypatch) is seen by the next visitor
+    _visit_hooks: dict | None = None
+    _leave_hooks: dict | None = None
 
     def on_visit(self, node: cst.CSTNode) -> bool:
+        hooks = self._visit_hooks
+        if hooks is None:
+            hooks = self._visit_hooks = {}
         try:
-            fn = self._visit_hooks[type(node)]
+            fn = hooks[type(node)]
         except KeyError:
-            fn = self._visit_hooks[type(node)] = _hook(type(self), "visit_", type(node))
+            fn = hooks[type(node)] = _hook(type(self), "visit_", type(node))
         return fn is None or fn(self, node) is not False
 
     def on_leave(self, original_node: cst.CSTNode) -> None:
+        hooks = self._leave_hooks
+        if hooks is None:
+            hooks = self._leave_hooks = {}
         try:
-            fn = self._leave_hooks[type(original_node)]
+            fn = hooks[type(original_node)]
         except KeyError:
-            fn = self._leave_hooks[type(original_node)] = _hook(type(self), "leave_", type(original_node))
+            fn = hooks[type(original_node)] = _hook(type(self), "leave_", type(original_node))
         if fn is not None:
             fn(self, original_node)
 
@@ -70,27 +74,29 @@ class Visitor(cst.CSTVisitor):
 
 
 class Transformer(cst.CSTTransformer):
-    _visit_hooks: dict = {}
-    _leave_hooks: dict = {}
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._visit_hooks, cls._leave_hooks = {}, {}
+    _visit_hooks: dict | None = None  # as Visitor's
+    _leave_hooks: dict | None = None
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         if is_layout(type(node)):
             return False
+        hooks = self._visit_hooks
+        if hooks is None:
+            hooks = self._visit_hooks = {}
         try:
-            fn = self._visit_hooks[type(node)]
+            fn = hooks[type(node)]
         except KeyError:
-            fn = self._visit_hooks[type(node)] = _hook(type(self), "visit_", type(node))
+            fn = hooks[type(node)] = _hook(type(self), "visit_", type(node))
         return fn is None or fn(self, node) is not False
 
     def on_leave(self, original_node, updated_node):
+        hooks = self._leave_hooks
+        if hooks is None:
+            hooks = self._leave_hooks = {}
         try:
-            fn = self._leave_hooks[type(original_node)]
+            fn = hooks[type(original_node)]
         except KeyError:
-            fn = self._leave_hooks[type(original_node)] = _hook(type(self), "leave_", type(original_node))
+            fn = hooks[type(original_node)] = _hook(type(self), "leave_", type(original_node))
         return updated_node if fn is None else fn(self, original_node, updated_node)
 
     def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
@@ -256,6 +262,8 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
             out.add(CLASS)
         elif tp is cst.Lambda:
             out.add(LAMBDA)
+        elif tp is cst.Attribute:
+            out.add("." + n.attr.value)  # an attribute name: x.view has the words x, view and .view
         elif tp is cst.Arg and n.keyword is not None:
             out.add(n.keyword.value + "=")  # a keyword argument: f(out=y) has the words out and out=
         elif tp is cst.SimpleStatementLine or tp is cst.SimpleStatementSuite:
@@ -313,3 +321,39 @@ def iter_statements(node: cst.CSTNode, enter=None):
                     yield from iter_statements(child, enter)
             elif isinstance(child, _BLOCKS):
                 yield from iter_statements(child, enter)
+
+
+_HOLDS_STATEMENTS: dict[type, bool] = {}
+
+
+def _holds_statements(tp: type) -> bool:
+    """A statement, or an indented block (nothing but statements)."""
+    known = _HOLDS_STATEMENTS.get(tp)
+    if known is None:
+        known = _HOLDS_STATEMENTS[tp] = issubclass(tp, (cst.SimpleStatementLine, cst.BaseCompoundStatement,
+                                                        cst.IndentedBlock))
+    return known
+
+
+def nodes_reaching(stmt: cst.CSTNode, targets: set[str]) -> set[cst.CSTNode]:
+    """The nodes of statement `stmt` (not of the statements nested in it, and no layout) that have a Name from
+    `targets` in them, or an attribute (".name" in targets): the way down to each."""
+    found: set[cst.CSTNode] = set()
+
+    def reaches(n: cst.CSTNode) -> bool:
+        tp = type(n)
+        if tp is cst.Name:
+            hit = n.value in targets
+        else:
+            hit = tp is cst.Attribute and "." + n.attr.value in targets
+            for child in content_children(n):
+                if not _holds_statements(type(child)) and reaches(child):
+                    hit = True
+        if hit:
+            found.add(n)
+        return hit
+
+    for child in content_children(stmt):
+        if not _holds_statements(type(child)):
+            reaches(child)
+    return found
