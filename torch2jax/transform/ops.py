@@ -52,6 +52,7 @@ class OpsPass(Pass):
         self.discarded: set[cst.CSTNode] = set()  # calls whose value is thrown away (expression statements)
         self.non_tensor_names = non_tensor_names or set()
         self.metadata_reads: set[cst.CSTNode] = set()  # `x.data` in `x.data.shape`, `x.data.zero_()`: kept as x
+        self.store_targets: set[cst.CSTNode] = set()
         # a statement with neither an imported name (torch, F, nn...) nor an attribute named like a Tensor method or
         # attribute (x.view, x.shape, x.data) has nothing to map, and neither has an expression
         self.words = self.expression_words = set(ctx.scopes.aliases) | {"." + m for m in ctx.tables.methods} | {
@@ -89,6 +90,12 @@ class OpsPass(Pass):
         self.inner.add(node.value)
         self.inner.add(node.attr)  # `x.grad` / `jax.grad` when `grad` is imported from torch.func: not a reference
 
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self.store_targets.add(node.target)  # `p.data = v` stays an assignment (the module-updates pass's business)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self.store_targets.add(node.target)
+
     def visit_Expr(self, node: cst.Expr) -> None:
         self.discarded.add(node.value)
 
@@ -120,7 +127,7 @@ class OpsPass(Pass):
         return updated
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
-        if original.attr.value == "data" and self._tensor_data(original):
+        if original.attr.value == "data" and original not in self.store_targets and self._tensor_data(original):
             return self._detached(original, updated)
         if original in self.inner or original in self.call_funcs:
             return updated
