@@ -1,9 +1,11 @@
 """Reading and writing source files safely: encodings, binary files, atomic writes."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
+import signal
 import tempfile
 import tokenize
 from dataclasses import dataclass
@@ -62,8 +64,10 @@ def write_atomic(path: Path, text: str, encoding: str = "utf-8", like: Path | No
     if path.is_symlink():  # write the file it links to: the link stays a link
         path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".t2j-tmp", dir=path.parent)
+    tmp = None
     try:
+        with _signals_held():  # a SIGTERM between creating the temp file and knowing its name would leak it
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".t2j-tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -74,8 +78,24 @@ def write_atomic(path: Path, text: str, encoding: str = "utf-8", like: Path | No
             os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGTERM and SIGINT wait until the block is done (their handlers then run); a no-op where the OS has no
+    signal masks."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGTERM, signal.SIGINT}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def python_files(folder: Path) -> list[Path]:
