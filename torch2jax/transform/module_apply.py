@@ -14,10 +14,12 @@ import libcst as cst
 from torch2jax.transform.base import Pass
 from torch2jax.transform.module_facts import MODULE_LIKE_NAMES
 from torch2jax.transform.names import dotted
+from torch2jax.transform.walk import Visitor, walk
 
 
 class ModuleApplyPass(Pass):
     TRIGGERS = (".apply(", ".modules()")
+    EXPRESSIONS = False  # its hooks: functions, for loops, expression statements
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
@@ -26,11 +28,16 @@ class ModuleApplyPass(Pass):
         self.in_init: list[bool] = []
         self.generated: list[set[str]] = [set()]  # function names made in each enclosing function (unique there)
 
+    def wants(self, node) -> bool:
+        # statements that call .apply / .modules(), and the init functions passed to .apply (found first)
+        return type(node) is cst.Module or not self.words.isdisjoint(self.ctx.words(node))
+
     def visit_Module(self, node: cst.Module) -> None:
         models = set(getattr(self.ctx.training_facts, "models", None) or {})
         finder = _ApplyCalls(models)
-        node.visit(finder)
+        walk(node, finder)
         self.init_functions = finder.functions
+        self.words = {"apply", "modules"} | self.init_functions
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.in_init.append(node.name.value == "__init__")
@@ -118,7 +125,9 @@ def _apply_target(call, models: set[str] | None) -> str | None:
     return target if any(word in target.lower() for word in MODULE_LIKE_NAMES) else None
 
 
-class _ApplyCalls(cst.CSTVisitor):
+class _ApplyCalls(Visitor):
+    SEES_LAYOUT = False
+
     def __init__(self, models: set[str]) -> None:
         self.models = models
         self.functions: set[str] = set()

@@ -27,6 +27,7 @@ from torch2jax.transform.base import Pass, add_marker, marker_text
 from torch2jax.transform.names import dotted
 from torch2jax.transform.reduction_kind import MEAN, NEUTRAL, SUM, KindFinder
 from torch2jax.transform.transforms import _arg, _code, _effects, _Rename, _stmt
+from torch2jax.transform.walk import Visitor, walk
 
 DDP = {"torch.nn.parallel.DistributedDataParallel", "torch.nn.parallel.distributed.DistributedDataParallel",
        "torch.nn.DataParallel", "torch.nn.parallel.DataParallel", "torch.nn.parallel.data_parallel.DataParallel"}
@@ -63,6 +64,9 @@ def _env_key(node) -> str | None:
 
 
 class ParallelPass(Pass):
+    # a file without these words has no process group, DDP wrapper or launcher to rewrite
+    TRIGGERS = ("distributed", "DataParallel", "multiprocessing")
+
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self.functions: list[cst.FunctionDef] = []
@@ -84,14 +88,13 @@ class ParallelPass(Pass):
 
     def visit_Module(self, node: cst.Module) -> None:
         self.module_node = node
-        code = node.code
-        self.active = "distributed" in code or "DataParallel" in code or "multiprocessing" in code
-        if not self.active:
-            return
+        self.active = True  # the source has one of TRIGGERS (Pass.applies)
 
         pass_ = self
 
-        class Facts(cst.CSTVisitor):
+        class Facts(Visitor):
+            SEES_LAYOUT = False
+
             def __init__(self):
                 self.fn: list = []
 
@@ -113,7 +116,7 @@ class ParallelPass(Pass):
                         if isinstance(t.target, cst.Name):
                             pass_.samplers.add(t.target.value)
 
-        node.visit(Facts())
+        walk(node, Facts())
 
     def visit_FunctionDef(self, node) -> None:
         self.ctx.scopes.push(node)

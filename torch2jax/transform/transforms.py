@@ -61,6 +61,13 @@ AUTOCASTS = {"torch.autocast", "torch.amp.autocast", "torch.cuda.amp.autocast", 
 LOW_DTYPES = {"torch.bfloat16": "jnp.bfloat16", "torch.float16": "jnp.float16", "torch.half": "jnp.float16"}
 
 
+# The names TransformsPass looks for: the last part of every torch name above, and the methods it rewrites. A
+# statement without one of them (nor an import alias of those names) is left unvisited.
+_QUALNAMES = COMPILE_DECORATORS | VMAP | GRAD_AND_VALUE | STACK_MODULE_STATE | FUNCTIONAL_CALL | AUTOGRAD_GRAD \
+    | GRAD_SCALERS | {"torch.func.jacfwd"}
+TRANSFORM_WORDS = {q.rsplit(".", 1)[1] for q in _QUALNAMES} | {"backward"} | set(NAMED_ARRAYS)
+
+
 def _code(node: cst.CSTNode) -> str:
     return cst.Module([]).code_for_node(node)
 
@@ -289,6 +296,9 @@ def _unique(base: str, taken: set[str]) -> str:
 class TransformsPass(Pass):
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
+        aliases = ctx.scopes.aliases
+        self.words = TRANSFORM_WORDS | {k for k, q in aliases.items() if q in _QUALNAMES}
+        self.grad_words = {"grad"} | {k for k, q in aliases.items() if q in AUTOGRAD_GRAD}
         self.stacked: set[str] = set()  # names bound to a stack_module_state ensemble
         self.scalers: set[str] = set()
         self.module_node: cst.Module | None = None
@@ -298,11 +308,18 @@ class TransformsPass(Pass):
         self.functional = False  # the file calls functional_call: parameter dicts by torch name are built here
         self.loop_iters: set[cst.CSTNode] = set()  # `for p in model.parameters()`: the module-updates pass's
 
+    def wants(self, node) -> bool:
+        return not self.words.isdisjoint(self.ctx.words(node))
+
     # ----- scopes
     def visit_Module(self, node: cst.Module) -> None:
         self.module_node = node
-        self.scalers = self._find_scalers(node)
-        self.functional = "functional_call" in node.code
+        module_words = self.ctx.words(node)
+        aliases = self.ctx.scopes.aliases
+        if "GradScaler" in module_words or any(q in GRAD_SCALERS and k in module_words for k, q in aliases.items()):
+            self.scalers = self._find_scalers(node)
+            self.words |= self.scalers  # scaler.step(opt), scaler.update(): statements that name a scaler
+        self.functional = "functional_call" in module_words
 
     def visit_For(self, node: cst.For) -> None:
         self.loop_iters.add(node.iter)
@@ -426,6 +443,8 @@ class TransformsPass(Pass):
         return body
 
     def _autograd_calls(self, stmt) -> list[cst.Call]:
+        if self.grad_words.isdisjoint(self.ctx.words(stmt)):
+            return []
         found = []
         pass_ = self
 
@@ -751,9 +770,16 @@ class _ReplaceNode(cst.CSTTransformer):
 class AmpPass(Pass):
     """`with torch.autocast(...)` -> the body, its module calls wrapped in t2j.amp.autocast (runtime/amp.py)."""
 
+    TRIGGERS = ("autocast",)
+    EXPRESSIONS = False  # its hooks: functions (scopes) and with statements
+
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self.depth = 0
+        self.words = {"autocast"} | {k for k, q in ctx.scopes.aliases.items() if q in AUTOCASTS}
+
+    def wants(self, node) -> bool:
+        return not self.words.isdisjoint(self.ctx.words(node))
 
     def visit_FunctionDef(self, node) -> None:
         self.ctx.scopes.push(node)
