@@ -206,14 +206,23 @@ def _map_with_progress(fn, items: list, jobs: int):
                 progress.advance(task)
             return
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(fn, item) for item in items]
-            for item, future in zip(items, futures):
+            # the biggest files first, so that no worker is left with a big one at the end while the others idle
+            futures = {id(item): pool.submit(fn, item) for item in sorted(items, key=_size, reverse=True)}
+            for item in items:
+                future = futures[id(item)]
                 try:
                     result = future.result()
                 except Exception:  # the worker died (killed, out of memory, could not start): this process
                     result = fn(item)  # does that file, and the run goes on
                 yield result
                 progress.advance(task)
+
+
+def _size(path) -> int:
+    try:
+        return os.stat(path).st_size
+    except (OSError, TypeError):
+        return 0
 
 
 @app.command()
