@@ -131,10 +131,25 @@ def train_module(name, ocls, tcls, config, cache) -> dict:
 # ============================================================================================ scripts (checker)
 BOOT = r"""
 import os, runpy, sys
-path, call, block = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+path, call, block, replay = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4:]
+if replay and replay[0] == "reseed":  # other seeds: do the printed numbers depend on torch's random draws?
+    import torch
+    _seed = torch.manual_seed
+    torch.manual_seed = lambda s: _seed(int(s) + 1000)
+    torch.manual_seed(0)
+    class _Generator(torch.Generator):
+        def manual_seed(self, s):
+            return super().manual_seed(int(s) + 1000)
+    torch.Generator = _Generator
+if replay and replay[0] == "record":
+    from torch2jax.check.script_replay import install_recorder
+    install_recorder(replay[1])
 if block:
     for name in ("torch", "torchvision", "torchaudio", "torchtext", "functorch"):
         sys.modules[name] = None
+if replay and replay[0] == "replay":
+    from torch2jax.check.script_replay import install_replayer
+    install_replayer(replay[1], replay[2])
 sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
 sys.argv = [path]
 if call:
@@ -157,8 +172,10 @@ else:
 
 
 def run_script(path: str, timeout: float, memory_mb: int, block_torch: bool = False, call: str = "",
-               cwd: str | None = None) -> dict:
-    """Run a script (or one function of a file) in plain python: {"rc", "stdout", "stderr", "timed_out"}."""
+               cwd: str | None = None, replay: tuple = ()) -> dict:
+    """Run a script (or one function of a file) in plain python: {"rc", "stdout", "stderr", "timed_out"}.
+    replay: ("record", draws.npz) on the torch side, ("replay", draws.npz, status.json) on the JAX side
+    (script_replay.py)."""
     from torch2jax.check.isolation import limit_memory
 
     env = dict(os.environ)
@@ -167,7 +184,7 @@ def run_script(path: str, timeout: float, memory_mb: int, block_torch: bool = Fa
     env["PYTHONHASHSEED"] = "0"
     mem = max(memory_mb, 0) + 4096  # plus what importing torch / jax reserves
     try:
-        proc = subprocess.run([sys.executable, "-c", BOOT, path, call, "1" if block_torch else "0"],
+        proc = subprocess.run([sys.executable, "-c", BOOT, path, call, "1" if block_torch else "0", *replay],
                               capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env,
                               preexec_fn=(lambda: limit_memory(mem)) if memory_mb > 0 else None,
                               start_new_session=True)
