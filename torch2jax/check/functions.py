@@ -363,6 +363,8 @@ def replayed_example(tfn, jfn, specs, values):
             return None, rep.why
         c = cmp.Comparison(ok=False, problems=[f"JAX raised with torch's draws replayed: {user_error(e)}"])
         return c, ""
+    if rep.reused:
+        return cmp.Comparison(ok=False, problems=[rep.reused + ": a reused key?"]), ""
     if not rep.ok:
         return None, rep.why
     c = cmp.compare_trees(t_out, j_out, "output")

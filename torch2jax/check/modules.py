@@ -338,6 +338,8 @@ def check_random_module(pair: Pair, ocls, tcls, specs, values, inputs, config, c
             if rep.ok:
                 return result("FAIL", f"eval mode: JAX raised with torch's draws replayed: {user_error(e)}",
                               inputs=inputs)
+    if rep.reused:
+        return result("FAIL", f"eval mode (random forward): {rep.reused}: a reused key?", inputs=inputs)
     replayed = rep.ok and j_out is not None
     if replayed:
         c = cmp.compare_trees(t_out, j_out, "eval output (torch's draws replayed)", loose=True)
@@ -435,6 +437,10 @@ def train_and_gradients(pair: Pair, specs, values, train: bool = True, replay=No
     except BaseException as e:  # noqa: BLE001
         c.ok = False
         c.problems.append(f"{what} mode: JAX raised where torch ran: {user_error(e)}")
+        return c
+    if replay is not None and replay.reused:
+        c.ok = False
+        c.problems.append(f"{what} mode: {replay.reused}: a reused key?")
         return c
     if replay is not None and not replay.ok:
         c.ok = False

@@ -34,6 +34,8 @@ class Replay:
         self.draws: list[tuple[str, tuple, np.ndarray]] = []
         self.ok = True
         self.why = ""
+        self.reused = ""  # two JAX draws from one key (torch's draws are independent): a bug, not a fallback
+        self._keys: dict = {}
 
     def fail(self, why: str):
         if self.ok:
@@ -97,6 +99,19 @@ class Replay:
         return self.ok
 
     # ------------------------------------------------------------------------------------------ JAX
+    def note_key(self, key, what):
+        import jax
+        import jax.numpy as jnp
+
+        try:
+            data = np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+                              else key).tobytes()
+        except Exception:  # noqa: BLE001  (a tracer)
+            return
+        if data in self._keys and not self.reused:
+            self.reused = f"the translation draws {self._keys[data]} and {what} with one key"
+        self._keys.setdefault(data, what)
+
     @contextmanager
     def jax(self):
         """Hand self.draws to the translation's jax.random.normal / uniform calls, in order."""
@@ -109,6 +124,7 @@ class Replay:
         def replayed(kind, original):
             def sampler(key, shape=(), dtype=jnp.float32, *args, **kwargs):
                 shape = tuple(shape) if not isinstance(shape, int) else (shape,)
+                self.note_key(key, f"{kind} {shape}")
                 if not queue or queue[0][0] != kind or queue[0][1] != shape:
                     want = f"{queue[0][0]} {queue[0][1]}" if queue else "none"
                     self.fail(f"the translation draws {kind} {shape} where torch drew {want}")
@@ -124,6 +140,8 @@ class Replay:
 
         def other(name, original):
             def sampler(*args, **kwargs):
+                if args:
+                    self.note_key(args[0], name)
                 self.fail(f"the translation draws with jax.random.{name}, which torch's draws cannot stand for")
                 return original(*args, **kwargs)
 
