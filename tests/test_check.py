@@ -57,6 +57,9 @@ def test_signature_rules():
     assert ok == []
     assert itf.compare_signatures(sig("def f(x, state): pass"), sig("def f(x, state): pass"), "f") == []
     assert itf.compare_signatures(sig("def f(model, x): pass"), sig("def f(model, state, x): pass"), "f") == []
+    threaded = sig("def f(loader, enc, enc_opt, enc_opt_state, dec, *, key): pass")  # an optimizer's state
+    assert itf.compare_signatures(sig("def f(loader, enc, enc_opt, dec): pass"), threaded, "f") == []
+    assert itf.compare_signatures(sig("def f(loader, enc, dec): pass"), threaded, "f") != []
     swapped = itf.compare_signatures(sig("def f(x, y): pass"), sig("def f(y, x): pass"), "f")
     assert swapped and "positional parameters (x, y) became (y, x)" in swapped[0]
     default = itf.compare_signatures(sig("def f(x, p=0.5): pass"), sig("def f(x, p=0.1): pass"), "f")

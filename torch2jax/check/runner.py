@@ -271,7 +271,8 @@ class Checker:
 
     # ------------------------------------------------------------------------------------------ scripts
     def check_script(self, fp: FilePair, name: str, call: str, interface: bool = True) -> None:
-        from torch2jax.check.training import compare_outputs, run_script, tail
+        from torch2jax.check.script_replay import DIVERGED
+        from torch2jax.check.training import compare_outputs, metric_lines, run_script, tail
 
         kind = "script" if not call else "function"
         if interface:
@@ -309,8 +310,17 @@ class Checker:
                 self.emit(fp, name, "training", FAIL, f"the translated {what} draws twice with one key: "
                           f"{replay['reused']}", kind=kind)
                 return
+            before = j_run["stdout"].split(DIVERGED)[0] if DIVERGED in j_run["stdout"] else None
             if replay.get("ok") or j_run["timed_out"] or j_run["rc"] != 0:
                 replay_note = f", torch's {replay.get('used', 0)} random draws replayed"
+            elif before is not None and metric_lines(before):
+                # the lines printed before the draws diverged (torch.multinomial in a final sampling step, ...)
+                n = len(metric_lines(before))
+                t_lines = metric_lines(t_run["stdout"])
+                t_run = dict(t_run, stdout="\n".join(t_lines[:n]))
+                j_run = dict(j_run, stdout=before)
+                replay_note = (f", torch's first {replay.get('used', 0)} random draws replayed; then {replay.get('why')}"
+                               f": the {len(t_lines) - n} metric lines after that are not compared")
             else:
                 # not replayable: the plain run is evidence only when torch's numbers do not depend on its seed
                 j_run = run(fp.translated, block)
@@ -332,8 +342,6 @@ class Checker:
                       details=tail(j_run["stderr"]))
             return
         c = compare_outputs(t_run["stdout"], j_run["stdout"])
-        from torch2jax.check.training import metric_lines
-
         n = len(metric_lines(t_run["stdout"]))
         if c.ok and n == 0:
             self.emit(fp, name, "training", SKIP, c.message, kind=kind)

@@ -8,11 +8,13 @@ Runs inside the two script processes (training.BOOT). Torch side, recorded in ca
     torch.rand / rand_like, Tensor.uniform_            -> "uniform"  (on [0, 1): (x - a) / (b - a))
     torch.randperm                                     -> "permutation" (RandomSampler: without the extra one it
                                                           draws after an epoch's last index)
+    torch.randint                                      -> "randint"
     torch.nn.functional.dropout (re-implemented here)  -> "keep"     (u on [0, 1); kept where u >= p)
 
-JAX side: jax.random.normal, uniform, bernoulli (kept where u >= 1 - p) and torch2jax.runtime.data's shuffling
-permutations take the next recorded draw when its kind and shape match. Any other jax.random sampler, a mismatch,
-or draws left over make the replay invalid: the status file says why, and the checker does not trust that run.
+JAX side: jax.random.normal, uniform, bernoulli (kept where u >= 1 - p), randint and torch2jax.runtime.data's
+shuffling permutations take the next recorded draw when its kind and shape match. Any other jax.random sampler
+(categorical for torch.multinomial, ...), a mismatch, or draws left over make the replay invalid: the status file
+says why, and a DIVERGED line in the output marks where (the checker compares only what was printed before it).
 JIT is disabled in the replaying process: a compiled step would keep its first draws as constants.
 """
 from __future__ import annotations
@@ -21,6 +23,9 @@ import atexit
 import json
 
 import numpy as np
+
+
+DIVERGED = "<<torch2jax check: the translation's random draws diverge from torch's here>>"
 
 
 # ============================================================================================ torch side
@@ -42,13 +47,13 @@ def install_recorder(path: str) -> None:
     def fn_sampler(original, kind):
         def sampler(*args, **kwargs):
             out = original(*args, **kwargs)
-            record(kind, out.detach().cpu().float().numpy() if kind != "permutation" else out.cpu().numpy())
+            record(kind, out.detach().cpu().float().numpy() if kind in ("normal", "uniform") else out.cpu().numpy())
             return out
 
         return sampler
 
     for name, kind in (("randn", "normal"), ("randn_like", "normal"), ("rand", "uniform"),
-                       ("rand_like", "uniform"), ("randperm", "permutation")):
+                       ("rand_like", "uniform"), ("randperm", "permutation"), ("randint", "randint")):
         setattr(torch, name, fn_sampler(getattr(torch, name), kind))
 
     uniform_, normal_ = torch.Tensor.uniform_, torch.Tensor.normal_
@@ -122,6 +127,7 @@ def install_replayer(path: str, status_path: str) -> None:
     def fail(why):
         if not state["why"]:
             state["why"] = why
+            print(DIVERGED, flush=True)  # what the script prints after this is not comparable with torch's
 
     def take(kind, shape):
         if state["why"]:
@@ -143,7 +149,7 @@ def install_replayer(path: str, status_path: str) -> None:
 
     from torch2jax.check.replay import JAX_OTHER
 
-    originals = {n: getattr(jax.random, n) for n in ("normal", "uniform", "bernoulli") + JAX_OTHER
+    originals = {n: getattr(jax.random, n) for n in ("normal", "uniform", "bernoulli", "randint") + JAX_OTHER
                  if hasattr(jax.random, n)}
 
     def normal(key, shape=(), dtype=jnp.float32, *args, **kwargs):
@@ -166,6 +172,17 @@ def install_replayer(path: str, status_path: str) -> None:
             return originals["bernoulli"](key, p, shape, *args, **kwargs)
         return jnp.asarray(v) >= 1 - jnp.asarray(p)
 
+    def randint(key, shape, minval, maxval, dtype=jnp.int32, *args, **kwargs):
+        note_key(key, f"randint {shape_of(shape)}")
+        v = take("randint", shape_of(shape))
+        if v is not None and v.size and not (int(v.min()) >= int(minval) and int(v.max()) < int(maxval)):
+            fail(f"draw {state['used']}: the translation draws integers in [{minval}, {maxval}), torch drew "
+                 f"{int(v.min())}..{int(v.max())}")
+            v = None
+        if v is None:
+            return originals["randint"](key, shape, minval, maxval, dtype, *args, **kwargs)
+        return jnp.asarray(v, dtype)
+
     def other(name):
         def sampler(*args, **kwargs):
             fail(f"the translation draws with jax.random.{name}, which torch's draws cannot stand for")
@@ -173,7 +190,7 @@ def install_replayer(path: str, status_path: str) -> None:
 
         return sampler
 
-    replaced = {"normal": normal, "uniform": uniform, "bernoulli": bernoulli}
+    replaced = {"normal": normal, "uniform": uniform, "bernoulli": bernoulli, "randint": randint}
     for n in originals:
         setattr(jax.random, n, replaced.get(n) or other(n))
 
