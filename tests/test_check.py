@@ -322,17 +322,22 @@ def test_planted_bugs_in_random_modules_fail(tmp_path):
 
 def test_seeded_script_replays_torch_draws(tmp_path):
     """Random initial weights, data, shuffling and dropout: the translated run gets torch's draws, so its printed
-    losses match; a changed constant or a key used twice fails the training stage."""
+    losses match (until a draw it cannot replay); a changed constant, a dropped bias, a stop_gradient or a key used
+    twice fails the training stage."""
     torch_script, jax_script = CASES / "seeded_train_torch.py", CASES / "seeded_train_jax.py"
     report = check(torch_script, jax_script, timeout=120)
     last = report.results[-1]
     assert (last.stage, last.status) == ("training", "PASS"), report.format()
-    assert "6 printed metric lines match, torch's 14 random draws replayed" in last.message
+    assert ("6 printed metric lines match, torch's first 14 random draws replayed; then the translation draws with "
+            "jax.random.gumbel") in last.message and "the 1 metric lines after that are not compared" in last.message
     source = jax_script.read_text()
-    for bad, says in [(source.replace("p - 0.05 * g", "p - 0.06 * g").replace("-0.05 * g", "-0.06 * g"),
-                       "metric line 2"),
+    for bad, says in [(source.replace("-0.05 * g", "-0.06 * g"), "metric line 2"),
+                      (source.replace("t2j.nn.Linear(16, 1, key=k2)", "t2j.nn.Linear(16, 1, bias=False, key=k2)"),
+                       "metric line 1"),
+                      (source.replace("jnp.mean((m(xb, key=key) - yb) ** 2)",
+                                      "jnp.mean((jax.lax.stop_gradient(m(xb, key=key)) - yb) ** 2)"), "metric line 2"),
                       (source.replace("0.1 * jax.random.normal(k2,", "0.1 * jax.random.normal(k1,"),
-                       "draws twice with one key")]:
+                       "uses one key twice")]:
         assert bad != source
         wrong = tmp_path / "seeded_train_jax.py"
         wrong.write_text(bad)

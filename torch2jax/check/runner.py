@@ -307,12 +307,14 @@ class Checker:
             j_run = run(fp.translated, block, ("replay", str(t_run["draws"]), str(status)))
             replay = _read_status(status)
             if replay.get("reused") and j_run["rc"] == 0:
-                self.emit(fp, name, "training", FAIL, f"the translated {what} draws twice with one key: "
+                self.emit(fp, name, "training", FAIL, f"the translated {what} uses one key twice: "
                           f"{replay['reused']}", kind=kind)
                 return
             before = j_run["stdout"].split(DIVERGED)[0] if DIVERGED in j_run["stdout"] else None
             if replay.get("ok") or j_run["timed_out"] or j_run["rc"] != 0:
                 replay_note = f", torch's {replay.get('used', 0)} random draws replayed"
+                if replay.get("unused"):
+                    replay_note += f" ({replay['unused']} more torch drew were not used)"
             elif before is not None and metric_lines(before):
                 # the lines printed before the draws diverged (torch.multinomial in a final sampling step, ...)
                 n = len(metric_lines(before))

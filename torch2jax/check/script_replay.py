@@ -12,7 +12,7 @@ Runs inside the two script processes (training.BOOT). Torch side, recorded in ca
     torch.nn.functional.dropout (re-implemented here)  -> "keep"     (u on [0, 1); kept where u >= p)
 
 JAX side: jax.random.normal, uniform, bernoulli (kept where u >= 1 - p), randint and torch2jax.runtime.data's
-shuffling permutations take the next recorded draw when its kind and shape match. Any other jax.random sampler
+shuffling permutations take the first unused recorded draw of the same kind and shape. Any other jax.random sampler
 (categorical for torch.multinomial, ...), a mismatch, or draws left over make the replay invalid: the status file
 says why, and a DIVERGED line in the output marks where (the checker compares only what was printed before it).
 JIT is disabled in the replaying process: a compiled step would keep its first draws as constants.
@@ -110,18 +110,19 @@ def install_replayer(path: str, status_path: str) -> None:
     with np.load(path, allow_pickle=True) as f:
         kinds = list(f["kinds"])
         queue = [(k, f[f"d{i}"]) for i, k in enumerate(kinds)]
-    state = {"why": "", "used": 0, "reused": ""}
+    state = {"why": "", "used": 0, "reused": "", "skipped": 0}
     seen: dict = {}
 
     def note_key(key, what):
-        """Two draws from one key are one draw: torch's are independent."""
+        """Two draws from one key are one draw (torch's are independent), and a key drawn from must not be split
+        as well. Splitting one key twice the same way is allowed (it gives the same keys: the draws tell)."""
         try:
             data = np.asarray(jax.random.key_data(key)).tobytes() if jnp.issubdtype(
                 key.dtype, jax.dtypes.prng_key) else np.asarray(key).tobytes()
         except Exception:  # noqa: BLE001  (a tracer: under vmap or scan)
             return
-        if data in seen and not state["reused"]:
-            state["reused"] = f"{seen[data]} and {what} (draws {state['used']} and {state['used'] + 1})"
+        if data in seen and not state["reused"] and not (seen[data] == what == "a split"):
+            state["reused"] = f"{seen[data]} and {what} (after draw {state['used']})"
         seen.setdefault(data, what)
 
     def fail(why):
@@ -135,14 +136,18 @@ def install_replayer(path: str, status_path: str) -> None:
         if not queue:
             fail(f"the translation draws {kind} {shape} after torch's {state['used']} draws ran out")
             return None
-        k, v = queue[0]
-        if k != kind or (shape is not None and tuple(v.shape) != tuple(shape)):
+        # the first draw of this kind and shape torch made and the translation has not used: initialisations that
+        # draw a layer's parameters in another order still get torch's values; a draw torch never made ends it
+        i = next((i for i, (k, v) in enumerate(queue)
+                  if k == kind and (shape is None or tuple(v.shape) == tuple(shape))), None)
+        if i is None:
+            k, v = queue[0]
             fail(f"draw {state['used'] + 1}: the translation draws {kind} {tuple(shape) if shape is not None else ''}"
                  f" where torch drew {k} {tuple(v.shape)}")
             return None
-        queue.pop(0)
+        state["skipped"] = max(state["skipped"], i)
         state["used"] += 1
-        return v
+        return queue.pop(i)[1]
 
     def shape_of(shape):
         return (shape,) if isinstance(shape, int) else tuple(shape)
@@ -190,6 +195,17 @@ def install_replayer(path: str, status_path: str) -> None:
 
         return sampler
 
+    split_original, fold_in_original = jax.random.split, jax.random.fold_in
+
+    def split(key, *args, **kwargs):
+        note_key(key, "a split")
+        return split_original(key, *args, **kwargs)
+
+    def fold_in(key, *args, **kwargs):
+        note_key(key, "a fold_in")
+        return fold_in_original(key, *args, **kwargs)
+
+    jax.random.split, jax.random.fold_in = split, fold_in
     replaced = {"normal": normal, "uniform": uniform, "bernoulli": bernoulli, "randint": randint}
     for n in originals:
         setattr(jax.random, n, replaced.get(n) or other(n))
@@ -215,10 +231,10 @@ def install_replayer(path: str, status_path: str) -> None:
         pass
 
     def save():
-        if queue and not state["why"]:
-            fail(f"the translation drew {state['used']} random arrays, torch {state['used'] + len(queue)}")
+        # draws torch made and the translation did not (a dropped layer, dropout left out) change what torch
+        # computed: the printed numbers tell
         with open(status_path, "w") as f:
             json.dump({"ok": not state["why"], "why": state["why"], "used": state["used"],
-                       "reused": state["reused"]}, f)
+                       "reused": state["reused"], "unused": len(queue)}, f)
 
     atexit.register(save)

@@ -29,3 +29,8 @@ for epoch in range(2):
         key, subkey = jax.random.split(key)
         model, loss = step(model, xb, yb, subkey)
         print(f"epoch {epoch} loss {loss.item():.6f}")
+# a draw the translation makes differently (jax.random.categorical): what is printed after it is not compared
+key, subkey = jax.random.split(key)
+model = eqx.nn.inference_mode(model)
+token = t2j.multinomial(subkey, jax.nn.softmax(model(x[:1]), axis=0).reshape(-1) + 1.0, 1)
+print(f"final sampled token {token.item()}")

@@ -18,3 +18,6 @@ for epoch in range(2):
             for p in model.parameters():
                 p -= 0.05 * p.grad
         print(f"epoch {epoch} loss {loss.item():.6f}")
+# a draw the translation makes differently (jax.random.categorical): what is printed after it is not compared
+token = torch.multinomial(torch.softmax(model(x[:1]), dim=0).reshape(-1) + 1.0, num_samples=1)
+print(f"final sampled token {token.item()}")
