@@ -276,7 +276,7 @@ def test_random_forward_modules_pass_every_stage():
     be, else the outputs that do not vary are compared and the rest by statistics."""
     report = check(RANDOM_TORCH, RANDOM_JAX, timeout=120)
     assert report.ok, report.format()
-    for module in ("Reparam", "TwoNoises", "Jitter"):
+    for module in ("Reparam", "TwoNoises", "Jitter", "TwoDropouts"):
         assert [(r.stage, r.status) for r in report.find(module)] == [
             ("interface", "PASS"), ("numbers", "PASS"), ("training", "PASS")], module
     assert "with torch's draws replayed: eval and train mode" in stages(report, "Reparam")["numbers"].message
@@ -296,6 +296,8 @@ RANDOM_MUTATIONS = {  # name: (entry, the correct text, the planted bug, what th
                   "output"),
     "axis": ("TwoNoises", "* h.mean(0)", "* h.mean(1)", "JAX raised where torch ran"),
     "reused_key": ("TwoNoises", "jax.random.uniform(key2,", "jax.random.uniform(key1,", "key"),
+    "reused_dropout_key": ("TwoDropouts", "key=key2)", "key=key1)", "train mode with dropout on: the translation "
+                           "draws bernoulli and bernoulli with one key"),
     # Jitter's draws cannot be replayed: its unvarying output is compared, the varying one by statistics
     "unreplayable_constant": ("Jitter", "return h, h *", "return h * 1.01, h *", "eval output[0]"),
     "unreplayable_rate": ("Jitter", "bernoulli(key, 0.5,", "bernoulli(key, 0.3,", "mean over 200 draws differs"),

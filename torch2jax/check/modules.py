@@ -96,6 +96,7 @@ class Pair:
         import torch2jax.runtime as t2j
 
         args, kwargs = ctor
+        self.ctor = ctor
         torch.manual_seed(seed)
         self.torch = ocls(*args, **kwargs)
         self.tcls = tcls
@@ -262,10 +263,35 @@ def check_module(name, ocls, tcls, config, cache) -> dict:
     c.merge(c2)
     if not c.ok:
         return result("FAIL", c.message, c, inputs)
+    reused = _dropout_keys(pair, specs, values)
+    if reused:
+        return result("FAIL", f"train mode with dropout on: {reused}", c, inputs)
     note = ("eval and train mode (dropout off) outputs, buffers and gradients match" if deterministic else
             "eval outputs and eval-mode gradients match; train mode is random with its Dropout modules off "
             "(F.dropout in forward?): not compared")
     return result("PASS", note, c, inputs)
+
+
+def _dropout_keys(pair: Pair, specs, values) -> str:
+    """With dropout on (train mode, a key given), whether the translation draws two masks from one key (torch's are
+    independent): the comparisons above turn dropout off, so they cannot see it."""
+    import equinox as eqx
+    import jax
+
+    from torch2jax.check.replay import key_tracker
+
+    if not any(type(m).__name__ in DROPOUT_TORCH for m in pair.torch.modules()):
+        return ""
+    try:
+        with key_tracker() as tracker:
+            state = None
+            if pair.stateful:  # an unused State (the values do not matter here; eager calls retire a used one)
+                state = eqx.nn.make_with_state(pair.tcls)(*pair.ctor[0], **pair.ctor[1], key=jax.random.key(0))[1]
+            pair.call(eqx.nn.inference_mode(pair.model, value=False), specs, to_jax(values), state=state,
+                      key=jax.random.key(3))
+    except BaseException as e:  # noqa: BLE001
+        return f"JAX raised where torch ran: {user_error(e)}"
+    return f"{tracker.reused}: a reused key?" if tracker.reused else ""
 
 
 def random_paths(t_samples) -> set:

@@ -160,6 +160,35 @@ class Replay:
             self.fail(f"the translation draws {len(queue)} fewer random arrays than torch")
 
 
+@contextmanager
+def key_tracker():
+    """Note the key of every jax.random sampler call (eagerly: ACTIVE); yields a Replay whose `reused` says when
+    two draws shared one key. Nothing is replayed."""
+    import jax
+
+    tracker = Replay()
+    originals = {n: getattr(jax.random, n) for n in JAX_REPLAYED + JAX_OTHER if hasattr(jax.random, n)}
+
+    def noted(name, original):
+        def sampler(*args, **kwargs):
+            key = args[0] if args else kwargs.get("key")
+            if key is not None:
+                tracker.note_key(key, name)
+            return original(*args, **kwargs)
+
+        return sampler
+
+    for n, orig in originals.items():
+        setattr(jax.random, n, noted(n, orig))
+    ACTIVE[0] = True
+    try:
+        yield tracker
+    finally:
+        ACTIVE[0] = False
+        for n, orig in originals.items():
+            setattr(jax.random, n, orig)
+
+
 def user_modules(*objs):
     """The modules that define `objs` (classes or functions), where samplers may have been imported by name."""
     return [sys.modules.get(getattr(o, "__module__", ""), None) for o in objs]

@@ -44,3 +44,19 @@ class Jitter(eqx.Module):
     def __call__(self, x, *, key=None):
         h = self.fc(x)
         return h, h * jax.random.bernoulli(key, 0.5, h.shape)
+
+
+class TwoDropouts(eqx.Module):
+    fc1: t2j.nn.Linear
+    fc2: t2j.nn.Linear
+    drop1: t2j.nn.Dropout
+    drop2: t2j.nn.Dropout
+
+    def __init__(self, d=8, *, key):
+        k1, k2 = jax.random.split(key)
+        self.fc1, self.fc2 = t2j.nn.Linear(d, d, key=k1), t2j.nn.Linear(d, d, key=k2)
+        self.drop1, self.drop2 = t2j.nn.Dropout(0.3), t2j.nn.Dropout(0.3)
+
+    def __call__(self, x, *, key=None):
+        key1, key2 = t2j.split_key(key)
+        return self.drop2(self.fc2(self.drop1(jax.nn.relu(self.fc1(x)), key=key1)), key=key2)

@@ -41,3 +41,15 @@ class Jitter(nn.Module):
     def forward(self, x):
         h = self.fc(x)
         return h, h * (torch.rand_like(h) < 0.5)
+
+
+class TwoDropouts(nn.Module):
+    """Two dropout masks of one shape: the translation must draw them from two keys."""
+
+    def __init__(self, d=8):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(d, d), nn.Linear(d, d)
+        self.drop1, self.drop2 = nn.Dropout(0.3), nn.Dropout(0.3)
+
+    def forward(self, x):
+        return self.drop2(self.fc2(self.drop1(torch.relu(self.fc1(x)))))
