@@ -321,6 +321,12 @@ def check_random(name, tfn, jfn, config, cache) -> dict:
     problems, stats = random_behaviour(t_first, t_samples, first, again, other, j_samples, K)
     if problems:
         return result("FAIL", cmp.Comparison(ok=False, problems=problems).message, inputs=inputs)
+    from torch2jax.check.replay import key_tracker
+
+    with key_tracker() as keys:  # two draws from one key, whatever their shapes
+        call(jfn, specs, j_vals, key=key0)
+    if keys.reused:
+        return result("FAIL", f"{keys.reused}: a reused key?", inputs=inputs)
     replayed, why = replayed_example(tfn, jfn, specs, values)
     if replayed is not None and not replayed.ok:
         return result("FAIL", replayed.message, replayed, inputs, ["with torch's random draws replayed in JAX"])

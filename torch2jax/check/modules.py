@@ -1,5 +1,9 @@
 """Stage 2 for nn.Module classes (runs in the worker).
 
+Modules whose eval-mode forward draws random numbers (a VAE) go to check_random_module: torch's draws replayed in
+JAX (replay.py) for exact outputs and gradients, statistics over many draws, key checks. Modules with dropout are
+also run in train mode with dropout on, to see that no two masks come from one key.
+
 Build the torch module (seeded; constructor arguments from the config or none), build the translation with
 `eqx.nn.make_with_state(Net)(*args, key=key)`, copy torch's state_dict in with `load_state_dict`, find an input
 (given, or probed from the first layers), then compare:
@@ -363,6 +367,13 @@ def check_random_module(pair: Pair, ocls, tcls, specs, values, inputs, config, c
     if rep.reused:
         return result("FAIL", f"eval mode (random forward): {rep.reused}: a reused key?", inputs=inputs)
     replayed = rep.ok and j_out is not None
+    if not replayed:
+        from torch2jax.check.replay import key_tracker
+
+        with key_tracker() as keys:  # two draws from one key, whatever their shapes
+            run_jax(jax.random.key(0))
+        if keys.reused:
+            return result("FAIL", f"eval mode (random forward): {keys.reused}: a reused key?", inputs=inputs)
     if replayed:
         c = cmp.compare_trees(t_out, j_out, "eval output", loose=True)
         if not c.ok:
