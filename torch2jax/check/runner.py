@@ -311,7 +311,10 @@ class Checker:
                           f"{replay['reused']}", kind=kind)
                 return
             before = j_run["stdout"].split(DIVERGED)[0] if DIVERGED in j_run["stdout"] else None
-            if replay.get("ok") or j_run["timed_out"] or j_run["rc"] != 0:
+            if j_run["timed_out"]:  # the replaying run has JIT off: slower than the plain one
+                replay = {"why": f"the replaying run (JIT off) timed out after {self.timeout:g} s"}
+                before = None
+            if replay.get("ok") or j_run["rc"] not in (0, None):
                 replay_note = f", torch's {replay.get('used', 0)} random draws replayed"
                 if replay.get("unused"):
                     replay_note += f" ({replay['unused']} more torch drew were not used)"
