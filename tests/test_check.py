@@ -57,6 +57,9 @@ def test_signature_rules():
     assert ok == []
     assert itf.compare_signatures(sig("def f(x, state): pass"), sig("def f(x, state): pass"), "f") == []
     assert itf.compare_signatures(sig("def f(model, x): pass"), sig("def f(model, state, x): pass"), "f") == []
+    threaded = sig("def f(loader, enc, enc_opt, enc_opt_state, dec, *, key): pass")  # an optimizer's state
+    assert itf.compare_signatures(sig("def f(loader, enc, enc_opt, dec): pass"), threaded, "f") == []
+    assert itf.compare_signatures(sig("def f(loader, enc, dec): pass"), threaded, "f") != []
     swapped = itf.compare_signatures(sig("def f(x, y): pass"), sig("def f(y, x): pass"), "f")
     assert swapped and "positional parameters (x, y) became (y, x)" in swapped[0]
     default = itf.compare_signatures(sig("def f(x, p=0.5): pass"), sig("def f(x, p=0.1): pass"), "f")
@@ -262,3 +265,83 @@ def test_translator_output_is_checked():
                    args={"Base": (4,)}, timeout=120)
     assert {r.entry for r in report.results} == {"MLP", "Base"}
     assert not [r for r in report.results if "checker error" in r.message], report.format()
+
+
+# ---------------------------------------------------------------------------------------------- random code
+RANDOM_TORCH, RANDOM_JAX = CASES / "random_torch.py", CASES / "random_jax.py"
+
+
+def test_random_forward_modules_pass_every_stage():
+    """Modules that draw in eval mode too (a VAE's reparameterisation): torch's draws replayed in JAX where they can
+    be, else the outputs that do not vary are compared and the rest by statistics."""
+    report = check(RANDOM_TORCH, RANDOM_JAX, timeout=120)
+    assert report.ok, report.format()
+    for module in ("Reparam", "TwoNoises", "Jitter", "TwoDropouts"):
+        assert [(r.stage, r.status) for r in report.find(module)] == [
+            ("interface", "PASS"), ("numbers", "PASS"), ("training", "PASS")], module
+    assert "with torch's draws replayed: eval and train mode" in stages(report, "Reparam")["numbers"].message
+    assert "torch's draws replayed" in stages(report, "Reparam")["training"].message
+    jitter = stages(report, "Jitter")
+    assert "cannot be replayed" in jitter["numbers"].message and "[1] compared by statistics" in jitter["numbers"].message
+    assert "[1] left out" in jitter["training"].message
+
+
+RANDOM_MUTATIONS = {  # name: (entry, the correct text, the planted bug, what the failure says)
+    "constant": ("Reparam", "jnp.exp(0.5 * logvar)", "jnp.exp(0.45 * logvar)",
+                 "with torch's draws replayed: eval output[0]"),
+    "stop_gradient": ("Reparam", "jnp.exp(0.5 * logvar)", "jax.lax.stop_gradient(jnp.exp(0.5 * logvar))",
+                      "gradient of logvar.weight"),
+    "bias": ("Reparam", "jax.nn.sigmoid(self.dec(z))", "jax.nn.sigmoid(z @ self.dec.weight.T)", "eval output[0]"),
+    "transpose": ("TwoNoises", "h = self.fc(x)\n        key1", "h = x @ self.fc.weight + self.fc.bias\n        key1",
+                  "output"),
+    "axis": ("TwoNoises", "* h.mean(0)", "* h.mean(1)", "JAX raised where torch ran"),
+    "reused_key": ("TwoNoises", "jax.random.uniform(key2,", "jax.random.uniform(key1,", "key"),
+    "reused_dropout_key": ("TwoDropouts", "key=key2)", "key=key1)", "train mode with dropout on: the translation "
+                           "draws bernoulli and bernoulli with one key"),
+    # Jitter's draws cannot be replayed: its unvarying output is compared, the varying one by statistics
+    "unreplayable_constant": ("Jitter", "return h, h *", "return h * 1.01, h *", "eval output[0]"),
+    "unreplayable_rate": ("Jitter", "bernoulli(key, 0.5,", "bernoulli(key, 0.3,", "mean over 200 draws differs"),
+}
+
+
+def test_planted_bugs_in_random_modules_fail(tmp_path):
+    orig, jax_dir = tmp_path / "torch", tmp_path / "jax"
+    orig.mkdir()
+    jax_dir.mkdir()
+    source = RANDOM_JAX.read_text()
+    for name, (entry, good, bad, _) in RANDOM_MUTATIONS.items():
+        assert source.count(good) == 1, name
+        shutil.copy(RANDOM_TORCH, orig / f"{name}.py")
+        (jax_dir / f"{name}.py").write_text(source.replace(good, bad))
+    entries = [f"{name}.py::{entry}" for name, (entry, *_) in RANDOM_MUTATIONS.items()]
+    report = check(orig, jax_dir, entries=entries, timeout=120)
+    assert report.summary() == f"0 passed, {len(RANDOM_MUTATIONS)} failed, 0 skipped", report.format()
+    for name, (entry, _, _, says) in RANDOM_MUTATIONS.items():
+        results = report.find(f"{name}.py::{entry}")
+        assert [(r.stage, r.status) for r in results] == [("interface", "PASS"), ("numbers", "FAIL")], name
+        assert says in results[-1].message, (name, results[-1].message)
+
+
+def test_seeded_script_replays_torch_draws(tmp_path):
+    """Random initial weights, data, shuffling and dropout: the translated run gets torch's draws, so its printed
+    losses match (until a draw it cannot replay); a changed constant, a dropped bias, a stop_gradient or a key used
+    twice fails the training stage."""
+    torch_script, jax_script = CASES / "seeded_train_torch.py", CASES / "seeded_train_jax.py"
+    report = check(torch_script, jax_script, timeout=120)
+    last = report.results[-1]
+    assert (last.stage, last.status) == ("training", "PASS"), report.format()
+    assert ("6 printed metric lines match, torch's first 14 random draws replayed; then the translation draws with "
+            "jax.random.gumbel") in last.message and "the 1 metric lines after that are not compared" in last.message
+    source = jax_script.read_text()
+    for bad, says in [(source.replace("-0.05 * g", "-0.06 * g"), "metric line 2"),
+                      (source.replace("t2j.nn.Linear(16, 1, key=k2)", "t2j.nn.Linear(16, 1, bias=False, key=k2)"),
+                       "metric line 1"),
+                      (source.replace("jnp.mean((m(xb, key=key) - yb) ** 2)",
+                                      "jnp.mean((jax.lax.stop_gradient(m(xb, key=key)) - yb) ** 2)"), "metric line 2"),
+                      (source.replace("0.1 * jax.random.normal(k2,", "0.1 * jax.random.normal(k1,"),
+                       "uses one key twice")]:
+        assert bad != source
+        wrong = tmp_path / "seeded_train_jax.py"
+        wrong.write_text(bad)
+        last = check(torch_script, wrong, timeout=120).results[-1]
+        assert (last.stage, last.status) == ("training", "FAIL") and says in last.message, last.format()

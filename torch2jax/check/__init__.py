@@ -4,8 +4,10 @@
    the translation imports without torch;
 2. numbers: outputs and gradients against torch's on probed or given inputs (functions: hypothesis-drawn values,
    failures shrunk; random functions: moments and key behaviour; modules: eval and train mode from torch's
-   state_dict, buffers, gradients by state_dict key);
-3. training: a few SGD steps from the same weights (modules), or the printed losses of scripts.
+   state_dict, buffers, gradients by state_dict key; random code with torch's draws replayed in JAX where it can be,
+   replay.py);
+3. training: a few SGD steps from the same weights (modules), or the printed losses of scripts (torch's random
+   draws replayed in the translated run, script_replay.py).
 
 User code runs in isolated processes with time and memory limits (isolation.py). Modules: interface.py, inputs.py,
 compare.py, functions.py, modules.py, training.py (the stages), worker.py (what the isolated worker does),

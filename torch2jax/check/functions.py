@@ -318,11 +318,83 @@ def check_random(name, tfn, jfn, config, cache) -> dict:
     with torch.no_grad():
         torch.manual_seed(0)
         t_first = call(tfn, specs, to_torch(values))
+    problems, stats = random_behaviour(t_first, t_samples, first, again, other, j_samples, K)
+    if problems:
+        return result("FAIL", cmp.Comparison(ok=False, problems=problems).message, inputs=inputs)
+    from torch2jax.check.replay import key_tracker
+
+    with key_tracker() as keys:  # two draws from one key, whatever their shapes
+        call(jfn, specs, j_vals, key=key0)
+    if keys.reused:
+        return result("FAIL", f"{keys.reused}: a reused key?", inputs=inputs)
+    replayed, why = replayed_example(tfn, jfn, specs, values)
+    if replayed is not None and not replayed.ok:
+        return result("FAIL", replayed.message, replayed, inputs, ["with torch's random draws replayed in JAX"])
+    exact = ("outputs and gradients match with torch's draws replayed" if replayed is not None else
+             f"torch's draws cannot be replayed ({why}): values compared by their statistics only")
+    return result("PASS", f"random: {exact}; shapes, dtypes, means (worst {stats.max_abs:.1f} standard errors) and "
+                          f"spreads (worst {100 * stats.max_rel:.0f}% apart) over {K} draws match; the same key "
+                          f"repeats, another differs, no reused key", replayed, inputs)
+
+
+def replayed_example(tfn, jfn, specs, values):
+    """(Comparison, "") of outputs and gradients with torch's draws replayed in JAX, or (None, why not)."""
+    import jax
+    import torch
+
+    from torch2jax.check.replay import Replay, user_modules
+
+    rep = Replay(user_modules(tfn, jfn))
+    t_inputs: dict = {}
+    torch.manual_seed(0)
+    try:
+        with rep.torch():
+            t_out = call(tfn, specs, to_torch(values, grad=True, leaves=t_inputs))
+
+        def again():
+            with torch.no_grad():
+                return call(tfn, specs, to_torch(values))
+
+        if not rep.torch_covers(again, t_out):
+            return None, rep.why
+    except BaseException as e:  # noqa: BLE001
+        return None, f"torch raised under the recorder: {user_error(e)}"
+    key = jax.random.key(0)
+    jfn_keyed = lambda *a, **k: jfn(*a, **k, key=key)  # noqa: E731
+    try:
+        with rep.jax():
+            j_out = call(jfn, specs, to_jax(values), key=key)
+    except BaseException as e:  # noqa: BLE001
+        if not rep.ok:
+            return None, rep.why
+        c = cmp.Comparison(ok=False, problems=[f"JAX raised with torch's draws replayed: {user_error(e)}"])
+        return c, ""
+    if rep.reused:
+        return cmp.Comparison(ok=False, problems=[rep.reused + ": a reused key?"]), ""
+    if not rep.ok:
+        return None, rep.why
+    c = cmp.compare_trees(t_out, j_out, "output")
+    if c.ok:
+        runner = Runner(tfn, jfn_keyed, specs)
+        with rep.jax():
+            c.merge(runner.gradients(t_inputs, t_out, inp.Example(None, "random", 0, values)))
+        if not rep.ok:
+            return None, rep.why
+    return c, ""
+
+
+
+def random_behaviour(t_first, t_samples, first, again, other, j_samples, K):
+    """(problems, stats) for random code: torch's first result and K draws (_stack) against JAX's results for key 0
+    (twice), key 1, and K draws under split keys. stats.max_abs: the largest mean z-score, max_rel: the largest
+    relative spread difference."""
+    problems = []
+    stats = cmp.Comparison()
     # shapes and dtypes
     t_leaves = [(p, leaf) for p, leaf in cmp.flatten(t_first) if cmp.is_numeric(leaf)]
     j_leaves = [(p, leaf) for p, leaf in cmp.flatten(first) if cmp.is_numeric(leaf)]
     if len(t_leaves) != len(j_leaves):
-        return result("FAIL", f"torch returns {len(t_leaves)} value(s), JAX {len(j_leaves)}", inputs=inputs)
+        return [f"torch returns {len(t_leaves)} value(s), JAX {len(j_leaves)}"], stats
     for (p, t), (_, j) in zip(t_leaves, j_leaves):
         te, je = cmp.to_numpy(t), cmp.to_numpy(j)
         if te.shape != je.shape:
@@ -330,7 +402,7 @@ def check_random(name, tfn, jfn, config, cache) -> dict:
         elif cmp._kind(te.dtype) != cmp._kind(je.dtype):
             problems.append(f"output{p}: dtype torch {te.dtype} vs JAX {je.dtype}")
     if problems:
-        return result("FAIL", "; ".join(problems), inputs=inputs)
+        return problems, stats
     # the same key repeats, another key changes the draw
     same = cmp.compare_trees(first, again, "same key")
     if not same.ok or any(not np.array_equal(cmp.to_numpy(a), cmp.to_numpy(b), equal_nan=True)
@@ -348,17 +420,11 @@ def check_random(name, tfn, jfn, config, cache) -> dict:
             if ji.shape == jk.shape and ji.size and np.array_equal(ji, jk) and not np.array_equal(ti, tk):
                 problems.append(f"outputs {j_leaves[i][0]} and {j_leaves[k][0]} are identical in JAX and differ in "
                                 f"torch: a reused key?")
-    stats = cmp.Comparison()  # max_abs: the largest mean z-score, max_rel: the largest relative spread difference
     if not problems:
         problems += _moments(t_samples, j_samples, K, stats)
     if not problems:
         problems += _dependence(t_samples, j_samples)
-    if problems:
-        c = cmp.Comparison(ok=False, problems=problems)
-        return result("FAIL", c.message, inputs=inputs)
-    return result("PASS", f"random: shapes, dtypes, means (worst {stats.max_abs:.1f} standard errors) and spreads "
-                          f"(worst {100 * stats.max_rel:.0f}% apart) over {K} draws match; the same key repeats, "
-                          f"another differs, no reused key", inputs=inputs)
+    return problems, stats
 
 
 def _moments(t_samples, j_samples, K, stats) -> list[str]:

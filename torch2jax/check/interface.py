@@ -95,7 +95,10 @@ def compare_signatures(original: inspect.Signature, translated: inspect.Signatur
     t_params = list(translated.parameters.values())
     o_pos = [p for p in o_params if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)]
     t_pos = [p for p in t_params if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)]
-    t_pos_kept = [p for p in t_pos if p.name not in added_positional or p.name in original.parameters]
+    threaded = {f"{p.name}_state" for p in o_params} - set(original.parameters) if added_positional else set()
+    # `encoder_optimizer_state` after `encoder_optimizer`: the optimizer state the translator threads through
+    t_pos_kept = [p for p in t_pos if (p.name not in added_positional and p.name not in threaded)
+                  or p.name in original.parameters]
     o_names, t_names = [p.name for p in o_pos], [p.name for p in t_pos_kept]
     if o_names != t_names:
         problems.append(f"{what}: positional parameters ({', '.join(o_names)}) became ({', '.join(t_names)})")
@@ -122,7 +125,7 @@ def compare_signatures(original: inspect.Signature, translated: inspect.Signatur
             continue
         if q.name in ADDED_KEYWORD and q.kind == P.KEYWORD_ONLY:
             continue
-        if q.name in added_positional:
+        if q.name in added_positional or q.name in threaded:
             continue
         if q.default is P.empty:
             problems.append(f"{what}: new required parameter {q.name}")

@@ -1,5 +1,9 @@
 """Stage 2 for nn.Module classes (runs in the worker).
 
+Modules whose eval-mode forward draws random numbers (a VAE) go to check_random_module: torch's draws replayed in
+JAX (replay.py) for exact outputs and gradients, statistics over many draws, key checks. Modules with dropout are
+also run in train mode with dropout on, to see that no two masks come from one key.
+
 Build the torch module (seeded; constructor arguments from the config or none), build the translation with
 `eqx.nn.make_with_state(Net)(*args, key=key)`, copy torch's state_dict in with `load_state_dict`, find an input
 (given, or probed from the first layers), then compare:
@@ -16,6 +20,7 @@ compared in eval mode only, and says so.
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import inspect
 
@@ -69,9 +74,13 @@ def jit_or_eager(fn):
     code's own."""
     import equinox as eqx
 
+    from torch2jax.check.replay import ACTIVE
+
     jitted = eqx.filter_jit(fn)
 
     def run(*args, **kwargs):
+        if ACTIVE[0]:  # replaying torch's draws: a compiled function would keep the first ones
+            return fn(*args, **kwargs)
         try:
             return jitted(*args, **kwargs)
         except Exception:  # noqa: BLE001
@@ -91,6 +100,7 @@ class Pair:
         import torch2jax.runtime as t2j
 
         args, kwargs = ctor
+        self.ctor = ctor
         torch.manual_seed(seed)
         self.torch = ocls(*args, **kwargs)
         self.tcls = tcls
@@ -212,10 +222,12 @@ def build(name, ocls, tcls, config, cache):
     return pair, specs, how
 
 
-def _deterministic_train(pair: Pair, specs, values) -> bool:
+def _deterministic(pair: Pair, specs, values, train: bool = True) -> bool:
+    """Whether torch's forward (train mode with dropout off, or eval mode) gives the same output under two seeds."""
     import torch
 
-    module = torch_train_no_dropout(copy.deepcopy(pair.torch))
+    module = copy.deepcopy(pair.torch)
+    module = torch_train_no_dropout(module) if train else module.eval()
     outs = []
     for seed in (1, 2):
         torch.manual_seed(seed)
@@ -234,6 +246,8 @@ def check_module(name, ocls, tcls, config, cache) -> dict:
     pair, specs, how = built
     inputs = f"{inp.format_specs(specs)} ({how})"
     values = inp.draw_values(specs, "random", 0)
+    if not _deterministic(pair, specs, values, train=False):
+        return check_random_module(pair, ocls, tcls, specs, values, inputs, config, cache)
     # 1. eval mode
     pair.torch.eval()
     with torch.no_grad():
@@ -247,19 +261,179 @@ def check_module(name, ocls, tcls, config, cache) -> dict:
     if not c.ok:
         return result("FAIL", c.message, c, inputs)
     # 2. train mode, dropout off
-    deterministic = _deterministic_train(pair, specs, values)
+    deterministic = _deterministic(pair, specs, values, train=True)
     cache["train_mode"] = deterministic
     c2 = train_and_gradients(pair, specs, values, train=deterministic)
     c.merge(c2)
     if not c.ok:
         return result("FAIL", c.message, c, inputs)
+    reused = _dropout_keys(pair, specs, values)
+    if reused:
+        return result("FAIL", f"train mode with dropout on: {reused}", c, inputs)
     note = ("eval and train mode (dropout off) outputs, buffers and gradients match" if deterministic else
             "eval outputs and eval-mode gradients match; train mode is random with its Dropout modules off "
             "(F.dropout in forward?): not compared")
     return result("PASS", note, c, inputs)
 
 
-def train_and_gradients(pair: Pair, specs, values, train: bool = True) -> cmp.Comparison:
+def _dropout_keys(pair: Pair, specs, values) -> str:
+    """With dropout on (train mode, a key given), whether the translation draws two masks from one key (torch's are
+    independent): the comparisons above turn dropout off, so they cannot see it."""
+    import equinox as eqx
+    import jax
+
+    from torch2jax.check.replay import key_tracker
+
+    if not any(type(m).__name__ in DROPOUT_TORCH for m in pair.torch.modules()):
+        return ""
+    try:
+        with key_tracker() as tracker:
+            state = None
+            if pair.stateful:  # an unused State (the values do not matter here; eager calls retire a used one)
+                state = eqx.nn.make_with_state(pair.tcls)(*pair.ctor[0], **pair.ctor[1], key=jax.random.key(0))[1]
+            pair.call(eqx.nn.inference_mode(pair.model, value=False), specs, to_jax(values), state=state,
+                      key=jax.random.key(3))
+    except BaseException as e:  # noqa: BLE001
+        return f"JAX raised where torch ran: {user_error(e)}"
+    return f"{tracker.reused}: a reused key?" if tracker.reused else ""
+
+
+def random_paths(t_samples) -> set:
+    """The output paths whose values change from draw to draw in torch (_stack samples)."""
+    return {p for p, s in t_samples if s.size and bool(np.any(s.std(axis=0) > 0))}
+
+
+def check_random_module(pair: Pair, ocls, tcls, specs, values, inputs, config, cache) -> dict:
+    """A module whose forward draws random numbers in eval mode too (torch.randn_like in forward: a VAE).
+
+    1. eval mode, values: torch's draws replayed in JAX (replay.py), outputs compared exactly; when they cannot be
+       replayed, the outputs that do not change from draw to draw (a VAE's mu and logvar) are compared;
+    2. eval mode, statistics: K draws under torch seeds against K JAX keys (shapes, dtypes, moments; the same key
+       repeats, another differs, no key reused), as for random functions;
+    3. gradients (train mode with dropout off when its draws replay too, else eval mode) of a random projection of
+       the outputs, every output with the draws replayed, else the unchanging outputs only.
+    """
+    import equinox as eqx
+    import jax
+    import torch
+
+    from torch2jax.check.functions import _stack, random_behaviour
+    from torch2jax.check.replay import Replay, user_modules
+
+    K = int(config.get("samples", 200))
+    mods = user_modules(ocls, tcls)
+    eval_model = eqx.nn.inference_mode(pair.model)
+    j_vals = to_jax(values)
+    pair.torch.eval()
+
+    def run_torch():
+        with torch.no_grad():
+            return pair.torch_call(pair.torch, specs, to_torch(values))
+
+    def run_jax(key):
+        return pair.call(eval_model, specs, j_vals, key=key)[0]
+
+    # the draws (compared in 2.)
+    torch.manual_seed(0)
+    t_samples = _stack([run_torch() for _ in range(K)])
+    torch.manual_seed(0)
+    t_first = run_torch()
+    try:
+        first, again, other = run_jax(jax.random.key(0)), run_jax(jax.random.key(0)), run_jax(jax.random.key(1))
+        keys = jax.random.split(jax.random.key(2), K)
+        try:
+            out = jax.vmap(run_jax)(keys)
+            j_samples = [(p, np.asarray(leaf, np.float64)) for p, leaf in cmp.flatten(out) if cmp.is_numeric(leaf)]
+        except Exception:  # noqa: BLE001  (not vmappable: one draw at a time)
+            j_samples = _stack([run_jax(k) for k in keys])
+    except BaseException as e:  # noqa: BLE001
+        return result("FAIL", f"eval mode (random forward): JAX raised where torch ran: {user_error(e)}",
+                      inputs=inputs)
+    varying = random_paths(t_samples)
+    # 1. values: replayed, or the outputs that do not vary
+    rep = Replay(mods)
+    torch.manual_seed(0)
+    with rep.torch():
+        t_out = run_torch()
+    j_out = None
+    if rep.torch_covers(run_torch, t_out):
+        try:
+            with rep.jax():
+                j_out = run_jax(jax.random.key(0))
+        except BaseException as e:  # noqa: BLE001
+            if rep.ok:
+                return result("FAIL", f"eval mode: JAX raised with torch's draws replayed: {user_error(e)}",
+                              inputs=inputs)
+    if rep.reused:
+        return result("FAIL", f"eval mode (random forward): {rep.reused}: a reused key?", inputs=inputs)
+    replayed = rep.ok and j_out is not None
+    if not replayed:
+        from torch2jax.check.replay import key_tracker
+
+        with key_tracker() as keys:  # two draws from one key, whatever their shapes
+            run_jax(jax.random.key(0))
+        if keys.reused:
+            return result("FAIL", f"eval mode (random forward): {keys.reused}: a reused key?", inputs=inputs)
+    if replayed:
+        c = cmp.compare_trees(t_out, j_out, "eval output", loose=True)
+        if not c.ok:
+            return result("FAIL", "with torch's draws replayed: " + c.message, c, inputs)
+    else:
+        c = cmp.Comparison()
+        t_leaves, j_leaves = cmp.flatten(t_first), cmp.flatten(first)
+        for (p, t), (_, j) in zip(t_leaves, j_leaves):
+            if p not in varying and cmp.is_numeric(t) and cmp.is_numeric(j):
+                c.merge(cmp.compare_arrays(t, j, f"eval output{p}", loose=True))
+    if not c.ok:
+        return result("FAIL", c.message, c, inputs)
+    problems, stats = random_behaviour(t_first, t_samples, first, again, other, j_samples, K)
+    if problems:
+        return result("FAIL", "eval mode (random forward): " + cmp.Comparison(ok=False, problems=problems).message,
+                      inputs=inputs)
+    # 3. gradients
+    mode = {"replay": replayed, "varying": sorted(varying)}
+    train = replayed and _replay_covers_train(pair, specs, values, mods)
+    c2 = train_and_gradients(pair, specs, values, train=train, replay=Replay(mods) if replayed else None,
+                             skip_paths=None if replayed else varying)
+    cache["train_mode"], cache["random"] = train, mode
+    c.merge(c2)
+    if not c.ok:
+        return result("FAIL", c.message, c, inputs)
+    how = (f"with torch's draws replayed: {'eval and train mode (dropout off)' if train else 'eval mode'} outputs"
+           f"{', buffers' if train else ''} and gradients match" if replayed else
+           f"torch's draws cannot be replayed ({rep.why}): the outputs that do not vary from draw to draw "
+           f"and their gradients match (eval mode); " + ", ".join(sorted(varying)) + " compared by statistics")
+    return result("PASS", f"random forward: {how}; means (worst {stats.max_abs:.1f} standard errors) and spreads "
+                          f"(worst {100 * stats.max_rel:.0f}% apart) over {K} draws match, the same key repeats, "
+                          f"another differs, no reused key", c, inputs)
+
+
+def _replay_covers_train(pair: Pair, specs, values, mods) -> bool:
+    """Whether torch's train-mode forward (dropout off) draws only what a replay covers."""
+    import torch
+
+    from torch2jax.check.replay import Replay
+
+    module = torch_train_no_dropout(copy.deepcopy(pair.torch))
+
+    def run():
+        with torch.no_grad():
+            return pair.torch_call(module, specs, to_torch(values))
+
+    rep = Replay(mods)
+    saved = copy.deepcopy(module.state_dict())
+    torch.manual_seed(0)
+    with rep.torch():
+        out = run()
+    module.load_state_dict(saved)  # the same BatchNorm statistics for the second run
+    return rep.torch_covers(run, out)
+
+
+def train_and_gradients(pair: Pair, specs, values, train: bool = True, replay=None,
+                        skip_paths=None) -> cmp.Comparison:
+    """Outputs, buffers and gradients of sum(out * c) after one forward in train mode (dropout off) or eval mode.
+    replay: a Replay (replay.py) that hands torch's draws to JAX; skip_paths: output paths left out of the
+    comparison and the projection (they vary from draw to draw)."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -274,9 +448,11 @@ def train_and_gradients(pair: Pair, specs, values, train: bool = True) -> cmp.Co
     t_inputs: dict = {}
     t_vals = to_torch(values, grad=True, leaves=t_inputs)
     torch.manual_seed(1)
-    t_out = pair.torch_call(module, specs, t_vals)
+    with replay.torch() if replay is not None else contextlib.nullcontext():
+        t_out = pair.torch_call(module, specs, t_vals)
     t_leaves = cmp.float_leaves(t_out)
-    used = [i for i, (_, leaf) in enumerate(t_leaves) if leaf.requires_grad]
+    skip = skip_paths or set()
+    used = [i for i, (p, leaf) in enumerate(t_leaves) if leaf.requires_grad and p not in skip]
     rng = np.random.default_rng(3)
     cots = {i: rng.standard_normal(tuple(t_leaves[i][1].shape)).astype(np.float32) for i in used}
     if used:
@@ -294,13 +470,27 @@ def train_and_gradients(pair: Pair, specs, values, train: bool = True) -> cmp.Co
         return total, (out, new_state)
 
     try:
-        (_, (j_out, new_state)), grads = jit_or_eager(eqx.filter_value_and_grad(projection, has_aux=True))(
-            (model, [j_vals[n] for n in float_in]), jax.random.key(1))
+        with replay.jax() if replay is not None else contextlib.nullcontext():
+            (_, (j_out, new_state)), grads = jit_or_eager(eqx.filter_value_and_grad(projection, has_aux=True))(
+                (model, [j_vals[n] for n in float_in]), jax.random.key(1))
     except BaseException as e:  # noqa: BLE001
         c.ok = False
         c.problems.append(f"{what} mode: JAX raised where torch ran: {user_error(e)}")
         return c
-    c.merge(cmp.compare_trees(t_out, j_out, f"{what} output", loose=True))
+    if replay is not None and replay.reused:
+        c.ok = False
+        c.problems.append(f"{what} mode: {replay.reused}: a reused key?")
+        return c
+    if replay is not None and not replay.ok:
+        c.ok = False
+        c.problems.append(f"{what} mode with torch's draws replayed: {replay.why}")
+        return c
+    if skip:
+        for (p, t), (_, j) in zip(cmp.flatten(t_out), cmp.flatten(j_out)):
+            if p not in skip and cmp.is_numeric(t) and cmp.is_numeric(j):
+                c.merge(cmp.compare_arrays(t, j, f"{what} output{p}", loose=True))
+    else:
+        c.merge(cmp.compare_trees(t_out, j_out, f"{what} output", loose=True))
     if not c.ok:
         return c
     # buffers after the step (BatchNorm running statistics)

@@ -9,7 +9,6 @@ import os
 import re
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,7 +271,8 @@ class Checker:
 
     # ------------------------------------------------------------------------------------------ scripts
     def check_script(self, fp: FilePair, name: str, call: str, interface: bool = True) -> None:
-        from torch2jax.check.training import compare_outputs, run_script, tail
+        from torch2jax.check.script_replay import DIVERGED
+        from torch2jax.check.training import compare_outputs, metric_lines, run_script, tail
 
         kind = "script" if not call else "function"
         if interface:
@@ -285,14 +285,13 @@ class Checker:
         block = not self.allow_torch
         cwd = os.getcwd()
         key = (fp.original.read_bytes(), str(fp.original_root), call)  # the same original runs once per check
-        with ThreadPoolExecutor(2) as ex:
-            f_t = None if key in self.script_runs else ex.submit(
-                run_script, str(fp.original), self.timeout, self.memory_mb, False, call, cwd)
-            f_j = ex.submit(run_script, str(fp.translated), self.timeout, self.memory_mb, block, call, cwd)
-            if f_t is not None:
-                self.script_runs[key] = f_t.result()
-            t_run, j_run = self.script_runs[key], f_j.result()
         what = f"{call}()" if call else "script"
+        run = lambda path, torch_blocked, replay=(): run_script(  # noqa: E731
+            str(path), self.timeout, self.memory_mb, torch_blocked, call, cwd, replay)
+        if key not in self.script_runs:
+            draws = self.tmp / f"draws{len(self.script_runs)}.npz"
+            self.script_runs[key] = dict(run(fp.original, False, ("record", str(draws))), draws=draws)
+        t_run = self.script_runs[key]
         if t_run["timed_out"]:
             self.emit(fp, name, "training", ERROR, f"the original {what} timed out after {self.timeout:g} s",
                       kind=kind)
@@ -301,6 +300,43 @@ class Checker:
             self.emit(fp, name, "training", ERROR, f"the original {what} failed (exit {t_run['rc']})", kind=kind,
                       details=tail(t_run["stderr"]))
             return
+        replay_note = ""
+        if _drew(t_run["draws"]):
+            # torch's random draws (initial weights, data, shuffling, dropout) replayed in the translation
+            status = self.tmp / f"status{next(_RUNS)}.json"
+            j_run = run(fp.translated, block, ("replay", str(t_run["draws"]), str(status)))
+            replay = _read_status(status)
+            if replay.get("reused") and j_run["rc"] == 0:
+                self.emit(fp, name, "training", FAIL, f"the translated {what} uses one key twice: "
+                          f"{replay['reused']}", kind=kind)
+                return
+            before = j_run["stdout"].split(DIVERGED)[0] if DIVERGED in j_run["stdout"] else None
+            if j_run["timed_out"]:  # the replaying run has JIT off: slower than the plain one
+                replay = {"why": f"the replaying run (JIT off) timed out after {self.timeout:g} s"}
+                before = None
+            if replay.get("ok") or j_run["rc"] not in (0, None):
+                replay_note = f", torch's {replay.get('used', 0)} random draws replayed"
+                if replay.get("unused"):
+                    replay_note += f" ({replay['unused']} more torch drew were not used)"
+            elif before is not None and metric_lines(before):
+                # the lines printed before the draws diverged (torch.multinomial in a final sampling step, ...)
+                n = len(metric_lines(before))
+                t_lines = metric_lines(t_run["stdout"])
+                t_run = dict(t_run, stdout="\n".join(t_lines[:n]))
+                j_run = dict(j_run, stdout=before)
+                replay_note = (f", torch's first {replay.get('used', 0)} random draws replayed; then {replay.get('why')}"
+                               f": the {len(t_lines) - n} metric lines after that are not compared")
+            else:
+                # not replayable: the plain run is evidence only when torch's numbers do not depend on its seed
+                j_run = run(fp.translated, block)
+                reseeded = run(fp.original, False, ("reseed",))
+                if reseeded["rc"] == 0 and not compare_outputs(t_run["stdout"], reseeded["stdout"]).ok:
+                    self.emit(fp, name, "training", SKIP, f"the printed numbers depend on torch's random draws, and "
+                              f"the translation's draws cannot be replayed ({replay.get('why')}): nothing to "
+                              f"compare them with", kind=kind)
+                    return
+        else:
+            j_run = run(fp.translated, block)
         if j_run["timed_out"]:
             self.emit(fp, name, "training", ERROR, f"the translated {what} timed out after {self.timeout:g} s",
                       kind=kind)
@@ -311,14 +347,13 @@ class Checker:
                       details=tail(j_run["stderr"]))
             return
         c = compare_outputs(t_run["stdout"], j_run["stdout"])
-        from torch2jax.check.training import metric_lines
-
         n = len(metric_lines(t_run["stdout"]))
         if c.ok and n == 0:
             self.emit(fp, name, "training", SKIP, c.message, kind=kind)
             return
         self.emit(fp, name, "training", PASS if c.ok else FAIL,
-                  f"{n} printed metric lines match" if c.ok else c.message, kind=kind, max_abs=c.max_abs,
+                  f"{n} printed metric lines match{replay_note}" if c.ok else c.message + replay_note, kind=kind,
+                  max_abs=c.max_abs,
                   max_rel=c.max_rel, details=[] if c.ok else
                   ["torch: " + x for x in metric_lines(t_run["stdout"])[:3]]
                   + ["JAX:   " + x for x in metric_lines(j_run["stdout"])[:3]])
@@ -348,6 +383,24 @@ def _torch_imports(path: Path | None) -> list[str]:
         return itf.imports_torch(path.read_text())
     except (SyntaxError, OSError, UnicodeDecodeError):
         return []
+
+
+def _drew(draws: Path) -> bool:
+    """Whether the recorded torch run drew random numbers (script_replay.py)."""
+    try:
+        import numpy as np
+
+        with np.load(draws, allow_pickle=True) as f:
+            return len(f["kinds"]) > 0
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _read_status(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"ok": False, "why": "the translated run left no replay status"}
 
 
 def _exception_line(stderr: str) -> str:
@@ -385,6 +438,7 @@ def check(original, translated=None, *, entries=None, inputs=None, args=None, tr
                       samples=samples, on_result=on_result, keep_worker=keep_worker)
     try:
         with tempfile.TemporaryDirectory(prefix="t2j-check-") as tmp:
+            checker.tmp = Path(tmp)
             pairs = resolve_pairs(original, translated, Path(tmp))
             known = {fp.original.resolve() for fp in pairs}
             for script in sorted(checker.train_scripts - known):

@@ -12,6 +12,7 @@ printed digit).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -35,6 +36,7 @@ def train_module(name, ocls, tcls, config, cache) -> dict:
     import torch2jax.runtime as t2j
     from torch2jax.check.functions import result, to_jax, to_torch, user_error
     from torch2jax.check.modules import build, jax_train_no_dropout, jit_or_eager, torch_train_no_dropout
+    from torch2jax.check.replay import Replay, user_modules
 
     built = build(name, ocls, tcls, config, cache)
     if isinstance(built, dict):
@@ -42,6 +44,9 @@ def train_module(name, ocls, tcls, config, cache) -> dict:
     pair, specs, how = built
     steps, lr = int(config.get("steps", 3)), float(config.get("lr", LR))
     train = cache.get("train_mode", True)
+    random = cache.get("random")  # a random forward (modules.check_random_module): replayed, or varying outputs left out
+    replays = [] if random and random["replay"] else None
+    skip = set(random["varying"]) if random and not random["replay"] else set()
     inputs = f"{inp.format_specs(specs)} ({how}); {steps} SGD steps, lr {lr:g}"
     batches = [inp.draw_values(specs, "random", 100 + i) for i in range(steps)]
     module = torch_train_no_dropout(pair.torch) if train else pair.torch.eval()
@@ -52,11 +57,19 @@ def train_module(name, ocls, tcls, config, cache) -> dict:
         return result("SKIP", "the module returns no floating output to train on", inputs=inputs)
     rng = np.random.default_rng(5)
     targets = [rng.standard_normal(tuple(leaf.shape)).astype(np.float32) for _, leaf in first]
+    weights = [0.0 if p in skip else 1.0 for p, _ in first]  # outputs that vary from draw to draw: not trained on
+    if not any(weights):
+        return result("SKIP", "every floating output varies from draw to draw and torch's draws cannot be "
+                              "replayed: no deterministic loss to train on", inputs=inputs)
     t_losses = []
     for batch in batches:
         torch.manual_seed(1)
-        out = cmp.float_leaves(pair.torch_call(module, specs, to_torch(batch)))
-        loss = sum(torch.mean((leaf - torch.from_numpy(t)) ** 2) for (_, leaf), t in zip(out, targets))
+        if replays is not None:
+            replays.append(Replay(user_modules(ocls, tcls)))
+        with replays[-1].torch() if replays is not None else contextlib.nullcontext():
+            out = cmp.float_leaves(pair.torch_call(module, specs, to_torch(batch)))
+        loss = sum(w * torch.mean((leaf - torch.from_numpy(t)) ** 2)
+                   for (_, leaf), t, w in zip(out, targets, weights))
         module.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
@@ -70,14 +83,18 @@ def train_module(name, ocls, tcls, config, cache) -> dict:
     def loss_fn(model_, state_, batch):
         out, new_state = pair.call(model_, specs, batch, state=state_, key=jax.random.key(1))
         leaves = cmp.float_leaves(out)
-        loss = sum((jnp.mean((leaf - t) ** 2) for (_, leaf), t in zip(leaves, targets)), jnp.zeros(()))
+        loss = sum((w * jnp.mean((leaf - t) ** 2) for (_, leaf), t, w in zip(leaves, targets, weights)),
+                   jnp.zeros(()))
         return loss, new_state
 
     j_losses = []
     step = jit_or_eager(eqx.filter_value_and_grad(loss_fn, has_aux=True))
     try:
-        for batch in batches:
-            (loss, new_state), grads = step(model, state, to_jax(batch))
+        for i, batch in enumerate(batches):
+            with replays[i].jax() if replays is not None else contextlib.nullcontext():
+                (loss, new_state), grads = step(model, state, to_jax(batch))
+            if replays is not None and not replays[i].ok:
+                return result("FAIL", f"step {i} with torch's draws replayed: {replays[i].why}", inputs=inputs)
             g = dict(t2j.named_parameters(grads))
             new = [p - lr * g[n] if n in g else p for n, p in t2j.named_parameters(model)]
             model = t2j.replace_parameters(model, new)
@@ -102,17 +119,37 @@ def train_module(name, ocls, tcls, config, cache) -> dict:
         c.merge(cmp.compare_arrays(v, j_sd[k], f"{k} after {steps} steps", loose=True))
     if not c.ok:
         return result("FAIL", c.message, c, inputs, [losses])
-    return result("PASS", f"losses at every step and final parameters match{'' if train else ' (eval mode)'}",
+    note = "" if train else " (eval mode)"
+    if replays is not None:
+        note += ", torch's draws replayed"
+    elif skip:
+        note += f"; trained on the outputs that do not vary from draw to draw ({', '.join(sorted(skip))} left out)"
+    return result("PASS", f"losses at every step and final parameters match{note}",
                   c, inputs, [losses])
 
 
 # ============================================================================================ scripts (checker)
 BOOT = r"""
 import os, runpy, sys
-path, call, block = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+path, call, block, replay = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4:]
+if replay and replay[0] == "reseed":  # other seeds: do the printed numbers depend on torch's random draws?
+    import torch
+    _seed = torch.manual_seed
+    torch.manual_seed = lambda s: _seed(int(s) + 1000)
+    torch.manual_seed(0)
+    class _Generator(torch.Generator):
+        def manual_seed(self, s):
+            return super().manual_seed(int(s) + 1000)
+    torch.Generator = _Generator
+if replay and replay[0] == "record":
+    from torch2jax.check.script_replay import install_recorder
+    install_recorder(replay[1])
 if block:
     for name in ("torch", "torchvision", "torchaudio", "torchtext", "functorch"):
         sys.modules[name] = None
+if replay and replay[0] == "replay":
+    from torch2jax.check.script_replay import install_replayer
+    install_replayer(replay[1], replay[2])
 sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
 sys.argv = [path]
 if call:
@@ -135,8 +172,10 @@ else:
 
 
 def run_script(path: str, timeout: float, memory_mb: int, block_torch: bool = False, call: str = "",
-               cwd: str | None = None) -> dict:
-    """Run a script (or one function of a file) in plain python: {"rc", "stdout", "stderr", "timed_out"}."""
+               cwd: str | None = None, replay: tuple = ()) -> dict:
+    """Run a script (or one function of a file) in plain python: {"rc", "stdout", "stderr", "timed_out"}.
+    replay: ("record", draws.npz) on the torch side, ("replay", draws.npz, status.json) on the JAX side
+    (script_replay.py)."""
     from torch2jax.check.isolation import limit_memory
 
     env = dict(os.environ)
@@ -145,7 +184,7 @@ def run_script(path: str, timeout: float, memory_mb: int, block_torch: bool = Fa
     env["PYTHONHASHSEED"] = "0"
     mem = max(memory_mb, 0) + 4096  # plus what importing torch / jax reserves
     try:
-        proc = subprocess.run([sys.executable, "-c", BOOT, path, call, "1" if block_torch else "0"],
+        proc = subprocess.run([sys.executable, "-c", BOOT, path, call, "1" if block_torch else "0", *replay],
                               capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env,
                               preexec_fn=(lambda: limit_memory(mem)) if memory_mb > 0 else None,
                               start_new_session=True)
