@@ -10,6 +10,8 @@ Note on the losses: each sample draws its initial weights and its synthetic data
 (torch.manual_seed, torch.Generator); the translation draws them from jax.random. So the losses of the two runs
 start from different weights and data, and can only agree where no draw matters; the column is still the
 end-to-end answer to "does the translation print torch's losses" and says whether the translation runs at all.
+The last column is `torch2jax check sample.py translated.py --train main`: there the translated run replays
+torch's own random draws (check/script_replay.py), so the printed numbers can match exactly.
 
     python benchmarks/samples_report.py [--only mnist_cnn,vae] [--timeout 600] [--jobs 2]
 """
@@ -95,6 +97,7 @@ class Row:
     steps: str = "-"
     losses_match: str = "-"
     first_rel: float | None = None
+    replayed: str = "-"  # torch2jax check --train main: printed lines with torch's random draws replayed
     seconds: float = 0.0
 
 
@@ -185,6 +188,21 @@ def compare_training(sample: Path, translated: Path, row: Row, timeout: float) -
         row.first_rel = abs(lj[0] - lt[0]) / max(abs(lt[0]), 1e-12)
 
 
+def check_replayed_losses(sample: Path, translated: Path, row: Row, timeout: float) -> None:
+    """`torch2jax check sample.py translated.py --train main`: both scripts run, the translation with torch's random
+    draws (initial weights, data, dropout, shuffling) replayed, and every printed metric line compared (rtol 1e-3).
+    Unlike the plain runs above, this can match where the sample draws from torch's RNG."""
+    import torch2jax
+
+    report = torch2jax.check(sample, translated, entries=["main"], train=["main"], timeout=timeout)
+    results = [r for r in report.find("main") if r.stage == "training"]
+    if not results:
+        row.replayed = "no result"
+        return
+    r = results[0]
+    row.replayed = r.status if r.status == "PASS" else f"{r.status}: {r.message[:160]}"
+
+
 def report_one(sample: Path, tmp: Path, timeout: float) -> Row:
     row = Row(sample.stem)
     start = time.monotonic()
@@ -197,14 +215,19 @@ def report_one(sample: Path, tmp: Path, timeout: float) -> Row:
         except Exception as e:  # a report: a checker failure is a finding, not a crash of the whole table
             row.modules.append(("(check)", "ERROR", "", f"{type(e).__name__}: {e}"[:200]))
         compare_training(sample, out, row, timeout)
+        try:
+            check_replayed_losses(sample, out, row, timeout)
+        except Exception as e:
+            row.replayed = f"ERROR: {type(e).__name__}: {e}"[:200]
     row.seconds = time.monotonic() - start
     return row
 
 
 def print_table(rows: list[Row]) -> None:
     print("\n| sample | CLI exit | error diags | imports w/o torch | module classes (check: interface/numbers/"
-          "training) | torch run | JAX run | steps JAX/torch | losses match (rtol 1e-3) | step 0 rel diff | flags |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "training) | torch run | JAX run | steps JAX/torch | losses match (rtol 1e-3) | step 0 rel diff | flags | "
+          "printed lines match, torch's draws replayed |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         mods = ", ".join(f"{c} {s}" for c, s, _, _ in r.modules) or "-"
         if r.name in NOT_LITERAL:
@@ -213,7 +236,8 @@ def print_table(rows: list[Row]) -> None:
         flags = " ".join(NO_RANDOM_FLAGS.get(r.name, [])) or "-"
         imports = r.imports if r.imports == "yes" else r.imports.replace("|", "/")
         print(f"| {r.name} | {r.exit_code} | {r.errors} | {imports} | {mods} | {r.torch_run} | "
-              f"{r.jax_run.replace('|', '/')} | {r.steps} | {r.losses_match} | {rel} | {flags} |")
+              f"{r.jax_run.replace('|', '/')} | {r.steps} | {r.losses_match} | {rel} | {flags} | "
+              f"{r.replayed.replace('|', '/')} |")
     n = len(rows)
     mods = [m for r in rows for m in r.modules]
     print(f"\nTotals over {n} samples: CLI exit 0: {sum(r.exit_code == 0 for r in rows)}/{n}; "
@@ -222,7 +246,9 @@ def print_table(rows: list[Row]) -> None:
           f"import without torch: {sum(r.imports == 'yes' for r in rows)}/{n}; "
           f"module classes passing check: {sum(m[1] == 'PASS' for m in mods)}/{len(mods)}; "
           f"translated script runs to the end: {sum(r.jax_run == 'ok' for r in rows)}/{n}; "
-          f"prints torch's losses: {sum(r.losses_match == 'yes' for r in rows)}/{n}")
+          f"prints torch's losses: {sum(r.losses_match == 'yes' for r in rows)}/{n}; "
+          f"prints torch's numbers with torch's draws replayed (check --train main): "
+          f"{sum(r.replayed == 'PASS' for r in rows)}/{n}")
     print("\nDetails (error diagnostics, module check failures, run failures):")
     for r in rows:
         print(f"\n{r.name} ({r.seconds:.0f} s)")
