@@ -9,7 +9,7 @@ from torch2jax.runtime.nn.activation import (
 from torch2jax.runtime.nn.containers import Sequential, is_stateful
 from torch2jax.runtime.nn.conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from torch2jax.runtime.nn.dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
-from torch2jax.runtime.nn.embedding import Embedding
+from torch2jax.runtime.nn.embedding import Embedding, EmbeddingBag
 from torch2jax.runtime.nn.linear import Bilinear, Flatten, Identity, Linear, Unflatten
 from torch2jax.runtime.nn.normalization import (
     BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, LayerNorm,

@@ -55,6 +55,59 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
     return jnp.where(is_pad, jax.lax.stop_gradient(out), out)
 
 
+def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2, scale_grad_by_freq=False, mode="mean",
+                  sparse=False, per_sample_weights=None, include_last_offset=False, padding_idx=None):
+    """torch's embedding_bag: each bag (a row of a 2-D input, or input[offsets[i]:offsets[i + 1]] of a 1-D one)
+    reduced by `mode`; `padding_idx` entries are left out (and not counted by the mean); an empty bag gives zeros."""
+    if max_norm is not None or scale_grad_by_freq:
+        raise NotImplementedError("embedding_bag(max_norm=..., scale_grad_by_freq=True) is not supported")
+    if mode not in ("sum", "mean", "max"):
+        raise ValueError(f"mode has to be one of sum, mean or max, got {mode!r}")
+    if per_sample_weights is not None and mode != "sum":
+        raise NotImplementedError("embedding_bag: per_sample_weights is only supported for mode='sum' (as in torch)")
+    input = jnp.asarray(input)
+    if input.ndim == 2:
+        if offsets is not None:
+            raise ValueError("if input is 2D, then offsets has to be None")
+        bags, size = input.shape
+        segments = jnp.repeat(jnp.arange(bags), size)
+        flat = input.reshape(-1)
+        weights = None if per_sample_weights is None else jnp.asarray(per_sample_weights).reshape(-1)
+    elif input.ndim == 1:
+        if offsets is None:
+            raise ValueError("offsets has to be a 1D Tensor but got None")
+        offsets = jnp.asarray(offsets)
+        starts = offsets[:-1] if include_last_offset else offsets
+        bags = starts.shape[0]
+        position = jnp.arange(input.shape[0])
+        # include_last_offset: offsets[-1] is len(input) (torch reads the last bag to the end of input regardless)
+        segments = jnp.searchsorted(starts, position, side="right") - 1
+        flat = input
+        weights = None if per_sample_weights is None else jnp.asarray(per_sample_weights)
+    else:
+        raise ValueError(f"input has to be 1D or 2D Tensor, but got Tensor of dimension {input.ndim}")
+    rows = jnp.take(weight, flat, axis=0)
+    keep = jnp.ones(flat.shape, bool) if padding_idx is None else flat != padding_idx % weight.shape[0]
+    if mode == "max":
+        # torch's gradient goes to one position per bag and feature (the first maximum), not split among ties as
+        # segment_max's would be: find that position, then sum only it
+        masked = jnp.where(keep[:, None], rows, -jnp.inf)
+        best = jax.lax.stop_gradient(jax.ops.segment_max(masked, segments, num_segments=bags + 1))
+        position = jnp.broadcast_to(jnp.arange(flat.shape[0])[:, None], rows.shape)
+        candidate = jnp.where((masked == best[segments]) & keep[:, None], position, flat.shape[0])
+        first = jax.ops.segment_min(candidate, segments, num_segments=bags + 1)
+        chosen = position == first[segments]
+        return jax.ops.segment_sum(jnp.where(chosen, rows, 0), segments, num_segments=bags + 1)[:bags]
+    if weights is not None:
+        rows = rows * weights[:, None].astype(rows.dtype)
+    rows = jnp.where(keep[:, None], rows, 0)
+    out = jax.ops.segment_sum(rows, segments, num_segments=bags)
+    if mode == "mean":
+        count = jax.ops.segment_sum(keep.astype(rows.dtype), segments, num_segments=bags)
+        out = out / jnp.maximum(count, 1)[:, None]
+    return out
+
+
 # ---------------------------------------------------------------- convolution
 
 
