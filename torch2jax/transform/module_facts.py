@@ -29,6 +29,9 @@ class FieldFacts:
     conditional: bool = False  # assigned only on some paths, or also assigned None
     persistent: bool = True  # buffers: part of the state_dict
     holds: tuple[str, ...] = ()  # user module classes inside a container field (Sequential(MaxPool2d, DoubleConv))
+    # a submodule whose kind is only known at run time (a module argument, a helper's result, `norm_layer(c)` with
+    # norm_layer a class argument): a stateful class calls it through t2j.nn.call_with_state
+    dynamic: bool = False
 
 
 @dataclass
@@ -122,15 +125,73 @@ def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
     return found
 
 
+def _assigns(node: cst.CSTNode) -> list[cst.Assign]:
+    found = []
+
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def visit_Assign(self, n: cst.Assign) -> None:
+            found.append(n)
+
+    walk(node, V())
+    return found
+
+
+def _references_in(node: cst.CSTNode) -> list[cst.BaseExpression]:
+    """Names and dotted attributes (nn.BatchNorm2d), outermost first."""
+    found = []
+
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def visit_Attribute(self, n: cst.Attribute) -> bool:
+            found.append(n)
+            return dotted(n) is None
+
+        def visit_Name(self, n: cst.Name) -> None:
+            found.append(n)
+
+    walk(node, V())
+    return found
+
+
+def _user_classes_in(node: cst.CSTNode, facts: ModuleFacts) -> list[str]:
+    return sorted({n.value for n in _references_in(node) if isinstance(n, cst.Name) and n.value in facts.classes})
+
+
+def _called_attributes(cls: cst.ClassDef) -> set[str]:
+    """The X of every `self.X(...)` in the class's methods outside __init__: fields used as callables."""
+    found: set[str] = set()
+
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def visit_Call(self, n: cst.Call) -> None:
+            if isinstance(n.func, cst.Attribute) and dotted(n.func.value) == "self":
+                found.add(n.func.attr.value)
+
+    for m in cls.body.body:
+        if isinstance(m, cst.FunctionDef) and m.name.value != "__init__":
+            walk(m, V())
+    return found
+
+
 class _Collector(Visitor):
     SEES_LAYOUT = False
 
-    def __init__(self, scopes: Scopes, known: ModuleFacts) -> None:
+    def __init__(self, scopes: Scopes, known: ModuleFacts,
+                 functions: dict[str, cst.FunctionDef] | None = None) -> None:
         self.scopes = scopes
         self.facts = known
         self.current: ClassFacts | None = None
         self.in_init = False
         self.branch_depth = 0
+        self.functions = functions or {}  # the file's top-level functions: builders of layers (make_layers(cfg))
+        self.methods: dict[str, cst.FunctionDef] = {}
+        self.called: set[str] = set()
+        self.params: set[str] = set()
+        self.layer_classes: dict[str, set[str | None]] = {}
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         bases = []
@@ -147,6 +208,8 @@ class _Collector(Visitor):
             return True
         self.current = ClassFacts(node.name.value, bases)
         self.facts.classes[node.name.value] = self.current
+        self.methods = {m.name.value: m for m in node.body.body if isinstance(m, cst.FunctionDef)}
+        self.called = _called_attributes(node)
         return True
 
     def leave_ClassDef(self, node: cst.ClassDef) -> None:
@@ -155,6 +218,41 @@ class _Collector(Visitor):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.in_init = self.current is not None and node.name.value == "__init__"
+        if self.in_init:
+            self.params, self.layer_classes = self._init_names(node)
+
+    def _init_names(self, fn: cst.FunctionDef) -> tuple[set[str], dict[str, set[str | None]]]:
+        """__init__'s parameters, and the names in it that hold a layer class: `norm_layer=nn.BatchNorm2d`, or
+        `if norm_layer is None: norm_layer = nn.BatchNorm2d`. None among a name's classes: a parameter, so a
+        caller may pass another class."""
+        p = fn.params
+        params = [*p.posonly_params, *p.params, *p.kwonly_params]
+        names = {q.name.value for q in params}
+        classes: dict[str, set[str | None]] = {}
+        for q in params:
+            cls = self._layer_class(q.default) if q.default is not None else None
+            if cls is not None or (q.default is not None and dotted(q.default) == "None"):
+                classes.setdefault(q.name.value, set()).update({cls, None})
+        for assign in _assigns(fn):
+            cls = self._layer_class(assign.value)
+            for t in assign.targets:
+                if isinstance(t.target, cst.Name) and cls is not None:
+                    classes.setdefault(t.target.value, set()).add(cls)
+        return names, {k: v for k, v in classes.items() if v - {None}}
+
+    def _layer_class(self, node: cst.BaseExpression) -> str | None:
+        """The module class an expression names (not builds): nn.BatchNorm2d, a user module class,
+        functools.partial(nn.BatchNorm2d, eps=...)."""
+        if isinstance(node, cst.Call) and self.scopes.qualname(node.func) == "functools.partial" and node.args:
+            return self._layer_class(node.args[0].value)
+        if not isinstance(node, (cst.Name, cst.Attribute)):
+            return None
+        qual = self.scopes.qualname(node)
+        if qual is not None and qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper() \
+                and qual not in MODULE_BASES and qual not in PARAMETER:
+            return qual
+        local = dotted(node)
+        return local if local in self.facts.classes else None
 
     def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.in_init = False
@@ -213,6 +311,11 @@ class _Collector(Visitor):
 
     def classify(self, name: str, value: cst.BaseExpression) -> FieldFacts:
         facts = self._classify(name, value)
+        if facts.kind in ("plain", "static") and name in self.called \
+                and not (isinstance(value, cst.Name) and value.value in self.layer_classes):
+            # self.downsample = downsample, called in forward: a module handed to the constructor (maybe None)
+            facts = FieldFacts(name, "module", conditional=facts.conditional or isinstance(value, cst.Name),
+                               dynamic=True)
         if facts.kind in ("module", "list", "dict") and isinstance(value, (cst.Call, cst.List, cst.ListComp)):
             # a container's user classes: their statefulness is only final once every class is read (close())
             facts.holds = tuple(c for c in (dotted(call.func) for call in _calls_in(value)) if c in self.facts.classes)
@@ -222,6 +325,29 @@ class _Collector(Visitor):
         cond = self.branch_depth > 0
         if isinstance(value, cst.Name) and value.value == "None":
             return FieldFacts(name, "none", conditional=True)
+        if isinstance(value, cst.IfExp):
+            return self._either(name, self._classify(name, value.body), self._classify(name, value.orelse), cond)
+        if isinstance(value, cst.Name) and value.value in self.layer_classes:
+            return FieldFacts(name, "static", conditional=cond)  # a class kept to build layers later
+        if isinstance(value, cst.Call) and isinstance(value.func, cst.Name) \
+                and value.func.value in self.layer_classes:
+            # norm_layer(planes): a module of the class the name holds; a parameter may hold another class
+            classes = self.layer_classes[value.func.value]
+            known = classes - {None}
+            exact = None not in classes and len(known) == 1
+            holds = tuple(c for c in known if c in self.facts.classes)
+            return FieldFacts(name, "module", next(iter(known)) if exact else None,
+                              stateful=any(c in STATEFUL_LAYERS for c in known), conditional=cond,
+                              dynamic=not exact, holds=holds)
+        if isinstance(value, cst.Call):
+            builder = self._builder(value.func)
+            built = self._built_type(builder) if builder is not None else None
+            if built is not None:  # conv3x3(...) whose every return is nn.Conv2d(...)
+                return FieldFacts(name, "module", built, stateful=built in STATEFUL_LAYERS, conditional=cond)
+            if builder is not None and name in self.called:
+                # self.layer1 = self._make_layer(...): whatever the helper builds, called like a module
+                return FieldFacts(name, "module", stateful=self._builds_stateful(builder, set()), conditional=cond,
+                                  dynamic=True, holds=tuple(_user_classes_in(builder, self.facts)))
         if isinstance(value, cst.Call):
             qual = self.scopes.qualname(value.func)
             local = dotted(value.func)
@@ -252,6 +378,63 @@ class _Collector(Visitor):
         # unknown: a plain field (a module passed in stays trainable; a number stays static under filter_jit)
         return FieldFacts(name, "plain", conditional=cond)
 
+    def _either(self, name: str, a: FieldFacts, b: FieldFacts, cond: bool) -> FieldFacts:
+        """`DropPath(p) if p > 0 else nn.Identity()`: a module when either branch builds one."""
+        if a.kind == "none" or b.kind == "none":
+            other = b if a.kind == "none" else a
+            other.conditional = True
+            return other
+        if a.kind != "module" and b.kind != "module":
+            return a if a.kind == b.kind else FieldFacts(name, "plain", conditional=cond)
+        same = a.type_name == b.type_name and a.kind == b.kind
+        return FieldFacts(name, "module", a.type_name if same else None, stateful=a.stateful or b.stateful,
+                          conditional=cond, dynamic=a.dynamic or b.dynamic or not same, holds=a.holds + b.holds)
+
+    def _builder(self, func: cst.BaseExpression) -> cst.FunctionDef | None:
+        """The function a field's value comes from when it is a method of the class or a function of the file."""
+        path = dotted(func) or ""
+        if path.startswith("self.") and path.count(".") == 1:
+            return self.methods.get(path[5:])
+        return self.functions.get(path)
+
+    def _built_type(self, fn: cst.FunctionDef) -> str | None:
+        """The torch layer a builder returns when every return statement builds the same one."""
+        found = set()
+
+        class V(Visitor):
+            SEES_LAYOUT = False
+
+            def visit_FunctionDef(self, n: cst.FunctionDef) -> bool:
+                return n is fn  # returns of nested functions are theirs
+
+            def visit_Return(self, n: cst.Return) -> None:
+                found.add(n.value)
+
+        walk(fn, V())
+        types = {self.scopes.qualname(v.func) if isinstance(v, cst.Call) else None for v in found}
+        if len(types) != 1:
+            return None
+        qual = types.pop()
+        if qual is None or not qual.startswith("torch.nn.") or qual in CONTAINERS \
+                or not qual.rsplit(".", 1)[1][:1].isupper():
+            return None
+        return qual
+
+    def _builds_stateful(self, fn: cst.FunctionDef, seen: set[str]) -> bool:
+        """Whether a builder mentions a stateful layer class (nn.BatchNorm2d), directly or through the builders
+        it calls. User classes it builds count once their statefulness is known (ModuleFacts.close)."""
+        if fn.name.value in seen:
+            return False
+        seen.add(fn.name.value)
+        for node in _references_in(fn):
+            if self.scopes.qualname(node) in STATEFUL_LAYERS:
+                return True
+        for call in _calls_in(fn):
+            inner = self._builder(call.func)
+            if inner is not None and self._builds_stateful(inner, seen):
+                return True
+        return False
+
     def _member_type(self, node: cst.CSTNode) -> str | None:
         for call in _calls_in(node):
             qual = self.scopes.qualname(call.func)
@@ -271,6 +454,9 @@ class _Collector(Visitor):
         for call in _calls_in(node):
             if self._is_stateful_type(self.scopes.qualname(call.func)) or self._is_stateful_type(dotted(call.func)):
                 return True
+            if isinstance(call.func, cst.Name) and any(
+                    self._is_stateful_type(c) for c in self.layer_classes.get(call.func.value, ())):
+                return True  # Sequential(conv, norm_layer(c)) with norm_layer = nn.BatchNorm2d
         return False
 
     def _mentions_tensor(self, node: cst.CSTNode) -> bool:
@@ -284,7 +470,8 @@ class _Collector(Visitor):
 def collect_module_facts(module: cst.Module, scopes: Scopes, known: ModuleFacts | None = None,
                          word_cache: dict | None = None) -> ModuleFacts:
     facts = known if known is not None else ModuleFacts()
-    collector = _Collector(scopes, facts)
+    functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+    collector = _Collector(scopes, facts, functions)
     word_cache = {} if word_cache is None else word_cache
     for stmt in module.body:
         if CLASS in words(stmt, word_cache):  # outside a class the collector notes nothing

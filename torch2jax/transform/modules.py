@@ -107,7 +107,7 @@ class ModulePass(Pass):
             extra = ", default=None" if f.conditional else ""
             return f"{f.type_name or 'object'} = eqx.field(static=True{extra})"
         if f.kind == "module":
-            return self._type_name(f.type_name) + default
+            return ("object" if f.dynamic and f.type_name is None else self._type_name(f.type_name)) + default
         if f.kind in ("array", "buffer"):
             self.need("jax")
             return "jax.Array" + default
@@ -268,11 +268,17 @@ class ModulePass(Pass):
             base = (dotted(original.func) or "sub").replace("self.", "").replace(".", "_")
             tmp = f"{base}_out" if self.tmp_count == 1 else f"{base}_out{self.tmp_count}"
             args = list(updated.args)
+            func = updated.func
+            if self._is_dynamic_callee(original.func):
+                # a submodule of unknown kind: the runtime threads state only if it holds any
+                self.need("t2j")
+                args = [cst.Arg(func, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))] + args
+                func = cst.parse_expression("t2j.nn.call_with_state")
             if args:
                 args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
             args.append(cst.Arg(cst.Name(STATE), keyword=cst.Name(STATE),
                                 equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
-            call = updated.with_changes(args=args)
+            call = updated.with_changes(func=func, args=args)
             target = cst.Tuple([cst.Element(cst.Name(tmp)), cst.Element(cst.Name(STATE))], lpar=[], rpar=[])
             self.pre[-1].append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], call)]))
             return cst.Name(tmp)
@@ -339,8 +345,13 @@ class ModulePass(Pass):
             return True
         if path.startswith("self.") and path.count(".") == 1:
             field = self._field(path[5:])
-            return field is not None and field.stateful
+            return field is not None and (field.stateful or field.dynamic)
         return False
+
+    def _is_dynamic_callee(self, func: cst.BaseExpression) -> bool:
+        path = dotted(func) or ""
+        field = self._field(path[5:]) if path.startswith("self.") and path.count(".") == 1 else None
+        return field is not None and field.dynamic
 
 
 def _append_key(call: cst.Call) -> cst.Call:

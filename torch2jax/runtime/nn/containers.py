@@ -18,6 +18,17 @@ def is_stateful(module):
     return any(is_index(leaf) for leaf in jax.tree.leaves(module, is_leaf=is_index))
 
 
+def call_with_state(module, *args, state, **kwargs):
+    """`out, state = call_with_state(self.block, x, state=state)`: a submodule whose kind the translator could not
+    tell (one passed to the constructor, built by a helper method, or made by a layer class given as an argument
+    such as `norm_layer=nn.BatchNorm2d`). It threads `state` when the module holds state and hands it back
+    unchanged when it does not; which one is fixed by the module's structure, so the choice is made at trace time.
+    """
+    if is_stateful(module):
+        return module(*args, state=state, **kwargs)
+    return module(*args, **kwargs), state
+
+
 class Sequential(eqx.Module):
     """torch.nn.Sequential: `Sequential(a, b, c)` or `Sequential(OrderedDict(name=layer, ...))`.
 
