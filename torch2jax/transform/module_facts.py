@@ -32,6 +32,7 @@ class FieldFacts:
     # a submodule whose kind is only known at run time (a module argument, a helper's result, `norm_layer(c)` with
     # norm_layer a class argument): a stateful class calls it through t2j.nn.call_with_state
     dynamic: bool = False
+    own_stateful: bool | None = None  # `stateful` from torch layers alone, before ModuleFacts.close adds user classes
 
 
 @dataclass
@@ -42,6 +43,9 @@ class ClassFacts:
     uses_training: bool = False
     stateful: bool = False
     members: list[str] = field(default_factory=list)  # user module classes held (for the stateful closure)
+    # stateful only through submodules whose kind is known at run time (a norm_layer argument that defaults to
+    # BatchNorm2d): __call__ takes `state=None` and returns (out, state) only when given a state
+    state_optional: bool = False
 
 
 @dataclass
@@ -69,6 +73,20 @@ class ModuleFacts:
                     stateful = stateful or f.stateful
                 if stateful and not c.stateful:
                     c.stateful = changed = True
+        surely: set[str] = set()  # stateful whatever the constructor's arguments
+        changed = True
+        while changed:
+            changed = False
+            for c in self.classes.values():
+                if c.name in surely:
+                    continue
+                if any(b in surely for b in c.bases) or any(
+                        not f.dynamic and (f.own_stateful or any(h in surely for h in (f.type_name, *f.holds)))
+                        for f in c.fields.values()):
+                    surely.add(c.name)
+                    changed = True
+        for c in self.classes.values():
+            c.state_optional = c.stateful and c.name not in surely
 
 
 MODULE_LIKE_NAMES = ("model", "net", "encoder", "decoder", "layer", "block", "module", "backbone", "head", "body",
@@ -311,6 +329,7 @@ class _Collector(Visitor):
 
     def classify(self, name: str, value: cst.BaseExpression) -> FieldFacts:
         facts = self._classify(name, value)
+        facts.own_stateful = facts.stateful
         if facts.kind in ("plain", "static") and name in self.called \
                 and not (isinstance(value, cst.Name) and value.value in self.layer_classes):
             # self.downsample = downsample, called in forward: a module handed to the constructor (maybe None)
@@ -359,7 +378,9 @@ class _Collector(Visitor):
                 return FieldFacts(name, kind, inner, stateful=self._is_stateful_type(inner) or
                                   self._has_stateful(value), conditional=cond)
             if qual == "torch.nn.Sequential":
-                return FieldFacts(name, "module", qual, stateful=self._has_stateful(value), conditional=cond)
+                stateful = self._has_stateful(value)
+                return FieldFacts(name, "module", qual, stateful=stateful, conditional=cond,
+                                  dynamic=stateful and not self._has_stateful(value, surely=True))
             if qual is not None and qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper():
                 return FieldFacts(name, "module", qual, stateful=qual in STATEFUL_LAYERS, conditional=cond)
             if local in self.facts.classes:
@@ -450,12 +471,13 @@ class _Collector(Visitor):
         return type_name in STATEFUL_LAYERS or (type_name in self.facts.classes
                                                 and self.facts.classes[type_name].stateful)
 
-    def _has_stateful(self, node: cst.CSTNode) -> bool:
+    def _has_stateful(self, node: cst.CSTNode, surely: bool = False) -> bool:
+        """Whether node builds a stateful layer; with `surely`, not counting classes a caller could replace."""
         for call in _calls_in(node):
             if self._is_stateful_type(self.scopes.qualname(call.func)) or self._is_stateful_type(dotted(call.func)):
                 return True
-            if isinstance(call.func, cst.Name) and any(
-                    self._is_stateful_type(c) for c in self.layer_classes.get(call.func.value, ())):
+            classes = self.layer_classes.get(call.func.value, set()) if isinstance(call.func, cst.Name) else set()
+            if (not surely or None not in classes) and any(self._is_stateful_type(c) for c in classes):
                 return True  # Sequential(conv, norm_layer(c)) with norm_layer = nn.BatchNorm2d
         return False
 

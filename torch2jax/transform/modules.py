@@ -35,7 +35,7 @@ class ModulePass(Pass):
         self.cls: ClassFacts | None = None
         self.method: str | None = None
         self.pre: list[list[cst.BaseStatement]] = []  # statements hoisted before the current statement
-        self.stateful_loop_vars: set[str] = set()
+        self.stateful_loop_vars: dict[str, cst.BaseExpression] = {}  # loop variable -> what it iterates
         self.tmp_count = 0
         self.negations: set[cst.CSTNode] = set()
         # outside a module class only a module class nested inside, or a `(not self.inference)` that _bare
@@ -141,7 +141,7 @@ class ModulePass(Pass):
             updated = updated.with_changes(name=cst.Name("__call__"))
         if original.name.value in ("forward", "__call__"):
             if self.cls.stateful:
-                updated = _add_state_param(updated)
+                updated = _add_state_param(updated, optional=self.cls.state_optional)
             updated = self._add_key_param(updated)
         return updated
 
@@ -225,7 +225,7 @@ class ModulePass(Pass):
 
     def visit_For(self, node: cst.For) -> None:
         if self.cls is not None and isinstance(node.target, cst.Name) and self._is_stateful_callee(node.iter):
-            self.stateful_loop_vars.add(node.target.value)
+            self.stateful_loop_vars[node.target.value] = node.iter
 
     def leave_Assign(self, original: cst.Assign, updated: cst.Assign):
         """`x = self.bn(x)` in a stateful __call__ -> `x, state = self.bn(x, state=state)`."""
@@ -289,6 +289,13 @@ class ModulePass(Pass):
             value = updated.value
             if isinstance(value, cst.Tuple) and not value.lpar:
                 value = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            if self.cls.state_optional:
+                # (out, state) when called with a state, out when not: the runtime layers' convention
+                self.need("t2j")
+                value = value.with_changes(lpar=[], rpar=[]) if isinstance(value, cst.Tuple) else value
+                return updated.with_changes(value=cst.Call(cst.parse_expression("t2j.nn.with_state"), [
+                    cst.Arg(value, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))),
+                    cst.Arg(cst.Name(STATE))]))
             pair = cst.Tuple([cst.Element(value), cst.Element(cst.Name(STATE))], lpar=[], rpar=[])
             return updated.with_changes(value=pair)
         return updated
@@ -349,9 +356,18 @@ class ModulePass(Pass):
         return False
 
     def _is_dynamic_callee(self, func: cst.BaseExpression) -> bool:
+        """A submodule that may or may not hold state (decided by the constructor's arguments)."""
+        if isinstance(func, cst.Subscript):
+            func = func.value
         path = dotted(func) or ""
+        if path in self.stateful_loop_vars:
+            return self._is_dynamic_callee(self.stateful_loop_vars[path])
         field = self._field(path[5:]) if path.startswith("self.") and path.count(".") == 1 else None
-        return field is not None and field.dynamic
+        if field is None:
+            return False
+        held = [self.facts.classes[c] for c in (field.type_name, *field.holds) if c in self.facts.classes]
+        return field.dynamic or (bool(held) and not field.own_stateful
+                                 and all(c.state_optional or not c.stateful for c in held))
 
 
 def _append_key(call: cst.Call) -> cst.Call:
@@ -365,8 +381,9 @@ def _append_key(call: cst.Call) -> cst.Call:
     return call.with_changes(args=args)
 
 
-def _add_state_param(fn: cst.FunctionDef) -> cst.FunctionDef:
-    """`def __call__(self, x, mask=None)` -> `def __call__(self, x, state, mask=None)`."""
+def _add_state_param(fn: cst.FunctionDef, optional: bool = False) -> cst.FunctionDef:
+    """`def __call__(self, x, mask=None)` -> `def __call__(self, x, state, mask=None)` (`state=None` when the
+    class holds state only if its constructor's arguments say so)."""
     params = list(fn.params.params)
     at = next((i for i, p in enumerate(params) if p.default is not None), len(params))
     comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
@@ -374,6 +391,9 @@ def _add_state_param(fn: cst.FunctionDef) -> cst.FunctionDef:
         params[at - 1] = params[at - 1].with_changes(comma=comma)
     new = cst.Param(cst.Name(STATE), comma=comma if at < len(params) or fn.params.star_arg
                     is not cst.MaybeSentinel.DEFAULT or fn.params.kwonly_params else cst.MaybeSentinel.DEFAULT)
+    if optional:
+        new = new.with_changes(default=cst.Name("None"),
+                               equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")))
     params.insert(at, new)
     return fn.with_changes(params=fn.params.with_changes(params=params))
 

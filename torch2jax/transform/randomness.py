@@ -1392,8 +1392,8 @@ class _Replacer(Transformer):
 
     def _value_refs(self, call: cst.Call) -> None:
         """A key-taking local function passed as a value (map(f, xs)): callers unknown."""
-        if dotted(call.func) in KEY_FORWARDING_CALLS:
-            return
+        if dotted(call.func) in KEY_FORWARDING_CALLS or dotted(call.func) == "eqx.nn.make_with_state":
+            return  # make_with_state(f)(..., key=k): the key goes to f through the call of its result
         for a in call.args:
             if isinstance(a.value, cst.Name):
                 found = self.rw.a._lookup(a.value.value, self.s)

@@ -25,8 +25,18 @@ def call_with_state(module, *args, state, **kwargs):
     unchanged when it does not; which one is fixed by the module's structure, so the choice is made at trace time.
     """
     if is_stateful(module):
+        if state is None:
+            raise ValueError(f"{type(module).__name__} holds state (BatchNorm running statistics): call the model "
+                             "as `out, state = model(x, state)` with the state from eqx.nn.make_with_state")
         return module(*args, state=state, **kwargs)
     return module(*args, **kwargs), state
+
+
+def with_state(out, state):
+    """What a translated module returns when it holds state only for some constructor arguments (a norm_layer
+    argument that defaults to BatchNorm2d): `(out, state)` when called with a state, `out` when called without,
+    the convention of the runtime layers (BatchNorm2d, Sequential)."""
+    return out if state is None else (out, state)
 
 
 class Sequential(eqx.Module):

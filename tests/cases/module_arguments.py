@@ -1,0 +1,121 @@
+"""Torch modules whose submodules come from constructor arguments: a module handed in (or None), a layer class
+handed in (norm_layer=nn.BatchNorm2d), and attention dropout through F.scaled_dot_product_attention. Read as
+source by tests/test_module_arguments.py (not imported)."""
+from functools import partial
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class ShortcutBlock(nn.Module):
+    """A residual block whose shortcut is whatever module the caller hands it, or the identity (torchvision's
+    BasicBlock and its `downsample`)."""
+
+    def __init__(self, c_in, c_out, stride=1, shortcut=None):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        out = self.bn(self.conv(x))
+        identity = x
+        if self.shortcut is not None:
+            identity = self.shortcut(x)
+        return F.relu(out + identity)
+
+
+class ShortcutNet(nn.Module):
+    """Builds the shortcut (conv + BatchNorm, so it holds state) and passes it positionally; the second block
+    gets none."""
+
+    def __init__(self, c=3, width=6):
+        super().__init__()
+        shortcut = nn.Sequential(nn.Conv2d(c, width, 1, stride=2, bias=False), nn.BatchNorm2d(width))
+        self.block1 = ShortcutBlock(c, width, 2, shortcut)
+        self.block2 = ShortcutBlock(width, width)
+        self.head = nn.Linear(width, 4)
+
+    def forward(self, x):
+        x = self.block2(self.block1(x))
+        return self.head(x.mean((2, 3)))
+
+
+class Gated(nn.Module):
+    """A stateless block holding a module it is given: its parameters are trained like any other."""
+
+    def __init__(self, d, gate):
+        super().__init__()
+        self.proj = nn.Linear(d, d)
+        self.gate = gate
+
+    def forward(self, x):
+        return self.proj(x) * torch.sigmoid(self.gate(x))
+
+
+class GatedNet(nn.Module):
+    def __init__(self, d=5):
+        super().__init__()
+        self.body = Gated(d, nn.Linear(d, d))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class NormConv(nn.Module):
+    """conv -> norm -> relu, the norm built from a class argument (BatchNorm2d unless told otherwise)."""
+
+    def __init__(self, c_in, c_out, norm_layer=nn.BatchNorm2d):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm = norm_layer(c_out)
+
+    def forward(self, x):
+        return F.relu(self.norm(self.conv(x)))
+
+
+class NormNet(nn.Module):
+    """norm_layer=None replaced by nn.BatchNorm2d, kept on self and handed to a block and to a Sequential."""
+
+    def __init__(self, c_in=3, c_out=6, norm_layer=None):
+        super().__init__()
+        if norm_layer is None:
+            norm_layer = nn.BatchNorm2d
+        self._norm_layer = norm_layer
+        self.stem = NormConv(c_in, c_out, norm_layer)
+        self.proj = nn.Sequential(nn.Conv2d(c_out, c_out, 1), norm_layer(c_out))
+
+    def forward(self, x):
+        return self.proj(self.stem(x))
+
+
+class GroupNormStack(nn.Module):
+    """NormConv blocks given norm classes without running statistics: nothing here holds state."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.Sequential(NormConv(3, 6, partial(nn.GroupNorm, 2)), NormConv(6, 4, partial(nn.GroupNorm, 1)))
+
+    def forward(self, x):
+        return self.blocks(x)
+
+
+class DropAttention(nn.Module):
+    """Causal self-attention whose dropout is F.scaled_dot_product_attention's dropout_p in train mode."""
+
+    def __init__(self, d=8, heads=2, p=0.5):
+        super().__init__()
+        self.heads = heads
+        self.p = p
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q = q.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        k = k.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        v = v.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.p if self.training else 0.0, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
