@@ -20,14 +20,13 @@ import jax
 import jax.numpy as jnp
 import equinox as eqx
 import torch2jax.runtime as t2j
-import torch
 
 
 class LayerNorm(eqx.Module):
     """LayerNorm with an optional bias (nn.LayerNorm only gained bias=False recently)."""
 
     weight: jax.Array
-    bias: jax.Array
+    bias: jax.Array = None
 
     def __init__(self, ndim, bias):
         self.weight = jnp.ones(ndim)
@@ -66,7 +65,7 @@ class CausalSelfAttention(eqx.Module):
         self.n_head = config.n_head
         self.n_embd = config.n_embd
         self.dropout = config.dropout
-        self.flash = config.flash and hasattr(torch.nn.functional, 'scaled_dot_product_attention')
+        self.flash = config.flash and True
         if not self.flash:
             # causal mask to ensure that attention is only applied to the left in the input sequence
             self.bias = jnp.reshape(jnp.tril(jnp.ones((config.block_size, config.block_size))), (1, 1, config.block_size, config.block_size))
@@ -82,8 +81,8 @@ class CausalSelfAttention(eqx.Module):
 
         # causal self-attention; Self-attend: (B, nh, T, hs) x (B, nh, hs, T) -> (B, nh, T, T)
         if self.flash:
-            y = torch.nn.functional.scaled_dot_product_attention(
-                q, k, v, attn_mask=None, dropout_p=self.dropout if not self.inference else 0, is_causal=True)  # torch2jax: T2J102 scaled_dot_product_attention with dropout_p > 0 needs a PRNG key: call t2j.scaled_dot_product_attention(..., dropout_p=p, dropout_key=key) or pass dropout_p=0.0 in eval mode
+            key, subkey = t2j.split_key(key)
+            y = t2j.scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=True, dropout_p=self.dropout if not self.inference else 0, dropout_key=subkey)
         else:
             att = (q @ jnp.swapaxes(k, -2, -1)) * (1.0 / math.sqrt(k.shape[-1]))
             att = jnp.where(jax.lax.stop_gradient(self.bias)[:, :, :T, :T] == 0, float('-inf'), att)
@@ -265,7 +264,7 @@ class GPT(eqx.Module):
         fused_available = 'fused' in inspect.signature(t2j.optim.AdamW).parameters
         use_fused = fused_available and device_type == 'cuda'
         extra_args = dict(fused=True) if use_fused else dict()
-        optimizer = torch.optim.AdamW(optim_groups, lr=learning_rate, betas=betas, **extra_args)  # torch2jax: T2J102 **kwargs cannot be mapped
+        optimizer = t2j.optim.AdamW(optim_groups, lr=learning_rate, betas=betas, **extra_args)
         opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
         return optimizer
 
