@@ -26,19 +26,37 @@ class ShortcutBlock(nn.Module):
         return F.relu(out + identity)
 
 
+class InlineShortcutBlock(nn.Module):
+    """The same, choosing the shortcut in a conditional expression (timm's style)."""
+
+    def __init__(self, c, shortcut=None):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+        self.bn = nn.BatchNorm2d(c)
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        identity = self.shortcut(x) if self.shortcut is not None else x
+        return F.relu(self.bn(self.conv(x)) + identity)
+
+
 class ShortcutNet(nn.Module):
-    """Builds the shortcut (conv + BatchNorm, so it holds state) and passes it positionally; the second block
-    gets none."""
+    """Builds shortcuts (conv + BatchNorm, so they hold state) and passes them positionally or by keyword; two
+    blocks get none."""
 
     def __init__(self, c=3, width=6):
         super().__init__()
         shortcut = nn.Sequential(nn.Conv2d(c, width, 1, stride=2, bias=False), nn.BatchNorm2d(width))
         self.block1 = ShortcutBlock(c, width, 2, shortcut)
         self.block2 = ShortcutBlock(width, width)
+        self.block3 = InlineShortcutBlock(width)
+        self.block4 = InlineShortcutBlock(width, shortcut=nn.Sequential(nn.Conv2d(width, width, 1),
+                                                                        nn.BatchNorm2d(width)))
         self.head = nn.Linear(width, 4)
 
     def forward(self, x):
         x = self.block2(self.block1(x))
+        x = self.block4(self.block3(x))
         return self.head(x.mean((2, 3)))
 
 

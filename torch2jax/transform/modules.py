@@ -36,6 +36,7 @@ class ModulePass(Pass):
         self.method: str | None = None
         self.pre: list[list[cst.BaseStatement]] = []  # statements hoisted before the current statement
         self.stateful_loop_vars: dict[str, cst.BaseExpression] = {}  # loop variable -> what it iterates
+        self.ifexps: list[cst.IfExp] = []  # conditional expressions around the node being rewritten
         self.tmp_count = 0
         self.negations: set[cst.CSTNode] = set()
         # outside a module class only a module class nested inside, or a `(not self.inference)` that _bare
@@ -280,7 +281,18 @@ class ModulePass(Pass):
                                 equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
             call = updated.with_changes(func=func, args=args)
             target = cst.Tuple([cst.Element(cst.Name(tmp)), cst.Element(cst.Name(STATE))], lpar=[], rpar=[])
-            self.pre[-1].append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], call)]))
+            value = call
+            for branch_of in reversed(self.ifexps):  # `self.down(x) if self.down is not None else x`: still guarded
+                in_body = _contains(branch_of.body, original)
+                if not in_body and not _contains(branch_of.orelse, original):
+                    continue  # in the test: evaluated either way
+                skipped = cst.Tuple([cst.Element(cst.Name("None")), cst.Element(cst.Name(STATE))])
+                value = cst.IfExp(test=branch_of.test, body=value if in_body else skipped,
+                                  orelse=skipped if in_body else value,
+                                  lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            if value is not call:
+                value = value.with_changes(lpar=[], rpar=[])
+            self.pre[-1].append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], value)]))
             return cst.Name(tmp)
         return updated
 
@@ -320,7 +332,11 @@ class ModulePass(Pass):
     def leave_If(self, original: cst.If, updated: cst.If) -> cst.If:
         return updated.with_changes(test=self._bare(updated.test))
 
+    def visit_IfExp(self, node: cst.IfExp) -> None:
+        self.ifexps.append(node)
+
     def leave_IfExp(self, original: cst.IfExp, updated: cst.IfExp) -> cst.IfExp:
+        self.ifexps.pop()
         return updated.with_changes(test=self._bare(updated.test))
 
     def _bare(self, value: cst.BaseExpression) -> cst.BaseExpression:
@@ -368,6 +384,12 @@ class ModulePass(Pass):
         held = [self.facts.classes[c] for c in (field.type_name, *field.holds) if c in self.facts.classes]
         return field.dynamic or (bool(held) and not field.own_stateful
                                  and all(c.state_optional or not c.stateful for c in held))
+
+
+def _contains(tree: cst.CSTNode, node: cst.CSTNode) -> bool:
+    if tree is node:
+        return True
+    return any(_contains(child, node) for child in tree.children)
 
 
 def _append_key(call: cst.Call) -> cst.Call:
