@@ -137,3 +137,55 @@ class DropAttention(nn.Module):
         v = v.view(B, T, self.heads, C // self.heads).transpose(1, 2)
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.p if self.training else 0.0, is_causal=True)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+def make_features(widths, batch_norm=False):
+    """torchvision's VGG make_layers: the layers exist only in this function's list."""
+    layers = []
+    c_in = 3
+    for w in widths:
+        layers += [nn.Conv2d(c_in, w, 3, padding=1)]
+        if batch_norm:
+            layers += [nn.BatchNorm2d(w)]
+        layers += [nn.ReLU(inplace=True)]
+        c_in = w
+    return nn.Sequential(*layers)
+
+
+class FeatureClassifier(nn.Module):
+    """Its only stateful part is the `features` it is given."""
+
+    def __init__(self, features, width=6, num_classes=3):
+        super().__init__()
+        self.features = features
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean((2, 3)))
+
+
+class BatchNormFeatureClassifier(FeatureClassifier):
+    def __init__(self):
+        super().__init__(make_features([4, 6], batch_norm=True))
+
+
+class LayerLoop(nn.Module):
+    """Calls the layers of a ModuleList it is given one by one."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = layers
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class LayerLoopNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = LayerLoop(nn.ModuleList([nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Tanh()]))
+
+    def forward(self, x):
+        return self.body(x)

@@ -46,6 +46,8 @@ class ClassFacts:
     # stateful only through submodules whose kind is known at run time (a norm_layer argument that defaults to
     # BatchNorm2d): __call__ takes `state=None` and returns (out, state) only when given a state
     state_optional: bool = False
+    init_params: list[str] = field(default_factory=list)  # __init__'s parameters after self, in order
+    param_fields: dict[str, str] = field(default_factory=dict)  # `self.f = p` in __init__: parameter p -> field f
 
 
 @dataclass
@@ -156,6 +158,23 @@ def _assigns(node: cst.CSTNode) -> list[cst.Assign]:
     return found
 
 
+def _bind(params: list[str], args) -> list[tuple[str, cst.BaseExpression]]:
+    out = []
+    for i, a in enumerate(args):
+        if a.star:
+            break
+        if a.keyword is not None:
+            out.append((a.keyword.value, a.value))
+        elif i < len(params):
+            out.append((params[i], a.value))
+    return out
+
+
+def _assigned(fn: cst.FunctionDef, name: str) -> list[cst.BaseExpression]:
+    return [a.value for a in _assigns(fn) for t in a.targets
+            if isinstance(t.target, cst.Name) and t.target.value == name]
+
+
 def _references_in(node: cst.CSTNode) -> list[cst.BaseExpression]:
     """Names and dotted attributes (nn.BatchNorm2d), outermost first."""
     found = []
@@ -238,6 +257,8 @@ class _Collector(Visitor):
         self.in_init = self.current is not None and node.name.value == "__init__"
         if self.in_init:
             self.params, self.layer_classes = self._init_names(node)
+            p = node.params
+            self.current.init_params = [q.name.value for q in (*p.posonly_params, *p.params, *p.kwonly_params)][1:]
 
     def _init_names(self, fn: cst.FunctionDef) -> tuple[set[str], dict[str, set[str | None]]]:
         """__init__'s parameters, and the names in it that hold a layer class: `norm_layer=nn.BatchNorm2d`, or
@@ -325,7 +346,42 @@ class _Collector(Visitor):
             self.current.fields[f.name] = f
 
     def _field(self, name: str, value: cst.BaseExpression) -> None:
+        if isinstance(value, cst.Name) and value.value in self.params:
+            self.current.param_fields.setdefault(value.value, name)
         self._add(self.classify(name, value))
+
+    def _module_evidence(self, value: cst.BaseExpression) -> tuple[bool, bool]:
+        """Whether an argument builds a module, and whether that holds state: nn.Sequential(conv, BatchNorm2d),
+        a user module, make_layers(cfg, batch_norm=True)."""
+        module = stateful = False
+        for call in _calls_in(value):
+            qual = self.scopes.qualname(call.func) or ""
+            local = dotted(call.func) or ""
+            builder = self._builder(call.func)
+            if (qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper()) or local in self.facts.classes \
+                    or builder is not None:
+                module = True
+            if builder is not None and self._builds_stateful(builder, set()):
+                stateful = True
+        return module, stateful or self._has_stateful(value)
+
+    def call_site(self, call: cst.Call, fn: cst.FunctionDef | None, cls: ClassFacts | None) -> None:
+        """`Block(64, 64, 1, downsample)`, `VGG(make_layers(cfg, batch_norm=True))`: what a caller hands the
+        constructor (or a subclass hands `super().__init__`) tells what the field that keeps it holds."""
+        if cls is None or not cls.param_fields:
+            return
+        self.methods = {}  # the caller's own helpers are not followed
+        self.params, self.layer_classes = self._init_names(fn) if fn is not None else (set(), {})
+        for param, arg in _bind(cls.init_params, call.args):
+            f = cls.fields.get(cls.param_fields.get(param, ""))
+            if f is None:
+                continue
+            values = [arg] + (_assigned(fn, arg.value) if fn is not None and isinstance(arg, cst.Name) else [])
+            evidence = [self._module_evidence(v) for v in values]
+            if any(m for m, _ in evidence) and f.kind in ("static", "plain"):
+                f.kind, f.type_name, f.dynamic = "module", None, True
+            if any(st for _, st in evidence) and f.kind in ("module", "list", "dict", "plain"):
+                f.stateful = True
 
     def classify(self, name: str, value: cst.BaseExpression) -> FieldFacts:
         facts = self._classify(name, value)
@@ -498,5 +554,41 @@ def collect_module_facts(module: cst.Module, scopes: Scopes, known: ModuleFacts 
     for stmt in module.body:
         if CLASS in words(stmt, word_cache):  # outside a class the collector notes nothing
             walk(stmt, collector)
+    if any(c.param_fields for c in facts.classes.values()):
+        _visit_call_sites(module, collector)
     facts.close()
     return facts
+
+
+def _visit_call_sites(module: cst.Module, collector: _Collector) -> None:
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def __init__(self) -> None:
+            self.fns: list[cst.FunctionDef] = []
+            self.classes: list[str] = []
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> None:
+            self.classes.append(node.name.value)
+
+        def leave_ClassDef(self, node: cst.ClassDef) -> None:
+            self.classes.pop()
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+            self.fns.append(node)
+
+        def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+            self.fns.pop()
+
+        def visit_Call(self, node: cst.Call) -> None:
+            facts = collector.facts.classes
+            cls = facts.get(node.func.value) if isinstance(node.func, cst.Name) else None
+            func = node.func
+            if cls is None and self.classes and self.classes[-1] in facts and isinstance(func, cst.Attribute) \
+                    and func.attr.value == "__init__" and isinstance(func.value, cst.Call) \
+                    and dotted(func.value.func) == "super":
+                cls = next((facts[b] for b in facts[self.classes[-1]].bases if b in facts), None)
+            if cls is not None:
+                collector.call_site(node, self.fns[-1] if self.fns else None, cls)
+
+    walk(module, V())
