@@ -24,6 +24,7 @@ CASES = [
     ("NormConv", (3, 6), [IMAGES], True),  # norm_layer=nn.BatchNorm2d by default
     ("NormNet", (), [IMAGES], True),  # norm_layer=None -> nn.BatchNorm2d, passed on to a block and a Sequential
     ("GroupNormStack", (), [IMAGES], False),  # the same block given GroupNorm classes: no state at all
+    ("GivenNormNet", (), [IMAGES], True),  # norm_layer=None (no norm) unless a caller gives nn.BatchNorm2d
     ("BatchNormFeatureClassifier", (), [IMAGES], True),  # VGG(make_layers(cfg, batch_norm=True))
     ("LayerLoopNet", (), [IMAGES], True),  # a ModuleList argument called in a loop
     ("DropAttention", (8, 2, 0.0), [TOKENS], False),  # dropout_p computed, zero: train mode is deterministic

@@ -189,3 +189,25 @@ class LayerLoopNet(nn.Module):
 
     def forward(self, x):
         return self.body(x)
+
+
+class OptionalNormConv(nn.Module):
+    """No norm unless the caller names a class: `norm_layer(c) if norm_layer else nn.Identity()`."""
+
+    def __init__(self, c_in, c_out, norm_layer=None):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm = norm_layer(c_out) if norm_layer is not None else nn.Identity()
+
+    def forward(self, x):
+        return torch.tanh(self.norm(self.conv(x)))
+
+
+class GivenNormNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.plain = OptionalNormConv(3, 4)
+        self.normed = OptionalNormConv(4, 4, norm_layer=nn.BatchNorm2d)
+
+    def forward(self, x):
+        return self.normed(self.plain(x))

@@ -48,6 +48,7 @@ class ClassFacts:
     state_optional: bool = False
     init_params: list[str] = field(default_factory=list)  # __init__'s parameters after self, in order
     param_fields: dict[str, str] = field(default_factory=dict)  # `self.f = p` in __init__: parameter p -> field f
+    param_builds: dict[str, list[str]] = field(default_factory=dict)  # `self.f = p(c)`: parameter p -> fields f
 
 
 @dataclass
@@ -348,6 +349,9 @@ class _Collector(Visitor):
     def _field(self, name: str, value: cst.BaseExpression) -> None:
         if isinstance(value, cst.Name) and value.value in self.params:
             self.current.param_fields.setdefault(value.value, name)
+        for call in _calls_in(value):
+            if isinstance(call.func, cst.Name) and call.func.value in self.params:
+                self.current.param_builds.setdefault(call.func.value, []).append(name)
         self._add(self.classify(name, value))
 
     def _module_evidence(self, value: cst.BaseExpression) -> tuple[bool, bool]:
@@ -368,11 +372,18 @@ class _Collector(Visitor):
     def call_site(self, call: cst.Call, fn: cst.FunctionDef | None, cls: ClassFacts | None) -> None:
         """`Block(64, 64, 1, downsample)`, `VGG(make_layers(cfg, batch_norm=True))`: what a caller hands the
         constructor (or a subclass hands `super().__init__`) tells what the field that keeps it holds."""
-        if cls is None or not cls.param_fields:
+        if cls is None or not (cls.param_fields or cls.param_builds):
             return
         self.methods = {}  # the caller's own helpers are not followed
         self.params, self.layer_classes = self._init_names(fn) if fn is not None else (set(), {})
         for param, arg in _bind(cls.init_params, call.args):
+            built = self._layer_class(arg)
+            for name in cls.param_builds.get(param, []) if built is not None else []:
+                f = cls.fields.get(name)  # Block(c, norm_layer=nn.BatchNorm2d): self.norm = norm_layer(c)
+                if f is not None and f.kind in ("module", "plain", "static"):
+                    f.kind, f.dynamic = "module", True
+                    f.stateful = f.stateful or built in STATEFUL_LAYERS
+                    f.holds = f.holds + ((built,) if built in self.facts.classes else ())
             f = cls.fields.get(cls.param_fields.get(param, ""))
             if f is None:
                 continue
@@ -554,7 +565,7 @@ def collect_module_facts(module: cst.Module, scopes: Scopes, known: ModuleFacts 
     for stmt in module.body:
         if CLASS in words(stmt, word_cache):  # outside a class the collector notes nothing
             walk(stmt, collector)
-    if any(c.param_fields for c in facts.classes.values()):
+    if any(c.param_fields or c.param_builds for c in facts.classes.values()):
         _visit_call_sites(module, collector)
     facts.close()
     return facts
