@@ -21,6 +21,7 @@ from torch2jax.transform.names import dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER, function_alias
 
 STATE = "state"
+DICT_METHODS = frozenset(dir(dict)) | {"named_children", "children", "modules", "named_modules"}
 
 
 class ModulePass(Pass):
@@ -313,6 +314,10 @@ class ModulePass(Pass):
         return updated
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        if self.cls is not None and self.method is not None and self._dict_member(original):
+            # ModuleDict's attribute access (self.transformer.wte): the translation holds a plain dict
+            return cst.Subscript(updated.value, [cst.SubscriptElement(cst.Index(
+                cst.SimpleString(repr(original.attr.value))))], lpar=updated.lpar, rpar=updated.rpar)
         if self.cls is None or self.method in (None, "__init__") or dotted(original.value) != "self":
             return updated
         name = original.attr.value
@@ -359,7 +364,7 @@ class ModulePass(Pass):
         return self.cls is not None and self.cls.stateful and self.method in ("forward", "__call__")
 
     def _is_stateful_callee(self, func: cst.BaseExpression) -> bool:
-        if isinstance(func, cst.Subscript):
+        if isinstance(func, cst.Subscript) or self._dict_member(func):
             func = func.value
         path = dotted(func)
         if path is None:
@@ -371,8 +376,18 @@ class ModulePass(Pass):
             return field is not None and (field.stateful or field.dynamic)
         return False
 
+    def _dict_member(self, node: cst.BaseExpression) -> bool:
+        """`self.d.name` with d a ModuleDict field, and name one of its keys, not a dict method."""
+        if not (isinstance(node, cst.Attribute) and isinstance(node.value, cst.Attribute)
+                and dotted(node.value.value) == "self") or node.attr.value in DICT_METHODS:
+            return False
+        field = self._field(node.value.attr.value)
+        return field is not None and field.kind == "dict"
+
     def _is_dynamic_callee(self, func: cst.BaseExpression) -> bool:
         """A submodule that may or may not hold state (decided by the constructor's arguments)."""
+        if self._dict_member(func):
+            return True  # one named member of a ModuleDict that holds state somewhere: that member may not
         if isinstance(func, cst.Subscript):
             func = func.value
         path = dotted(func) or ""
