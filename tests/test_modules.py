@@ -1,10 +1,13 @@
 """nn.Module classes translated to eqx.Module: built from the same weights, they compute what torch computes."""
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
+import torch
 
-from module_harness import Pair
+import torch2jax.runtime as t2j
+from module_harness import Pair, load_source, translate_clean
 
 SOURCE = (Path(__file__).parent / "cases" / "torch_modules.py").read_text()
 RNG = np.random.default_rng(0)
@@ -37,3 +40,38 @@ def test_translated_modules_are_equinox_modules():
     assert "def __call__(self, x, state, *, key=None):" in code
     assert "super(" not in code and "forward" not in code
     assert pair.stateful
+
+
+INIT_LOOPS = '''
+import torch
+import torch.nn as nn
+
+
+class Filled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Linear(3, 4)
+        self.dec = nn.Linear(4, 2)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.full_like(p, 0.25))
+            for name, p in self.dec.named_parameters():
+                p.copy_(torch.full_like(p, -1.0 if name == "weight" else 2.0))
+        self.count = sum(p.numel() for p in self.parameters())
+
+    def forward(self, x):
+        return self.dec(self.enc(x)) * self.count
+'''
+
+
+def test_parameter_loops_in_init_change_the_module_being_built():
+    """`for p in self.parameters(): p.copy_(...)` in __init__ sets the parameters of the module that __init__
+    returns (rebinding `self` would not), and self.parameters() elsewhere lists them."""
+    torch_model = load_source(INIT_LOOPS, "torch_case")["Filled"]()
+    jax_model = load_source(translate_clean(INIT_LOOPS).code, "jax_case")["Filled"](key=jax.random.key(0))
+    got = dict(t2j.named_parameters(jax_model))
+    for name, value in torch_model.state_dict().items():
+        np.testing.assert_array_equal(got[name], value.numpy(), err_msg=name)
+    x = RNG.standard_normal((2, 3)).astype(np.float32)
+    np.testing.assert_allclose(jax_model(x), torch_model(torch.from_numpy(x)).detach().numpy(), rtol=1e-6)
+

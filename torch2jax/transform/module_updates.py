@@ -150,10 +150,20 @@ class ModuleUpdatesPass(Pass):
         self.report("T2J202", f"parameters of {owner} updated in a loop: collected and put back with "
                               f"t2j.replace_parameters", original)
         root = owner.split(".")[0].split("[")[0]
+        in_init = root == "self" and self.class_depth and self.methods and self.methods[-1] in self.initialising[-1]
         put_back = f"{owner} = t2j.replace_parameters({owner}, new_params)\n" if owner == root else (
             f"{root} = eqx.tree_at(lambda m: m{owner[len(root):]}, {root}, "
             f"t2j.replace_parameters({owner}, new_params))\n")
-        if owner != root:
+        if owner == "self" and in_init:  # rebinding self would not change the module being built
+            put_back = "t2j.replace_parameters_in_init(self, new_params)\n"
+        elif in_init:  # self.encoder.parameters(): set the field, as __init__ may
+            first = owner[5:].split(".")[0].split("[")[0]
+            rest = owner[5 + len(first):]
+            put_back = (f"self.{first} = t2j.replace_parameters(self.{first}, new_params)\n" if not rest else
+                        f"self.{first} = eqx.tree_at(lambda m: m{rest}, self.{first}, "
+                        f"t2j.replace_parameters({owner}, new_params))\n")
+            self.need("eqx")
+        elif owner != root:
             self.need("eqx")
         return cst.FlattenSentinel([cst.parse_statement("new_params = []\n").with_changes(
             leading_lines=updated.leading_lines), loop.with_changes(leading_lines=[]), cst.parse_statement(put_back)])

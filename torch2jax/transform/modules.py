@@ -21,6 +21,7 @@ from torch2jax.transform.names import dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER, function_alias
 
 STATE = "state"
+PARAMETER_LISTS = {"self.parameters", "self.named_parameters", "self.named_buffers"}
 DICT_METHODS = frozenset(dir(dict)) | {"named_children", "children", "modules", "named_modules"}
 
 
@@ -38,6 +39,7 @@ class ModulePass(Pass):
         self.pre: list[list[cst.BaseStatement]] = []  # statements hoisted before the current statement
         self.stateful_loop_vars: dict[str, cst.BaseExpression] = {}  # loop variable -> what it iterates
         self.ifexps: list[cst.IfExp] = []  # conditional expressions around the node being rewritten
+        self.iterated: set[cst.CSTNode] = set()  # what for loops and comprehensions iterate over
         self.tmp_count = 0
         self.negations: set[cst.CSTNode] = set()
         # outside a module class only a module class nested inside, or a `(not self.inference)` that _bare
@@ -225,7 +227,11 @@ class ModulePass(Pass):
         target = cst.AssignTarget(cst.Attribute(cst.Name("self"), cst.Name(name)))
         return stmt.with_changes(body=[cst.Assign([target], call.args[1].value)])
 
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        self.iterated.add(node.iter)
+
     def visit_For(self, node: cst.For) -> None:
+        self.iterated.add(node.iter)
         if self.cls is not None and isinstance(node.target, cst.Name) and self._is_stateful_callee(node.iter):
             self.stateful_loop_vars[node.target.value] = node.iter
 
@@ -252,6 +258,11 @@ class ModulePass(Pass):
             return updated
         if dotted(original.func) == "self.forward":
             return updated.with_changes(func=cst.Name("self"))
+        if original in self.iterated and dotted(original.func) in PARAMETER_LISTS and not original.args:
+            # `for p in self.parameters()`, `{n: p for n, p in self.named_parameters()}`: the runtime lists
+            # them in torch's order and with torch's names
+            self.need("t2j")
+            return cst.parse_expression(f"t2j.{original.func.attr.value}(self)")
         path = dotted(original.func) or ""
         field = self._field(path[5:]) if path.startswith("self.") and path.count(".") == 1 else None
         if field is not None and field.type_name == "torch.nn.MultiheadAttention":
