@@ -178,7 +178,7 @@ class GPT(eqx.Module):
         key, subkey = jax.random.split(key)
         self.lm_head = t2j.nn.Linear(config.n_embd, config.vocab_size, bias=False, key=subkey)
         # with weight tying the token embedding and the output projection share one matrix
-        self.transformer = eqx.tree_at(lambda m: m.wte.weight, self.transformer, self.lm_head.weight)
+        self.transformer = eqx.tree_at(lambda m: m['wte'].weight, self.transformer, self.lm_head.weight)
 
         # init all weights
         key, subkey = jax.random.split(key)
@@ -190,7 +190,7 @@ class GPT(eqx.Module):
                 key, subkey = jax.random.split(key)
                 p = t2j.init.normal(subkey, p.shape, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer), dtype=p.dtype)
             new_params.append(p)
-        self = t2j.replace_parameters(self, new_params)
+        t2j.replace_parameters_in_init(self, new_params)
 
         # report number of parameters
         print("number of parameters: %.2fM" % (self.get_num_params() / 1e6,))
@@ -202,9 +202,9 @@ class GPT(eqx.Module):
         The token embeddings would too, except due to the parameter sharing these
         params are actually used as weights in the final layer, so we include them.
         """
-        n_params = sum(p.size for p in self.parameters())
+        n_params = sum(p.size for p in t2j.parameters(self))
         if non_embedding:
-            n_params -= self.transformer.wpe.weight.size
+            n_params -= self.transformer['wpe'].weight.size
         return n_params
 
     def _init_weights(self, module, *, key):
@@ -225,12 +225,17 @@ class GPT(eqx.Module):
         pos = jnp.arange(0, t, dtype=jnp.int64)  # shape (t)
 
         # forward the GPT model itself
-        tok_emb = self.transformer.wte(idx)  # token embeddings of shape (b, t, n_embd)
-        pos_emb = self.transformer.wpe(pos)  # position embeddings of shape (t, n_embd)
-        x = self.transformer.drop(tok_emb + pos_emb)
-        for block in self.transformer.h:
-            x = block(x)
-        x = self.transformer.ln_f(x)
+        key, subkey = t2j.split_key(key)
+        tok_emb = self.transformer['wte'](idx, key=subkey)  # token embeddings of shape (b, t, n_embd)
+        key, subkey = t2j.split_key(key)
+        pos_emb = self.transformer['wpe'](pos, key=subkey)  # position embeddings of shape (t, n_embd)
+        key, subkey = t2j.split_key(key)
+        x = self.transformer['drop'](tok_emb + pos_emb, key=subkey)
+        for block in self.transformer['h']:
+            key, subkey = t2j.split_key(key)
+            x = block(x, key=subkey)
+        key, subkey = t2j.split_key(key)
+        x = self.transformer['ln_f'](x, key=subkey)
 
         if targets is not None:
             # if we are given some desired targets also calculate the loss
@@ -245,7 +250,7 @@ class GPT(eqx.Module):
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
         # start with all of the candidate parameters
-        param_dict = {pn: p for pn, p in self.named_parameters()}
+        param_dict = {pn: p for pn, p in t2j.named_parameters(self)}
         # filter out those that do not require grad
         param_dict = {pn: p for pn, p in param_dict.items() if p.requires_grad}
         # create optim groups. Any parameters that is 2D will be weight decayed, otherwise no.

@@ -681,11 +681,41 @@ class Analysis:
             return None
         elif isinstance(e, cst.BinaryOperation):
             return self._elem_call_key(e.left, s, depth + 1) or self._elem_call_key(e.right, s, depth + 1)
+        elif isinstance(e, cst.Subscript):  # for block in self.transformer['h']: the entry's own elements
+            for v, vs in self._entries(e, s):
+                k = self._elem_call_key(v, vs, depth + 1)
+                if k:
+                    return k
+            return None
         for p in parts:
             k = self._value_call_key(p, s, depth + 1)
             if k:
                 return k
         return None
+
+    def _entries(self, e: cst.Subscript, s: Scope) -> list:
+        """The expressions `d['name']` stands for when d is built in this file as dict(name=...),
+        nn.ModuleDict(dict(name=...)) or {'name': ...}."""
+        index = e.slice[0].slice if len(e.slice) == 1 and isinstance(e.slice[0].slice, cst.Index) else None
+        if index is None or not isinstance(index.value, cst.SimpleString):
+            return []
+        name = index.value.evaluated_value
+        if isinstance(e.value, cst.Attribute) and isinstance(e.value.value, cst.Name) and s.cls is not None \
+                and e.value.value.value == s.self_name:
+            todo = list(self.find_attr(s.cls, e.value.attr.value))
+        else:
+            return []
+        out = []
+        while todo:
+            v, vs = todo.pop()
+            if isinstance(v, cst.Dict):
+                out += [(el.value, vs) for el in v.elements if isinstance(el, cst.DictElement)
+                        and isinstance(el.key, cst.SimpleString) and el.key.evaluated_value == name]
+            elif isinstance(v, cst.Call) and (dotted(v.func) or "").rsplit(".", 1)[-1] in ("dict", "ModuleDict",
+                                                                                          "OrderedDict"):
+                out += [(a.value, vs) for a in v.args if a.keyword is not None and a.keyword.value == name]
+                todo += [(a.value, vs) for a in v.args if a.keyword is None and not a.star]
+        return out
 
     def _layer_takes_key(self, call: cst.Call, s: Scope, depth: int) -> bool:
         last = dotted(call.func).rsplit(".", 1)[-1]
