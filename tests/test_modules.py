@@ -1,10 +1,14 @@
 """nn.Module classes translated to eqx.Module: built from the same weights, they compute what torch computes."""
 from pathlib import Path
 
+import equinox as eqx
+import jax
 import numpy as np
 import pytest
+import torch
 
-from module_harness import Pair
+import torch2jax.runtime as t2j
+from module_harness import Pair, load_source, translate_clean
 
 SOURCE = (Path(__file__).parent / "cases" / "torch_modules.py").read_text()
 RNG = np.random.default_rng(0)
@@ -18,6 +22,7 @@ CASES = [
     ("LSTMTagger", (), [RNG.integers(0, 13, (3, 7))], True),
     ("ResBlock1d", (), [RNG.standard_normal((2, 8, 9)).astype(np.float32)], True),
     ("Derived", (), [RNG.standard_normal((3, 5)).astype(np.float32)], True),
+    ("NamedParts", (), [RNG.standard_normal((5, 6)).astype(np.float32)], True),
 ]
 
 
@@ -36,3 +41,82 @@ def test_translated_modules_are_equinox_modules():
     assert "def __call__(self, x, state, *, key=None):" in code
     assert "super(" not in code and "forward" not in code
     assert pair.stateful
+
+
+INIT_LOOPS = '''
+import torch
+import torch.nn as nn
+
+
+class Filled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Linear(3, 4)
+        self.dec = nn.Linear(4, 2)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.full_like(p, 0.25))
+            for name, p in self.dec.named_parameters():
+                p.copy_(torch.full_like(p, -1.0 if name == "weight" else 2.0))
+        self.count = sum(p.numel() for p in self.parameters())
+
+    def forward(self, x):
+        return self.dec(self.enc(x)) * self.count
+'''
+
+
+def test_parameter_loops_in_init_change_the_module_being_built():
+    """`for p in self.parameters(): p.copy_(...)` in __init__ sets the parameters of the module that __init__
+    returns (rebinding `self` would not), and self.parameters() elsewhere lists them."""
+    torch_model = load_source(INIT_LOOPS, "torch_case")["Filled"]()
+    jax_model = load_source(translate_clean(INIT_LOOPS).code, "jax_case")["Filled"](key=jax.random.key(0))
+    got = dict(t2j.named_parameters(jax_model))
+    for name, value in torch_model.state_dict().items():
+        np.testing.assert_array_equal(got[name], value.numpy(), err_msg=name)
+    x = RNG.standard_normal((2, 3)).astype(np.float32)
+    np.testing.assert_allclose(jax_model(x), torch_model(torch.from_numpy(x)).detach().numpy(), rtol=1e-6)
+
+
+
+DICT_OF_BLOCKS = '''
+import torch
+import torch.nn as nn
+
+
+class Block(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.fc = nn.Linear(d, d)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return x + self.drop(self.fc(x))
+
+
+class Net(nn.Module):
+    def __init__(self, d=8):
+        super().__init__()
+        self.transformer = nn.ModuleDict(dict(inp=nn.Linear(4, d), h=nn.ModuleList([Block(d) for _ in range(2)])))
+
+    def forward(self, x):
+        x = self.transformer.inp(x)
+        for block in self.transformer.h:
+            x = block(x)
+        return x
+'''
+
+
+def test_blocks_in_a_module_dict_entry_get_keys_for_their_dropout():
+    """`for block in self.transformer.h` (nanoGPT): each block gets a key, so dropout in train mode draws
+    (a fraction p of the units zeroed, the rest scaled by 1 / (1 - p)), and eval mode matches torch."""
+    torch.manual_seed(0)
+    torch_model = load_source(DICT_OF_BLOCKS, "torch_case")["Net"]().eval()
+    model = load_source(translate_clean(DICT_OF_BLOCKS).code, "jax_case")["Net"](key=jax.random.key(0))
+    model = t2j.load_state_dict(model, torch_model.state_dict())
+    x = RNG.standard_normal((64, 4)).astype(np.float32)
+    eval_out = eqx.nn.inference_mode(model, True)(x)
+    np.testing.assert_allclose(eval_out, torch_model(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
+    train = eqx.nn.inference_mode(model, False)
+    a, b = train(x, key=jax.random.key(1)), train(x, key=jax.random.key(2))
+    assert not np.allclose(a, b) and not np.allclose(a, eval_out)
+

@@ -20,14 +20,13 @@ import jax
 import jax.numpy as jnp
 import equinox as eqx
 import torch2jax.runtime as t2j
-import torch
 
 
 class LayerNorm(eqx.Module):
     """LayerNorm with an optional bias (nn.LayerNorm only gained bias=False recently)."""
 
     weight: jax.Array
-    bias: jax.Array
+    bias: jax.Array = None
 
     def __init__(self, ndim, bias):
         self.weight = jnp.ones(ndim)
@@ -66,7 +65,7 @@ class CausalSelfAttention(eqx.Module):
         self.n_head = config.n_head
         self.n_embd = config.n_embd
         self.dropout = config.dropout
-        self.flash = config.flash and hasattr(torch.nn.functional, 'scaled_dot_product_attention')
+        self.flash = config.flash and True
         if not self.flash:
             # causal mask to ensure that attention is only applied to the left in the input sequence
             self.bias = jnp.reshape(jnp.tril(jnp.ones((config.block_size, config.block_size))), (1, 1, config.block_size, config.block_size))
@@ -82,8 +81,8 @@ class CausalSelfAttention(eqx.Module):
 
         # causal self-attention; Self-attend: (B, nh, T, hs) x (B, nh, hs, T) -> (B, nh, T, T)
         if self.flash:
-            y = torch.nn.functional.scaled_dot_product_attention(
-                q, k, v, attn_mask=None, dropout_p=self.dropout if not self.inference else 0, is_causal=True)  # torch2jax: T2J102 scaled_dot_product_attention with dropout_p > 0 needs a PRNG key: call t2j.scaled_dot_product_attention(..., dropout_p=p, dropout_key=key) or pass dropout_p=0.0 in eval mode
+            key, subkey = t2j.split_key(key)
+            y = t2j.scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=True, dropout_p=self.dropout if not self.inference else 0, dropout_key=subkey)
         else:
             att = (q @ jnp.swapaxes(k, -2, -1)) * (1.0 / math.sqrt(k.shape[-1]))
             att = jnp.where(jax.lax.stop_gradient(self.bias)[:, :, :T, :T] == 0, float('-inf'), att)
@@ -179,7 +178,7 @@ class GPT(eqx.Module):
         key, subkey = jax.random.split(key)
         self.lm_head = t2j.nn.Linear(config.n_embd, config.vocab_size, bias=False, key=subkey)
         # with weight tying the token embedding and the output projection share one matrix
-        self.transformer = eqx.tree_at(lambda m: m.wte.weight, self.transformer, self.lm_head.weight)
+        self.transformer = eqx.tree_at(lambda m: m['wte'].weight, self.transformer, self.lm_head.weight)
 
         # init all weights
         key, subkey = jax.random.split(key)
@@ -191,7 +190,7 @@ class GPT(eqx.Module):
                 key, subkey = jax.random.split(key)
                 p = t2j.init.normal(subkey, p.shape, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer), dtype=p.dtype)
             new_params.append(p)
-        self = t2j.replace_parameters(self, new_params)
+        t2j.replace_parameters_in_init(self, new_params)
 
         # report number of parameters
         print("number of parameters: %.2fM" % (self.get_num_params() / 1e6,))
@@ -203,9 +202,9 @@ class GPT(eqx.Module):
         The token embeddings would too, except due to the parameter sharing these
         params are actually used as weights in the final layer, so we include them.
         """
-        n_params = sum(p.size for p in self.parameters())
+        n_params = sum(p.size for p in t2j.parameters(self))
         if non_embedding:
-            n_params -= self.transformer.wpe.weight.size
+            n_params -= self.transformer['wpe'].weight.size
         return n_params
 
     def _init_weights(self, module, *, key):
@@ -226,12 +225,17 @@ class GPT(eqx.Module):
         pos = jnp.arange(0, t, dtype=jnp.int64)  # shape (t)
 
         # forward the GPT model itself
-        tok_emb = self.transformer.wte(idx)  # token embeddings of shape (b, t, n_embd)
-        pos_emb = self.transformer.wpe(pos)  # position embeddings of shape (t, n_embd)
-        x = self.transformer.drop(tok_emb + pos_emb)
-        for block in self.transformer.h:
-            x = block(x)
-        x = self.transformer.ln_f(x)
+        key, subkey = t2j.split_key(key)
+        tok_emb = self.transformer['wte'](idx, key=subkey)  # token embeddings of shape (b, t, n_embd)
+        key, subkey = t2j.split_key(key)
+        pos_emb = self.transformer['wpe'](pos, key=subkey)  # position embeddings of shape (t, n_embd)
+        key, subkey = t2j.split_key(key)
+        x = self.transformer['drop'](tok_emb + pos_emb, key=subkey)
+        for block in self.transformer['h']:
+            key, subkey = t2j.split_key(key)
+            x = block(x, key=subkey)
+        key, subkey = t2j.split_key(key)
+        x = self.transformer['ln_f'](x, key=subkey)
 
         if targets is not None:
             # if we are given some desired targets also calculate the loss
@@ -246,7 +250,7 @@ class GPT(eqx.Module):
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
         # start with all of the candidate parameters
-        param_dict = {pn: p for pn, p in self.named_parameters()}
+        param_dict = {pn: p for pn, p in t2j.named_parameters(self)}
         # filter out those that do not require grad
         param_dict = {pn: p for pn, p in param_dict.items() if p.requires_grad}
         # create optim groups. Any parameters that is 2D will be weight decayed, otherwise no.
@@ -265,7 +269,7 @@ class GPT(eqx.Module):
         fused_available = 'fused' in inspect.signature(t2j.optim.AdamW).parameters
         use_fused = fused_available and device_type == 'cuda'
         extra_args = dict(fused=True) if use_fused else dict()
-        optimizer = torch.optim.AdamW(optim_groups, lr=learning_rate, betas=betas, **extra_args)  # torch2jax: T2J102 **kwargs cannot be mapped
+        optimizer = t2j.optim.AdamW(optim_groups, lr=learning_rate, betas=betas, **extra_args)
         opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
         return optimizer
 

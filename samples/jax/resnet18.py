@@ -27,12 +27,12 @@ def conv1x1(in_planes, out_planes, stride=1, *, key):
 
 
 class BasicBlock(eqx.Module):
-    conv1: object
+    conv1: t2j.nn.Conv2d
     bn1: object
     relu: t2j.nn.ReLU
-    conv2: object
+    conv2: t2j.nn.Conv2d
     bn2: object
-    downsample: object = eqx.field(static=True)
+    downsample: object = None
     stride: object = eqx.field(static=True)
 
     expansion = 1
@@ -51,28 +51,28 @@ class BasicBlock(eqx.Module):
         self.downsample = downsample
         self.stride = stride
 
-    def __call__(self, x, *, key=None):
+    def __call__(self, x, state=None, *, key=None):
         identity = x
 
         out = self.conv1(x)
-        out = self.bn1(out)
+        out, state = t2j.nn.call_with_state(self.bn1, out, state=state)
         out = self.relu(out)
 
         out = self.conv2(out)
-        out = self.bn2(out)
+        out, state = t2j.nn.call_with_state(self.bn2, out, state=state)
 
         if self.downsample is not None:
-            identity = self.downsample(x)
+            identity, state = t2j.nn.call_with_state(self.downsample, x, state=state)
 
         out += identity
         out = self.relu(out)
 
-        return out
+        return t2j.nn.with_state(out, state)
 
 
 class ResNet(eqx.Module):
 
-    _norm_layer: object
+    _norm_layer: object = eqx.field(static=True)
     inplanes: object = eqx.field(static=True)
     conv1: t2j.nn.Conv2d
     bn1: object
@@ -144,22 +144,22 @@ class ResNet(eqx.Module):
 
         return t2j.nn.Sequential(*layers)
 
-    def __call__(self, x, *, key=None):
+    def __call__(self, x, state=None, *, key=None):
         x = self.conv1(x)
-        x = self.bn1(x)
+        x, state = t2j.nn.call_with_state(self.bn1, x, state=state)
         x = self.relu(x)
         x = self.maxpool(x)
 
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        x = self.layer4(x)
+        x, state = t2j.nn.call_with_state(self.layer1, x, state=state)
+        x, state = t2j.nn.call_with_state(self.layer2, x, state=state)
+        x, state = t2j.nn.call_with_state(self.layer3, x, state=state)
+        x, state = t2j.nn.call_with_state(self.layer4, x, state=state)
 
         x = self.avgpool(x)
         x = t2j.flatten(x, start_dim=1)
         x = self.fc(x)
 
-        return x
+        return t2j.nn.with_state(x, state)
 
 
 def resnet18(*, key, **kwargs):
@@ -179,18 +179,18 @@ def make_fake_cifar(num_samples, class_colour, class_pattern, generator, *, key)
 
 
 @eqx.filter_jit
-def train_step(model, opt_state, optimizer, image, criterion, target, *, key):
-    def loss_fn(model):
-        output = model(image, key=key)
+def train_step(model, state, opt_state, optimizer, image, criterion, target, *, key):
+    def loss_fn(model, state):
+        output, state = model(image, state, key=key)
         loss = criterion(output, target)
-        return loss, (output,)
-    (loss, (output,)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model)
+        return loss, (state, output)
+    (loss, (state, output)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, state)
     updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
     model = eqx.apply_updates(model, updates)
-    return model, opt_state, loss, output
+    return model, state, opt_state, loss, output
 
 
-def train_one_epoch(model, criterion, optimizer, opt_state, scheduler, data_loader, device, epoch, step, *, key):
+def train_one_epoch(model, state, criterion, optimizer, opt_state, scheduler, data_loader, device, epoch, step, *, key):
     model = eqx.nn.inference_mode(model, False)
     for i, (image, target) in enumerate(data_loader):
         image, target = image, target
@@ -200,7 +200,7 @@ def train_one_epoch(model, criterion, optimizer, opt_state, scheduler, data_load
         image = jnp.where(flip[:, None, None, None], jnp.flip(image, axis=3), image)
 
         key, subkey = jax.random.split(key)
-        model, opt_state, loss, output = train_step(model, opt_state, optimizer, image, criterion, target, key=subkey)
+        model, state, opt_state, loss, output = train_step(model, state, opt_state, optimizer, image, criterion, target, key=subkey)
         opt_state = scheduler.step(opt_state)
 
         acc1 = jnp.mean((jnp.argmax(output, axis=1) == target).astype(jnp.float32)) * 100
@@ -208,17 +208,17 @@ def train_one_epoch(model, criterion, optimizer, opt_state, scheduler, data_load
               f"loss: {loss.item():.4f} acc1: {acc1.item():.2f}")
         print(f"step {step} loss {loss.item():.6f}")
         step += 1
-    return model, opt_state, step
+    return model, state, opt_state, step
 
 
-def evaluate(model, criterion, data_loader, device, *, key):
+def evaluate(model, state, criterion, data_loader, device, *, key):
     model = eqx.nn.inference_mode(model, True)
     total_loss, correct, total = 0.0, 0, 0
     for image, target in data_loader:
         image = image
         target = target
         key, subkey = jax.random.split(key)
-        output = model(image, key=subkey)
+        output, state = model(image, state, key=subkey)
         total_loss += criterion(output, target).item() * image.shape[0]
         _, pred = t2j.max(output, 1)
         correct += jnp.sum(jnp.equal(pred, target)).item()
@@ -256,7 +256,7 @@ def main():
     test_loader = t2j.data.DataLoader(t2j.data.TensorDataset(test_x, test_y), batch_size=args.batch_size)
 
     key, subkey = jax.random.split(key)
-    model = resnet18(num_classes=args.num_classes, width=args.width, zero_init_residual=True, key=subkey)
+    model, state = eqx.nn.make_with_state(resnet18)(num_classes=args.num_classes, width=args.width, zero_init_residual=True, key=subkey)
     model = model
 
     criterion = t2j.CrossEntropyLoss(label_smoothing=args.label_smoothing)
@@ -269,9 +269,9 @@ def main():
     acc = 0.0
     for epoch in range(args.epochs):
         key, subkey = jax.random.split(key)
-        model, opt_state, step = train_one_epoch(model, criterion, optimizer, opt_state, scheduler, train_loader, device, epoch, step, key=subkey)
+        model, state, opt_state, step = train_one_epoch(model, state, criterion, optimizer, opt_state, scheduler, train_loader, device, epoch, step, key=subkey)
         key, subkey = jax.random.split(key)
-        acc = evaluate(model, criterion, test_loader, device, key=subkey)
+        acc = evaluate(model, state, criterion, test_loader, device, key=subkey)
 
     print(f"final accuracy {acc:.4f}")
 

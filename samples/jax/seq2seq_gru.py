@@ -115,12 +115,12 @@ class AttnDecoderRNN(eqx.Module):
 
         return decoder_outputs, decoder_hidden, attentions
 
-    def forward_step(self, input, hidden, encoder_outputs, *, key):
-        key, subkey = jax.random.split(key)
+    def forward_step(self, input, hidden, encoder_outputs, *, key=None):
+        key, subkey = t2j.split_key(key)
         embedded = self.dropout(self.embedding(input), key=subkey)
 
         query = jnp.transpose(hidden, (1, 0, 2))
-        key, subkey = jax.random.split(key)
+        key, subkey = t2j.split_key(key)
         context, attn_weights = self.attention(query, encoder_outputs, key=subkey)
         input_gru = jnp.concatenate((embedded, context), axis=2)
 

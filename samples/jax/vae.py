@@ -38,7 +38,7 @@ class VAE(eqx.Module):
         h1 = jax.nn.relu(self.fc1(x))
         return self.fc21(h1), self.fc22(h1)
 
-    def reparameterize(self, mu, logvar, *, key):
+    def reparameterize(self, mu, logvar, *, key=None):
         std = jnp.exp(0.5 * logvar)
         eps = jax.random.normal(key, std.shape, std.dtype)
         return mu + eps * std

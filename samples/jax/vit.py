@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import equinox as eqx
 import torch2jax.runtime as t2j
-import torch.nn.functional as F
 
 
 def drop_path(x, drop_prob: float = 0., training: bool = False, scale_by_keep: bool = True, *, key):
@@ -103,8 +102,8 @@ class Attention(eqx.Module):
         q, k, v = jnp.unstack(qkv, axis=0)
 
         if self.fused_attn:
-            x = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.attn_drop.p if not self.inference else 0.)  # torch2jax: T2J102 scaled_dot_product_attention with dropout_p > 0 needs a PRNG key: call t2j.scaled_dot_product_attention(..., dropout_p=p, dropout_key=key) or pass dropout_p=0.0 in eval mode
+            key, subkey = t2j.split_key(key)
+            x = t2j.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if not self.inference else 0., dropout_key=subkey)
         else:
             q = q * self.scale
             attn = q @ jnp.swapaxes(k, -2, -1)
@@ -171,10 +170,10 @@ class Block(eqx.Module):
         self.drop_path2 = DropPath(drop_path) if drop_path > 0. else t2j.nn.Identity()
 
     def __call__(self, x, *, key=None):
-        key, subkey = t2j.split_key(key)
-        x = x + self.drop_path1(self.attn(self.norm1(x), key=subkey))
-        key, subkey = t2j.split_key(key)
-        x = x + self.drop_path2(self.mlp(self.norm2(x), key=subkey))
+        key, subkey1, subkey2 = t2j.split_key(key, 3)
+        x = x + self.drop_path1(self.attn(self.norm1(x), key=subkey2), key=subkey1)
+        key, subkey1, subkey2 = t2j.split_key(key, 3)
+        x = x + self.drop_path2(self.mlp(self.norm2(x), key=subkey2), key=subkey1)
         return x
 
 
@@ -187,7 +186,7 @@ class VisionTransformer(eqx.Module):
     pos_embed: jax.Array
     pos_drop: t2j.nn.Dropout
     blocks: t2j.nn.Sequential
-    norm: object
+    norm: t2j.nn.LayerNorm
     head: object
 
     def __init__(self, img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=64, depth=4,
@@ -237,14 +236,14 @@ class VisionTransformer(eqx.Module):
     def no_weight_decay(self):
         return {'pos_embed', 'cls_token'}
 
-    def forward_features(self, x, *, key):
-        key, subkey = jax.random.split(key)
+    def forward_features(self, x, *, key=None):
+        key, subkey = t2j.split_key(key)
         x = self.patch_embed(x, key=subkey)
         cls_token = t2j.expand(self.cls_token, (x.shape[0], -1, -1))  # stole cls_tokens impl from Phil Wang, thanks
         x = jnp.concatenate((cls_token, x), axis=1)
-        key, subkey = jax.random.split(key)
+        key, subkey = t2j.split_key(key)
         x = self.pos_drop(x + self.pos_embed, key=subkey)
-        key, subkey = jax.random.split(key)
+        key, subkey = t2j.split_key(key)
         x = self.blocks(x, key=subkey)
         x = self.norm(x)
         return x

@@ -155,3 +155,15 @@ class Derived(Base):
 
     def forward(self, x):
         return super().forward(x) * self.scale
+
+
+class NamedParts(nn.Module):
+    """Layers in a ModuleDict, reached by attribute (nanoGPT's self.transformer.wte), one of them stateful."""
+
+    def __init__(self, d=6):
+        super().__init__()
+        self.parts = nn.ModuleDict(dict(inp=nn.Linear(d, 8), norm=nn.BatchNorm1d(8), out=nn.Linear(8, 3)))
+
+    def forward(self, x):
+        h = torch.relu(self.parts.norm(self.parts.inp(x)))
+        return self.parts.out(h) + self.parts["out"].bias

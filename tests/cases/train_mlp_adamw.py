@@ -24,7 +24,9 @@ def main():
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.from_numpy(rng.standard_normal(tuple(p.shape)).astype(np.float32) * 0.3))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05, weight_decay=0.01)
+    # torch-only implementation switches, chosen at run time as nanoGPT does (fused=True on CUDA)
+    extra_args = dict(fused=True) if torch.cuda.is_available() else dict(foreach=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05, weight_decay=0.01, **extra_args)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
     for step in range(12):
         start = step * 16 % 64

@@ -131,6 +131,18 @@ def test_positional_params_and_lr_are_accepted(data):
         assert_histories_close(expected, run_jax(opt, params, grads[:3]))
 
 
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_torch_implementation_switches_are_accepted_and_change_nothing(data, name):
+    """foreach/fused/capturable/differentiable pick torch's kernels, not the update: translated code passes them
+    through (`AdamW(groups, lr=lr, **dict(fused=True))`) and gets torch's plain update."""
+    params, grads = data
+    switches = {"foreach": True, "fused": True, "differentiable": False}
+    if name != "SGD":
+        switches["capturable"] = True
+    expected = run_torch(name, {"lr": 0.05, "foreach": False}, params, grads[:5])
+    assert_histories_close(expected, run_jax(getattr(t2j.optim, name)(lr=0.05, **switches), params, grads[:5]))
+
+
 def test_invalid_arguments_raise_like_torch():
     with pytest.raises(ValueError, match="Nesterov"):
         t2j.optim.SGD(lr=0.1, nesterov=True)

@@ -10,7 +10,8 @@ from torch2jax.runtime import init
 from torch2jax.runtime.state_dict import StateDictError, load_state_dict, to_state_dict
 from torch2jax.runtime.losses import *  # noqa: F401,F403  (torch.nn.functional losses and the nn.*Loss modules)
 from torch2jax.runtime.random import Generator, cuda_manual_seed, fold_in, manual_seed, multinomial, split_key  # noqa: F401,E501
-from torch2jax.runtime.params import named_buffers, named_parameters, parameters, replace_parameters  # noqa: F401,E501
+from torch2jax.runtime.params import (named_buffers, named_parameters, parameters, replace_parameters,  # noqa: F401
+                                      replace_parameters_in_init)
 from torch2jax.runtime import data  # torch.utils.data without torch
 from torch2jax.runtime.module_apply import apply, apply_in_init  # noqa: F401  (Module.apply(fn))
 from torch2jax.runtime import amp, func, parallel  # torch.func helpers, mixed precision, data parallelism (issue 12)

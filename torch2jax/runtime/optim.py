@@ -186,6 +186,11 @@ class Optimizer(optax.GradientTransformation):
 
     Subclasses declare torch's constructor (``_POSITIONAL``, ``_DEFAULTS``), which settings live in the state
     (``_HYPER``), and the per-parameter rule (``_init_leaf``, ``_step_leaf``).
+
+    torch's implementation switches ``foreach``, ``fused``, ``capturable`` and ``differentiable`` are taken and
+    ignored: they choose how torch runs the same update (multi-tensor or fused CUDA kernels, CUDA-graph capture,
+    autograd through the step), not what it computes, and XLA compiles the whole jitted step anyway. Taking them
+    lets translated code pass torch's keywords through unchanged, e.g. ``AdamW(groups, lr=lr, **dict(fused=True))``.
     """
 
     _POSITIONAL: tuple[str, ...] = ()  # torch's positional order after `params`

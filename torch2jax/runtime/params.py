@@ -69,3 +69,12 @@ def replace_parameters(model, values):
             raise ValueError(f"replace_parameters: shape {tuple(value.shape)} for a parameter of shape {old.shape}")
     return eqx.tree_at(lambda m: [_get(m, p) for p in paths], model,
                        [jax.numpy.asarray(v, dtype=_get(model, p).dtype) for p, v in zip(paths, values)])
+
+
+def replace_parameters_in_init(module, values) -> None:
+    """`for p in self.parameters(): p.copy_(...)` inside `__init__`: the module being built takes the fields of
+    `replace_parameters(module, values)` (an Equinox module can still set its fields during __init__; rebinding
+    `self` would leave the module that is returned untouched)."""
+    new = replace_parameters(module, values)
+    for name, value in vars(new).items():
+        setattr(module, name, value)

@@ -98,15 +98,15 @@ def one_hot_classes(pass_, record, bound, node):
 
 
 def sdpa_dropout(pass_, record, bound, node):
-    """F.scaled_dot_product_attention: dropout_p must be literally 0 (no PRNG key to draw with)."""
-    if "dropout_p" in bound.given:
-        if _literal(bound.args["dropout_p"]) not in (0, 0.0):
-            pass_.report("T2J102", "scaled_dot_product_attention with dropout_p > 0 needs a PRNG key: call "
-                                   "t2j.scaled_dot_product_attention(..., dropout_p=p, dropout_key=key) or pass "
-                                   "dropout_p=0.0 in eval mode", node)
-            return node
+    """F.scaled_dot_product_attention: a literal dropout_p of 0 is dropped; any other dropout_p (often
+    `self.dropout if self.training else 0`) is passed on with a fresh PRNG key for the dropout mask."""
+    if "dropout_p" not in bound.given:
+        return None
+    if _literal(bound.args["dropout_p"]) in (0, 0.0):
         _drop(bound, "dropout_p")
-    return None
+        return None
+    template = record.templates[0]
+    return pass_.emit(record, template[:-1] + ", dropout_p=dropout_p, dropout_key=KEY)", bound)
 
 
 def dropout_eval(pass_, record, bound, node):

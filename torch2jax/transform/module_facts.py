@@ -29,6 +29,10 @@ class FieldFacts:
     conditional: bool = False  # assigned only on some paths, or also assigned None
     persistent: bool = True  # buffers: part of the state_dict
     holds: tuple[str, ...] = ()  # user module classes inside a container field (Sequential(MaxPool2d, DoubleConv))
+    # a submodule whose kind is only known at run time (a module argument, a helper's result, `norm_layer(c)` with
+    # norm_layer a class argument): a stateful class calls it through t2j.nn.call_with_state
+    dynamic: bool = False
+    own_stateful: bool | None = None  # `stateful` from torch layers alone, before ModuleFacts.close adds user classes
 
 
 @dataclass
@@ -39,6 +43,12 @@ class ClassFacts:
     uses_training: bool = False
     stateful: bool = False
     members: list[str] = field(default_factory=list)  # user module classes held (for the stateful closure)
+    # stateful only through submodules whose kind is known at run time (a norm_layer argument that defaults to
+    # BatchNorm2d): __call__ takes `state=None` and returns (out, state) only when given a state
+    state_optional: bool = False
+    init_params: list[str] = field(default_factory=list)  # __init__'s parameters after self, in order
+    param_fields: dict[str, str] = field(default_factory=dict)  # `self.f = p` in __init__: parameter p -> field f
+    param_builds: dict[str, list[str]] = field(default_factory=dict)  # `self.f = p(c)`: parameter p -> fields f
 
 
 @dataclass
@@ -66,6 +76,20 @@ class ModuleFacts:
                     stateful = stateful or f.stateful
                 if stateful and not c.stateful:
                     c.stateful = changed = True
+        surely: set[str] = set()  # stateful whatever the constructor's arguments
+        changed = True
+        while changed:
+            changed = False
+            for c in self.classes.values():
+                if c.name in surely:
+                    continue
+                if any(b in surely for b in c.bases) or any(
+                        not f.dynamic and (f.own_stateful or any(h in surely for h in (f.type_name, *f.holds)))
+                        for f in c.fields.values()):
+                    surely.add(c.name)
+                    changed = True
+        for c in self.classes.values():
+            c.state_optional = c.stateful and c.name not in surely
 
 
 MODULE_LIKE_NAMES = ("model", "net", "encoder", "decoder", "layer", "block", "module", "backbone", "head", "body",
@@ -122,15 +146,90 @@ def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
     return found
 
 
+def _assigns(node: cst.CSTNode) -> list[cst.Assign]:
+    found = []
+
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def visit_Assign(self, n: cst.Assign) -> None:
+            found.append(n)
+
+    walk(node, V())
+    return found
+
+
+def _bind(params: list[str], args) -> list[tuple[str, cst.BaseExpression]]:
+    out = []
+    for i, a in enumerate(args):
+        if a.star:
+            break
+        if a.keyword is not None:
+            out.append((a.keyword.value, a.value))
+        elif i < len(params):
+            out.append((params[i], a.value))
+    return out
+
+
+def _assigned(fn: cst.FunctionDef, name: str) -> list[cst.BaseExpression]:
+    return [a.value for a in _assigns(fn) for t in a.targets
+            if isinstance(t.target, cst.Name) and t.target.value == name]
+
+
+def _references_in(node: cst.CSTNode) -> list[cst.BaseExpression]:
+    """Names and dotted attributes (nn.BatchNorm2d), outermost first."""
+    found = []
+
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def visit_Attribute(self, n: cst.Attribute) -> bool:
+            found.append(n)
+            return dotted(n) is None
+
+        def visit_Name(self, n: cst.Name) -> None:
+            found.append(n)
+
+    walk(node, V())
+    return found
+
+
+def _user_classes_in(node: cst.CSTNode, facts: ModuleFacts) -> list[str]:
+    return sorted({n.value for n in _references_in(node) if isinstance(n, cst.Name) and n.value in facts.classes})
+
+
+def _called_attributes(cls: cst.ClassDef) -> set[str]:
+    """The X of every `self.X(...)` in the class's methods outside __init__: fields used as callables."""
+    found: set[str] = set()
+
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def visit_Call(self, n: cst.Call) -> None:
+            if isinstance(n.func, cst.Attribute) and dotted(n.func.value) == "self":
+                found.add(n.func.attr.value)
+
+    for m in cls.body.body:
+        if isinstance(m, cst.FunctionDef) and m.name.value != "__init__":
+            walk(m, V())
+    return found
+
+
 class _Collector(Visitor):
     SEES_LAYOUT = False
 
-    def __init__(self, scopes: Scopes, known: ModuleFacts) -> None:
+    def __init__(self, scopes: Scopes, known: ModuleFacts,
+                 functions: dict[str, cst.FunctionDef] | None = None) -> None:
         self.scopes = scopes
         self.facts = known
         self.current: ClassFacts | None = None
         self.in_init = False
         self.branch_depth = 0
+        self.functions = functions or {}  # the file's top-level functions: builders of layers (make_layers(cfg))
+        self.methods: dict[str, cst.FunctionDef] = {}
+        self.called: set[str] = set()
+        self.params: set[str] = set()
+        self.layer_classes: dict[str, set[str | None]] = {}
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         bases = []
@@ -147,6 +246,8 @@ class _Collector(Visitor):
             return True
         self.current = ClassFacts(node.name.value, bases)
         self.facts.classes[node.name.value] = self.current
+        self.methods = {m.name.value: m for m in node.body.body if isinstance(m, cst.FunctionDef)}
+        self.called = _called_attributes(node)
         return True
 
     def leave_ClassDef(self, node: cst.ClassDef) -> None:
@@ -155,6 +256,43 @@ class _Collector(Visitor):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.in_init = self.current is not None and node.name.value == "__init__"
+        if self.in_init:
+            self.params, self.layer_classes = self._init_names(node)
+            p = node.params
+            self.current.init_params = [q.name.value for q in (*p.posonly_params, *p.params, *p.kwonly_params)][1:]
+
+    def _init_names(self, fn: cst.FunctionDef) -> tuple[set[str], dict[str, set[str | None]]]:
+        """__init__'s parameters, and the names in it that hold a layer class: `norm_layer=nn.BatchNorm2d`, or
+        `if norm_layer is None: norm_layer = nn.BatchNorm2d`. None among a name's classes: a parameter, so a
+        caller may pass another class."""
+        p = fn.params
+        params = [*p.posonly_params, *p.params, *p.kwonly_params]
+        names = {q.name.value for q in params}
+        classes: dict[str, set[str | None]] = {}
+        for q in params:
+            cls = self._layer_class(q.default) if q.default is not None else None
+            if cls is not None or (q.default is not None and dotted(q.default) == "None"):
+                classes.setdefault(q.name.value, set()).update({cls, None})
+        for assign in _assigns(fn):
+            cls = self._layer_class(assign.value)
+            for t in assign.targets:
+                if isinstance(t.target, cst.Name) and cls is not None:
+                    classes.setdefault(t.target.value, set()).add(cls)
+        return names, {k: v for k, v in classes.items() if v - {None}}
+
+    def _layer_class(self, node: cst.BaseExpression) -> str | None:
+        """The module class an expression names (not builds): nn.BatchNorm2d, a user module class,
+        functools.partial(nn.BatchNorm2d, eps=...)."""
+        if isinstance(node, cst.Call) and self.scopes.qualname(node.func) == "functools.partial" and node.args:
+            return self._layer_class(node.args[0].value)
+        if not isinstance(node, (cst.Name, cst.Attribute)):
+            return None
+        qual = self.scopes.qualname(node)
+        if qual is not None and qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper() \
+                and qual not in MODULE_BASES and qual not in PARAMETER:
+            return qual
+        local = dotted(node)
+        return local if local in self.facts.classes else None
 
     def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.in_init = False
@@ -209,10 +347,61 @@ class _Collector(Visitor):
             self.current.fields[f.name] = f
 
     def _field(self, name: str, value: cst.BaseExpression) -> None:
+        if isinstance(value, cst.Name) and value.value in self.params:
+            self.current.param_fields.setdefault(value.value, name)
+        for call in _calls_in(value):
+            if isinstance(call.func, cst.Name) and call.func.value in self.params:
+                self.current.param_builds.setdefault(call.func.value, []).append(name)
         self._add(self.classify(name, value))
+
+    def _module_evidence(self, value: cst.BaseExpression) -> tuple[bool, bool]:
+        """Whether an argument builds a module, and whether that holds state: nn.Sequential(conv, BatchNorm2d),
+        a user module, make_layers(cfg, batch_norm=True)."""
+        module = stateful = False
+        for call in _calls_in(value):
+            qual = self.scopes.qualname(call.func) or ""
+            local = dotted(call.func) or ""
+            builder = self._builder(call.func)
+            if (qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper()) or local in self.facts.classes \
+                    or builder is not None:
+                module = True
+            if builder is not None and self._builds_stateful(builder, set()):
+                stateful = True
+        return module, stateful or self._has_stateful(value)
+
+    def call_site(self, call: cst.Call, fn: cst.FunctionDef | None, cls: ClassFacts | None) -> None:
+        """`Block(64, 64, 1, downsample)`, `VGG(make_layers(cfg, batch_norm=True))`: what a caller hands the
+        constructor (or a subclass hands `super().__init__`) tells what the field that keeps it holds."""
+        if cls is None or not (cls.param_fields or cls.param_builds):
+            return
+        self.methods = {}  # the caller's own helpers are not followed
+        self.params, self.layer_classes = self._init_names(fn) if fn is not None else (set(), {})
+        for param, arg in _bind(cls.init_params, call.args):
+            built = self._layer_class(arg)
+            for name in cls.param_builds.get(param, []) if built is not None else []:
+                f = cls.fields.get(name)  # Block(c, norm_layer=nn.BatchNorm2d): self.norm = norm_layer(c)
+                if f is not None and f.kind in ("module", "plain", "static"):
+                    f.kind, f.dynamic = "module", True
+                    f.stateful = f.stateful or built in STATEFUL_LAYERS
+                    f.holds = f.holds + ((built,) if built in self.facts.classes else ())
+            f = cls.fields.get(cls.param_fields.get(param, ""))
+            if f is None:
+                continue
+            values = [arg] + (_assigned(fn, arg.value) if fn is not None and isinstance(arg, cst.Name) else [])
+            evidence = [self._module_evidence(v) for v in values]
+            if any(m for m, _ in evidence) and f.kind in ("static", "plain"):
+                f.kind, f.type_name, f.dynamic = "module", None, True
+            if any(st for _, st in evidence) and f.kind in ("module", "list", "dict", "plain"):
+                f.stateful = True
 
     def classify(self, name: str, value: cst.BaseExpression) -> FieldFacts:
         facts = self._classify(name, value)
+        facts.own_stateful = facts.stateful
+        if facts.kind in ("plain", "static") and name in self.called \
+                and not (isinstance(value, cst.Name) and value.value in self.layer_classes):
+            # self.downsample = downsample, called in forward: a module handed to the constructor (maybe None)
+            facts = FieldFacts(name, "module", conditional=facts.conditional or isinstance(value, cst.Name),
+                               dynamic=True)
         if facts.kind in ("module", "list", "dict") and isinstance(value, (cst.Call, cst.List, cst.ListComp)):
             # a container's user classes: their statefulness is only final once every class is read (close())
             facts.holds = tuple(c for c in (dotted(call.func) for call in _calls_in(value)) if c in self.facts.classes)
@@ -222,6 +411,29 @@ class _Collector(Visitor):
         cond = self.branch_depth > 0
         if isinstance(value, cst.Name) and value.value == "None":
             return FieldFacts(name, "none", conditional=True)
+        if isinstance(value, cst.IfExp):
+            return self._either(name, self._classify(name, value.body), self._classify(name, value.orelse), cond)
+        if isinstance(value, cst.Name) and value.value in self.layer_classes:
+            return FieldFacts(name, "static", conditional=cond)  # a class kept to build layers later
+        if isinstance(value, cst.Call) and isinstance(value.func, cst.Name) \
+                and value.func.value in self.layer_classes:
+            # norm_layer(planes): a module of the class the name holds; a parameter may hold another class
+            classes = self.layer_classes[value.func.value]
+            known = classes - {None}
+            exact = None not in classes and len(known) == 1
+            holds = tuple(c for c in known if c in self.facts.classes)
+            return FieldFacts(name, "module", next(iter(known)) if exact else None,
+                              stateful=any(c in STATEFUL_LAYERS for c in known), conditional=cond,
+                              dynamic=not exact, holds=holds)
+        if isinstance(value, cst.Call):
+            builder = self._builder(value.func)
+            built = self._built_type(builder) if builder is not None else None
+            if built is not None:  # conv3x3(...) whose every return is nn.Conv2d(...)
+                return FieldFacts(name, "module", built, stateful=built in STATEFUL_LAYERS, conditional=cond)
+            if builder is not None and name in self.called:
+                # self.layer1 = self._make_layer(...): whatever the helper builds, called like a module
+                return FieldFacts(name, "module", stateful=self._builds_stateful(builder, set()), conditional=cond,
+                                  dynamic=True, holds=tuple(_user_classes_in(builder, self.facts)))
         if isinstance(value, cst.Call):
             qual = self.scopes.qualname(value.func)
             local = dotted(value.func)
@@ -233,7 +445,9 @@ class _Collector(Visitor):
                 return FieldFacts(name, kind, inner, stateful=self._is_stateful_type(inner) or
                                   self._has_stateful(value), conditional=cond)
             if qual == "torch.nn.Sequential":
-                return FieldFacts(name, "module", qual, stateful=self._has_stateful(value), conditional=cond)
+                stateful = self._has_stateful(value)
+                return FieldFacts(name, "module", qual, stateful=stateful, conditional=cond,
+                                  dynamic=stateful and not self._has_stateful(value, surely=True))
             if qual is not None and qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper():
                 return FieldFacts(name, "module", qual, stateful=qual in STATEFUL_LAYERS, conditional=cond)
             if local in self.facts.classes:
@@ -252,6 +466,63 @@ class _Collector(Visitor):
         # unknown: a plain field (a module passed in stays trainable; a number stays static under filter_jit)
         return FieldFacts(name, "plain", conditional=cond)
 
+    def _either(self, name: str, a: FieldFacts, b: FieldFacts, cond: bool) -> FieldFacts:
+        """`DropPath(p) if p > 0 else nn.Identity()`: a module when either branch builds one."""
+        if a.kind == "none" or b.kind == "none":
+            other = b if a.kind == "none" else a
+            other.conditional = True
+            return other
+        if a.kind != "module" and b.kind != "module":
+            return a if a.kind == b.kind else FieldFacts(name, "plain", conditional=cond)
+        same = a.type_name == b.type_name and a.kind == b.kind
+        return FieldFacts(name, "module", a.type_name if same else None, stateful=a.stateful or b.stateful,
+                          conditional=cond, dynamic=a.dynamic or b.dynamic or not same, holds=a.holds + b.holds)
+
+    def _builder(self, func: cst.BaseExpression) -> cst.FunctionDef | None:
+        """The function a field's value comes from when it is a method of the class or a function of the file."""
+        path = dotted(func) or ""
+        if path.startswith("self.") and path.count(".") == 1:
+            return self.methods.get(path[5:])
+        return self.functions.get(path)
+
+    def _built_type(self, fn: cst.FunctionDef) -> str | None:
+        """The torch layer a builder returns when every return statement builds the same one."""
+        found = set()
+
+        class V(Visitor):
+            SEES_LAYOUT = False
+
+            def visit_FunctionDef(self, n: cst.FunctionDef) -> bool:
+                return n is fn  # returns of nested functions are theirs
+
+            def visit_Return(self, n: cst.Return) -> None:
+                found.add(n.value)
+
+        walk(fn, V())
+        types = {self.scopes.qualname(v.func) if isinstance(v, cst.Call) else None for v in found}
+        if len(types) != 1:
+            return None
+        qual = types.pop()
+        if qual is None or not qual.startswith("torch.nn.") or qual in CONTAINERS \
+                or not qual.rsplit(".", 1)[1][:1].isupper():
+            return None
+        return qual
+
+    def _builds_stateful(self, fn: cst.FunctionDef, seen: set[str]) -> bool:
+        """Whether a builder mentions a stateful layer class (nn.BatchNorm2d), directly or through the builders
+        it calls. User classes it builds count once their statefulness is known (ModuleFacts.close)."""
+        if fn.name.value in seen:
+            return False
+        seen.add(fn.name.value)
+        for node in _references_in(fn):
+            if self.scopes.qualname(node) in STATEFUL_LAYERS:
+                return True
+        for call in _calls_in(fn):
+            inner = self._builder(call.func)
+            if inner is not None and self._builds_stateful(inner, seen):
+                return True
+        return False
+
     def _member_type(self, node: cst.CSTNode) -> str | None:
         for call in _calls_in(node):
             qual = self.scopes.qualname(call.func)
@@ -267,10 +538,14 @@ class _Collector(Visitor):
         return type_name in STATEFUL_LAYERS or (type_name in self.facts.classes
                                                 and self.facts.classes[type_name].stateful)
 
-    def _has_stateful(self, node: cst.CSTNode) -> bool:
+    def _has_stateful(self, node: cst.CSTNode, surely: bool = False) -> bool:
+        """Whether node builds a stateful layer; with `surely`, not counting classes a caller could replace."""
         for call in _calls_in(node):
             if self._is_stateful_type(self.scopes.qualname(call.func)) or self._is_stateful_type(dotted(call.func)):
                 return True
+            classes = self.layer_classes.get(call.func.value, set()) if isinstance(call.func, cst.Name) else set()
+            if (not surely or None not in classes) and any(self._is_stateful_type(c) for c in classes):
+                return True  # Sequential(conv, norm_layer(c)) with norm_layer = nn.BatchNorm2d
         return False
 
     def _mentions_tensor(self, node: cst.CSTNode) -> bool:
@@ -284,10 +559,47 @@ class _Collector(Visitor):
 def collect_module_facts(module: cst.Module, scopes: Scopes, known: ModuleFacts | None = None,
                          word_cache: dict | None = None) -> ModuleFacts:
     facts = known if known is not None else ModuleFacts()
-    collector = _Collector(scopes, facts)
+    functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+    collector = _Collector(scopes, facts, functions)
     word_cache = {} if word_cache is None else word_cache
     for stmt in module.body:
         if CLASS in words(stmt, word_cache):  # outside a class the collector notes nothing
             walk(stmt, collector)
+    if any(c.param_fields or c.param_builds for c in facts.classes.values()):
+        _visit_call_sites(module, collector)
     facts.close()
     return facts
+
+
+def _visit_call_sites(module: cst.Module, collector: _Collector) -> None:
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def __init__(self) -> None:
+            self.fns: list[cst.FunctionDef] = []
+            self.classes: list[str] = []
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> None:
+            self.classes.append(node.name.value)
+
+        def leave_ClassDef(self, node: cst.ClassDef) -> None:
+            self.classes.pop()
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+            self.fns.append(node)
+
+        def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+            self.fns.pop()
+
+        def visit_Call(self, node: cst.Call) -> None:
+            facts = collector.facts.classes
+            cls = facts.get(node.func.value) if isinstance(node.func, cst.Name) else None
+            func = node.func
+            if cls is None and self.classes and self.classes[-1] in facts and isinstance(func, cst.Attribute) \
+                    and func.attr.value == "__init__" and isinstance(func.value, cst.Call) \
+                    and dotted(func.value.func) == "super":
+                cls = next((facts[b] for b in facts[self.classes[-1]].bases if b in facts), None)
+            if cls is not None:
+                collector.call_site(node, self.fns[-1] if self.fns else None, cls)
+
+    walk(module, V())

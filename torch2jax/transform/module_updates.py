@@ -49,6 +49,7 @@ class ModuleUpdatesPass(Pass):
         super().__init__(ctx)
         self.methods: list[str] = []
         self.class_depth = 0
+        self.class_names: list[str] = []
         self.initialising: list[set[str]] = []
         # what the rewrites start from: an init call (nn.init.x_, or an imported init function), an assignment to
         # an attribute or item, a loop over parameters()
@@ -60,10 +61,12 @@ class ModuleUpdatesPass(Pass):
 
     def visit_ClassDef(self, node) -> None:
         self.class_depth += 1
+        self.class_names.append(node.name.value)
         self.initialising.append({"__init__"} | init_helpers(node))  # __init__ and the methods only it calls
 
     def leave_ClassDef(self, original, updated):
         self.class_depth -= 1
+        self.class_names.pop()
         self.initialising.pop()
         return updated
 
@@ -106,6 +109,9 @@ class ModuleUpdatesPass(Pass):
                 return None  # a field set in __init__; elsewhere the in-place pass reports it
             first = path[1:].split(".")[0].split("[")[0]
             root, path = f"self.{first}", path[len(first) + 1:]
+            if self._is_dict_field(first) and path.startswith("."):
+                key = path[1:].split(".")[0].split("[")[0]  # a ModuleDict is a plain dict in the translation
+                path = f"[{key!r}]{path[len(key) + 1:]}"
         elif root == "self" or not isinstance(assign.targets[0].target, cst.Attribute):
             return None
         if "data" == path.rsplit(".", 1)[-1]:
@@ -117,6 +123,12 @@ class ModuleUpdatesPass(Pass):
                     assign.targets[0].target)
         return cst.parse_statement(
             f"{root} = eqx.tree_at(lambda m: m{path}, {root}, {_code(assign.value)})\n").body[0]
+
+    def _is_dict_field(self, name: str) -> bool:
+        facts = self.ctx.module_facts
+        cls = facts.classes.get(self.class_names[-1]) if facts is not None and self.class_names else None
+        field = cls.fields.get(name) if cls is not None else None
+        return field is not None and field.kind == "dict"
 
     def leave_For(self, original: cst.For, updated: cst.For):
         """`for p in model.parameters(): p = ...` -> collect the new values and put them back."""
@@ -138,10 +150,20 @@ class ModuleUpdatesPass(Pass):
         self.report("T2J202", f"parameters of {owner} updated in a loop: collected and put back with "
                               f"t2j.replace_parameters", original)
         root = owner.split(".")[0].split("[")[0]
+        in_init = root == "self" and self.class_depth and self.methods and self.methods[-1] in self.initialising[-1]
         put_back = f"{owner} = t2j.replace_parameters({owner}, new_params)\n" if owner == root else (
             f"{root} = eqx.tree_at(lambda m: m{owner[len(root):]}, {root}, "
             f"t2j.replace_parameters({owner}, new_params))\n")
-        if owner != root:
+        if owner == "self" and in_init:  # rebinding self would not change the module being built
+            put_back = "t2j.replace_parameters_in_init(self, new_params)\n"
+        elif in_init:  # self.encoder.parameters(): set the field, as __init__ may
+            first = owner[5:].split(".")[0].split("[")[0]
+            rest = owner[5 + len(first):]
+            put_back = (f"self.{first} = t2j.replace_parameters(self.{first}, new_params)\n" if not rest else
+                        f"self.{first} = eqx.tree_at(lambda m: m{rest}, self.{first}, "
+                        f"t2j.replace_parameters({owner}, new_params))\n")
+            self.need("eqx")
+        elif owner != root:
             self.need("eqx")
         return cst.FlattenSentinel([cst.parse_statement("new_params = []\n").with_changes(
             leading_lines=updated.leading_lines), loop.with_changes(leading_lines=[]), cst.parse_statement(put_back)])

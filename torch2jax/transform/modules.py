@@ -21,6 +21,8 @@ from torch2jax.transform.names import dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER, function_alias
 
 STATE = "state"
+PARAMETER_LISTS = {"self.parameters", "self.named_parameters", "self.named_buffers"}
+DICT_METHODS = frozenset(dir(dict)) | {"named_children", "children", "modules", "named_modules"}
 
 
 class ModulePass(Pass):
@@ -35,7 +37,9 @@ class ModulePass(Pass):
         self.cls: ClassFacts | None = None
         self.method: str | None = None
         self.pre: list[list[cst.BaseStatement]] = []  # statements hoisted before the current statement
-        self.stateful_loop_vars: set[str] = set()
+        self.stateful_loop_vars: dict[str, cst.BaseExpression] = {}  # loop variable -> what it iterates
+        self.ifexps: list[cst.IfExp] = []  # conditional expressions around the node being rewritten
+        self.iterated: set[cst.CSTNode] = set()  # what for loops and comprehensions iterate over
         self.tmp_count = 0
         self.negations: set[cst.CSTNode] = set()
         # outside a module class only a module class nested inside, or a `(not self.inference)` that _bare
@@ -107,7 +111,7 @@ class ModulePass(Pass):
             extra = ", default=None" if f.conditional else ""
             return f"{f.type_name or 'object'} = eqx.field(static=True{extra})"
         if f.kind == "module":
-            return self._type_name(f.type_name) + default
+            return ("object" if f.dynamic and f.type_name is None else self._type_name(f.type_name)) + default
         if f.kind in ("array", "buffer"):
             self.need("jax")
             return "jax.Array" + default
@@ -141,7 +145,7 @@ class ModulePass(Pass):
             updated = updated.with_changes(name=cst.Name("__call__"))
         if original.name.value in ("forward", "__call__"):
             if self.cls.stateful:
-                updated = _add_state_param(updated)
+                updated = _add_state_param(updated, optional=self.cls.state_optional)
             updated = self._add_key_param(updated)
         return updated
 
@@ -223,9 +227,13 @@ class ModulePass(Pass):
         target = cst.AssignTarget(cst.Attribute(cst.Name("self"), cst.Name(name)))
         return stmt.with_changes(body=[cst.Assign([target], call.args[1].value)])
 
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        self.iterated.add(node.iter)
+
     def visit_For(self, node: cst.For) -> None:
+        self.iterated.add(node.iter)
         if self.cls is not None and isinstance(node.target, cst.Name) and self._is_stateful_callee(node.iter):
-            self.stateful_loop_vars.add(node.target.value)
+            self.stateful_loop_vars[node.target.value] = node.iter
 
     def leave_Assign(self, original: cst.Assign, updated: cst.Assign):
         """`x = self.bn(x)` in a stateful __call__ -> `x, state = self.bn(x, state=state)`."""
@@ -250,6 +258,11 @@ class ModulePass(Pass):
             return updated
         if dotted(original.func) == "self.forward":
             return updated.with_changes(func=cst.Name("self"))
+        if original in self.iterated and dotted(original.func) in PARAMETER_LISTS and not original.args:
+            # `for p in self.parameters()`, `{n: p for n, p in self.named_parameters()}`: the runtime lists
+            # them in torch's order and with torch's names
+            self.need("t2j")
+            return cst.parse_expression(f"t2j.{original.func.attr.value}(self)")
         path = dotted(original.func) or ""
         field = self._field(path[5:]) if path.startswith("self.") and path.count(".") == 1 else None
         if field is not None and field.type_name == "torch.nn.MultiheadAttention":
@@ -268,13 +281,30 @@ class ModulePass(Pass):
             base = (dotted(original.func) or "sub").replace("self.", "").replace(".", "_")
             tmp = f"{base}_out" if self.tmp_count == 1 else f"{base}_out{self.tmp_count}"
             args = list(updated.args)
+            func = updated.func
+            if self._is_dynamic_callee(original.func):
+                # a submodule of unknown kind: the runtime threads state only if it holds any
+                self.need("t2j")
+                args = [cst.Arg(func, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))] + args
+                func = cst.parse_expression("t2j.nn.call_with_state")
             if args:
                 args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
             args.append(cst.Arg(cst.Name(STATE), keyword=cst.Name(STATE),
                                 equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
-            call = updated.with_changes(args=args)
+            call = updated.with_changes(func=func, args=args)
             target = cst.Tuple([cst.Element(cst.Name(tmp)), cst.Element(cst.Name(STATE))], lpar=[], rpar=[])
-            self.pre[-1].append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], call)]))
+            value = call
+            for branch_of in reversed(self.ifexps):  # `self.down(x) if self.down is not None else x`: still guarded
+                in_body = _contains(branch_of.body, original)
+                if not in_body and not _contains(branch_of.orelse, original):
+                    continue  # in the test: evaluated either way
+                skipped = cst.Tuple([cst.Element(cst.Name("None")), cst.Element(cst.Name(STATE))])
+                value = cst.IfExp(test=branch_of.test, body=value if in_body else skipped,
+                                  orelse=skipped if in_body else value,
+                                  lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            if value is not call:
+                value = value.with_changes(lpar=[], rpar=[])
+            self.pre[-1].append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], value)]))
             return cst.Name(tmp)
         return updated
 
@@ -283,11 +313,22 @@ class ModulePass(Pass):
             value = updated.value
             if isinstance(value, cst.Tuple) and not value.lpar:
                 value = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            if self.cls.state_optional:
+                # (out, state) when called with a state, out when not: the runtime layers' convention
+                self.need("t2j")
+                value = value.with_changes(lpar=[], rpar=[]) if isinstance(value, cst.Tuple) else value
+                return updated.with_changes(value=cst.Call(cst.parse_expression("t2j.nn.with_state"), [
+                    cst.Arg(value, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))),
+                    cst.Arg(cst.Name(STATE))]))
             pair = cst.Tuple([cst.Element(value), cst.Element(cst.Name(STATE))], lpar=[], rpar=[])
             return updated.with_changes(value=pair)
         return updated
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        if self.cls is not None and self.method is not None and self._dict_member(original):
+            # ModuleDict's attribute access (self.transformer.wte): the translation holds a plain dict
+            return cst.Subscript(updated.value, [cst.SubscriptElement(cst.Index(
+                cst.SimpleString(repr(original.attr.value))))], lpar=updated.lpar, rpar=updated.rpar)
         if self.cls is None or self.method in (None, "__init__") or dotted(original.value) != "self":
             return updated
         name = original.attr.value
@@ -307,7 +348,11 @@ class ModulePass(Pass):
     def leave_If(self, original: cst.If, updated: cst.If) -> cst.If:
         return updated.with_changes(test=self._bare(updated.test))
 
+    def visit_IfExp(self, node: cst.IfExp) -> None:
+        self.ifexps.append(node)
+
     def leave_IfExp(self, original: cst.IfExp, updated: cst.IfExp) -> cst.IfExp:
+        self.ifexps.pop()
         return updated.with_changes(test=self._bare(updated.test))
 
     def _bare(self, value: cst.BaseExpression) -> cst.BaseExpression:
@@ -330,7 +375,7 @@ class ModulePass(Pass):
         return self.cls is not None and self.cls.stateful and self.method in ("forward", "__call__")
 
     def _is_stateful_callee(self, func: cst.BaseExpression) -> bool:
-        if isinstance(func, cst.Subscript):
+        if isinstance(func, cst.Subscript) or self._dict_member(func):
             func = func.value
         path = dotted(func)
         if path is None:
@@ -339,8 +384,38 @@ class ModulePass(Pass):
             return True
         if path.startswith("self.") and path.count(".") == 1:
             field = self._field(path[5:])
-            return field is not None and field.stateful
+            return field is not None and (field.stateful or field.dynamic)
         return False
+
+    def _dict_member(self, node: cst.BaseExpression) -> bool:
+        """`self.d.name` with d a ModuleDict field, and name one of its keys, not a dict method."""
+        if not (isinstance(node, cst.Attribute) and isinstance(node.value, cst.Attribute)
+                and dotted(node.value.value) == "self") or node.attr.value in DICT_METHODS:
+            return False
+        field = self._field(node.value.attr.value)
+        return field is not None and field.kind == "dict"
+
+    def _is_dynamic_callee(self, func: cst.BaseExpression) -> bool:
+        """A submodule that may or may not hold state (decided by the constructor's arguments)."""
+        if self._dict_member(func):
+            return True  # one named member of a ModuleDict that holds state somewhere: that member may not
+        if isinstance(func, cst.Subscript):
+            func = func.value
+        path = dotted(func) or ""
+        if path in self.stateful_loop_vars:
+            return self._is_dynamic_callee(self.stateful_loop_vars[path])
+        field = self._field(path[5:]) if path.startswith("self.") and path.count(".") == 1 else None
+        if field is None:
+            return False
+        held = [self.facts.classes[c] for c in (field.type_name, *field.holds) if c in self.facts.classes]
+        return field.dynamic or (bool(held) and not field.own_stateful
+                                 and all(c.state_optional or not c.stateful for c in held))
+
+
+def _contains(tree: cst.CSTNode, node: cst.CSTNode) -> bool:
+    if tree is node:
+        return True
+    return any(_contains(child, node) for child in tree.children)
 
 
 def _append_key(call: cst.Call) -> cst.Call:
@@ -354,8 +429,9 @@ def _append_key(call: cst.Call) -> cst.Call:
     return call.with_changes(args=args)
 
 
-def _add_state_param(fn: cst.FunctionDef) -> cst.FunctionDef:
-    """`def __call__(self, x, mask=None)` -> `def __call__(self, x, state, mask=None)`."""
+def _add_state_param(fn: cst.FunctionDef, optional: bool = False) -> cst.FunctionDef:
+    """`def __call__(self, x, mask=None)` -> `def __call__(self, x, state, mask=None)` (`state=None` when the
+    class holds state only if its constructor's arguments say so)."""
     params = list(fn.params.params)
     at = next((i for i, p in enumerate(params) if p.default is not None), len(params))
     comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
@@ -363,6 +439,9 @@ def _add_state_param(fn: cst.FunctionDef) -> cst.FunctionDef:
         params[at - 1] = params[at - 1].with_changes(comma=comma)
     new = cst.Param(cst.Name(STATE), comma=comma if at < len(params) or fn.params.star_arg
                     is not cst.MaybeSentinel.DEFAULT or fn.params.kwonly_params else cst.MaybeSentinel.DEFAULT)
+    if optional:
+        new = new.with_changes(default=cst.Name("None"),
+                               equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")))
     params.insert(at, new)
     return fn.with_changes(params=fn.params.with_changes(params=params))
 

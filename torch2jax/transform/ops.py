@@ -110,6 +110,9 @@ class OpsPass(Pass):
         return updated
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        feature = self._feature_test(original)
+        if feature is not None:
+            return feature
         qual = self.scopes.qualname(original.func)
         if qual is not None:
             if not is_torch(qual):
@@ -148,6 +151,20 @@ class OpsPass(Pass):
         return updated
 
     # --- helpers
+    def _feature_test(self, call: cst.Call) -> cst.BaseExpression | None:
+        """`hasattr(torch.nn.functional, "scaled_dot_product_attention")`, a torch-version test: True when the
+        translation maps that name (the code it guards is then translated), else False."""
+        if not (isinstance(call.func, cst.Name) and call.func.value == "hasattr" and len(call.args) == 2
+                and isinstance(call.args[1].value, cst.SimpleString)):
+            return None
+        owner = self.scopes.qualname(call.args[0].value)
+        if owner is None or not is_torch(owner):
+            return None
+        name = f"{owner}.{call.args[1].value.evaluated_value}"
+        found = name in self.tables.records
+        self.note("T2J100", f"hasattr({owner}, ...) -> {found}: {name} is {'' if found else 'not '}mapped")
+        return cst.Name("True" if found else "False")
+
     def _tensor_data(self, node: cst.Attribute) -> bool:
         """`p.data`, `m.weight.data`: a tensor's data, not `dataset.data` or `batch.data`."""
         path = dotted(node.value)

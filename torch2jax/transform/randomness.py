@@ -113,6 +113,35 @@ def is_placeholder(node) -> bool:
     return isinstance(node, cst.Name) and node.value == KEY_PLACEHOLDER
 
 
+def _called_from(cls: cst.ClassDef, start: str) -> set[str]:
+    """`start` and the methods it calls on self, transitively."""
+    methods = {m.name.value: m for m in _suite_stmts(cls.body) if isinstance(m, cst.FunctionDef)}
+    reached, todo = {start}, [start]
+    while todo:
+        fn = methods.get(todo.pop())
+        if fn is None:
+            continue
+        for call in _self_calls(fn):
+            if call in methods and call not in reached and call != "__init__":
+                reached.add(call)
+                todo.append(call)
+    return reached
+
+
+def _self_calls(fn: cst.FunctionDef) -> set[str]:
+    found: set[str] = set()
+
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def visit_Call(self, n: cst.Call) -> None:
+            if isinstance(n.func, cst.Attribute) and dotted(n.func.value) == "self":
+                found.add(n.func.attr.value)
+
+    walk(fn, V())
+    return found
+
+
 def _names_in(node: cst.CSTNode, skip_defs: bool = False) -> set[str]:
     return names_read(node, (cst.FunctionDef, cst.ClassDef) if skip_defs else ())
 
@@ -264,9 +293,13 @@ class Analysis:
                 info.methods[stmt.name.value] = self._new_function(stmt, parent, info)
             elif isinstance(stmt, cst.ClassDef):
                 self._new_class(stmt, parent)
-        call = info.methods.get("__call__") or info.methods.get("forward")
-        if call is not None and self._is_module_class(info):
-            call.optional = True  # inference (eqx.nn.inference_mode, torch's eval()) calls it without a key
+        call = "__call__" if "__call__" in info.methods else "forward"
+        if call in info.methods and self._is_module_class(info):
+            # inference (eqx.nn.inference_mode, torch's eval()) calls it without a key, and it hands that None on
+            # to the methods it calls (forward_features(x, key=key))
+            for name in _called_from(node, call):
+                if name in info.methods:
+                    info.methods[name].optional = True
         return info
 
     def _is_module_class(self, info: ClassInfo, seen=None) -> bool:
@@ -587,6 +620,8 @@ class Analysis:
             return None
         if isinstance(e, cst.Name):
             return self._name_call_key(e, s, depth + 1)
+        if isinstance(e, cst.IfExp):  # DropPath(p) if p > 0 else nn.Identity(): a key for the branch that draws
+            return self._value_call_key(e.body, s, depth + 1) or self._value_call_key(e.orelse, s, depth + 1)
         if isinstance(e, cst.Attribute) and isinstance(e.value, cst.Name) and s.cls is not None \
                 and e.value.value == s.self_name:
             for v, vs in self.find_attr(s.cls, e.attr.value):
@@ -646,11 +681,41 @@ class Analysis:
             return None
         elif isinstance(e, cst.BinaryOperation):
             return self._elem_call_key(e.left, s, depth + 1) or self._elem_call_key(e.right, s, depth + 1)
+        elif isinstance(e, cst.Subscript):  # for block in self.transformer['h']: the entry's own elements
+            for v, vs in self._entries(e, s):
+                k = self._elem_call_key(v, vs, depth + 1)
+                if k:
+                    return k
+            return None
         for p in parts:
             k = self._value_call_key(p, s, depth + 1)
             if k:
                 return k
         return None
+
+    def _entries(self, e: cst.Subscript, s: Scope) -> list:
+        """The expressions `d['name']` stands for when d is built in this file as dict(name=...),
+        nn.ModuleDict(dict(name=...)) or {'name': ...}."""
+        index = e.slice[0].slice if len(e.slice) == 1 and isinstance(e.slice[0].slice, cst.Index) else None
+        if index is None or not isinstance(index.value, cst.SimpleString):
+            return []
+        name = index.value.evaluated_value
+        if isinstance(e.value, cst.Attribute) and isinstance(e.value.value, cst.Name) and s.cls is not None \
+                and e.value.value.value == s.self_name:
+            todo = list(self.find_attr(s.cls, e.value.attr.value))
+        else:
+            return []
+        out = []
+        while todo:
+            v, vs = todo.pop()
+            if isinstance(v, cst.Dict):
+                out += [(el.value, vs) for el in v.elements if isinstance(el, cst.DictElement)
+                        and isinstance(el.key, cst.SimpleString) and el.key.evaluated_value == name]
+            elif isinstance(v, cst.Call) and (dotted(v.func) or "").rsplit(".", 1)[-1] in ("dict", "ModuleDict",
+                                                                                          "OrderedDict"):
+                out += [(a.value, vs) for a in v.args if a.keyword is not None and a.keyword.value == name]
+                todo += [(a.value, vs) for a in v.args if a.keyword is None and not a.star]
+        return out
 
     def _layer_takes_key(self, call: cst.Call, s: Scope, depth: int) -> bool:
         last = dotted(call.func).rsplit(".", 1)[-1]
@@ -1357,8 +1422,8 @@ class _Replacer(Transformer):
 
     def _value_refs(self, call: cst.Call) -> None:
         """A key-taking local function passed as a value (map(f, xs)): callers unknown."""
-        if dotted(call.func) in KEY_FORWARDING_CALLS:
-            return
+        if dotted(call.func) in KEY_FORWARDING_CALLS or dotted(call.func) == "eqx.nn.make_with_state":
+            return  # make_with_state(f)(..., key=k): the key goes to f through the call of its result
         for a in call.args:
             if isinstance(a.value, cst.Name):
                 found = self.rw.a._lookup(a.value.value, self.s)

@@ -6,7 +6,7 @@ from torch2jax.runtime.nn.activation import (
     Hardsigmoid, Hardswish, Hardtanh, Sigmoid, SiLU, Softmax, Softmax2d, Softmin, Softplus, Softshrink, Softsign,
     Tanh, Tanhshrink, Threshold,
 )
-from torch2jax.runtime.nn.containers import Sequential, is_stateful
+from torch2jax.runtime.nn.containers import Sequential, call_with_state, is_stateful, with_state
 from torch2jax.runtime.nn.conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from torch2jax.runtime.nn.dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from torch2jax.runtime.nn.embedding import Embedding, EmbeddingBag

@@ -18,6 +18,27 @@ def is_stateful(module):
     return any(is_index(leaf) for leaf in jax.tree.leaves(module, is_leaf=is_index))
 
 
+def call_with_state(module, *args, state, **kwargs):
+    """`out, state = call_with_state(self.block, x, state=state)`: a submodule whose kind the translator could not
+    tell (one passed to the constructor, built by a helper method, or made by a layer class given as an argument
+    such as `norm_layer=nn.BatchNorm2d`). It threads `state` when the module holds state and hands it back
+    unchanged when it does not; which one is fixed by the module's structure, so the choice is made at trace time.
+    """
+    if is_stateful(module):
+        if state is None:
+            raise ValueError(f"{type(module).__name__} holds state (BatchNorm running statistics): call the model "
+                             "as `out, state = model(x, state)` with the state from eqx.nn.make_with_state")
+        return module(*args, state=state, **kwargs)
+    return module(*args, **kwargs), state
+
+
+def with_state(out, state):
+    """What a translated module returns when it holds state only for some constructor arguments (a norm_layer
+    argument that defaults to BatchNorm2d): `(out, state)` when called with a state, `out` when called without,
+    the convention of the runtime layers (BatchNorm2d, Sequential)."""
+    return out if state is None else (out, state)
+
+
 class Sequential(eqx.Module):
     """torch.nn.Sequential: `Sequential(a, b, c)` or `Sequential(OrderedDict(name=layer, ...))`.
 
