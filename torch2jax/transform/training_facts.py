@@ -211,7 +211,7 @@ def manual_update_owner(stmt: cst.CSTNode) -> tuple[str, cst.For] | None:
         owner = dotted(it.args[0].value)
     if owner is None or "." in owner:
         return None
-    reads_grad = []
+    reads_grad, writes = [], []
 
     class V(Visitor):
         SEES_LAYOUT = False
@@ -220,8 +220,17 @@ def manual_update_owner(stmt: cst.CSTNode) -> tuple[str, cst.For] | None:
             if node.attr.value == "grad" and isinstance(node.value, cst.Name) and node.value.value == target.value:
                 reads_grad.append(node)
 
+        def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+            if dotted(node.target) in (target.value, f"{target.value}.data"):
+                writes.append(node)
+
+        def visit_AugAssign(self, node: cst.AugAssign) -> None:
+            if dotted(node.target) in (target.value, f"{target.value}.data"):
+                writes.append(node)
+
     walk(stmt.body, V())
-    return (owner, stmt) if reads_grad else None
+    # it reads the gradients and writes the parameter: a loop that only reads them (a gradient norm) is no update
+    return (owner, stmt) if reads_grad and writes else None
 
 
 def _trainer_pairs(fn: cst.FunctionDef, params: list[str], facts: TrainingFacts) -> list[tuple[str, str | None]]:
