@@ -66,21 +66,3 @@ def test_a_loop_that_only_reads_gradients_is_no_update():
         """)
     assert "T2J507" in codes
     assert "replace_parameters" not in code
-
-
-def test_two_batchnorm_models_sharing_one_state_are_reported():
-    _, codes = _translate("""\
-        class Net(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.bn = nn.BatchNorm1d(3)
-
-            def forward(self, x):
-                return self.bn(x)
-
-        def main():
-            a = Net()
-            b = Net()
-            return a, b
-        """)
-    assert "T2J511" in codes

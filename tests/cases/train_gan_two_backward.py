@@ -1,5 +1,8 @@
 """A small GAN: the discriminator's gradients add up over two backward() calls before its step, and the generator's
-step then backpropagates through the fake batch the discriminator's phase computed."""
+step then backpropagates through the fake batch the discriminator's phase computed. Both nets have BatchNorm: each
+keeps its own running statistics, which the final evaluation uses. (No BatchNorm right after a Linear layer, nor at
+the discriminator's input: gradients that are zero in exact arithmetic, rounding noise, would take Adam's full-size
+steps of random sign, which no comparison survives.)"""
 import numpy as np
 import torch
 import torch.nn as nn
@@ -9,7 +12,7 @@ import torch.optim as optim
 class Generator(nn.Module):
     def __init__(self, nz, d_out):
         super().__init__()
-        self.main = nn.Sequential(nn.Linear(nz, 8), nn.ReLU(), nn.Linear(8, d_out))
+        self.main = nn.Sequential(nn.BatchNorm1d(nz), nn.Linear(nz, 8), nn.ReLU(), nn.Linear(8, d_out))
 
     def forward(self, z):
         return self.main(z)
@@ -18,7 +21,8 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     def __init__(self, d_in):
         super().__init__()
-        self.main = nn.Sequential(nn.Linear(d_in, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1), nn.Sigmoid())
+        self.main = nn.Sequential(nn.Linear(d_in, 8), nn.LeakyReLU(0.2), nn.BatchNorm1d(8),
+                                  nn.Linear(8, 1), nn.Sigmoid())
 
     def forward(self, x):
         return self.main(x).view(-1)
@@ -36,8 +40,8 @@ def main():
         for p in netD.parameters():
             p.copy_(torch.tensor(rng.standard_normal(tuple(p.shape)) * 0.4, dtype=torch.float32))
     criterion = nn.BCELoss()
-    optimizerD = optim.Adam(netD.parameters(), lr=0.01, betas=(0.5, 0.999))
-    optimizerG = optim.Adam(netG.parameters(), lr=0.01, betas=(0.5, 0.999))
+    optimizerD = optim.Adam(netD.parameters(), lr=0.002, betas=(0.5, 0.999))
+    optimizerG = optim.Adam(netG.parameters(), lr=0.002, betas=(0.5, 0.999))
     step = 0
     for epoch in range(2):
         for i in range(0, 64, 16):
@@ -70,11 +74,13 @@ def main():
             print(f"step {step + 2} loss {D_x:.6f}")
             print(f"step {step + 3} loss {D_G_z1:.6f}")
             step += 4
+    netG.eval()
+    netD.eval()
     with torch.no_grad():
         final = criterion(netD(netG(noise_bank)), torch.ones(64)).item()
     print(f"final loss {final:.6f}")
-    print(f"final generator {(netG.main[0].weight.sum() + netG.main[2].bias.sum()).item():.6f}")
-    print(f"final discriminator {(netD.main[0].weight.sum() + netD.main[2].bias.sum()).item():.6f}")
+    print(f"final generator {(netG.main[1].weight.sum() + netG.main[3].bias.sum()).item():.6f}")
+    print(f"final discriminator {(netD.main[0].weight.sum() + netD.main[3].bias.sum()).item():.6f}")
 
 
 if __name__ == "__main__":

@@ -122,12 +122,16 @@ class TrainingPass(Pass):
         self.step_count = 0
         self._synced: list = []  # param_groups accesses already followed by a sync (kept alive: ids stay unique)
         self._synced_ids: set[int] = set()
-        self._step_calls: set[int] = set()
-        self._stateful_made: dict[str | None, str] = {}  # scope -> the first stateful model made there  # ids of the step calls this pass wrote: where a later step's loss starts
+        self._recomputed: list = []  # statements a step computes again: the state they make is not kept
+        self._step_calls: set[int] = set()  # ids of the step calls this pass wrote: where a later step's loss starts
         self.direct_assigned: set[cst.CSTNode] = set()  # calls that are the whole right side of an assignment
         # what the rewrites start from: the step's method calls, the names the facts know (optimizers, schedulers,
         # models, trainers, functions that receive a model, and those parameters)
         facts = self.facts
+        # with several stateful models (a GAN's generator and discriminator with BatchNorm), each keeps its own
+        # state, `netG_state`; with one, it is `state`
+        stateful_models = [n for n, c in facts.models.items() if self._class_stateful(c)]
+        self.state_of = {n: f"{n}_state" for n in stateful_models} if len(stateful_models) > 1 else {}
         self.words = {"zero_grad", "train", "eval", "step"} | set(facts.optimizers) | set(facts.schedulers)
         self.words |= set(facts.models) | set(facts.trainers) | set(facts.model_params)
         self.words |= {p for params in facts.model_params.values() for p in params}
@@ -209,23 +213,20 @@ class TrainingPass(Pass):
             if isinstance(value, cst.Call) and dotted(value.func) in (
                     set(self.modules.classes) | set(self.facts.factories)):
                 self.need("eqx")
-                scope = self.functions[-1].name.value if self.functions else None
-                other = self._stateful_made.setdefault(scope, name)
-                if other != name:
-                    self.report("T2J511", f"{other} and {name} both keep their BatchNorm statistics in the one "
-                                          f"`state`; the second replaces the first's: give each its own state by hand")
                 args = ", ".join(_code(a).rstrip(", ") for a in value.args)
                 args = f"{args}, key={KEY_PLACEHOLDER}" if args else f"key={KEY_PLACEHOLDER}"
                 return stmt.with_changes(body=[_stmt(
-                    f"{name}, state = eqx.nn.make_with_state({_code(value.func)})({args})").body[0]])
+                    f"{name}, {self._state_var(name)} = eqx.nn.make_with_state({_code(value.func)})({args})"
+                ).body[0]])
         if isinstance(assign.value, cst.Call) and target is not None and (name is not None or _plain_target(target)):
             trainer_call = self._trainer_call(assign.value, [_parenthesized(target)])
             if trainer_call is not None:
                 return stmt.with_changes(body=[trainer_call])
         if name is not None and self._is_stateful_model_call(assign.value):
-            pair = cst.Tuple([cst.Element(target), cst.Element(cst.Name("state"))], lpar=[], rpar=[])
+            state = self._state_var(dotted(assign.value.func))
+            pair = cst.Tuple([cst.Element(target), cst.Element(cst.Name(state))], lpar=[], rpar=[])
             return stmt.with_changes(body=[assign.with_changes(
-                targets=[cst.AssignTarget(pair)], value=_with_state_arg(assign.value))])
+                targets=[cst.AssignTarget(pair)], value=_with_state_arg(assign.value, state))])
         return stmt
 
     def _call_statement(self, stmt: cst.SimpleStatementLine, call: cst.Call):
@@ -252,6 +253,15 @@ class TrainingPass(Pass):
             return stmt.with_changes(body=[trainer_call])
         return stmt
 
+    def _state_var(self, model: str | None) -> str:
+        """The variable holding a stateful model's state: `state`, or `netG_state` when the file has several; a
+        function's model parameter uses the `state` parameter the function gained."""
+        if model is None:
+            return "state"
+        if self.functions and model in (p.name.value for p in self.functions[-1].params.params):
+            return "state"
+        return self.state_of.get(model, "state")
+
     def _class_stateful(self, cls: str | None) -> bool:
         return bool(cls in self.modules.classes and self.modules.classes[cls].stateful)
 
@@ -264,18 +274,21 @@ class TrainingPass(Pass):
 
     def _is_stateful_model_call(self, node) -> bool:
         return isinstance(node, cst.Call) and dotted(node.func) in self._stateful_model_names() \
-            and not self.class_depth and not _has_state_arg(node)
+            and not self.class_depth and not _has_state_arg(node, self._state_var(dotted(node.func)))
 
     def leave_Call(self, original: cst.Call, updated: cst.Call):
         name = dotted(updated.func)
         if name in self.facts.functions and name not in self.facts.trainers and not self.class_depth:
             state_param = self._stateful_param(name)
-            if state_param is not None and not _has_state_arg(updated):
-                params = [p.name.value for p in self.facts.functions[name].params.params]
-                return _insert_arg(updated, params, state_param, "state", "state")
+            params = [p.name.value for p in self.facts.functions[name].params.params]
+            state = self._state_var(_bind_names(updated, params).get(state_param or ""))
+            if state_param is not None and not _has_state_arg(updated, state):
+                return _insert_arg(updated, params, state_param, "state", state)
         # a stateful model called inside an expression: its first output (eval mode leaves the state as it was)
         if self._is_stateful_model_call(updated) and not self._direct_assign(original):
-            return cst.Subscript(_with_state_arg(updated), [cst.SubscriptElement(cst.Index(cst.Integer("0")))])
+            state = self._state_var(dotted(updated.func))
+            return cst.Subscript(_with_state_arg(updated, state),
+                                 [cst.SubscriptElement(cst.Index(cst.Integer("0")))])
         return updated
 
     def visit_Assign(self, node: cst.Assign) -> None:
@@ -327,15 +340,16 @@ class TrainingPass(Pass):
                                   f"rebind the returned state by hand", call)
             return None
         state_param = self._stateful_param(name)
+        caller_state = self._state_var(bound.get(state_param or ""))
         if state_param is not None:
-            call = _insert_arg(call, cparams, state_param, "state", "state")
+            call = _insert_arg(call, cparams, state_param, "state", caller_state)
             cparams = _with_inserted(cparams, state_param, "state")
         caller_states = []
         for opt_param, opt_arg in zip(trainer.optimizer_params, opt_args):
             caller_states.append(self._caller_state_name(opt_arg))
             call = _insert_arg(call, cparams, opt_param, self._state_name_for_param(opt_param), caller_states[-1])
             cparams = _with_inserted(cparams, opt_param, self._state_name_for_param(opt_param))
-        outs = model_args + (["state"] if state_param else []) + caller_states
+        outs = model_args + ([caller_state] if state_param else []) + caller_states
         new_targets = [cst.Element(cst.Name(n)) for n in outs] + [cst.Element(t) for t in targets]
         target = cst.Tuple(new_targets, lpar=[], rpar=[])
         return cst.Assign([cst.AssignTarget(target)], call)
@@ -467,6 +481,7 @@ class TrainingPass(Pass):
         return result + pending
 
     def _extract_step(self, body: list, i_first: int, top_level: bool):
+        self._recomputed = []
         updates = self._updates_from(body, i_first)
         if updates is None:
             return None
@@ -542,12 +557,18 @@ class TrainingPass(Pass):
         self.step_count += 1
         step_name = "train_step" if self.step_count == 1 else f"train_step{self.step_count}"
         states = [self._optimizer_state_name(o) for o in optimizers]
-        stateful = any(self._is_stateful(m) for m in models)
+        # the states the step threads: of the stateful models it trains, and of those its loss calls
+        region_reads = set(_names(region).loads)
+        model_states = list(dict.fromkeys(
+            self._state_var(m) for m in models + [m for m in self._user_models() if m in region_reads]
+            if self._is_stateful(m)))
+        inputs = [n for n in inputs if n not in model_states]
+        aux = [n for n in aux if n not in model_states]
         step_fn = self._build_step(step_name, updates, states, inputs + [n for n, _ in clip_inputs], region,
-                                   loss_expr, loss_name, aux, clip_lines, stateful)
+                                   loss_expr, loss_name, aux, clip_lines, model_states)
         self.step_functions.append(step_fn)
-        outs = models + (["state"] if stateful else []) + states + [loss_name] + aux
-        args = models + (["state"] if stateful else []) + states + optimizers + inputs + [v for _, v in clip_inputs]
+        outs = models + model_states + states + [loss_name] + aux
+        args = models + model_states + states + optimizers + inputs + [v for _, v in clip_inputs]
         call = _stmt(f"{', '.join(outs)} = {step_name}({', '.join(args)}, key={KEY_PLACEHOLDER})")
         call = call.with_changes(leading_lines=region[0].leading_lines)
         self._step_calls.add(id(call))
@@ -562,6 +583,10 @@ class TrainingPass(Pass):
                                   "the jitted step, on the values it returns", moved[0])
         new_body = body[:r0] + hoisted_before + hoister.hoisted + [call] + moved + others + body[i_end + 1:]
         return new_body, r0 + len(hoisted_before) + len(hoister.hoisted) + 1 + len(moved) + len(others)
+
+    def _user_models(self) -> list[str]:
+        """The file's models of its own classes (their calls take a key; the stateful ones thread a state)."""
+        return [m for m, c in self.facts.models.items() if c in self.modules.classes or c in self.facts.factories]
 
     def _trained_models(self) -> set[str]:
         models = {o.model for o in self.facts.optimizers.values() if o.model}
@@ -621,10 +646,12 @@ class TrainingPass(Pass):
             n = _names([body[k]])
             if not set(n.loads) & models:
                 continue
-            changed = set(_names(body[k + 1:r0]).stores) - {"state"}
-            if (set(n.loads) | set(n.stores) - {"state"}) & changed:
+            state_vars = {self._state_var(m) for m in models} | {"state"}
+            changed = set(_names(body[k + 1:r0]).stores) - state_vars
+            if (set(n.loads) | set(n.stores) - state_vars) & changed:
                 continue  # what it read (or wrote) changed since: computing it again would give something else
-            copies[k] = body[k].visit(_Rename({"state": "_"}, stores_only=True)) if "state" in n.stores else body[k]
+            copies[k] = body[k]
+            self._recomputed.append(body[k])  # its model's new state is dropped in the step: see _build_step
         return [copies[k] for k in sorted(copies)]
 
     def _updates_from(self, body: list, i_first: int) -> list["_Update"] | None:
@@ -790,18 +817,25 @@ class TrainingPass(Pass):
             lines.append((owners, line))
         return lines, params
 
-    def _build_step(self, name, updates, states, inputs, region, loss_expr, loss_name, aux, clip_lines, stateful):
+    def _build_step(self, name, updates, states, inputs, region, loss_expr, loss_name, aux, clip_lines,
+                    model_states):
         models = [u.model for u in updates]
         optimizers = [u.optimizer for u in updates if u.optimizer is not None]
-        # every model called in the loss takes the step's key; a stateful one threads `state`
-        called = [m for m in models] + [m for m, c in self.facts.models.items() if m not in models and (
-            c in self.modules.classes or c in self.facts.factories)]
-        model_calls = _ModelCalls(self.ctx.positions, called, stateful,
-                                  {m for m in called if self._is_stateful(m)} if stateful else set())
+        # every model called in the loss takes the step's key; a stateful one threads its state
+        called = [m for m in models] + [m for m in self._user_models() if m not in models]
+        model_calls = _ModelCalls(self.ctx.positions, called, {
+            m: self._state_var(m) for m in called if self._is_stateful(m) and self._state_var(m) in model_states})
         model_calls.total = sum(_code(stmt).count(f"{m}(") for stmt in region for m in called)
         new_region = []
+        recomputed = {_code(s).strip() for s in self._recomputed}
         for stmt in region:
+            again = _code(stmt).strip() in recomputed
             stmt = stmt.visit(model_calls)
+            if again:  # torch ran that forward once: the state it updated is already the caller's, and this
+                # forward reads a copy (Equinox refuses a state used twice)
+                stmt = stmt.visit(_Rename({v: "_" for v in model_calls.states.values()}, stores_only=True))
+                stmt = stmt.visit(_Rename({v: f"jax.tree_util.tree_map(lambda s: s, {v})"
+                                           for v in model_calls.states.values()}, loads_only=True))
             new_region += model_calls.hoisted + [stmt]
             model_calls.hoisted = []
         region = new_region
@@ -816,9 +850,9 @@ class TrainingPass(Pass):
         # before assignment: it comes in as an argument (filter_value_and_grad differentiates the first only)
         rebound = [n for n in inputs if n in _names(region).stores]
         differentiated = models[0] if len(models) == 1 else _fresh("models", taken)
-        loss_params = ", ".join([differentiated] + (["state"] if stateful else []) + rebound)
+        loss_params = ", ".join([differentiated] + model_states + rebound)
         ret = _code(loss_expr)
-        aux_vals = (["state"] if stateful else []) + aux
+        aux_vals = model_states + aux
         if aux_vals:
             ret = f"{ret}, ({', '.join(aux_vals)}{',' if len(aux_vals) == 1 else ''})"
         unpack = [_stmt(f"{', '.join(models)} = {differentiated}")] if len(models) > 1 else []
@@ -831,7 +865,7 @@ class TrainingPass(Pass):
         lines = []
         has_aux = ", has_aux=True" if aux_vals else ""
         call_args = loss_params if len(models) == 1 else ", ".join(
-            [f"({', '.join(models)})"] + (["state"] if stateful else []) + rebound)
+            [f"({', '.join(models)})"] + model_states + rebound)
         lhs = f"({loss_name}, ({', '.join(aux_vals)}{',' if len(aux_vals) == 1 else ''}))" if aux_vals else loss_name
         lines.append(f"{lhs}, {grads} = eqx.filter_value_and_grad({fn_name}{has_aux})({call_args})")
         if len(models) > 1:
@@ -851,9 +885,9 @@ class TrainingPass(Pass):
             else:
                 body += _manual_update(u, g, taken)
                 self.need("t2j")
-        outs = models + (["state"] if stateful else []) + states + [loss_name] + aux
+        outs = models + model_states + states + [loss_name] + aux
         body.append(_stmt(f"return {', '.join(outs)}"))
-        params = models + (["state"] if stateful else []) + states + optimizers + inputs
+        params = models + model_states + states + optimizers + inputs
         header = f"@eqx.filter_jit\ndef {name}({', '.join(params)}, *, key):\n    pass\n"
         fn = cst.parse_statement(header)
         return fn.with_changes(body=fn.body.with_changes(body=body))
@@ -951,18 +985,18 @@ def _parenthesized_expr(node):
     return node.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
 
 
-def _has_state_arg(call: cst.Call) -> bool:
-    return any(isinstance(a.value, cst.Name) and a.value.value == "state" for a in call.args)
+def _has_state_arg(call: cst.Call, state: str = "state") -> bool:
+    return any(isinstance(a.value, cst.Name) and a.value.value == state for a in call.args)
 
 
-def _with_state_arg(call: cst.Call) -> cst.Call:
+def _with_state_arg(call: cst.Call, state: str = "state") -> cst.Call:
     """`model(x)` -> `model(x, state)`."""
     args = list(call.args)
     comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
     at = next((i for i, a in enumerate(args) if a.keyword is not None or a.star), len(args))
     if at > 0:
         args[at - 1] = args[at - 1].with_changes(comma=comma)
-    args.insert(at, cst.Arg(cst.Name("state"), comma=comma if at < len(args) else cst.MaybeSentinel.DEFAULT))
+    args.insert(at, cst.Arg(cst.Name(state), comma=comma if at < len(args) else cst.MaybeSentinel.DEFAULT))
     return call.with_changes(args=args)
 
 
@@ -1034,11 +1068,10 @@ class _BatchHoister(Transformer):
 class _ModelCalls(CarryPositions):
     """Inside the step: `model(x)` takes the step's key (and threads the state of a stateful model)."""
 
-    def __init__(self, positions: dict, models: list[str], stateful: bool, stateful_models: set[str] | None = None
-                 ) -> None:
+    def __init__(self, positions: dict, models: list[str], states: dict[str, str]) -> None:
         super().__init__(positions)
         self.models = set(models)
-        self.stateful_models = set(models) if stateful and stateful_models is None else (stateful_models or set())
+        self.states = states  # stateful model -> the variable of its state
         self.count = 0
         self.total = 0  # model calls in the region: with several, each gets its own fold_in of the step's key
         self.hoisted: list[cst.BaseStatement] = []  # `model_out, state = model(x, state, key=key)` before a use
@@ -1046,11 +1079,10 @@ class _ModelCalls(CarryPositions):
     def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript):
         """`model(x, state)[0]` inside an expression: in the step, the new state must be kept."""
         value = updated.value
-        if isinstance(value, cst.Call) and dotted(value.func) in self.stateful_models \
-                and _has_state_arg(value) and _code(updated).endswith("[0]"):
-            model = dotted(value.func)
+        model = dotted(value.func) if isinstance(value, cst.Call) else None
+        if model in self.states and _has_state_arg(value, self.states[model]) and _code(updated).endswith("[0]"):
             tmp = f"{model}_out" if not self.hoisted else f"{model}_out{len(self.hoisted) + 1}"
-            self.hoisted.append(_stmt(f"{tmp}, state = {_code(value)}"))
+            self.hoisted.append(_stmt(f"{tmp}, {self.states[model]} = {_code(value)}"))
             return cst.Name(tmp)
         return updated
 
@@ -1060,19 +1092,21 @@ class _ModelCalls(CarryPositions):
             return updated
         self.count += 1
         key = "key" if self.total <= 1 else f"jax.random.fold_in(key, {self.count})"
-        extra = ", state" if model in self.stateful_models and not _has_state_arg(updated) else ""
+        state = self.states.get(model)
+        extra = f", {state}" if state is not None and not _has_state_arg(updated, state) else ""
         args = ", ".join([_code(a.with_changes(comma=cst.MaybeSentinel.DEFAULT)) for a in updated.args])
         return cst.parse_expression(f"{model}({args}{extra}, key={key})")
 
     def leave_Assign(self, original: cst.Assign, updated: cst.Assign):
-        if isinstance(updated.value, cst.Call) and dotted(updated.value.func) in self.stateful_models \
-                and len(updated.targets) == 1:
+        model = dotted(updated.value.func) if isinstance(updated.value, cst.Call) else None
+        if model in self.states and len(updated.targets) == 1:
+            state = self.states[model]
             target = updated.targets[0].target
-            if isinstance(target, cst.Tuple) and dotted(target.elements[-1].value) == "state":
+            if isinstance(target, cst.Tuple) and dotted(target.elements[-1].value) == state:
                 return updated
             if isinstance(target, cst.Tuple) and not target.lpar:
                 target = target.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-            pair = cst.Tuple([cst.Element(target), cst.Element(cst.Name("state"))], lpar=[], rpar=[])
+            pair = cst.Tuple([cst.Element(target), cst.Element(cst.Name(state))], lpar=[], rpar=[])
             return updated.with_changes(targets=[cst.AssignTarget(pair)])
         return updated
 
@@ -1158,9 +1192,10 @@ def _split_off_unneeded(region: list, loss_expr, models: set[str], taken: set[st
 
 
 class _Rename(Transformer):
-    def __init__(self, renames: dict[str, str], stores_only: bool = False) -> None:
+    def __init__(self, renames: dict[str, str], stores_only: bool = False, loads_only: bool = False) -> None:
         self.renames = renames
         self.stores_only = stores_only
+        self.loads_only = loads_only  # then a rename may be an expression
         self.in_target = 0
 
     def visit_AssignTarget(self, node) -> None:
@@ -1171,8 +1206,10 @@ class _Rename(Transformer):
         return updated
 
     def leave_Name(self, original: cst.Name, updated: cst.Name):
-        if self.stores_only and not self.in_target:
+        if (self.stores_only and not self.in_target) or (self.loads_only and self.in_target):
             return updated
+        if self.loads_only and updated.value in self.renames:
+            return cst.parse_expression(self.renames[updated.value])
         return updated.with_changes(value=self.renames.get(updated.value, updated.value))
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute):

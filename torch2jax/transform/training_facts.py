@@ -228,6 +228,13 @@ def manual_update_owner(stmt: cst.CSTNode) -> tuple[str, cst.For] | None:
             if dotted(node.target) in (target.value, f"{target.value}.data"):
                 writes.append(node)
 
+        def visit_Call(self, node: cst.Call) -> None:  # p.data.add_(...), p.sub_(...): torch's in-place methods
+            func = node.func
+            if isinstance(func, cst.Attribute) and func.attr.value.endswith("_") \
+                    and not func.attr.value.startswith("_") \
+                    and dotted(func.value) in (target.value, f"{target.value}.data"):
+                writes.append(node)
+
     walk(stmt.body, V())
     # it reads the gradients and writes the parameter: a loop that only reads them (a gradient norm) is no update
     return (owner, stmt) if reads_grad and writes else None
