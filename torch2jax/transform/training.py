@@ -15,6 +15,17 @@ of explicit state, and everything around it threads that state.
 
 Runs on torch-level code after the in-place pass and before the module and ops passes, which translate what the
 step's body computes. Functions that trained a model they received return the new state; callers rebind it.
+
+Beyond one model and one optimizer:
+- optimizers stepped together (an encoder's and a decoder's, after one loss): the step differentiates the tuple of
+  their models, clips each model's gradients as its clipping call says, and applies each optimizer to its model;
+- several backward() calls before a step: torch adds their gradients up, so the step differentiates the sum of
+  their losses (each loss is still returned);
+- a step whose loss reads a value computed from its model before the previous step (a GAN's `fake = netG(noise)`,
+  used by the discriminator's step first) computes that value again inside its loss function;
+- a hand-written update instead of an optimizer (`for p in model.parameters(): p.data.add_(p.grad, alpha=-lr)`)
+  runs in the step on the parameters with their gradients beside them;
+- edits of `optimizer.param_groups` are written into the optimizer state (`optimizer.sync`) right after.
 """
 from __future__ import annotations
 

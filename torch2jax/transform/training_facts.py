@@ -288,7 +288,8 @@ def _model_of_optimizer_param(fn: cst.FunctionDef, params: list[str], optimizer:
             hits = [p for p in params if bound.get(p) == opt.model]
             if hits:
                 return hits[0]
-    named = sorted((p for p in params if p != optimizer and p not in optimizers and optimizer.startswith(p)),
+    named = sorted((p for p in params if p != optimizer and p not in optimizers and optimizer.startswith(p)
+                    and (optimizer[len(p):][:1] == "_" or optimizer[len(p):][:1].isupper())),
                    key=len, reverse=True)
     if named:
         return named[0]
