@@ -427,6 +427,7 @@ def main():
         lr = get_lr(iter_num, args.learning_rate, args.warmup_iters, args.max_iters, args.min_lr)
         for param_group in optimizer.param_groups:
             param_group['lr'] = lr
+        opt_state = optimizer.sync(opt_state)
 
         if iter_num > 0 and iter_num % args.eval_interval == 0:
             key, subkey = jax.random.split(key)

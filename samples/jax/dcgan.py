@@ -69,38 +69,34 @@ def make_stripes(num_samples, generator, image_size=64, nc=3, *, key):
 
 
 @eqx.filter_jit
-def train_step(netD, state, optimizerD_state, optimizerD, real_cpu, criterion, label, batch_size, nz, device, netG, fake_label, *, key):
-    key, loss_fn_key = jax.random.split(key)
-    def loss_fn(netD, state, label):
-        output, state = netD(real_cpu, state, key=jax.random.fold_in(key, 1))
+def train_step(netD, netD_state, optimizerD_state, optimizerD, real_cpu, criterion, label, fake_label, fake, *, key):
+    def loss_fn(netD, netD_state, label):
+        output, netD_state = netD(real_cpu, netD_state, key=jax.random.fold_in(key, 1))
         errD_real = criterion(output, label)
-        D_x = jnp.mean(output).item()
-        noise = jax.random.normal(loss_fn_key, (batch_size, nz, 1, 1))
-        fake, state = netG(noise, state)
+        output_1 = output
         label = jnp.full_like(label, fake_label)
-        output, state = netD(jax.lax.stop_gradient(fake), state, key=jax.random.fold_in(key, 2))
+        output, netD_state = netD(jax.lax.stop_gradient(fake), netD_state, key=jax.random.fold_in(key, 2))
         errD_fake = criterion(output, label)
-        return errD_fake, (state, state, output, label, fake, errD_real, D_x)
-    (errD_fake, (state, state, output, label, fake, errD_real, D_x)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(netD, state, label)
+        return errD_real + errD_fake, (netD_state, output, label, errD_real, output_1, errD_fake)
+    (total_loss, (netD_state, output, label, errD_real, output_1, errD_fake)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(netD, netD_state, label)
     updates, optimizerD_state = optimizerD.update(grads, optimizerD_state, eqx.filter(netD, eqx.is_array))
     netD = eqx.apply_updates(netD, updates)
-    return netD, state, optimizerD_state, errD_fake, state, output, label, fake, errD_real, D_x
+    return netD, netD_state, optimizerD_state, total_loss, output, label, errD_real, output_1, errD_fake
 
 
 @eqx.filter_jit
-def train_step2(netG, state, optimizerG_state, optimizerG, netD, optimizerD, real_cpu, criterion, label, batch_size, nz, device, fake_label, real_label, *, key):
-    key, loss_fn_key = jax.random.split(key)
-    def loss_fn(netG, state, netD, label):
-        netD, state, optimizerD_state, errD_fake, state, output, label, fake, errD_real, D_x = train_step(netD, state, optimizerD_state, optimizerD, real_cpu, criterion, label, batch_size, nz, device, netG, fake_label, key=loss_fn_key)
-        D_G_z1 = jnp.mean(output).item()
+def train_step2(netG, netG_state, netD_state, optimizerG_state, optimizerG, noise, output, label, real_label, netD, criterion, *, key):
+    def loss_fn(netG, netG_state, netD_state, output, label):
+        fake, _ = netG(noise, jax.tree_util.tree_map(lambda s: s, netG_state), key=jax.random.fold_in(key, 1))
+        output_2 = output
         label = jnp.full_like(label, real_label)  # fake labels are real for generator cost
-        output, state = netD(fake, state)
+        output, netD_state = netD(fake, netD_state, key=jax.random.fold_in(key, 2))
         errG = criterion(output, label)
-        return errG, (state, netD, label, output, fake, errD_fake, errD_real, D_x, D_G_z1)
-    (errG, (state, netD, label, output, fake, errD_fake, errD_real, D_x, D_G_z1)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(netG, state, netD, label)
+        return errG, (netG_state, netD_state, output, label, fake, output_2)
+    (errG, (netG_state, netD_state, output, label, fake, output_2)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(netG, netG_state, netD_state, output, label)
     updates, optimizerG_state = optimizerG.update(grads, optimizerG_state, eqx.filter(netG, eqx.is_array))
     netG = eqx.apply_updates(netG, updates)
-    return netG, state, optimizerG_state, errG, netD, label, output, fake, errD_fake, errD_real, D_x, D_G_z1
+    return netG, netG_state, netD_state, optimizerG_state, errG, output, label, fake, output_2
 
 
 def main():
@@ -130,13 +126,13 @@ def main():
     dataloader = t2j.data.DataLoader(dataset, batch_size=opt.batchSize, shuffle=False)
 
     key, subkey = jax.random.split(key)
-    netG, state = eqx.nn.make_with_state(Generator)(nz, ngf, nc, key=subkey)
+    netG, netG_state = eqx.nn.make_with_state(Generator)(nz, ngf, nc, key=subkey)
     key, subkey = jax.random.split(key)
     netG = t2j.apply(netG, weights_init, key=subkey)
     print(netG)
 
     key, subkey = jax.random.split(key)
-    netD, state = eqx.nn.make_with_state(Discriminator)(ndf, nc, key=subkey)
+    netD, netD_state = eqx.nn.make_with_state(Discriminator)(ndf, nc, key=subkey)
     key, subkey = jax.random.split(key)
     netD = t2j.apply(netD, weights_init, key=subkey)
     print(netD)
@@ -156,14 +152,22 @@ def main():
 
     step = 0
     for epoch in range(opt.niter):
-        for i, data in enumerate(dataloader, 0):  # torch2jax: T2J507 statements between backward() and step() that are not gradient clipping run after the jitted step, and cannot read gradients there
+        for i, data in enumerate(dataloader, 0):  # torch2jax: T2J510 fake, netG_state computed again from netG inside the step, so that the gradient reaches it (torch kept that graph from before the previous step)
             real_cpu = data[0]
             batch_size = real_cpu.shape[0]
             label = jnp.full((batch_size,), real_label, dtype=real_cpu.dtype)
 
+            # train with fake
             key, subkey = jax.random.split(key)
-            netG, state, optimizerG_state, errG, netD, label, output, fake, errD_fake, errD_real, D_x, D_G_z1 = train_step2(netG, state, optimizerG_state, optimizerG, netD, optimizerD, real_cpu, criterion, label, batch_size, nz, device, fake_label, real_label, key=subkey)
-            errD_real.backward()
+            noise = jax.random.normal(subkey, (batch_size, nz, 1, 1))
+            fake, netG_state = netG(noise, netG_state)
+
+            key, subkey = jax.random.split(key)
+            netD, netD_state, optimizerD_state, total_loss, output, label, errD_real, output_1, errD_fake = train_step(netD, netD_state, optimizerD_state, optimizerD, real_cpu, criterion, label, fake_label, fake, key=subkey)
+            key, subkey = jax.random.split(key)
+            netG, netG_state, netD_state, optimizerG_state, errG, output, label, fake, output_2 = train_step2(netG, netG_state, netD_state, optimizerG_state, optimizerG, noise, output, label, real_label, netD, criterion, key=subkey)
+            D_x = jnp.mean(output_1).item()
+            D_G_z1 = jnp.mean(output_2).item()
             errD = errD_real + errD_fake
             D_G_z2 = jnp.mean(output).item()
 
@@ -176,8 +180,8 @@ def main():
 
     netG = eqx.nn.inference_mode(netG, True)
     netD = eqx.nn.inference_mode(netD, True)
-    fake, state = netG(fixed_noise, state)
-    final_loss = criterion(netD(fake, state)[0], jnp.full((fake.shape[0],), real_label, dtype=fake.dtype))
+    fake, netG_state = netG(fixed_noise, netG_state)
+    final_loss = criterion(netD(fake, netD_state)[0], jnp.full((fake.shape[0],), real_label, dtype=fake.dtype))
     print(f"final loss {final_loss.item():.6f}")
 
 

@@ -146,25 +146,28 @@ def make_pairs(num_pairs, generator, min_len=3, max_len=MAX_LENGTH - 1, *, key):
 
 
 @eqx.filter_jit
-def train_step(encoder, encoder_optimizer_state, encoder_optimizer, input_tensor, decoder, target_tensor, use_teacher_forcing, criterion, *, key):
-    def loss_fn(encoder):
-        encoder_outputs, encoder_hidden = encoder(input_tensor, key=key)
-        decoder_outputs, _, _ = decoder(encoder_outputs, encoder_hidden,
-                                        target_tensor if use_teacher_forcing else None)
+def train_step(encoder, decoder, encoder_optimizer_state, decoder_optimizer_state, encoder_optimizer, decoder_optimizer, input_tensor, target_tensor, use_teacher_forcing, criterion, *, key):
+    def loss_fn(models):
+        encoder, decoder = models
+        encoder_outputs, encoder_hidden = encoder(input_tensor, key=jax.random.fold_in(key, 1))
+        decoder_outputs, _, _ = decoder(encoder_outputs, encoder_hidden, target_tensor if use_teacher_forcing else None, key=jax.random.fold_in(key, 2))
         loss = criterion(
             jnp.reshape(decoder_outputs, (-1, decoder_outputs.shape[-1])),
             jnp.reshape(target_tensor, -1)
         )
         return loss
-    loss, grads = eqx.filter_value_and_grad(loss_fn)(encoder)
-    grads = t2j.clip_grad_norm(grads, 1.0)
-    grads = t2j.clip_grad_norm(grads, 1.0)
-    updates, encoder_optimizer_state = encoder_optimizer.update(grads, encoder_optimizer_state, eqx.filter(encoder, eqx.is_array))
+    loss, grads = eqx.filter_value_and_grad(loss_fn)((encoder, decoder))
+    encoder_grads, decoder_grads = grads
+    encoder_grads = t2j.clip_grad_norm(encoder_grads, 1.0)
+    decoder_grads = t2j.clip_grad_norm(decoder_grads, 1.0)
+    updates, encoder_optimizer_state = encoder_optimizer.update(encoder_grads, encoder_optimizer_state, eqx.filter(encoder, eqx.is_array))
     encoder = eqx.apply_updates(encoder, updates)
-    return encoder, encoder_optimizer_state, loss
+    updates, decoder_optimizer_state = decoder_optimizer.update(decoder_grads, decoder_optimizer_state, eqx.filter(decoder, eqx.is_array))
+    decoder = eqx.apply_updates(decoder, updates)
+    return encoder, decoder, encoder_optimizer_state, decoder_optimizer_state, loss
 
 
-def train_epoch(dataloader, encoder, decoder, encoder_optimizer, encoder_optimizer_state, decoder_optimizer, criterion,
+def train_epoch(dataloader, encoder, decoder, encoder_optimizer, encoder_optimizer_state, decoder_optimizer, decoder_optimizer_state, criterion,
                 teacher_forcing_ratio, step, *, key):
     total_loss = 0
     for input_tensor, target_tensor in dataloader:
@@ -172,14 +175,13 @@ def train_epoch(dataloader, encoder, decoder, encoder_optimizer, encoder_optimiz
         use_teacher_forcing = random.random() < teacher_forcing_ratio
 
         key, subkey = jax.random.split(key)
-        encoder, encoder_optimizer_state, loss = train_step(encoder, encoder_optimizer_state, encoder_optimizer, input_tensor, decoder, target_tensor, use_teacher_forcing, criterion, key=subkey)
-        decoder_optimizer.step()
+        encoder, decoder, encoder_optimizer_state, decoder_optimizer_state, loss = train_step(encoder, decoder, encoder_optimizer_state, decoder_optimizer_state, encoder_optimizer, decoder_optimizer, input_tensor, target_tensor, use_teacher_forcing, criterion, key=subkey)
 
         print(f"step {step} loss {loss.item():.6f}")
         step += 1
         total_loss += loss.item()
 
-    return encoder, encoder_optimizer_state, (total_loss / len(dataloader), step)
+    return encoder, decoder, encoder_optimizer_state, decoder_optimizer_state, (total_loss / len(dataloader), step)
 
 
 def evaluate(encoder, decoder, input_tensor, target_tensor, *, key):
@@ -233,12 +235,13 @@ def main():
     step = 0
     for epoch in range(1, args.epochs + 1):
         key, subkey = jax.random.split(key)
-        encoder, encoder_optimizer_state, (loss, step) = train_epoch(train_dataloader, encoder, decoder, encoder_optimizer, encoder_optimizer_state, decoder_optimizer,
-                                 criterion, args.teacher_forcing_ratio, step, key=subkey)
+        encoder, decoder, encoder_optimizer_state, decoder_optimizer_state, (loss, step) = train_epoch(train_dataloader, encoder, decoder, encoder_optimizer, encoder_optimizer_state, decoder_optimizer, decoder_optimizer_state, criterion, args.teacher_forcing_ratio, step, key=subkey)
         # halve the learning rate after every epoch
         for optimizer in (encoder_optimizer, decoder_optimizer):
             for param_group in optimizer.param_groups:
                 param_group['lr'] *= 0.5
+        encoder_optimizer_state = encoder_optimizer.sync(encoder_optimizer_state)
+        decoder_optimizer_state = decoder_optimizer.sync(decoder_optimizer_state)
         print(f"epoch {epoch} avg loss {loss:.4f}")
 
     key, subkey = jax.random.split(key)

@@ -93,7 +93,7 @@ def train_step(model, opt_state, optimizer, data, *, key):
 def train(model, device, train_loader, optimizer, opt_state, epoch, log_interval, global_step, *, key):
     model = eqx.nn.inference_mode(model, False)
     train_loss = 0
-    for batch_idx, (data,) in enumerate(train_loader):  # torch2jax: T2J507 statements between backward() and step() that are not gradient clipping run after the jitted step, and cannot read gradients there
+    for batch_idx, (data,) in enumerate(train_loader):
         data = data
         key, subkey = jax.random.split(key)
         model, opt_state, loss = train_step(model, opt_state, optimizer, data, key=subkey)

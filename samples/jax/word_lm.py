@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import equinox as eqx
 import torch2jax.runtime as t2j
-import torch
 import torch.nn as nn
 
 
@@ -164,6 +163,22 @@ def evaluate(model, data_source, criterion, eval_batch_size, bptt, *, key):
     return total_loss / (len(data_source) - 1)
 
 
+@eqx.filter_jit
+def train_step(model, data, hidden, criterion, targets, lr, max_norm, *, key):
+    def loss_fn(model, hidden):
+        output, hidden = model(data, hidden, key=key)
+        loss = criterion(output, targets)
+        return loss, (hidden,)
+    (loss, (hidden,)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, hidden)
+    grads = t2j.clip_grad_norm(grads, max_norm)
+    new_params = []
+    for p, p_grad in zip(t2j.parameters(model), t2j.parameters(grads)):
+        p = jnp.add(p, (-lr) * p_grad)
+        new_params.append(p)
+    model = t2j.replace_parameters(model, new_params)
+    return model, loss, hidden
+
+
 def train(model, train_data, criterion, lr, args, epoch, global_step, *, key):
     # Turn on training mode which enables dropout.
     model = eqx.nn.inference_mode(model, False)
@@ -174,17 +189,7 @@ def train(model, train_data, criterion, lr, args, epoch, global_step, *, key):
         data, targets = get_batch(train_data, i, args.bptt)
         hidden = repackage_hidden(hidden)
         key, subkey = jax.random.split(key)
-        output, hidden = model(data, hidden, key=subkey)
-        loss = criterion(output, targets)
-        loss.backward()
-
-        # `clip_grad_norm` helps prevent the exploding gradient problem in RNNs / LSTMs.
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)  # torch2jax: T2J101 torch.nn.utils.clip_grad_norm_ has no JAX mapping
-        new_params = []
-        for p in t2j.parameters(model):
-            p = jnp.add(p, (-lr) * p.grad)
-            new_params.append(p)
-        model = t2j.replace_parameters(model, new_params)
+        model, loss, hidden = train_step(model, data, hidden, criterion, targets, lr, args.clip, key=subkey)
 
         total_loss += loss.item()
         print(f"step {global_step} loss {loss.item():.6f}")
@@ -199,7 +204,7 @@ def train(model, train_data, criterion, lr, args, epoch, global_step, *, key):
                       elapsed * 1000 / args.log_interval, cur_loss, math.exp(cur_loss)))
             total_loss = 0
             start_time = time.time()
-    return global_step
+    return model, global_step
 
 
 def main():
@@ -253,7 +258,7 @@ def main():
     for epoch in range(1, args.epochs + 1):
         epoch_start_time = time.time()
         key, subkey = jax.random.split(key)
-        global_step = train(model, train_data, criterion, lr, args, epoch, global_step, key=subkey)
+        model, global_step = train(model, train_data, criterion, lr, args, epoch, global_step, key=subkey)
         key, subkey = jax.random.split(key)
         val_loss = evaluate(model, val_data, criterion, eval_batch_size, args.bptt, key=subkey)
         print('-' * 89)

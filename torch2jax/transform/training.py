@@ -15,6 +15,17 @@ of explicit state, and everything around it threads that state.
 
 Runs on torch-level code after the in-place pass and before the module and ops passes, which translate what the
 step's body computes. Functions that trained a model they received return the new state; callers rebind it.
+
+Beyond one model and one optimizer:
+- optimizers stepped together (an encoder's and a decoder's, after one loss): the step differentiates the tuple of
+  their models, clips each model's gradients as its clipping call says, and applies each optimizer to its model;
+- several backward() calls before a step: torch adds their gradients up, so the step differentiates the sum of
+  their losses (each loss is still returned);
+- a step whose loss reads a value computed from its model before the previous step (a GAN's `fake = netG(noise)`,
+  used by the discriminator's step first) computes that value again inside its loss function;
+- a hand-written update instead of an optimizer (`for p in model.parameters(): p.data.add_(p.grad, alpha=-lr)`)
+  runs in the step on the parameters with their gradients beside them;
+- edits of `optimizer.param_groups` are written into the optimizer state (`optimizer.sync`) right after.
 """
 from __future__ import annotations
 
@@ -24,7 +35,7 @@ from torch2jax.transform.base import CarryPositions, Pass
 from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER
 from torch2jax.transform.training_facts import (OptimizerFacts, TrainingFacts, _bind_names, _is_method_call_stmt,
-                                                parameters_owner, strip_module_chain)
+                                                manual_update_owner, parameters_owners, strip_module_chain)
 from torch2jax.transform.walk import Transformer, Visitor, walk
 
 CLIP_FUNCTIONS = {"torch.nn.utils.clip_grad_norm_": "t2j.clip_grad_norm",
@@ -120,13 +131,22 @@ class TrainingPass(Pass):
         self._follow_ups: set[int] = set()  # ids of statements this pass inserted after another one
         self.step_functions: list[cst.BaseStatement] = []  # to insert before the current top-level statement
         self.step_count = 0
+        self._synced: list = []  # param_groups accesses already followed by a sync (kept alive: ids stay unique)
+        self._synced_ids: set[int] = set()
+        self._recomputed: list = []  # statements a step computes again: the state they make is not kept
+        self._step_calls: set[int] = set()  # ids of the step calls this pass wrote: where a later step's loss starts
         self.direct_assigned: set[cst.CSTNode] = set()  # calls that are the whole right side of an assignment
         # what the rewrites start from: the step's method calls, the names the facts know (optimizers, schedulers,
         # models, trainers, functions that receive a model, and those parameters)
         facts = self.facts
+        # with several stateful models (a GAN's generator and discriminator with BatchNorm), each keeps its own
+        # state, `netG_state`; with one, it is `state`
+        stateful_models = [n for n, c in facts.models.items() if self._class_stateful(c)]
+        self.state_of = {n: f"{n}_state" for n in stateful_models} if len(stateful_models) > 1 else {}
         self.words = {"zero_grad", "train", "eval", "step"} | set(facts.optimizers) | set(facts.schedulers)
         self.words |= set(facts.models) | set(facts.trainers) | set(facts.model_params)
         self.words |= {p for params in facts.model_params.values() for p in params}
+        self.words |= {m for t in facts.trainers.values() for m, _ in t.pairs} | {"grad"}
         # below statements: leave_Call's calls of those functions and models (visit_Assign's assignments of them)
         self.expression_words = self.words
 
@@ -207,15 +227,17 @@ class TrainingPass(Pass):
                 args = ", ".join(_code(a).rstrip(", ") for a in value.args)
                 args = f"{args}, key={KEY_PLACEHOLDER}" if args else f"key={KEY_PLACEHOLDER}"
                 return stmt.with_changes(body=[_stmt(
-                    f"{name}, state = eqx.nn.make_with_state({_code(value.func)})({args})").body[0]])
+                    f"{name}, {self._state_var(name)} = eqx.nn.make_with_state({_code(value.func)})({args})"
+                ).body[0]])
         if isinstance(assign.value, cst.Call) and target is not None and (name is not None or _plain_target(target)):
             trainer_call = self._trainer_call(assign.value, [_parenthesized(target)])
             if trainer_call is not None:
                 return stmt.with_changes(body=[trainer_call])
         if name is not None and self._is_stateful_model_call(assign.value):
-            pair = cst.Tuple([cst.Element(target), cst.Element(cst.Name("state"))], lpar=[], rpar=[])
+            state = self._state_var(dotted(assign.value.func))
+            pair = cst.Tuple([cst.Element(target), cst.Element(cst.Name(state))], lpar=[], rpar=[])
             return stmt.with_changes(body=[assign.with_changes(
-                targets=[cst.AssignTarget(pair)], value=_with_state_arg(assign.value))])
+                targets=[cst.AssignTarget(pair)], value=_with_state_arg(assign.value, state))])
         return stmt
 
     def _call_statement(self, stmt: cst.SimpleStatementLine, call: cst.Call):
@@ -242,6 +264,15 @@ class TrainingPass(Pass):
             return stmt.with_changes(body=[trainer_call])
         return stmt
 
+    def _state_var(self, model: str | None) -> str:
+        """The variable holding a stateful model's state: `state`, or `netG_state` when the file has several; a
+        function's model parameter uses the `state` parameter the function gained."""
+        if model is None:
+            return "state"
+        if self.functions and model in (p.name.value for p in self.functions[-1].params.params):
+            return "state"
+        return self.state_of.get(model, "state")
+
     def _class_stateful(self, cls: str | None) -> bool:
         return bool(cls in self.modules.classes and self.modules.classes[cls].stateful)
 
@@ -254,18 +285,21 @@ class TrainingPass(Pass):
 
     def _is_stateful_model_call(self, node) -> bool:
         return isinstance(node, cst.Call) and dotted(node.func) in self._stateful_model_names() \
-            and not self.class_depth and not _has_state_arg(node)
+            and not self.class_depth and not _has_state_arg(node, self._state_var(dotted(node.func)))
 
     def leave_Call(self, original: cst.Call, updated: cst.Call):
         name = dotted(updated.func)
         if name in self.facts.functions and name not in self.facts.trainers and not self.class_depth:
             state_param = self._stateful_param(name)
-            if state_param is not None and not _has_state_arg(updated):
-                params = [p.name.value for p in self.facts.functions[name].params.params]
-                return _insert_arg(updated, params, state_param, "state", "state")
+            params = [p.name.value for p in self.facts.functions[name].params.params]
+            state = self._state_var(_bind_names(updated, params).get(state_param or ""))
+            if state_param is not None and not _has_state_arg(updated, state):
+                return _insert_arg(updated, params, state_param, "state", state)
         # a stateful model called inside an expression: its first output (eval mode leaves the state as it was)
         if self._is_stateful_model_call(updated) and not self._direct_assign(original):
-            return cst.Subscript(_with_state_arg(updated), [cst.SubscriptElement(cst.Index(cst.Integer("0")))])
+            state = self._state_var(dotted(updated.func))
+            return cst.Subscript(_with_state_arg(updated, state),
+                                 [cst.SubscriptElement(cst.Index(cst.Integer("0")))])
         return updated
 
     def visit_Assign(self, node: cst.Assign) -> None:
@@ -286,15 +320,18 @@ class TrainingPass(Pass):
         return OptimizerFacts(param, None).state_name
 
     def _thread_trainer(self, fn: cst.FunctionDef, trainer, stateful: bool) -> cst.FunctionDef:
-        state_param = self._state_name_for_param(trainer.optimizer_param)
-        fn = _insert_param(fn, trainer.optimizer_param, state_param)
-        threaded = f"{trainer.model_param}, {'state, ' if stateful else ''}{state_param}"
+        state_params = []
+        for opt in trainer.optimizer_params:
+            state_params.append(self._state_name_for_param(opt))
+            fn = _insert_param(fn, opt, state_params[-1])
+        threaded = ", ".join(trainer.model_params_trained + (["state"] if stateful else []) + state_params)
         fn = fn.with_changes(body=fn.body.visit(_ReturnThreader(threaded)))
         body = list(fn.body.body)
         if not body or not isinstance(body[-1], cst.SimpleStatementLine) or not isinstance(body[-1].body[0], cst.Return):
             body.append(_stmt(f"return {threaded}"))
-        self.report("T2J504", f"{fn.name.value} trained its model in place; it now returns the new model and "
-                              f"optimizer state, and its callers rebind them", fn)
+        what = "model and optimizer state" if state_params else "model"
+        self.report("T2J504", f"{fn.name.value} trained its model in place; it now returns the new {what}, and "
+                              f"its callers rebind them", fn)
         return fn.with_changes(body=fn.body.with_changes(body=body))
 
     def _trainer_call(self, call: cst.Call, targets: list) -> cst.Assign | None:
@@ -307,20 +344,23 @@ class TrainingPass(Pass):
         bound = _bind_names(call, cparams)
         if trainer is None:
             return None  # a function that only reads a stateful model: leave_Call passes it the state
-        model_arg = bound.get(trainer.model_param)
-        opt_arg = bound.get(trainer.optimizer_param)
-        if model_arg is None or opt_arg is None:
+        model_args = [bound.get(m) for m in trainer.model_params_trained]
+        opt_args = [bound.get(o) for o in trainer.optimizer_params]
+        if None in model_args or None in opt_args:
             self.report("T2J505", f"the call of {name} does not pass the model and optimizer by name; "
                                   f"rebind the returned state by hand", call)
             return None
         state_param = self._stateful_param(name)
+        caller_state = self._state_var(bound.get(state_param or ""))
         if state_param is not None:
-            call = _insert_arg(call, cparams, state_param, "state", "state")
+            call = _insert_arg(call, cparams, state_param, "state", caller_state)
             cparams = _with_inserted(cparams, state_param, "state")
-        caller_state = self._caller_state_name(opt_arg)
-        call = _insert_arg(call, cparams, trainer.optimizer_param, self._state_name_for_param(
-            trainer.optimizer_param), caller_state)
-        outs = [model_arg] + (["state"] if state_param else []) + [caller_state]
+        caller_states = []
+        for opt_param, opt_arg in zip(trainer.optimizer_params, opt_args):
+            caller_states.append(self._caller_state_name(opt_arg))
+            call = _insert_arg(call, cparams, opt_param, self._state_name_for_param(opt_param), caller_states[-1])
+            cparams = _with_inserted(cparams, opt_param, self._state_name_for_param(opt_param))
+        outs = model_args + ([caller_state] if state_param else []) + caller_states
         new_targets = [cst.Element(cst.Name(n)) for n in outs] + [cst.Element(t) for t in targets]
         target = cst.Tuple(new_targets, lpar=[], rpar=[])
         return cst.Assign([cst.AssignTarget(target)], call)
@@ -348,17 +388,92 @@ class TrainingPass(Pass):
         out = self._drop_repeated_follow_ups(list(body)) if self._follow_ups else list(body)
         i = 0
         while i < len(out):
-            call = _is_method_call_stmt(out[i], "step")
-            owner = dotted(call.func.value) if call is not None else None
-            if call is not None and not call.args and owner not in self.facts.schedulers and owner is not None:
-                replaced = self._extract_step(out, i, owner, top_level)
+            if self._update_at(out[i]) is not None:
+                replaced = self._extract_step(out, i, top_level)
                 if replaced is not None:
                     out, i = replaced
                     continue
+            if "param_groups" in self.ctx.words(out[i]):
+                syncs = [self._follow_up(_stmt(f"{state} = {opt}.sync({state})"))
+                         for opt, state in self._param_group_edits(out[i])]
+                if syncs and not _is_sync_of(out[i + 1:i + 1 + len(syncs)], syncs):
+                    out[i + 1:i + 1] = syncs
+                    i += len(syncs)
             i += 1
         if top_level and self.step_functions:
             out = self._insert_step_functions(out)
         return out
+
+    def _param_group_edits(self, stmt) -> list[tuple[str, str]]:
+        """The optimizers whose param_groups a statement edits (`for g in optimizer.param_groups: g["lr"] *= 0.5`,
+        also through a loop over a tuple of optimizers), with their state names: the state holds the numbers the
+        step reads, so an edit is written into it (optimizer.sync) right after."""
+        known = set(self.facts.optimizers)
+        if self.functions:
+            trainer = self.facts.trainers.get(self.functions[-1].name.value)
+            known |= set(trainer.optimizer_params) if trainer is not None else set()
+        loops: dict[str, list[str]] = {}  # loop variable -> the optimizers it runs over
+        edited: list[str] = []
+
+        class V(Visitor):
+            SEES_LAYOUT = False
+
+            def visit_For(self, node: cst.For) -> None:
+                if isinstance(node.target, cst.Name) and isinstance(node.iter, (cst.Tuple, cst.List)):
+                    names = [dotted(e.value) for e in node.iter.elements]
+                    if names and all(n in known for n in names):
+                        loops[node.target.value] = names
+
+            def visit_Attribute(self, node: cst.Attribute) -> None:
+                if node.attr.value == "param_groups" and id(node) not in synced:
+                    owner = dotted(node.value)
+                    opts = loops.get(owner or "", [owner] if owner in known else [])
+                    if opts:
+                        accesses.append(node)
+                    for opt in opts:
+                        if opt not in edited:
+                            edited.append(opt)
+
+        synced = self._synced_ids
+        accesses: list = []
+        walk(stmt, V())
+        if not edited or not self._writes_param_group(stmt):
+            return []
+        self._synced.extend(accesses)  # an enclosing statement does not sync them again
+        self._synced_ids.update(id(a) for a in accesses)
+        return [(opt, self._optimizer_state_name(opt)) for opt in edited]
+
+    @staticmethod
+    def _writes_param_group(stmt) -> bool:
+        """Whether a statement assigns into a param group (`g["lr"] = ...`, `opt.param_groups[0]["lr"] *= 0.5`):
+        reading the learning rate for a print needs no sync."""
+        found = []
+
+        class V(Visitor):
+            SEES_LAYOUT = False
+
+            def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+                if isinstance(node.target, cst.Subscript):
+                    found.append(node)
+
+            def visit_AugAssign(self, node: cst.AugAssign) -> None:
+                if isinstance(node.target, cst.Subscript):
+                    found.append(node)
+
+        walk(stmt, V())
+        return bool(found)
+
+    def _update_at(self, stmt) -> tuple[str, str | None] | None:
+        """("step", optimizer) for `optimizer.step()`, ("manual", model) for a loop that updates a model's
+        parameters from their .grad by hand; None for anything else."""
+        call = _is_method_call_stmt(stmt, "step")
+        if call is not None:
+            owner = dotted(call.func.value)
+            if not call.args and owner is not None and owner not in self.facts.schedulers:
+                return "step", owner
+            return None
+        found = manual_update_owner(stmt)
+        return ("manual", found[0]) if found is not None else None
 
     def _insert_step_functions(self, body: list) -> list:
         # step functions go before the first top-level statement that uses them
@@ -376,75 +491,255 @@ class TrainingPass(Pass):
             result.append(stmt)
         return result + pending
 
-    def _extract_step(self, body: list, i_step: int, optimizer: str, top_level: bool):
-        i_back = next((j for j in range(i_step - 1, -1, -1) if _is_method_call_stmt(body[j], "backward")), None)
-        if i_back is None:
+    def _extract_step(self, body: list, i_first: int, top_level: bool):
+        self._recomputed = []
+        updates = self._updates_from(body, i_first)
+        if updates is None:
             return None
-        back_call = _is_method_call_stmt(body[i_back], "backward")
-        loss_expr = back_call.func.value
-        model = self._optimized_model(optimizer)
-        # the region computing the loss: from the first statement that reads the model up to backward
-        r0 = next((j for j in range(i_back) if model in _names([body[j]]).loads), None)
-        if r0 is None:
-            self.report("T2J506", f"cannot find where the loss is computed from {model}; the step is left as it is")
+        models = [u.model for u in updates]
+        i_start, i_end = updates[0].first, updates[-1].last
+        # the backward() calls whose gradients these updates apply: those since the previous update (torch adds
+        # up the gradients of several backward() calls, so the step differentiates the sum of their losses)
+        boundary = next((k + 1 for k in range(i_start - 1, -1, -1)
+                         if id(body[k]) in self._step_calls or self._update_at(body[k]) is not None), 0)
+        backs = [k for k in range(boundary, i_start) if _is_method_call_stmt(body[k], "backward")]
+        if not backs:
             return None
-        region = body[r0:i_back]
-        region, moved = _split_off_unneeded(region, loss_expr, model)
-        between = body[i_back + 1:i_step]
-        clips = [s for s in between if self._clip_call(s) is not None]
-        others = [s for s in between if self._clip_call(s) is None]
-        if others:
-            self.report("T2J507", "statements between backward() and step() that are not gradient clipping run "
-                                  "after the jitted step, and cannot read gradients there")
+        i_back = backs[-1]
+        losses = [_is_method_call_stmt(body[k], "backward").func.value for k in backs]
+        # the region computing the loss: from the first statement that reads a trained model up to backward
+        r0 = next((j for j in range(boundary, backs[0]) if set(models) & set(_names([body[j]]).loads)), None)
         fn_node = self.functions[-1] if self.functions else None
         local_names = self._local_names(fn_node, body, top_level)
+        recomputed: list = []
+        if r0 is None:
+            # the loss reads values computed from the model before the previous step (a GAN's `fake = netG(noise)`
+            # before the discriminator's step): those computations run again inside this step, so that the
+            # gradient reaches the model through them
+            r0 = boundary
+            region = [s for k, s in enumerate(body[r0:backs[0]], r0)]
+            recomputed = self._recomputations(body, r0, region, set(models))
+            if not recomputed or r0 >= backs[0]:
+                self.report("T2J506", f"cannot find where the loss is computed from {' and '.join(models)} since "
+                                      f"the previous step; the step is left as it is", body[i_first])
+                return None
+            self.report("T2J510", f"{', '.join(sorted(_names(recomputed).stores.keys() - {'_'}))} computed again from "
+                                  f"{' and '.join(models)} inside the step, so that the gradient reaches "
+                                  f"{'them' if len(models) > 1 else 'it'} (torch kept that graph from before the "
+                                  f"previous step)", body[i_first])
+        if len(losses) == 1:
+            loss_expr = losses[0]
+            loss_name = loss_expr.value if isinstance(loss_expr, cst.Name) else "loss"
+        else:
+            loss_expr = cst.parse_expression(" + ".join(_code(_parenthesized_expr(l)) for l in losses))
+            loss_name = _fresh("total_loss", set(local_names) | set(_names(body).loads))
+        region = recomputed + [s for k, s in enumerate(body[r0:i_back], r0) if k not in backs]
+        region, hoisted_before = self._hoist_for_later_steps(region, set(models))
+        region, moved = _split_off_unneeded(region, loss_expr, set(models), set(local_names) | set(_names(body).loads))
+        between = body[i_back + 1:i_start]
+        clips = [s for s in between if self._clip_call(s) is not None] + [
+            s for u in updates for s in u.clips]
+        others = [s for s in between if self._clip_call(s) is None]
+        if any(_reads_gradients_or(s, self._trained_models() | set(models)) for s in others):
+            self.report("T2J507", "statements between backward() and step() that are not gradient clipping run "
+                                  "after the jitted step, and cannot read gradients there")
         # batch slicing by Python numbers (X[i:i + 16]) happens before the step: inside it the numbers would be
         # static arguments and recompile the step for every value
-        hoister = _BatchHoister(model, local_names - _names(region).stores.keys(), set(local_names))
+        hoister = _BatchHoister(set(models), local_names - _names(region).stores.keys(), set(local_names))
         region = [stmt.visit(hoister) for stmt in region]
         local_names = local_names | _names(hoister.hoisted).stores.keys()
         reads = _names(region).loads
         stores = _names(region).stores
-        after = self._names_after(body, i_step, fn_node, _names(region).counts) | set(_names(moved).loads)
-        loss_name = loss_expr.value if isinstance(loss_expr, cst.Name) else "loss"
-        aux = [n for n in stores if n in after and n != loss_name and n != model]
+        after = self._names_after(body, i_end, fn_node, _names(region).counts) | set(_names(moved).loads)
+        aux = [n for n in stores if n in after and n != loss_name and n not in models]
         aux.sort(key=lambda n: reads.index(n) if n in reads else len(reads))
-        inputs = [n for n in reads if n in local_names and n not in (model, optimizer) and
+        optimizers = [u.optimizer for u in updates if u.optimizer is not None]
+        inputs = [n for n in reads if n in local_names and n not in models and n not in optimizers and
                   not _defined_before_use(region, n)]
-        clip_lines, clip_inputs = self._clip_lines(clips, local_names, set(inputs) | {model, optimizer})
+        manual = [u for u in updates if u.optimizer is None]
+        for u in manual:  # what a hand-written update reads (the learning rate) comes in as an argument
+            loop_names = _names(u.stmts)
+            inputs += [n for n in loop_names.loads if n in local_names and n not in inputs and n not in models
+                       and n not in loop_names.stores]
+        clip_lines = self._clip_lines(clips, models, local_names, set(inputs) | set(models) | set(optimizers))
+        if clip_lines is None:
+            return None
+        clip_lines, clip_inputs = clip_lines
         self.step_count += 1
         step_name = "train_step" if self.step_count == 1 else f"train_step{self.step_count}"
-        opt_facts = self.facts.optimizer(optimizer) or OptimizerFacts(optimizer, model)
-        state = opt_facts.state_name if optimizer in self.facts.optimizers else self._state_name_for_param(optimizer)
-        stateful = self._is_stateful(model)
-        step_fn = self._build_step(step_name, model, optimizer, state, inputs + [n for n, _ in clip_inputs], region,
-                                   loss_expr, aux, clip_lines, stateful)
+        states = [self._optimizer_state_name(o) for o in optimizers]
+        # the states the step threads: of the stateful models it trains, and of those its loss calls
+        region_reads = set(_names(region).loads)
+        model_states = list(dict.fromkeys(
+            self._state_var(m) for m in models + [m for m in self._user_models() if m in region_reads]
+            if self._is_stateful(m)))
+        inputs = [n for n in inputs if n not in model_states]
+        aux = [n for n in aux if n not in model_states]
+        step_fn = self._build_step(step_name, updates, states, inputs + [n for n, _ in clip_inputs], region,
+                                   loss_expr, loss_name, aux, clip_lines, model_states)
         self.step_functions.append(step_fn)
-        outs = [model] + (["state"] if stateful else []) + [state, loss_name] + aux
-        args = [model] + (["state"] if stateful else []) + [state, optimizer] + inputs + [v for _, v in clip_inputs]
+        outs = models + model_states + states + [loss_name] + aux
+        args = models + model_states + states + optimizers + inputs + [v for _, v in clip_inputs]
         call = _stmt(f"{', '.join(outs)} = {step_name}({', '.join(args)}, key={KEY_PLACEHOLDER})")
         call = call.with_changes(leading_lines=region[0].leading_lines)
+        self._step_calls.add(id(call))
         if hoister.hoisted:
             hoister.hoisted[0] = hoister.hoisted[0].with_changes(leading_lines=region[0].leading_lines)
             call = call.with_changes(leading_lines=[])
+            self._step_calls.add(id(call))
         self.need("eqx", "jax")
-        self.report("T2J501", f"training step extracted into the jitted function {step_name}", body[i_step])
+        self.report("T2J501", f"training step extracted into the jitted function {step_name}", body[i_first])
         if moved:
             self.report("T2J508", "statements of the loss computation that the loss does not depend on run after "
                                   "the jitted step, on the values it returns", moved[0])
-        new_body = body[:r0] + hoister.hoisted + [call] + moved + others + body[i_step + 1:]
-        return new_body, r0 + len(hoister.hoisted) + 1 + len(moved) + len(others)
+        new_body = body[:r0] + hoisted_before + hoister.hoisted + [call] + moved + others + body[i_end + 1:]
+        return new_body, r0 + len(hoisted_before) + len(hoister.hoisted) + 1 + len(moved) + len(others)
 
-    def _optimized_model(self, optimizer: str) -> str:
+    def _user_models(self) -> list[str]:
+        """The file's models of its own classes (their calls take a key; the stateful ones thread a state)."""
+        return [m for m, c in self.facts.models.items() if c in self.modules.classes or c in self.facts.factories]
+
+    def _trained_models(self) -> set[str]:
+        models = {o.model for o in self.facts.optimizers.values() if o.model}
+        if self.functions:
+            trainer = self.facts.trainers.get(self.functions[-1].name.value)
+            models |= set(trainer.model_params_trained) if trainer is not None else set()
+        return models
+
+    def _hoist_for_later_steps(self, region: list, models: set[str]) -> tuple[list, list]:
+        """Statements of the loss region that call another trained model and do not depend on this step's models
+        (`fake = netG(noise)` in the discriminator's step), with what they need: they run before the step, so
+        that the later step of that model finds them there and can compute them again from the model."""
+        others = self._trained_models() - models
+        if not others:
+            return region, []
+        names = [_names([s]) for s in region]
+        kept_loads: set[str] = set()
+        kept_stores: set[str] = set()
+        free = []
+        for s, n in zip(region, names):
+            loads, stores = set(n.loads), set(n.stores)
+            ok = isinstance(s, cst.SimpleStatementLine) and not loads & models and not loads & kept_stores \
+                and not stores & (kept_loads | kept_stores)
+            free.append(ok)
+            if not ok:
+                kept_loads |= loads
+                kept_stores |= stores
+        wanted = [ok and bool(set(n.loads) & others) for ok, n in zip(free, names)]
+        if not any(wanted):
+            return region, []
+        needed: set[str] = set()
+        for i in range(len(region) - 1, -1, -1):  # and the free statements they read from
+            if wanted[i] or (free[i] and set(names[i].stores) & needed):
+                wanted[i] = True
+                needed |= set(names[i].loads)
+        for i, w in enumerate(wanted):  # moving it first must not change what an earlier statement reads
+            if not w:
+                continue
+            for j in range(i):
+                if not wanted[j] and (set(names[i].stores) & (set(names[j].loads) | set(names[j].stores))
+                                      or set(names[i].loads) & set(names[j].stores)):
+                    return region, []
+        return [s for s, w in zip(region, wanted) if not w], [s for s, w in zip(region, wanted) if w]
+
+    def _recomputations(self, body: list, r0: int, region: list, models: set[str]) -> list:
+        """Copies of the statements before body[r0] that computed, from the models, values the region reads before
+        assigning them; a stateful model's new state from the copy is dropped (torch ran that forward once)."""
+        copies: dict[int, cst.BaseStatement] = {}
+        for name in _names(region).loads:
+            if not _first_use(region, name) == "load":
+                continue
+            k = next((k for k in range(r0 - 1, -1, -1) if name in _names([body[k]]).stores), None)
+            if k is None or k in copies or id(body[k]) in self._step_calls \
+                    or not isinstance(body[k], cst.SimpleStatementLine) or len(body[k].body) != 1 \
+                    or not isinstance(body[k].body[0], cst.Assign):
+                continue
+            n = _names([body[k]])
+            if not set(n.loads) & models:
+                continue
+            state_vars = {self._state_var(m) for m in models} | {"state"}
+            changed = set(_names(body[k + 1:r0]).stores) - state_vars
+            if (set(n.loads) | set(n.stores) - state_vars) & changed:
+                continue  # what it read (or wrote) changed since: computing it again would give something else
+            copies[k] = body[k]
+            self._recomputed.append(body[k])  # its model's new state is dropped in the step: see _build_step
+        return [copies[k] for k in sorted(copies)]
+
+    def _updates_from(self, body: list, i_first: int) -> list["_Update"] | None:
+        """The updates applied together from body[i_first]: optimizer steps right after one another (with the
+        gradient clipping between them), or one hand-written update loop with the statements around it."""
+        updates: list[_Update] = []
+        pending_clips: list = []
+        j = i_first
+        while j < len(body):
+            found = self._update_at(body[j])
+            if found is not None:
+                kind, who = found
+                if kind == "manual" and updates:
+                    break
+                model = self._optimized_model(who) if kind == "step" else who
+                if model is None:
+                    self.report("T2J502", f"cannot tell which model {who} optimizes; the step is left as it is",
+                                body[j])
+                    return None if not updates else updates
+                if model in (u.model for u in updates):
+                    self.report("T2J509", f"two optimizers of {model} take a step together: the step is left as it "
+                                          f"is", body[j])
+                    return None
+                first = last = j
+                stmts = [body[j]]
+                if kind == "manual":
+                    first, last, stmts = self._manual_update_span(body, j, model)
+                updates.append(_Update(who if kind == "step" else None, model, first, last, stmts, pending_clips))
+                pending_clips = []
+                j = last + 1
+                if kind == "manual":
+                    break
+                continue
+            clip = self._clip_call(body[j])
+            if clip is not None and updates:
+                owners = parameters_owners(clip.args[0].value) if clip.args else set()
+                if owners & {u.model for u in updates}:
+                    break  # clipping gradients a step already used: not part of that step
+                pending_clips.append(body[j])
+                j += 1
+                continue
+            break
+        return updates or None
+
+    def _manual_update_span(self, body: list, j: int, model: str) -> tuple[int, int, list]:
+        """The hand-written update loop at body[j], with the `new_params = []` before it and the
+        `model = t2j.replace_parameters(model, new_params)` after it that the module-updates pass writes."""
+        first, last = j, j
+        if j + 1 < len(body) and isinstance(body[j + 1], cst.SimpleStatementLine):
+            small = body[j + 1].body[0]
+            if isinstance(small, cst.Assign) and isinstance(small.value, cst.Call) \
+                    and dotted(small.value.func) == "t2j.replace_parameters" \
+                    and dotted(small.targets[0].target) == model and len(small.value.args) == 2:
+                collected = dotted(small.value.args[1].value)
+                if j > 0 and _code(body[j - 1]).strip() == f"{collected} = []":
+                    first, last = j - 1, j + 1
+        return first, last, body[first:last + 1]
+
+    def _optimizer_state_name(self, optimizer: str) -> str:
+        opt_facts = self.facts.optimizer(optimizer)
+        return opt_facts.state_name if opt_facts is not None else self._state_name_for_param(optimizer)
+
+    def _optimized_model(self, optimizer: str) -> str | None:
         trainer = self.facts.trainers.get(self.functions[-1].name.value) if self.functions else None
-        if trainer is not None and trainer.optimizer_param == optimizer:
-            return trainer.model_param  # inside a trainer, its parameters (the caller may call its model otherwise)
+        if trainer is not None:
+            for model, opt in trainer.pairs:
+                if opt == optimizer:
+                    return model  # inside a trainer, its parameters (the caller may call its model otherwise)
         opt = self.facts.optimizer(optimizer)
         if opt is not None and opt.model:
             return opt.model
         for t in self.facts.trainers.values():
-            if t.optimizer_param == optimizer:
-                return t.model_param
+            for model, opt_param in t.pairs:
+                if opt_param == optimizer:
+                    return model
+        if len(self.facts.optimizers) > 1:
+            return None  # several optimizers: guessing the model would train the wrong one
         return next(iter(self.facts.models), "model")
 
     def _is_stateful(self, model: str) -> bool:
@@ -485,10 +780,12 @@ class TrainingPass(Pass):
             names |= {n for n, c in counts.items() if c > in_region.get(n, 0)}
         return names
 
-    def _clip_lines(self, clips: list, local_names: set[str], taken: set[str]) -> tuple[list[str], list]:
-        """The step's clipping lines, and the (parameter, value) pairs they need from the caller: an argument or
-        condition that reads the caller's local variables (`args.grad_clip`, `max_norm > 0`) is evaluated there and
-        passed in (a Python number: static for the jit), so that an argparse Namespace is never a jit argument."""
+    def _clip_lines(self, clips: list, models: list[str], local_names: set[str], taken: set[str]
+                    ) -> tuple[list[tuple[tuple[str, ...], str]], list] | None:
+        """The step's clipping lines, each with the models whose gradients it clips (written with GRADS for
+        them), and the (parameter, value) pairs they need from the caller: an argument or condition that reads the
+        caller's local variables (`args.grad_clip`, `max_norm > 0`) is evaluated there and passed in (a Python
+        number: static for the jit), so that an argparse Namespace is never a jit argument."""
         lines, params = [], []
 
         def value(expr, name: str) -> str:
@@ -510,6 +807,13 @@ class TrainingPass(Pass):
 
         for clip in clips:
             call = self._clip_call(clip)
+            owners = tuple(m for m in models if m in parameters_owners(call.args[0].value)) if call.args else ()
+            if len(models) == 1:
+                owners = tuple(models)  # one trained model: its gradients are the ones there are
+            elif not owners:
+                self.report("T2J509", f"cannot tell whose gradients {_code(call.func)} clips among "
+                                      f"{', '.join(models)}; the step is left as it is", clip)
+                return None
             target = CLIP_FUNCTIONS[self.ctx.scopes.qualname(call.func)]
             positional = CLIP_PARAMS[target]
             args = []
@@ -518,68 +822,192 @@ class TrainingPass(Pass):
                 code = value(a.value, name)
                 args.append(f"{a.keyword.value}={code}" if a.keyword else code)
             self.need("t2j")
-            line = f"grads = {target}(grads, {', '.join(args)})"
+            line = f"{GRADS} = {target}({GRADS}, {', '.join(args)})"
             if isinstance(clip, cst.If):  # a Python condition, decided when the step traces
                 line = f"if {value(clip.test, 'clip_grads')}:\n    {line}"
-            lines.append(line)
+            lines.append((owners, line))
         return lines, params
 
-    def _build_step(self, name, model, optimizer, state, inputs, region, loss_expr, aux, clip_lines, stateful):
-        model_calls = _ModelCalls(self.ctx.positions, model, stateful)
-        model_calls.total = sum(_code(stmt).count(f"{model}(") for stmt in region)
+    def _build_step(self, name, updates, states, inputs, region, loss_expr, loss_name, aux, clip_lines,
+                    model_states):
+        models = [u.model for u in updates]
+        optimizers = [u.optimizer for u in updates if u.optimizer is not None]
+        # every model called in the loss takes the step's key; a stateful one threads its state
+        called = [m for m in models] + [m for m in self._user_models() if m not in models]
+        model_calls = _ModelCalls(self.ctx.positions, called, {
+            m: self._state_var(m) for m in called if self._is_stateful(m) and self._state_var(m) in model_states})
+        model_calls.total = sum(_code(stmt).count(f"{m}(") for stmt in region for m in called)
         new_region = []
+        recomputed = {_code(s).strip() for s in self._recomputed}
         for stmt in region:
+            again = _code(stmt).strip() in recomputed
             stmt = stmt.visit(model_calls)
+            if again:  # torch ran that forward once: the state it updated is already the caller's, and this
+                # forward reads a copy (Equinox refuses a state used twice)
+                stmt = stmt.visit(_Rename({v: "_" for v in model_calls.states.values()}, stores_only=True))
+                stmt = stmt.visit(_Rename({v: f"jax.tree_util.tree_map(lambda s: s, {v})"
+                                           for v in model_calls.states.values()}, loads_only=True))
             new_region += model_calls.hoisted + [stmt]
             model_calls.hoisted = []
         region = new_region
         # the step's own names must not capture the user's (a criterion called `loss_fn`, a variable `grads`)
-        taken = set(inputs) | set(_names(region).loads) | set(_names(region).stores) | {model, optimizer, state}
-        fn_name, grads, updates = (_fresh(n, taken) for n in ("loss_fn", "grads", "updates"))
-        clip_lines = [line.replace("grads", grads) for line in clip_lines]
+        taken = set(inputs) | set(_names(region).loads) | set(_names(region).stores) | set(models) | set(
+            optimizers) | set(states) | {loss_name}
+        for u in updates:
+            taken |= set(_names(u.stmts).loads) | set(_names(u.stmts).stores)
+        fn_name, grads, updates_name = (_fresh(n, taken) for n in ("loss_fn", "grads", "updates"))
+        model_grads = {models[0]: grads} if len(models) == 1 else {m: _fresh(f"{m}_grads", taken) for m in models}
         # an input the loss computation reassigns (`images = images.float()`) would be a local of loss_fn read
         # before assignment: it comes in as an argument (filter_value_and_grad differentiates the first only)
         rebound = [n for n in inputs if n in _names(region).stores]
-        loss_params = ", ".join([model] + (["state"] if stateful else []) + rebound)
+        differentiated = models[0] if len(models) == 1 else _fresh("models", taken)
+        loss_params = ", ".join([differentiated] + model_states + rebound)
         ret = _code(loss_expr)
-        aux_vals = (["state"] if stateful else []) + aux
+        aux_vals = model_states + aux
         if aux_vals:
             ret = f"{ret}, ({', '.join(aux_vals)}{',' if len(aux_vals) == 1 else ''})"
+        unpack = [_stmt(f"{', '.join(models)} = {differentiated}")] if len(models) > 1 else []
         loss_fn = cst.FunctionDef(
             name=cst.Name(fn_name),
             params=cst.parse_statement(f"def f({loss_params}): pass").params,
-            body=cst.IndentedBlock([s.with_changes(leading_lines=[]) for s in region] + [_stmt(f"return {ret}")]),
+            body=cst.IndentedBlock(unpack + [s.with_changes(leading_lines=[]) for s in region]
+                                   + [_stmt(f"return {ret}")]),
         )
         lines = []
         has_aux = ", has_aux=True" if aux_vals else ""
-        call_args = loss_params
-        loss_name = loss_expr.value if isinstance(loss_expr, cst.Name) else "loss"
+        call_args = loss_params if len(models) == 1 else ", ".join(
+            [f"({', '.join(models)})"] + model_states + rebound)
         lhs = f"({loss_name}, ({', '.join(aux_vals)}{',' if len(aux_vals) == 1 else ''}))" if aux_vals else loss_name
         lines.append(f"{lhs}, {grads} = eqx.filter_value_and_grad({fn_name}{has_aux})({call_args})")
-        lines += clip_lines
-        lines.append(f"{updates}, {state} = {optimizer}.update({grads}, {state}, eqx.filter({model}, eqx.is_array))")
-        lines.append(f"{model} = eqx.apply_updates({model}, {updates})")
-        outs = [model] + (["state"] if stateful else []) + [state, loss_name] + aux
-        lines.append(f"return {', '.join(outs)}")
-        params = [model] + (["state"] if stateful else []) + [state, optimizer] + inputs
+        if len(models) > 1:
+            lines.append(f"{', '.join(model_grads[m] for m in models)} = {grads}")
+        for owners, line in clip_lines:
+            target = model_grads[owners[0]] if len(owners) == 1 else f"({', '.join(model_grads[m] for m in owners)})"
+            lines.append(line.replace(GRADS, target))
+        body = [loss_fn] + [_stmt(line) for line in lines]
+        states_left = list(states)
+        for u in updates:
+            g = model_grads[u.model]
+            if u.optimizer is not None:
+                state = states_left.pop(0)
+                body.append(_stmt(f"{updates_name}, {state} = {u.optimizer}.update({g}, {state}, "
+                                  f"eqx.filter({u.model}, eqx.is_array))"))
+                body.append(_stmt(f"{u.model} = eqx.apply_updates({u.model}, {updates_name})"))
+            else:
+                body += _manual_update(u, g, taken)
+                self.need("t2j")
+        outs = models + model_states + states + [loss_name] + aux
+        body.append(_stmt(f"return {', '.join(outs)}"))
+        params = models + model_states + states + optimizers + inputs
         header = f"@eqx.filter_jit\ndef {name}({', '.join(params)}, *, key):\n    pass\n"
         fn = cst.parse_statement(header)
-        body = [loss_fn] + [_stmt(line) for line in lines]
         return fn.with_changes(body=fn.body.with_changes(body=body))
 
 
-def _has_state_arg(call: cst.Call) -> bool:
-    return any(isinstance(a.value, cst.Name) and a.value.value == "state" for a in call.args)
+GRADS = "__t2j_grads__"
 
 
-def _with_state_arg(call: cst.Call) -> cst.Call:
+def _is_sync_of(following: list, syncs: list) -> bool:
+    """The syncs are there already (the input was translated before): translating twice changes nothing."""
+    return len(following) == len(syncs) and all(
+        isinstance(a, cst.SimpleStatementLine) and _code(a).strip() == _code(b).strip()
+        for a, b in zip(following, syncs))
+
+
+class _Update:
+    """One update of a step: an optimizer's step() (optimizer set) or a hand-written loop over a model's
+    parameters (optimizer None, `stmts` the loop and the statements around it)."""
+
+    def __init__(self, optimizer, model, first, last, stmts, clips) -> None:
+        self.optimizer, self.model, self.first, self.last, self.stmts, self.clips = (
+            optimizer, model, first, last, stmts, clips)
+
+
+def _manual_update(update: _Update, grads: str, taken: set[str]) -> list:
+    """The hand-written update inside the step: the loop runs on the parameters with their gradients beside them
+    (`p.grad` reads the gradient), collecting the new values that replace the model's parameters."""
+    stmts = list(update.stmts)
+    loop = next(s for s in stmts if isinstance(s, cst.For))
+    target = loop.target
+    param = target.elements[1].value.value if isinstance(target, cst.Tuple) else target.value
+    grad_name = _fresh(f"{param}_grad", taken)
+    body = loop.body.visit(_GradReads(param, grad_name))
+    if len(stmts) == 1:  # a loop of `p -= lr * p.grad` that nothing rewrote yet: collect and replace here
+        collected = _fresh("new_params", taken)
+        body = body.with_changes(body=list(body.body) + [_stmt(f"{collected}.append({param})")])
+        it = _code(loop.iter)
+        if isinstance(loop.iter, cst.Call) and isinstance(loop.iter.func, cst.Attribute):
+            named = loop.iter.func.attr.value == "named_parameters"
+            it = f"t2j.{'named_parameters' if named else 'parameters'}({update.model})"
+        loop = loop.with_changes(iter=cst.parse_expression(it))
+        stmts = [_stmt(f"{collected} = []"), loop,
+                 _stmt(f"{update.model} = t2j.replace_parameters({update.model}, {collected})")]
+    pair = cst.parse_expression(f"(({_code(target)}), {grad_name})" if isinstance(target, cst.Tuple)
+                                else f"({_code(target)}, {grad_name})")
+    pair = pair.with_changes(lpar=[], rpar=[])
+    zipped = cst.parse_expression(f"zip({_code(loop.iter)}, t2j.parameters({grads}))")
+    new_loop = loop.with_changes(target=pair, iter=zipped, body=body)
+    return [new_loop if isinstance(s, cst.For) else s.with_changes(leading_lines=[]) for s in stmts]
+
+
+class _GradReads(Transformer):
+    """In a hand-written update: `p.grad` (and `p.grad.data`) -> the gradient beside p; `p -= e` / `p.data -= e`
+    -> `p = p - e`; a statement that zeroes or rebinds p's gradient is dropped (each step has fresh gradients)."""
+
+    def __init__(self, param: str, grad_name: str) -> None:
+        self.param, self.grad_name = param, grad_name
+
+    def _is_grad(self, node) -> bool:
+        return isinstance(node, cst.Attribute) and node.attr.value == "grad" and isinstance(node.value, cst.Name) \
+            and node.value.value == self.param
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute):
+        if self._is_grad(original):
+            return cst.Name(self.grad_name)
+        if original.attr.value == "data" and (self._is_grad(original.value) or (
+                isinstance(original.value, cst.Name) and original.value.value == self.param)):
+            return updated.value  # p.data / p.grad.data: the value itself
+        return updated
+
+    def leave_AugAssign(self, original: cst.AugAssign, updated: cst.AugAssign):
+        if dotted(updated.target) == self.param:
+            op = _code(updated.operator).strip().rstrip("=")
+            return cst.parse_statement(f"{self.param} = {self.param} {op} ({_code(updated.value)})\n").body[0]
+        return updated
+
+    def leave_SimpleStatementLine(self, original, updated):
+        code = _code(original)
+        if f"{self.param}.grad.zero_()" in code or f"{self.param}.grad = None" in code \
+                or f"m.grad, {self.param}" in code:
+            return cst.RemoveFromParent()
+        return updated
+
+
+def _reads_gradients_or(stmt, models: set[str]) -> bool:
+    """Whether a statement between backward() and step() reads a trained model or some `.grad`: after the step,
+    where it now runs, the model is the updated one and there are no .grad attributes."""
+    n = _names([stmt])
+    return bool(models & set(n.loads)) or "grad" in _code(stmt)
+
+
+def _parenthesized_expr(node):
+    if isinstance(node, (cst.Name, cst.Attribute, cst.Call, cst.Subscript)) or node.lpar:
+        return node
+    return node.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+
+
+def _has_state_arg(call: cst.Call, state: str = "state") -> bool:
+    return any(isinstance(a.value, cst.Name) and a.value.value == state for a in call.args)
+
+
+def _with_state_arg(call: cst.Call, state: str = "state") -> cst.Call:
     """`model(x)` -> `model(x, state)`."""
     args = list(call.args)
     comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
     at = next((i for i, a in enumerate(args) if a.keyword is not None or a.star), len(args))
     if at > 0:
         args[at - 1] = args[at - 1].with_changes(comma=comma)
-    args.insert(at, cst.Arg(cst.Name("state"), comma=comma if at < len(args) else cst.MaybeSentinel.DEFAULT))
+    args.insert(at, cst.Arg(cst.Name(state), comma=comma if at < len(args) else cst.MaybeSentinel.DEFAULT))
     return call.with_changes(args=args)
 
 
@@ -621,8 +1049,8 @@ class _BatchHoister(Transformer):
     """`X[start:start + 16]` in the loss region, built from names defined outside it: computed before the step,
     which then takes the batch itself."""
 
-    def __init__(self, model: str, outside: set[str], taken: set[str]) -> None:
-        self.model = model
+    def __init__(self, models: set[str], outside: set[str], taken: set[str]) -> None:
+        self.models = models
         self.outside = outside
         self.taken = taken
         self.hoisted: list[cst.BaseStatement] = []
@@ -637,7 +1065,7 @@ class _BatchHoister(Transformer):
             return updated
         names = _names([cst.SimpleStatementLine([cst.Expr(original)])])
         index_names = set(names.loads) - {original.value.value}
-        if not index_names or not set(names.loads) <= self.outside or self.model in names.loads:
+        if not index_names or not set(names.loads) <= self.outside or self.models & set(names.loads):
             return updated  # a literal index (out[:, 0]) stays; so does anything computed inside the region
         name = f"{original.value.value}_batch"
         i = 2
@@ -651,10 +1079,10 @@ class _BatchHoister(Transformer):
 class _ModelCalls(CarryPositions):
     """Inside the step: `model(x)` takes the step's key (and threads the state of a stateful model)."""
 
-    def __init__(self, positions: dict, model: str, stateful: bool) -> None:
+    def __init__(self, positions: dict, models: list[str], states: dict[str, str]) -> None:
         super().__init__(positions)
-        self.model = model
-        self.stateful = stateful
+        self.models = set(models)
+        self.states = states  # stateful model -> the variable of its state
         self.count = 0
         self.total = 0  # model calls in the region: with several, each gets its own fold_in of the step's key
         self.hoisted: list[cst.BaseStatement] = []  # `model_out, state = model(x, state, key=key)` before a use
@@ -662,31 +1090,34 @@ class _ModelCalls(CarryPositions):
     def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript):
         """`model(x, state)[0]` inside an expression: in the step, the new state must be kept."""
         value = updated.value
-        if self.stateful and isinstance(value, cst.Call) and dotted(value.func) == self.model \
-                and _has_state_arg(value) and _code(updated).endswith("[0]"):
-            tmp = f"{self.model}_out" if not self.hoisted else f"{self.model}_out{len(self.hoisted) + 1}"
-            self.hoisted.append(_stmt(f"{tmp}, state = {_code(value)}"))
+        model = dotted(value.func) if isinstance(value, cst.Call) else None
+        if model in self.states and _has_state_arg(value, self.states[model]) and _code(updated).endswith("[0]"):
+            tmp = f"{model}_out" if not self.hoisted else f"{model}_out{len(self.hoisted) + 1}"
+            self.hoisted.append(_stmt(f"{tmp}, {self.states[model]} = {_code(value)}"))
             return cst.Name(tmp)
         return updated
 
     def leave_Call(self, original: cst.Call, updated: cst.Call):
-        if dotted(original.func) != self.model:
+        model = dotted(original.func)
+        if model not in self.models:
             return updated
         self.count += 1
         key = "key" if self.total <= 1 else f"jax.random.fold_in(key, {self.count})"
-        extra = ", state" if self.stateful and not _has_state_arg(updated) else ""
-        args = ", ".join([_code(a).rstrip(", ") for a in updated.args])
-        return cst.parse_expression(f"{self.model}({args}{extra}, key={key})")
+        state = self.states.get(model)
+        extra = f", {state}" if state is not None and not _has_state_arg(updated, state) else ""
+        args = ", ".join([_code(a.with_changes(comma=cst.MaybeSentinel.DEFAULT)) for a in updated.args])
+        return cst.parse_expression(f"{model}({args}{extra}, key={key})")
 
     def leave_Assign(self, original: cst.Assign, updated: cst.Assign):
-        if self.stateful and isinstance(updated.value, cst.Call) and dotted(updated.value.func) == self.model \
-                and len(updated.targets) == 1:
+        model = dotted(updated.value.func) if isinstance(updated.value, cst.Call) else None
+        if model in self.states and len(updated.targets) == 1:
+            state = self.states[model]
             target = updated.targets[0].target
-            if isinstance(target, cst.Tuple) and dotted(target.elements[-1].value) == "state":
+            if isinstance(target, cst.Tuple) and dotted(target.elements[-1].value) == state:
                 return updated
             if isinstance(target, cst.Tuple) and not target.lpar:
                 target = target.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-            pair = cst.Tuple([cst.Element(target), cst.Element(cst.Name("state"))], lpar=[], rpar=[])
+            pair = cst.Tuple([cst.Element(target), cst.Element(cst.Name(state))], lpar=[], rpar=[])
             return updated.with_changes(targets=[cst.AssignTarget(pair)])
         return updated
 
@@ -721,13 +1152,15 @@ def _parenthesized(target):
     return target
 
 
-def _split_off_unneeded(region: list, loss_expr, model: str) -> tuple[list, list]:
+def _split_off_unneeded(region: list, loss_expr, models: set[str], taken: set[str]) -> tuple[list, list]:
     """The region's statements the loss depends on (they go into the step), and the simple ones it does not
     (`correct += (out.argmax(1) == y).sum().item()`, a print, prefetching the next batch): those run after the
     step on the values it returns, where `.item()` and printing work. A statement stays in the step when it reads
-    the model (after the step the model is the updated one) or when a later statement of the step reads what it
-    writes or writes what it reads."""
-    stay = [not isinstance(s, cst.SimpleStatementLine) or model in _names([s]).loads for s in region]
+    a trained model (after the step the model is the updated one) or when a later statement of the step reads what
+    it writes. One that reads a value a later statement of the step overwrites (`D_x = output.mean().item()` before
+    `output = netD(fake)`) reads a copy the step keeps of it (`output_1 = output` at its place)."""
+    stay = [not isinstance(s, cst.SimpleStatementLine) or bool(models & set(_names([s]).loads)) for s in region]
+    snapshots: list[set[str]] = [set() for _ in region]
     changed = True
     while changed:
         changed = False
@@ -737,16 +1170,61 @@ def _split_off_unneeded(region: list, loss_expr, model: str) -> tuple[list, list
         for i in range(len(region) - 1, -1, -1):
             n = _names([region[i]])
             stores, loads = set(n.stores), set(n.loads)
-            if not stay[i] and (stores & (needed | later_loads) or loads & later_stores):
+            if not stay[i] and stores & (needed | later_loads | later_stores):
                 stay[i] = changed = True
             if stay[i]:
+                snapshots[i] = set()
                 needed |= loads
                 later_loads |= loads
                 later_stores |= stores
-    kept = [s for s, k in zip(region, stay) if k]
+            else:
+                snapshots[i] = loads & later_stores
+                needed |= snapshots[i]  # the copy is taken inside the step
+                later_loads |= snapshots[i]
+    if all(stay):
+        return region, []
+    kept, moved = [], []
+    for stmt, k, snap in zip(region, stay, snapshots):
+        if k:
+            kept.append(stmt)
+            continue
+        renames = {}
+        for name in sorted(snap):
+            copy, k = f"{name}_1", 2
+            while copy in taken:
+                copy, k = f"{name}_{k}", k + 1
+            taken.add(copy)
+            renames[name] = copy
+            kept.append(_stmt(f"{copy} = {name}"))
+        moved.append(stmt.visit(_Rename(renames)) if renames else stmt)
     if not kept:
         return region, []
-    return kept, [s for s, k in zip(region, stay) if not k]
+    return kept, moved
+
+
+class _Rename(Transformer):
+    def __init__(self, renames: dict[str, str], stores_only: bool = False, loads_only: bool = False) -> None:
+        self.renames = renames
+        self.stores_only = stores_only
+        self.loads_only = loads_only  # then a rename may be an expression
+        self.in_target = 0
+
+    def visit_AssignTarget(self, node) -> None:
+        self.in_target += 1
+
+    def leave_AssignTarget(self, original, updated):
+        self.in_target -= 1
+        return updated
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name):
+        if (self.stores_only and not self.in_target) or (self.loads_only and self.in_target):
+            return updated
+        if self.loads_only and updated.value in self.renames:
+            return cst.parse_expression(self.renames[updated.value])
+        return updated.with_changes(value=self.renames.get(updated.value, updated.value))
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute):
+        return updated.with_changes(attr=original.attr)
 
 
 def _defined_before_use(region: list, name: str) -> bool:

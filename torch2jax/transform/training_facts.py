@@ -30,11 +30,26 @@ class OptimizerFacts:
 
 @dataclass
 class TrainerFacts:
-    """A function that trains a model it receives: it gains the optimizer state and returns the new state."""
+    """A function that trains models it receives: it gains each optimizer's state and returns the new state.
+    `pairs` lists every (model parameter, optimizer parameter) it trains, the first being (model_param,
+    optimizer_param); an optimizer of None is a model updated by hand from its gradients (manual SGD)."""
 
     name: str
     model_param: str
-    optimizer_param: str
+    optimizer_param: str | None
+    pairs: list[tuple[str, str | None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.pairs:
+            self.pairs = [(self.model_param, self.optimizer_param)]
+
+    @property
+    def model_params_trained(self) -> list[str]:
+        return list(dict.fromkeys(m for m, _ in self.pairs))
+
+    @property
+    def optimizer_params(self) -> list[str]:
+        return [o for _, o in self.pairs if o is not None]
 
 
 @dataclass
@@ -46,6 +61,8 @@ class TrainingFacts:
     functions: dict[str, cst.FunctionDef] = field(default_factory=dict)
     factories: dict[str, str] = field(default_factory=dict)  # function returning a module -> its class
     model_params: dict[str, dict[str, str]] = field(default_factory=dict)  # function -> {param: class}
+    call_bindings: dict[str, list[dict[str, str | None]]] = field(default_factory=dict)  # function -> its calls'
+    # {param: argument name}, to tell which model parameter each optimizer parameter goes with
 
     def optimizer(self, name: str) -> OptimizerFacts | None:
         return self.optimizers.get(name)
@@ -67,6 +84,17 @@ def parameters_owner(node: cst.BaseExpression) -> str | None:
             if path:
                 return path.split(".")[0]
     return None
+
+
+def parameters_owners(node: cst.BaseExpression) -> set[str]:
+    """Every model whose parameters an expression lists: `chain(a.parameters(), b.parameters())` -> {a, b}."""
+    owners = set()
+    for call in _calls(node):
+        if isinstance(call.func, cst.Attribute) and call.func.attr.value in ("parameters", "named_parameters"):
+            path = dotted(call.func.value)
+            if path:
+                owners.add(path.split(".")[0])
+    return owners
 
 
 def _calls(node: cst.CSTNode) -> list[cst.Call]:
@@ -145,49 +173,129 @@ def _is_method_call_stmt(stmt: cst.BaseStatement, method: str) -> cst.Call | Non
 
 
 def _find_trainers(facts: TrainingFacts, word_cache: dict) -> None:
-    """Functions whose parameters include an optimizer that takes a step (directly or through another trainer)."""
+    """Functions whose parameters include an optimizer that takes a step, or a model whose parameters are updated
+    from their gradients (directly or through another trainer)."""
     changed = True
     while changed:
         changed = False
         for fn in facts.functions.values():
             if fn.name.value in facts.trainers:
                 continue
-            if words(fn, word_cache).isdisjoint({"step", *facts.trainers}):
-                continue  # neither an optimizer's step() nor a trainer's call
+            if words(fn, word_cache).isdisjoint({"step", "grad", *facts.trainers}):
+                continue  # neither an optimizer's step(), a manual update nor a trainer's call
             params = [p.name.value for p in fn.params.params]
-            found = _trainer_params(fn, params, facts)
-            if found:
-                facts.trainers[fn.name.value] = TrainerFacts(fn.name.value, *found)
+            pairs = _trainer_pairs(fn, params, facts)
+            if pairs:
+                facts.trainers[fn.name.value] = TrainerFacts(fn.name.value, pairs[0][0], pairs[0][1], pairs)
                 changed = True
 
 
-def _trainer_params(fn: cst.FunctionDef, params: list[str], facts: TrainingFacts) -> tuple[str, str] | None:
-    steps = []
+def manual_update_owner(stmt: cst.CSTNode) -> tuple[str, cst.For] | None:
+    """`for p in model.parameters(): ... p.grad ...` (or over t2j.parameters(model), named_parameters): the model
+    whose parameters the loop updates by hand from their gradients, and the loop."""
+    if not isinstance(stmt, cst.For):
+        return None
+    target = stmt.target
+    if isinstance(target, cst.Tuple) and len(target.elements) == 2:
+        target = target.elements[1].value  # for name, p in model.named_parameters()
+    if not isinstance(target, cst.Name):
+        return None
+    it = stmt.iter
+    if not isinstance(it, cst.Call):
+        return None
+    owner = None
+    if isinstance(it.func, cst.Attribute) and it.func.attr.value in ("parameters", "named_parameters") \
+            and not it.args:
+        owner = dotted(it.func.value)
+    elif dotted(it.func) in ("t2j.parameters", "t2j.named_parameters") and len(it.args) == 1:
+        owner = dotted(it.args[0].value)
+    if owner is None or "." in owner:
+        return None
+    reads_grad, writes = [], []
 
     class V(Visitor):
         SEES_LAYOUT = False
+
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            if node.attr.value == "grad" and isinstance(node.value, cst.Name) and node.value.value == target.value:
+                reads_grad.append(node)
+
+        def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+            if dotted(node.target) in (target.value, f"{target.value}.data"):
+                writes.append(node)
+
+        def visit_AugAssign(self, node: cst.AugAssign) -> None:
+            if dotted(node.target) in (target.value, f"{target.value}.data"):
+                writes.append(node)
+
+        def visit_Call(self, node: cst.Call) -> None:  # p.data.add_(...), p.sub_(...): torch's in-place methods
+            func = node.func
+            if isinstance(func, cst.Attribute) and func.attr.value.endswith("_") \
+                    and not func.attr.value.startswith("_") \
+                    and dotted(func.value) in (target.value, f"{target.value}.data"):
+                writes.append(node)
+
+    walk(stmt.body, V())
+    # it reads the gradients and writes the parameter: a loop that only reads them (a gradient norm) is no update
+    return (owner, stmt) if reads_grad and writes else None
+
+
+def _trainer_pairs(fn: cst.FunctionDef, params: list[str], facts: TrainingFacts) -> list[tuple[str, str | None]]:
+    steps: list = []
+
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def visit_For(self, node: cst.For) -> None:
+            found = manual_update_owner(node)
+            if found is not None and found[0] in params:
+                steps.append((found[0], None))
 
         def visit_Call(self, call: cst.Call) -> None:
             if isinstance(call.func, cst.Attribute) and call.func.attr.value == "step" and not call.args:
                 steps.append(dotted(call.func.value))
             name = dotted(call.func)
             if name in facts.trainers:
-                t = facts.trainers[name]
                 callee = facts.functions[name]
-                cparams = [p.name.value for p in callee.params.params]
-                bound = _bind_names(call, cparams)
-                if bound.get(t.optimizer_param) in params and bound.get(t.model_param) in params:
-                    steps.append((bound[t.model_param], bound[t.optimizer_param]))
+                bound = _bind_names(call, [p.name.value for p in callee.params.params])
+                for m, o in facts.trainers[name].pairs:
+                    if bound.get(m) in params and (o is None or bound.get(o) in params):
+                        steps.append((bound[m], bound.get(o) if o is not None else None))
 
     walk(fn, V())
+    pairs: list[tuple[str, str | None]] = []
+    optimizers = list(dict.fromkeys(s for s in steps if isinstance(s, str) and s in params
+                                    and s not in facts.schedulers))
     for s in steps:
         if isinstance(s, tuple):
-            return s
-        if s in params and s not in facts.schedulers:
-            model = _model_param(fn, params, s, facts)
-            if model:
-                return model, s
-    return None
+            if s not in pairs:
+                pairs.append(s)
+        elif s in optimizers:
+            model = _model_of_optimizer_param(fn, params, s, optimizers, facts)
+            if model and (model, s) not in pairs:
+                pairs.append((model, s))
+    return pairs
+
+
+def _model_of_optimizer_param(fn: cst.FunctionDef, params: list[str], optimizer: str, optimizers: list[str],
+                              facts: TrainingFacts) -> str | None:
+    """The parameter holding the model an optimizer parameter trains: what the file's calls pass (the model of the
+    optimizer given for it), else a parameter whose name starts the optimizer's (encoder / encoder_optimizer), else,
+    with one optimizer, the model the function uses."""
+    for bound in facts.call_bindings.get(fn.name.value, []):
+        opt = facts.optimizers.get(bound.get(optimizer) or "")
+        if opt is not None and opt.model is not None:
+            hits = [p for p in params if bound.get(p) == opt.model]
+            if hits:
+                return hits[0]
+    named = sorted((p for p in params if p != optimizer and p not in optimizers and optimizer.startswith(p)
+                    and (optimizer[len(p):][:1] == "_" or optimizer[len(p):][:1].isupper())),
+                   key=len, reverse=True)
+    if named:
+        return named[0]
+    if len(optimizers) > 1:
+        return None  # several optimizers: guessing one model for all of them would train the wrong one
+    return _model_param(fn, params, optimizer, facts)
 
 
 def _model_param(fn: cst.FunctionDef, params: list[str], optimizer: str, facts: TrainingFacts) -> str | None:
@@ -236,7 +344,9 @@ def _find_model_params(module: cst.Module, facts: TrainingFacts, word_cache: dic
             if fn is None:
                 return
             params = [p.name.value for p in fn.params.params]
-            for param, arg in _bind_names(call, params).items():
+            bound = _bind_names(call, params)
+            facts.call_bindings.setdefault(name, []).append(bound)
+            for param, arg in bound.items():
                 if arg in facts.models:
                     facts.model_params.setdefault(name, {})[param] = facts.models[arg]
 
