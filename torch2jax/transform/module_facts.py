@@ -176,6 +176,29 @@ def _assigned(fn: cst.FunctionDef, name: str) -> list[cst.BaseExpression]:
             if isinstance(t.target, cst.Name) and t.target.value == name]
 
 
+def _list_contents(fn: cst.FunctionDef | None, name: str) -> list[cst.CSTNode]:
+    """What a local list of `fn` is built from: `layers = [...]`, `layers.append(x)` / `.extend(xs)` /
+    `.insert(i, x)`, `layers += [...]`."""
+    if fn is None:
+        return []
+    found: list[cst.CSTNode] = list(_assigned(fn, name))
+
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def visit_Call(self, n: cst.Call) -> None:
+            if isinstance(n.func, cst.Attribute) and dotted(n.func.value) == name \
+                    and n.func.attr.value in ("append", "extend", "insert"):
+                found.extend(a.value for a in n.args)
+
+        def visit_AugAssign(self, n: cst.AugAssign) -> None:
+            if dotted(n.target) == name:
+                found.append(n.value)
+
+    walk(fn, V())
+    return found
+
+
 def _references_in(node: cst.CSTNode) -> list[cst.BaseExpression]:
     """Names and dotted attributes (nn.BatchNorm2d), outermost first."""
     found = []
@@ -257,6 +280,7 @@ class _Collector(Visitor):
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.in_init = self.current is not None and node.name.value == "__init__"
         if self.in_init:
+            self.init_fn = node
             self.params, self.layer_classes = self._init_names(node)
             p = node.params
             self.current.init_params = [q.name.value for q in (*p.posonly_params, *p.params, *p.kwonly_params)][1:]
@@ -445,9 +469,12 @@ class _Collector(Visitor):
                 return FieldFacts(name, kind, inner, stateful=self._is_stateful_type(inner) or
                                   self._has_stateful(value), conditional=cond)
             if qual == "torch.nn.Sequential":
-                stateful = self._has_stateful(value)
+                # Sequential(*layers): what __init__ put in the list counts as what the Sequential holds
+                built = [value, *(n for a in value.args if isinstance(a.value, cst.Name)
+                                  for n in _list_contents(getattr(self, "init_fn", None), a.value.value))]
+                stateful = any(self._has_stateful(n) for n in built)
                 return FieldFacts(name, "module", qual, stateful=stateful, conditional=cond,
-                                  dynamic=stateful and not self._has_stateful(value, surely=True))
+                                  dynamic=stateful and not any(self._has_stateful(n, surely=True) for n in built))
             if qual is not None and qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper():
                 return FieldFacts(name, "module", qual, stateful=qual in STATEFUL_LAYERS, conditional=cond)
             if local in self.facts.classes:

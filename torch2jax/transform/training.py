@@ -212,6 +212,18 @@ class TrainingPass(Pass):
                 self.report("T2J502", f"cannot tell which model {name} optimizes; opt_state initialised from `model`")
             init = _stmt(f"{opt.state_name} = {name}.init(eqx.filter({opt.model or 'model'}, eqx.is_array))")
             self.need("eqx")
+            qual = self.ctx.scopes.qualname(assign.value.func)
+            if (qual is None or not qual.startswith("torch.optim.")) and assign.value.args \
+                    and _is_parameters_call(assign.value.args[0].value):
+                # an optimizer class handed in: t2j's optimizers take the parameter arrays as their one group
+                params = assign.value.args[0].value
+                self.need("t2j")
+                listed = cst.parse_expression(f"t2j.parameters({_code(params.func.value)})")
+                args = [assign.value.args[0].with_changes(value=listed), *assign.value.args[1:]]
+                stmt = stmt.with_changes(body=[assign.with_changes(value=assign.value.with_changes(args=args))])
+                self.report("T2J512", f"{_code(assign.value.func)}(...) builds the optimizer {name}: "
+                                      f"{_code(params)} -> {_code(listed)}, and it must be a t2j.optim optimizer "
+                                      "(torch.optim classes handed to it are translated)")
             return cst.FlattenSentinel([stmt, self._follow_up(init)])
         if name is not None and name in self.facts.schedulers:
             # torch's scheduler constructors set the first step's lr (LinearLR, OneCycleLR...): write it into the state
@@ -1261,3 +1273,8 @@ def _else_first_use(orelse, name: str) -> str | None:
     if isinstance(orelse, cst.If):
         return _first_use([orelse], name)
     return _first_use(list(orelse.body.body), name) if isinstance(orelse.body, cst.IndentedBlock) else None
+
+
+def _is_parameters_call(node) -> bool:
+    return isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and not node.args \
+        and node.func.attr.value == "parameters" and dotted(node.func.value) is not None

@@ -86,6 +86,12 @@ def parameters_owner(node: cst.BaseExpression) -> str | None:
     return None
 
 
+def _lists_parameters(node: cst.BaseExpression) -> bool:
+    """`model.parameters()` itself (no arguments), the first argument of every torch optimizer."""
+    return isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and not node.args \
+        and node.func.attr.value == "parameters" and dotted(node.func.value) is not None
+
+
 def parameters_owners(node: cst.BaseExpression) -> set[str]:
     """Every model whose parameters an expression lists: `chain(a.parameters(), b.parameters())` -> {a, b}."""
     owners = set()
@@ -156,6 +162,11 @@ class _Collector:
         elif qual and qual.startswith("torch.optim.") and qual.rsplit(".", 1)[1][:1].isupper():
             owner = parameters_owner(value.args[0].value) if value.args else None
             self.facts.optimizers[name] = OptimizerFacts(name, owner)
+        elif isinstance(value.func, cst.Name) and qual is None and local not in self.facts.functions \
+                and local not in self.modules.classes and value.args and value.args[0].keyword is None \
+                and _lists_parameters(value.args[0].value):
+            # `optimizer = opt_func(model.parameters(), lr)`: an optimizer class handed in (opt_func=torch.optim.SGD)
+            self.facts.optimizers[name] = OptimizerFacts(name, parameters_owner(value.args[0].value))
         elif local in self.modules.classes:
             self.facts.models[name] = local
         elif local in self.facts.factories:
