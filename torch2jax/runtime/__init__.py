@@ -8,6 +8,7 @@ from torch2jax.runtime import optim  # torch.optim optimizers and optim.lr_sched
 from torch2jax.runtime.clip_grad import clip_grad_norm, clip_grad_norm_with_norm, clip_grad_value  # noqa: F401
 from torch2jax.runtime import init
 from torch2jax.runtime.state_dict import StateDictError, load_state_dict, to_state_dict
+from torch2jax.runtime.serialization import load, save  # noqa: F401  (torch.save / torch.load)
 from torch2jax.runtime.losses import *  # noqa: F401,F403  (torch.nn.functional losses and the nn.*Loss modules)
 from torch2jax.runtime.random import Generator, cuda_manual_seed, fold_in, manual_seed, multinomial, split_key  # noqa: F401,E501
 from torch2jax.runtime.params import (named_buffers, named_parameters, parameters, replace_parameters,  # noqa: F401

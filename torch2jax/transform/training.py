@@ -120,7 +120,7 @@ def _names(stmts) -> _Names:
 
 
 class TrainingPass(Pass):
-    TRIGGERS = ("optim", ".backward(", ".step(", "zero_grad", ".train(", ".eval(", "BatchNorm")
+    TRIGGERS = ("optim", ".backward(", ".step(", "zero_grad", ".train(", ".eval(", "BatchNorm", "state_dict(")
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
@@ -146,7 +146,7 @@ class TrainingPass(Pass):
         self.words = {"zero_grad", "train", "eval", "step"} | set(facts.optimizers) | set(facts.schedulers)
         self.words |= set(facts.models) | set(facts.trainers) | set(facts.model_params)
         self.words |= {p for params in facts.model_params.values() for p in params}
-        self.words |= {m for t in facts.trainers.values() for m, _ in t.pairs} | {"grad"}
+        self.words |= {m for t in facts.trainers.values() for m, _ in t.pairs} | {"grad", "state_dict", "load_state_dict"}
         # below statements: leave_Call's calls of those functions and models (visit_Assign's assignments of them)
         self.expression_words = self.words
 
@@ -271,10 +271,27 @@ class TrainingPass(Pass):
                 args = "".join(", " + _code(a) for a in call.args)
                 return stmt.with_changes(body=[_stmt(
                     f"{opt.state_name} = {owner}.step({opt.state_name}{args})").body[0]])
+            if method == "load_state_dict" and owner is not None and "." not in owner and self._is_model(owner) \
+                    and call.args and not self.class_depth:
+                return stmt.with_changes(body=[self._load_state_dict(owner, call).body[0]])
         trainer_call = self._trainer_call(call, [])
         if trainer_call is not None:
             return stmt.with_changes(body=[trainer_call])
         return stmt
+
+    def _load_state_dict(self, owner: str, call: cst.Call) -> cst.SimpleStatementLine:
+        """`model.load_state_dict(sd)` -> `model = t2j.load_state_dict(model, sd)` (Equinox modules are immutable);
+        a stateful model's BatchNorm statistics go into its state."""
+        self.need("t2j")
+        args = ", ".join(_code(a.with_changes(comma=cst.MaybeSentinel.DEFAULT)) for a in call.args)
+        if owner in self._stateful_model_names():
+            state = self._state_var(owner)
+            line = f"{owner}, {state} = t2j.load_state_dict({owner}, {args}, state={state})"
+        else:
+            line = f"{owner} = t2j.load_state_dict({owner}, {args})"
+        self.report("T2J513", f"{owner}.load_state_dict(sd) -> {owner} = t2j.load_state_dict({owner}, sd): a new "
+                              "model with the loaded arrays (torch's keys and shapes are checked as strict=True does)")
+        return _stmt(line)
 
     def _state_var(self, model: str | None) -> str:
         """The variable holding a stateful model's state: `state`, or `netG_state` when the file has several; a
@@ -312,6 +329,17 @@ class TrainingPass(Pass):
             state = self._state_var(dotted(updated.func))
             return cst.Subscript(_with_state_arg(updated, state),
                                  [cst.SubscriptElement(cst.Index(cst.Integer("0")))])
+        func = updated.func
+        owner = dotted(func.value) if isinstance(func, cst.Attribute) and func.attr.value == "state_dict" else None
+        if owner is not None and "." not in owner and not updated.args and self._is_model(owner) \
+                and not self.class_depth:
+            # model.state_dict() -> {torch key: numpy array}, BatchNorm statistics read from the model's state
+            self.need("t2j")
+            stateful = owner in self._stateful_model_names()
+            state = f", {self._state_var(owner)}" if stateful else ""
+            self.report("T2J513", f"{owner}.state_dict() -> t2j.to_state_dict({owner}{state}): torch's keys, numpy "
+                                  "arrays (a copy: later training does not change it)", original)
+            return cst.parse_expression(f"t2j.to_state_dict({owner}{state})")
         return updated
 
     def visit_Assign(self, node: cst.Assign) -> None:
