@@ -6,6 +6,8 @@ wherever they appear, and a false match costs a diagnostic, not a silent change.
 """
 from __future__ import annotations
 
+import builtins
+
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -163,8 +165,9 @@ class _Collector:
             owner = parameters_owner(value.args[0].value) if value.args else None
             self.facts.optimizers[name] = OptimizerFacts(name, owner)
         elif isinstance(value.func, cst.Name) and qual is None and local not in self.facts.functions \
-                and local not in self.modules.classes and value.args and value.args[0].keyword is None \
-                and _lists_parameters(value.args[0].value):
+                and local not in self.modules.classes and not hasattr(builtins, local) \
+                and len(value.args) >= 2 and value.args[0].keyword is None \
+                and _lists_parameters(value.args[0].value) and parameters_owner(value.args[0].value) != "self":
             # `optimizer = opt_func(model.parameters(), lr)`: an optimizer class handed in (opt_func=torch.optim.SGD)
             self.facts.optimizers[name] = OptimizerFacts(name, parameters_owner(value.args[0].value))
         elif local in self.modules.classes:
