@@ -262,7 +262,7 @@ def param_groups_weight_decay(model, weight_decay=1e-5, no_weight_decay_list=())
     no_weight_decay_list = set(no_weight_decay_list)
     decay = []
     no_decay = []
-    for name, param in model.named_parameters():
+    for name, param in t2j.named_parameters(model):
         if not param.requires_grad:
             continue
 
@@ -334,7 +334,7 @@ def main():
     model = VisionTransformer(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth,
                               num_heads=args.num_heads, drop_path_rate=args.drop_path,
                               fused_attn=not args.no_fused_attn, key=subkey)
-    n_parameters = sum(p.size for p in model.parameters() if p.requires_grad)
+    n_parameters = sum(p.size for p in t2j.parameters(model))
     print('number of params:', n_parameters)
 
     param_groups = param_groups_weight_decay(model, args.weight_decay, model.no_weight_decay())

@@ -38,6 +38,23 @@ def _placement_call(expr: cst.Expr) -> bool:
                 for a in call.args)
 
 
+# nn.Module's listings of its parameters, iterated in comprehensions (`sum(p.numel() for p in model.parameters())`)
+# or read with next(): an Equinox module has no such methods, the runtime lists the same arrays under the same names.
+# Not buffers(): BatchNorm's statistics live in Equinox state, which t2j.named_buffers(model) cannot see.
+PARAMETER_LISTINGS = ("parameters", "named_parameters")
+
+
+def _listing(node) -> tuple[str, str] | None:
+    """`model.parameters()` (no arguments, a receiver other than self) -> ("parameters", "model")."""
+    if not (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and not node.args
+            and node.func.attr.value in PARAMETER_LISTINGS):
+        return None
+    owner = dotted(node.func.value)
+    if owner is None or owner == "self" or owner.startswith("self."):
+        return None
+    return node.func.attr.value, owner
+
+
 def is_torch(qual: str | None) -> bool:
     return qual is not None and (qual == "torch" or qual.startswith("torch."))
 
@@ -56,7 +73,7 @@ class OpsPass(Pass):
         # a statement with neither an imported name (torch, F, nn...) nor an attribute named like a Tensor method or
         # attribute (x.view, x.shape, x.data) has nothing to map, and neither has an expression
         self.words = self.expression_words = set(ctx.scopes.aliases) | {"." + m for m in ctx.tables.methods} | {
-            ".data"}
+            ".data"} | {"." + m for m in PARAMETER_LISTINGS}
 
     def wants(self, node) -> bool:
         return not self.words.isdisjoint(self.ctx.words(node))
@@ -109,7 +126,42 @@ class OpsPass(Pass):
             return cst.RemoveFromParent()
         return updated
 
+    def leave_CompFor(self, original: cst.CompFor, updated: cst.CompFor) -> cst.CompFor:
+        """`for p in model.parameters() if p.requires_grad` in a comprehension -> `for p in t2j.parameters(model)`:
+        the runtime lists the trained arrays only, so a requires_grad filter on the loop variable goes too."""
+        listing = _listing(original.iter)
+        if listing is None:
+            return updated
+        method, owner = listing
+        self.need("t2j")
+        self.report("T2J514", f"{owner}.{method}() -> t2j.{method}({owner}): the Equinox model's arrays, torch's "
+                              "names and order", original)
+        target = updated.target.elements[-1].value if isinstance(updated.target, cst.Tuple) else updated.target
+        ifs = [c for c in updated.ifs if not (isinstance(target, cst.Name) and dotted(c.test) ==
+                                              f"{target.value}.requires_grad")]
+        return updated.with_changes(iter=cst.parse_expression(f"t2j.{method}({owner})"), ifs=ifs)
+
+    def leave_For(self, original: cst.For, updated: cst.For) -> cst.For:
+        """`for name, p in model.named_parameters(): print(...)`: a loop that only reads them (the module-updates
+        and training passes turned the loops that write them into functional updates already)."""
+        listing = _listing(original.iter)
+        if listing is None:
+            return updated
+        method, owner = listing
+        self.need("t2j")
+        self.report("T2J514", f"{owner}.{method}() -> t2j.{method}({owner}): the Equinox model's arrays, torch's "
+                              "names and order", original)
+        return updated.with_changes(iter=cst.parse_expression(f"t2j.{method}({owner})"))
+
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if isinstance(original.func, cst.Name) and original.func.value == "next" and len(original.args) == 1 \
+                and _listing(original.args[0].value) is not None:
+            method, owner = _listing(original.args[0].value)
+            self.need("t2j")
+            self.report("T2J514", f"{owner}.{method}() -> t2j.{method}({owner}): the Equinox model's arrays, torch's "
+                                  "names and order", original)
+            return updated.with_changes(args=[updated.args[0].with_changes(
+                value=cst.parse_expression(f"iter(t2j.{method}({owner}))"))])
         feature = self._feature_test(original)
         if feature is not None:
             return feature
