@@ -24,7 +24,9 @@ SOURCE = textwrap.dedent('''
     print("head", sum(p.numel() for p in net.head.parameters()))
     print("names", [n for n, _ in net.named_parameters()])
     for name, p in net.named_parameters():
-        print("param", name, tuple(p.shape))
+        if not p.requires_grad:
+            continue
+        print("param", name, tuple(p.shape), p.requires_grad)
     print("first", tuple(next(net.parameters()).shape))
 ''')
 

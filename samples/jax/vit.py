@@ -263,7 +263,7 @@ def param_groups_weight_decay(model, weight_decay=1e-5, no_weight_decay_list=())
     decay = []
     no_decay = []
     for name, param in t2j.named_parameters(model):
-        if not param.requires_grad:
+        if not True:
             continue
 
         if param.ndim <= 1 or name.endswith(".bias") or name in no_weight_decay_list:
@@ -289,17 +289,13 @@ def train_step(model, opt_state, optimizer, samples, criterion, targets, max_nor
     def loss_fn(model):
         outputs = model(samples, key=key)
         loss = criterion(outputs, targets)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            print("Loss is {}, stopping training".format(loss_value))
-            raise SystemExit(1)
-        return loss, (loss_value,)
-    (loss, (loss_value,)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model)
+        return loss
+    loss, grads = eqx.filter_value_and_grad(loss_fn)(model)
     if clip_grads:
         grads = t2j.clip_grad_norm(grads, max_norm=max_norm)
     updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
     model = eqx.apply_updates(model, updates)
-    return model, opt_state, loss, loss_value
+    return model, opt_state, loss
 
 
 def main():
@@ -357,7 +353,11 @@ def main():
             targets = targets
 
             key, subkey = jax.random.split(key)
-            model, opt_state, loss, loss_value = train_step(model, opt_state, optimizer, samples, criterion, targets, args.clip_grad, args.clip_grad is not None, key=subkey)
+            model, opt_state, loss = train_step(model, opt_state, optimizer, samples, criterion, targets, args.clip_grad, args.clip_grad is not None, key=subkey)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                print("Loss is {}, stopping training".format(loss_value))
+                raise SystemExit(1)
             opt_state = scheduler.step(opt_state)
 
             print(f"step {step} loss {loss_value:.6f}")

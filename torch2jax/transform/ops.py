@@ -55,6 +55,33 @@ def _listing(node) -> tuple[str, str] | None:
     return node.func.attr.value, owner
 
 
+def _assigns_to(node: cst.CSTNode, path: str) -> bool:
+    """Whether `path = ...` (or an augmented assignment to it) appears under node."""
+    found = []
+
+    class V(cst.CSTVisitor):
+        def visit_AssignTarget(self, n: cst.AssignTarget) -> None:
+            if dotted(n.target) == path:
+                found.append(n)
+
+        def visit_AugAssign(self, n: cst.AugAssign) -> None:
+            if dotted(n.target) == path:
+                found.append(n)
+
+    node.visit(V())
+    return bool(found)
+
+
+class _ReplaceDotted(cst.CSTTransformer):
+    """Every read of a dotted name (`p.requires_grad`) -> an expression (`True`)."""
+
+    def __init__(self, path: str, code: str) -> None:
+        self.path, self.code = path, code
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        return cst.parse_expression(self.code) if dotted(original) == self.path else updated
+
+
 def is_torch(qual: str | None) -> bool:
     return qual is not None and (qual == "torch" or qual.startswith("torch."))
 
@@ -147,11 +174,16 @@ class OpsPass(Pass):
         listing = _listing(original.iter)
         if listing is None:
             return updated
+        target = updated.target.elements[-1].value if isinstance(updated.target, cst.Tuple) else updated.target
+        flag = f"{target.value}.requires_grad" if isinstance(target, cst.Name) else None
+        if flag is not None and _assigns_to(original.body, flag):
+            return updated  # `p.requires_grad = False`: freezing, which the runtime's listing cannot express
         method, owner = listing
         self.need("t2j")
         self.report("T2J514", f"{owner}.{method}() -> t2j.{method}({owner}): the Equinox model's arrays, torch's "
                               "names and order", original)
-        return updated.with_changes(iter=cst.parse_expression(f"t2j.{method}({owner})"))
+        body = updated.body.visit(_ReplaceDotted(flag, "True")) if flag is not None else updated.body
+        return updated.with_changes(iter=cst.parse_expression(f"t2j.{method}({owner})"), body=body)
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         if isinstance(original.func, cst.Name) and original.func.value == "next" and len(original.args) == 1 \

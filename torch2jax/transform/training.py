@@ -1192,6 +1192,33 @@ def _parenthesized(target):
     return target
 
 
+def _movable(stmt) -> bool:
+    """A statement that may run after the step instead: a simple one, or an `if` that does not change the loop's
+    course (timm's `if not math.isfinite(loss_value): sys.exit(1)`; an `if ...: continue` would skip torch's step)."""
+    if isinstance(stmt, cst.SimpleStatementLine):
+        return True
+    if not isinstance(stmt, cst.If):
+        return False
+    found = []
+
+    class V(cst.CSTVisitor):
+        def visit_Return(self, n) -> None:
+            found.append(n)
+
+        def visit_Break(self, n) -> None:
+            found.append(n)
+
+        def visit_Continue(self, n) -> None:
+            found.append(n)
+
+        def visit_FunctionDef(self, n) -> bool:
+            found.append(n)
+            return False
+
+    stmt.visit(V())
+    return not found
+
+
 def _split_off_unneeded(region: list, loss_expr, models: set[str], taken: set[str]) -> tuple[list, list]:
     """The region's statements the loss depends on (they go into the step), and the simple ones it does not
     (`correct += (out.argmax(1) == y).sum().item()`, a print, prefetching the next batch): those run after the
@@ -1199,7 +1226,7 @@ def _split_off_unneeded(region: list, loss_expr, models: set[str], taken: set[st
     a trained model (after the step the model is the updated one) or when a later statement of the step reads what
     it writes. One that reads a value a later statement of the step overwrites (`D_x = output.mean().item()` before
     `output = netD(fake)`) reads a copy the step keeps of it (`output_1 = output` at its place)."""
-    stay = [not isinstance(s, cst.SimpleStatementLine) or bool(models & set(_names([s]).loads)) for s in region]
+    stay = [not _movable(s) or bool(models & set(_names([s]).loads)) for s in region]
     snapshots: list[set[str]] = [set() for _ in region]
     changed = True
     while changed:
