@@ -28,6 +28,9 @@ SOURCE = textwrap.dedent('''
             continue
         print("param", name, tuple(p.shape), p.requires_grad)
     print("first", tuple(next(net.parameters()).shape))
+    param_dict = {pn: p for pn, p in net.named_parameters()}
+    param_dict = {pn: p for pn, p in param_dict.items() if p.requires_grad}
+    print("decayed", sorted(n for n, p in param_dict.items() if p.dim() >= 2))
 ''')
 
 

@@ -55,6 +55,23 @@ def _listing(node) -> tuple[str, str] | None:
     return node.func.attr.value, owner
 
 
+def _lists_parameters(node) -> bool:
+    """model.parameters() / named_parameters() (self's too), or the runtime's t2j.parameters(...) forms."""
+    if not isinstance(node, cst.Call):
+        return False
+    if isinstance(node.func, cst.Attribute) and not node.args and node.func.attr.value in PARAMETER_LISTINGS:
+        return True
+    return dotted(node.func) in ("t2j.parameters", "t2j.named_parameters")
+
+
+def _without_requires_grad(comp: cst.CompFor) -> list:
+    """comp's `if` clauses without `if p.requires_grad` on its (last) loop variable: every listed array is trained."""
+    target = comp.target.elements[-1].value if isinstance(comp.target, cst.Tuple) else comp.target
+    if not isinstance(target, cst.Name):
+        return list(comp.ifs)
+    return [c for c in comp.ifs if dotted(c.test) != f"{target.value}.requires_grad"]
+
+
 def _assigns_to(node: cst.CSTNode, path: str) -> bool:
     """Whether `path = ...` (or an augmented assignment to it) appears under node."""
     found = []
@@ -97,10 +114,11 @@ class OpsPass(Pass):
         self.non_tensor_names = non_tensor_names or set()
         self.metadata_reads: set[cst.CSTNode] = set()  # `x.data` in `x.data.shape`, `x.data.zero_()`: kept as x
         self.store_targets: set[cst.CSTNode] = set()
+        self.parameter_collections: set[str] = set()  # names bound to a comprehension over a model's parameters
         # a statement with neither an imported name (torch, F, nn...) nor an attribute named like a Tensor method or
         # attribute (x.view, x.shape, x.data) has nothing to map, and neither has an expression
         self.words = self.expression_words = set(ctx.scopes.aliases) | {"." + m for m in ctx.tables.methods} | {
-            ".data"} | {"." + m for m in PARAMETER_LISTINGS}
+            ".data", ".requires_grad"} | {"." + m for m in PARAMETER_LISTINGS}
 
     def wants(self, node) -> bool:
         return not self.words.isdisjoint(self.ctx.words(node))
@@ -153,20 +171,31 @@ class OpsPass(Pass):
             return cst.RemoveFromParent()
         return updated
 
+    def visit_Assign(self, node: cst.Assign) -> None:
+        """`param_dict = {pn: p for pn, p in self.named_parameters()}` (nanoGPT): a dict of the model's parameters,
+        whose items a later comprehension filters by requires_grad."""
+        value = node.value
+        if len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name) \
+                and isinstance(value, (cst.DictComp, cst.ListComp)) and _lists_parameters(value.for_in.iter):
+            self.parameter_collections.add(node.targets[0].target.value)
+
     def leave_CompFor(self, original: cst.CompFor, updated: cst.CompFor) -> cst.CompFor:
         """`for p in model.parameters() if p.requires_grad` in a comprehension -> `for p in t2j.parameters(model)`:
-        the runtime lists the trained arrays only, so a requires_grad filter on the loop variable goes too."""
+        the runtime lists the trained arrays only, so a requires_grad filter on the loop variable goes too (also
+        over a dict of them: `for pn, p in param_dict.items() if p.requires_grad`)."""
         listing = _listing(original.iter)
+        it = original.iter
+        if listing is None and isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute) and not it.args \
+                and it.func.attr.value in ("items", "values") and dotted(it.func.value) in self.parameter_collections:
+            return updated.with_changes(ifs=_without_requires_grad(updated))
         if listing is None:
             return updated
         method, owner = listing
         self.need("t2j")
         self.report("T2J514", f"{owner}.{method}() -> t2j.{method}({owner}): the Equinox model's arrays, torch's "
                               "names and order", original)
-        target = updated.target.elements[-1].value if isinstance(updated.target, cst.Tuple) else updated.target
-        ifs = [c for c in updated.ifs if not (isinstance(target, cst.Name) and dotted(c.test) ==
-                                              f"{target.value}.requires_grad")]
-        return updated.with_changes(iter=cst.parse_expression(f"t2j.{method}({owner})"), ifs=ifs)
+        return updated.with_changes(iter=cst.parse_expression(f"t2j.{method}({owner})"),
+                                    ifs=_without_requires_grad(updated))
 
     def leave_For(self, original: cst.For, updated: cst.For) -> cst.For:
         """`for name, p in model.named_parameters(): print(...)`: a loop that only reads them (the module-updates
