@@ -45,6 +45,8 @@ CASES = [
     Case("Unflatten", (1, (2, 3)), shapes=((4, 6, 5),)),
     Case("Embedding", (10, 4), shapes=((3, 5),), int_high=10),
     Case("Embedding", (10, 4), {"padding_idx": 2}, shapes=((4, 6),), int_high=4),
+    Case("EmbeddingBag", (10, 4), shapes=((3, 5),), int_high=10),
+    Case("EmbeddingBag", (10, 4), {"mode": "sum", "padding_idx": 2}, shapes=((4, 6),), int_high=4),
     # convolutions
     Case("Conv1d", (3, 4, 3), {"stride": 2, "padding": 1}, shapes=((2, 3, 11),)),
     Case("Conv1d", (4, 6, 3), {"groups": 2, "dilation": 2, "padding": "same"}, shapes=((2, 4, 9),)),
