@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from torch2jax.transform.names import Scopes, dotted
+from torch2jax.transform.names import Scopes, dotted, self_calls
 from torch2jax.transform.walk import CLASS, Visitor, walk, words
 
 MODULE_BASES = {"torch.nn.Module", "torch.nn.modules.module.Module"}
@@ -223,19 +223,8 @@ def _user_classes_in(node: cst.CSTNode, facts: ModuleFacts) -> list[str]:
 
 def _called_attributes(cls: cst.ClassDef) -> set[str]:
     """The X of every `self.X(...)` in the class's methods outside __init__: fields used as callables."""
-    found: set[str] = set()
-
-    class V(Visitor):
-        SEES_LAYOUT = False
-
-        def visit_Call(self, n: cst.Call) -> None:
-            if isinstance(n.func, cst.Attribute) and dotted(n.func.value) == "self":
-                found.add(n.func.attr.value)
-
-    for m in cls.body.body:
-        if isinstance(m, cst.FunctionDef) and m.name.value != "__init__":
-            walk(m, V())
-    return found
+    return {name for m in cls.body.body if isinstance(m, cst.FunctionDef) and m.name.value != "__init__"
+            for name in self_calls(m)}
 
 
 class _Collector(Visitor):

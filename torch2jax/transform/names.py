@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import libcst as cst
 
-from torch2jax.transform.walk import Visitor, content_children, iter_statements
+from torch2jax.transform.walk import Visitor, content_children, iter_statements, walk
 
 
 def dotted(node: cst.BaseExpression) -> str | None:
@@ -21,6 +21,21 @@ def dotted(node: cst.BaseExpression) -> str | None:
         base = dotted(node.value)
         return f"{base}.{node.attr.value}" if base else None
     return None
+
+
+def self_calls(node: cst.CSTNode) -> set[str]:
+    """The X of every `self.X(...)` under node: methods called, or fields used as callables."""
+    found: set[str] = set()
+
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def visit_Call(self, n: cst.Call) -> None:
+            if isinstance(n.func, cst.Attribute) and dotted(n.func.value) == "self":
+                found.add(n.func.attr.value)
+
+    walk(node, V())
+    return found
 
 
 def root_name(node: cst.BaseExpression) -> str | None:

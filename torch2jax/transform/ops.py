@@ -8,6 +8,7 @@ from torch2jax.transform import handlers
 from torch2jax.transform.base import FileContext, Pass
 from torch2jax.transform.names import dotted
 from torch2jax.transform.templates import BindError, Bound, bind, choose, parsed, render
+from torch2jax.transform.transforms import _Rename
 
 # Short names a template may use, and the import each needs (imports.py adds them).
 IMPORT_ROOTS = ("jnp", "jax", "lax", "eqx", "optax", "t2j", "np", "math")
@@ -87,16 +88,6 @@ def _assigns_to(node: cst.CSTNode, path: str) -> bool:
 
     node.visit(V())
     return bool(found)
-
-
-class _ReplaceDotted(cst.CSTTransformer):
-    """Every read of a dotted name (`p.requires_grad`) -> an expression (`True`)."""
-
-    def __init__(self, path: str, code: str) -> None:
-        self.path, self.code = path, code
-
-    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
-        return cst.parse_expression(self.code) if dotted(original) == self.path else updated
 
 
 def is_torch(qual: str | None) -> bool:
@@ -211,7 +202,7 @@ class OpsPass(Pass):
         self.need("t2j")
         self.report("T2J514", f"{owner}.{method}() -> t2j.{method}({owner}): the Equinox model's arrays, torch's "
                               "names and order", original)
-        body = updated.body.visit(_ReplaceDotted(flag, "True")) if flag is not None else updated.body
+        body = updated.body.visit(_Rename(flag, "True", self.ctx.positions)) if flag is not None else updated.body
         return updated.with_changes(iter=cst.parse_expression(f"t2j.{method}({owner})"), body=body)
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:

@@ -36,7 +36,7 @@ from pathlib import Path
 import libcst as cst
 
 from torch2jax.transform.base import Pass, add_marker
-from torch2jax.transform.names import dotted
+from torch2jax.transform.names import dotted, self_calls
 from torch2jax.transform.ops import KEY_PLACEHOLDER
 from torch2jax.transform.walk import (LAMBDA, SEMICOLON, Transformer, Visitor, content_children, is_layout,
                                       iter_statements, names_read, walk)
@@ -121,25 +121,11 @@ def _called_from(cls: cst.ClassDef, start: str) -> set[str]:
         fn = methods.get(todo.pop())
         if fn is None:
             continue
-        for call in _self_calls(fn):
+        for call in self_calls(fn):
             if call in methods and call not in reached and call != "__init__":
                 reached.add(call)
                 todo.append(call)
     return reached
-
-
-def _self_calls(fn: cst.FunctionDef) -> set[str]:
-    found: set[str] = set()
-
-    class V(Visitor):
-        SEES_LAYOUT = False
-
-        def visit_Call(self, n: cst.Call) -> None:
-            if isinstance(n.func, cst.Attribute) and dotted(n.func.value) == "self":
-                found.add(n.func.attr.value)
-
-    walk(fn, V())
-    return found
 
 
 def _names_in(node: cst.CSTNode, skip_defs: bool = False) -> set[str]:

@@ -35,7 +35,8 @@ from torch2jax.transform.base import CarryPositions, Pass
 from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER
 from torch2jax.transform.training_facts import (OptimizerFacts, TrainingFacts, _bind_names, _is_method_call_stmt,
-                                                manual_update_owner, parameters_owners, strip_module_chain)
+                                                lists_parameters, manual_update_owner, parameters_owners,
+                                                strip_module_chain)
 from torch2jax.transform.walk import Transformer, Visitor, walk
 
 CLIP_FUNCTIONS = {"torch.nn.utils.clip_grad_norm_": "t2j.clip_grad_norm",
@@ -214,7 +215,7 @@ class TrainingPass(Pass):
             self.need("eqx")
             qual = self.ctx.scopes.qualname(assign.value.func)
             if (qual is None or not qual.startswith("torch.optim.")) and assign.value.args \
-                    and _is_parameters_call(assign.value.args[0].value):
+                    and lists_parameters(assign.value.args[0].value):
                 # an optimizer class handed in: t2j's optimizers take the parameter arrays as their one group
                 params = assign.value.args[0].value
                 self.need("t2j")
@@ -1328,8 +1329,3 @@ def _else_first_use(orelse, name: str) -> str | None:
     if isinstance(orelse, cst.If):
         return _first_use([orelse], name)
     return _first_use(list(orelse.body.body), name) if isinstance(orelse.body, cst.IndentedBlock) else None
-
-
-def _is_parameters_call(node) -> bool:
-    return isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and not node.args \
-        and node.func.attr.value == "parameters" and dotted(node.func.value) is not None

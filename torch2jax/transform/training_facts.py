@@ -88,7 +88,7 @@ def parameters_owner(node: cst.BaseExpression) -> str | None:
     return None
 
 
-def _lists_parameters(node: cst.BaseExpression) -> bool:
+def lists_parameters(node: cst.BaseExpression) -> bool:
     """`model.parameters()` itself (no arguments), the first argument of every torch optimizer."""
     return isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and not node.args \
         and node.func.attr.value == "parameters" and dotted(node.func.value) is not None
@@ -167,7 +167,7 @@ class _Collector:
         elif isinstance(value.func, cst.Name) and qual is None and local not in self.facts.functions \
                 and local not in self.modules.classes and not hasattr(builtins, local) \
                 and len(value.args) >= 2 and value.args[0].keyword is None \
-                and _lists_parameters(value.args[0].value) and parameters_owner(value.args[0].value) != "self":
+                and lists_parameters(value.args[0].value) and parameters_owner(value.args[0].value) != "self":
             # `optimizer = opt_func(model.parameters(), lr)`: an optimizer class handed in (opt_func=torch.optim.SGD)
             self.facts.optimizers[name] = OptimizerFacts(name, parameters_owner(value.args[0].value))
         elif local in self.modules.classes:
