@@ -171,6 +171,11 @@ def test_fuzz_mutated_torch_files(source):
     # libcst's parser raised CSTValidationError (not ParserSyntaxError) out of translate()
     "import torch\nx = b'' ''\n",
     "x = (b'a' 'b')\n",
+    # training pass: a criterion (nn.CrossEntropyLoss()) was taken for the model a step trains; once translated it
+    # is not torch's, so the second run guessed another model and extracted the step the first left alone
+    "import torch.nn as nn\ncriterion = nn.CrossEntropyLoss()\nfor samples, targets in train_loader:\n"
+    "    outputs = model(samples)\n    loss.backward()\n    nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n"
+    "    optimizer.step()\n",
 ])
 def test_fuzz_reproducers(source):
     check_translation(source)

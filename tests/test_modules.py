@@ -23,6 +23,7 @@ CASES = [
     ("ResBlock1d", (), [RNG.standard_normal((2, 8, 9)).astype(np.float32)], True),
     ("Derived", (), [RNG.standard_normal((3, 5)).astype(np.float32)], True),
     ("NamedParts", (), [RNG.standard_normal((5, 6)).astype(np.float32)], True),
+    ("TiedLM", (), [RNG.integers(0, 13, (2, 5))], True),
 ]
 
 
@@ -120,3 +121,20 @@ def test_blocks_in_a_module_dict_entry_get_keys_for_their_dropout():
     a, b = train(x, key=jax.random.key(1)), train(x, key=jax.random.key(2))
     assert not np.allclose(a, b) and not np.allclose(a, eval_out)
 
+
+
+def test_tied_weights_are_one_parameter():
+    """torch lists a shared Parameter once, under its first name: so do the translation's parameter listings, its
+    state_dict holds both keys, and an optimizer step keeps the two places equal."""
+    pair = Pair(SOURCE, "TiedLM")
+    names = [n for n, _ in t2j.named_parameters(pair.model)]
+    # sorted: a ModuleDict is a plain dict in the translation, and pytree operations sort a dict's keys
+    assert sorted(names) == sorted(n for n, _ in pair.torch.named_parameters())
+    assert set(t2j.to_state_dict(pair.model)) == set(pair.torch.state_dict())
+    optimizer = t2j.optim.AdamW(lr=0.1, weight_decay=0.1)
+    opt_state = optimizer.init(eqx.filter(pair.model, eqx.is_array))
+    grads = eqx.filter_grad(lambda m: m(jax.numpy.arange(5)[None]).sum())(pair.model)
+    updates, _ = optimizer.update(grads, opt_state, eqx.filter(pair.model, eqx.is_array))
+    model = eqx.apply_updates(pair.model, updates)
+    np.testing.assert_array_equal(model.transformer["wte"].weight, model.lm_head.weight)
+    assert not np.allclose(model.lm_head.weight, pair.model.lm_head.weight)

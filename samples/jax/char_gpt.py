@@ -161,6 +161,7 @@ class GPT(eqx.Module):
     config: object = eqx.field(static=True)
     transformer: dict
     lm_head: t2j.nn.Linear
+    _t2j_ties: tuple = eqx.field(static=True, default=())  # tied weights (t2j.tie_in_init)
 
     def __init__(self, config, *, key):
         assert config.vocab_size is not None
@@ -178,7 +179,7 @@ class GPT(eqx.Module):
         key, subkey = jax.random.split(key)
         self.lm_head = t2j.nn.Linear(config.n_embd, config.vocab_size, bias=False, key=subkey)
         # with weight tying the token embedding and the output projection share one matrix
-        self.transformer = eqx.tree_at(lambda m: m['wte'].weight, self.transformer, self.lm_head.weight)
+        t2j.tie_in_init(self, 'transformer.wte.weight', 'lm_head.weight')
 
         # init all weights
         key, subkey = jax.random.split(key)
@@ -194,6 +195,7 @@ class GPT(eqx.Module):
 
         # report number of parameters
         print("number of parameters: %.2fM" % (self.get_num_params() / 1e6,))
+        t2j.finish_ties_in_init(self)
 
     def get_num_params(self, non_embedding=True):
         """
@@ -208,6 +210,7 @@ class GPT(eqx.Module):
         return n_params
 
     def _init_weights(self, module, *, key):
+        self = t2j.tied(self)  # tied weights: one parameter in every place
         if isinstance(module, t2j.nn.Linear):
             key, subkey = jax.random.split(key)
             module = eqx.tree_at(lambda m: m.weight, module, t2j.init.normal(subkey, module.weight.shape, mean=0.0, std=0.02, dtype=module.weight.dtype))
@@ -219,7 +222,8 @@ class GPT(eqx.Module):
         return module
 
     def __call__(self, idx, targets=None, *, key=None):
-        device = idx.device
+        self = t2j.tied(self)  # tied weights: one parameter in every place
+        device = t2j.device('cpu')
         b, t = idx.shape
         assert t <= self.config.block_size, f"Cannot forward sequence of length {t}, block size is only {self.config.block_size}"
         pos = jnp.arange(0, t, dtype=jnp.int64)  # shape (t)
@@ -249,6 +253,7 @@ class GPT(eqx.Module):
         return logits, loss
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        self = t2j.tied(self)  # tied weights: one parameter in every place
         # start with all of the candidate parameters
         param_dict = {pn: p for pn, p in t2j.named_parameters(self)}
         # filter out those that do not require grad
@@ -270,7 +275,6 @@ class GPT(eqx.Module):
         use_fused = fused_available and device_type == 'cuda'
         extra_args = dict(fused=True) if use_fused else dict()
         optimizer = t2j.optim.AdamW(optim_groups, lr=learning_rate, betas=betas, **extra_args)
-        opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
         return optimizer
 
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, *, key):
@@ -279,6 +283,7 @@ class GPT(eqx.Module):
         the sequence max_new_tokens times, feeding the predictions back into the model each time.
         Most likely you'll want to make sure to be in model.eval() mode of operation for this.
         """
+        self = t2j.tied(self)  # tied weights: one parameter in every place
         for _ in range(max_new_tokens):
             # if the sequence context is growing too long we must crop it at block_size
             idx_cond = idx if idx.shape[1] <= self.config.block_size else idx[:, -self.config.block_size:]
@@ -407,6 +412,7 @@ def main():
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
 
     def estimate_loss(*, key):
+        nonlocal model
         out = {}
         model = eqx.nn.inference_mode(model, True)
         for split in ['train', 'val']:

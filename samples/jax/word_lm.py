@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import equinox as eqx
 import torch2jax.runtime as t2j
-import torch.nn as nn
 
 
 class RNNModel(eqx.Module):
@@ -29,6 +28,7 @@ class RNNModel(eqx.Module):
     rnn_type: object = eqx.field(static=True)
     nhid: object = eqx.field(static=True)
     nlayers: object
+    _t2j_ties: tuple = eqx.field(static=True, default=())  # tied weights (t2j.tie_in_init)
 
     def __init__(self, rnn_type='LSTM', ntoken=50, ninp=32, nhid=32, nlayers=2, dropout=0.5, tie_weights=False, *, key):
         self.ntoken = ntoken
@@ -36,7 +36,8 @@ class RNNModel(eqx.Module):
         key, subkey = jax.random.split(key)
         self.encoder = t2j.nn.Embedding(ntoken, ninp, key=subkey)
         if rnn_type in ['LSTM', 'GRU']:
-            self.rnn = getattr(nn, rnn_type)(ninp, nhid, nlayers, dropout=dropout)
+            key, subkey = jax.random.split(key)
+            self.rnn = getattr(t2j.nn, rnn_type)(ninp, nhid, nlayers, dropout=dropout, key=subkey)
         else:
             try:
                 nonlinearity = {'RNN_TANH': 'tanh', 'RNN_RELU': 'relu'}[rnn_type]
@@ -54,7 +55,7 @@ class RNNModel(eqx.Module):
         if tie_weights:
             if nhid != ninp:
                 raise ValueError('When using the tied flag, nhid must be equal to emsize')
-            self.decoder = eqx.tree_at(lambda m: m.weight, self.decoder, self.encoder.weight)
+            t2j.tie_in_init(self, 'decoder.weight', 'encoder.weight')
 
         key, subkey = jax.random.split(key)
         self.init_weights(key=subkey)
@@ -62,6 +63,7 @@ class RNNModel(eqx.Module):
         self.rnn_type = rnn_type
         self.nhid = nhid
         self.nlayers = nlayers
+        t2j.finish_ties_in_init(self)
 
     def init_weights(self, *, key):
         initrange = 0.1
@@ -72,6 +74,7 @@ class RNNModel(eqx.Module):
         self.decoder = eqx.tree_at(lambda m: m.weight, self.decoder, t2j.init.uniform(subkey, self.decoder.weight.shape, a=-initrange, b=initrange, dtype=self.decoder.weight.dtype))
 
     def __call__(self, input, hidden, *, key=None):
+        self = t2j.tied(self)  # tied weights: one parameter in every place
         key, subkey = t2j.split_key(key)
         emb = self.drop(self.encoder(input), key=subkey)
         key, subkey = t2j.split_key(key)
@@ -83,7 +86,8 @@ class RNNModel(eqx.Module):
         return jax.nn.log_softmax(decoded, axis=1), hidden
 
     def init_hidden(self, bsz):
-        weight = next(self.parameters())
+        self = t2j.tied(self)  # tied weights: one parameter in every place
+        weight = next(iter(t2j.parameters(self)))
         if self.rnn_type == 'LSTM':
             return (jnp.zeros((self.nlayers, bsz, self.nhid), dtype=weight.dtype),
                     jnp.zeros((self.nlayers, bsz, self.nhid), dtype=weight.dtype))

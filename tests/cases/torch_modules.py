@@ -167,3 +167,21 @@ class NamedParts(nn.Module):
     def forward(self, x):
         h = torch.relu(self.parts.norm(self.parts.inp(x)))
         return self.parts.out(h) + self.parts["out"].bias
+
+
+class TiedLM(nn.Module):
+    """nanoGPT's weight tying through a ModuleDict (`self.transformer.wte.weight = self.lm_head.weight`): torch
+    names the shared matrix transformer.wte.weight, and the output layer reads it through a helper method."""
+
+    def __init__(self, vocab=13, d=8):
+        super().__init__()
+        self.transformer = nn.ModuleDict(dict(wte=nn.Embedding(vocab, d), ln=nn.LayerNorm(d)))
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight
+
+    def logits(self, h):
+        return self.lm_head(h) + 0.5 * h @ self.transformer.wte.weight.t()
+
+    def forward(self, idx):
+        h = self.transformer.ln(torch.tanh(self.transformer.wte(idx)))
+        return self.logits(h)

@@ -115,13 +115,15 @@ def install_replayer(path: str, status_path: str) -> None:
 
     def note_key(key, what):
         """Two draws from one key are one draw (torch's are independent), and a key drawn from must not be split
-        as well. Splitting one key twice the same way is allowed (it gives the same keys: the draws tell)."""
+        as well. Deriving keys from one key more than once is allowed: fold_in(key, i) for distinct i gives
+        independent keys (apply_in_init's per-module keys), and splitting twice the same way gives the same keys
+        (the draws tell)."""
         try:
             data = np.asarray(jax.random.key_data(key)).tobytes() if jnp.issubdtype(
                 key.dtype, jax.dtypes.prng_key) else np.asarray(key).tobytes()
         except Exception:  # noqa: BLE001  (a tracer: under vmap or scan)
             return
-        if data in seen and not state["reused"] and not (seen[data] == what == "a split"):
+        if data in seen and not state["reused"] and not {seen[data], what} <= {"a split", "a fold_in"}:
             state["reused"] = f"{seen[data]} and {what} (after draw {state['used']})"
         seen.setdefault(data, what)
 

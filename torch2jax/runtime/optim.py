@@ -73,6 +73,7 @@ import numpy as np
 import optax
 
 from torch2jax.runtime import params as torch_params
+from torch2jax.runtime.ties import tied_all
 
 __all__ = [
     "OptState",
@@ -356,7 +357,9 @@ class Optimizer(optax.GradientTransformation):
                                          self.param_groups[group], count)
             per_param[name] = {k: v.astype(state.per_param[name][k].dtype) for k, v in new.items()}
             updates.append(delta.astype(p.dtype))
-        return jax.tree_util.tree_unflatten(treedef, updates), OptState(count, state.hyperparams, per_param)
+        # a tied weight's other members take its update: they stay equal to it (runtime/ties.py)
+        updates = tied_all(jax.tree_util.tree_unflatten(treedef, updates))
+        return updates, OptState(count, state.hyperparams, per_param)
 
     def sync(self, opt_state):
         """Returns ``opt_state`` with the current numbers of ``param_groups`` (lr, momentum, betas...) in it.

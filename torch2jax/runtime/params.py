@@ -10,8 +10,10 @@ import equinox as eqx
 import jax
 
 
-def _own_and_children(node, prefix: str, buffers_wanted: bool = False):
-    """(name, getter path) for the parameters (or the buffers) under `node`, in torch's order."""
+def _own_and_children(node, prefix: str, buffers_wanted: bool = False, dedupe: bool = True):
+    """(name, getter path) for the parameters (or the buffers) under `node`, in torch's order. A module's tied
+    weights (`_t2j_ties`, runtime/ties.py) are listed once, under the first name, as torch lists a shared
+    Parameter once; `dedupe=False` lists every member."""
     own, children = [], []
     if isinstance(node, eqx.Module):
         buffers = set(getattr(type(node), "_t2j_buffers", ()))
@@ -31,7 +33,11 @@ def _own_and_children(node, prefix: str, buffers_wanted: bool = False):
         children = [(f"{prefix}{k}.", (("item", k),), v) for k, v in node.items()]
     out = list(own)
     for key, path, value in children:
-        out += [(n, path + p) for n, p in _own_and_children(value, key, buffers_wanted)]
+        out += [(n, path + p) for n, p in _own_and_children(value, key, buffers_wanted, dedupe)]
+    ties = getattr(node, "_t2j_ties", ()) if dedupe and isinstance(node, eqx.Module) else ()
+    if ties:
+        later = {prefix + n for group in ties for n in group[1:]}
+        out = [(n, p) for n, p in out if n not in later]
     return out
 
 
@@ -67,8 +73,11 @@ def replace_parameters(model, values):
         old = _get(model, path)
         if tuple(value.shape) != tuple(old.shape):
             raise ValueError(f"replace_parameters: shape {tuple(value.shape)} for a parameter of shape {old.shape}")
-    return eqx.tree_at(lambda m: [_get(m, p) for p in paths], model,
-                       [jax.numpy.asarray(v, dtype=_get(model, p).dtype) for p, v in zip(paths, values)])
+    new = eqx.tree_at(lambda m: [_get(m, p) for p in paths], model,
+                      [jax.numpy.asarray(v, dtype=_get(model, p).dtype) for p, v in zip(paths, values)])
+    from torch2jax.runtime.ties import tied_all  # ties.py builds on this module
+
+    return tied_all(new)  # tied weights: the other members take the new value
 
 
 def replace_parameters_in_init(module, values) -> None:

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import DictKey, GetAttrKey, SequenceKey
+from torch2jax.runtime.ties import tied_all
 
 
 class StateDictError(ValueError):
@@ -138,7 +139,7 @@ def load_state_dict(model, state_dict, *, state=None, strict=True):
 def to_state_dict(model, state=None):
     """torch's `module.state_dict()` for `model`: {torch key: numpy array}, buffers in state read from `state`."""
     out = {}
-    for key, leaf in _named_leaves(model)[0]:
+    for key, leaf in _named_leaves(tied_all(model))[0]:  # tied weights: every member holds the parameter's value
         if key is None:
             continue
         if _is_state_index(leaf):

@@ -49,6 +49,7 @@ class ClassFacts:
     init_params: list[str] = field(default_factory=list)  # __init__'s parameters after self, in order
     param_fields: dict[str, str] = field(default_factory=dict)  # `self.f = p` in __init__: parameter p -> field f
     param_builds: dict[str, list[str]] = field(default_factory=dict)  # `self.f = p(c)`: parameter p -> fields f
+    ties: bool = False  # __init__ ties weights: `self.head.weight = self.embed.weight` (runtime/ties.py)
 
 
 @dataclass
@@ -131,6 +132,39 @@ def literal_type(node: cst.BaseExpression) -> str | None:
     if isinstance(node, cst.Name) and node.value in ("True", "False"):
         return "bool"
     return None
+
+
+def torch_name(node: cst.BaseExpression) -> str | None:
+    """`self.blocks[0].attn.weight` -> "blocks.0.attn.weight": the torch name of a submodule's attribute reached
+    from self (literal indices only)."""
+    parts = []
+    while isinstance(node, (cst.Attribute, cst.Subscript)):
+        if isinstance(node, cst.Attribute):
+            parts.append(node.attr.value)
+        else:
+            index = node.slice[0].slice if len(node.slice) == 1 else None
+            value = index.value if isinstance(index, cst.Index) else None
+            if isinstance(value, cst.Integer):
+                parts.append(value.value)
+            elif isinstance(value, cst.SimpleString) and value.evaluated_value.isidentifier():
+                parts.append(value.evaluated_value)
+            else:
+                return None
+        node = node.value
+    if not (isinstance(node, cst.Name) and node.value == "self") or len(parts) < 2:
+        return None
+    return ".".join(reversed(parts))
+
+
+def weight_tie(target: cst.BaseExpression, value: cst.BaseExpression) -> tuple[str, str] | None:
+    """`self.head.weight = self.embed.weight` in __init__: (alias, source) torch names, when both are weights or
+    biases of submodules (sharing a whole submodule is not a tie of this kind)."""
+    alias, source = torch_name(target), torch_name(value)
+    if alias is None or source is None:
+        return None
+    if not all(n.rsplit(".", 1)[1].endswith(("weight", "bias")) for n in (alias, source)):
+        return None
+    return alias, source
 
 
 def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
@@ -321,6 +355,8 @@ class _Collector(Visitor):
             self.current.uses_training = True
 
     def visit_Assign(self, node: cst.Assign) -> None:
+        if self.current and len(node.targets) == 1 and weight_tie(node.targets[0].target, node.value):
+            self.current.ties = True  # in __init__ or a helper it calls (the module updates pass tells them apart)
         if not (self.in_init and self.current):
             return
         for t in node.targets:

@@ -19,6 +19,7 @@ import libcst as cst
 
 from torch2jax.transform.base import Pass
 from torch2jax.transform.inplace import init_helpers
+from torch2jax.transform.module_facts import weight_tie
 from torch2jax.transform.names import dotted
 from torch2jax.transform.walk import SETATTR, Visitor, walk
 
@@ -107,6 +108,13 @@ class ModuleUpdatesPass(Pass):
         if root == "self" and self.class_depth:
             if method not in self.initialising[-1] or path.count(".") + path.count("[") < 2:
                 return None  # a field set in __init__; elsewhere the in-place pass reports it
+            tie = weight_tie(assign.targets[0].target, assign.value)
+            if tie is not None:
+                self.need("t2j")
+                self.report("T2J204", f"self.{tie[0]} tied to self.{tie[1]}: one parameter, used in both places "
+                                      "(t2j.tie_in_init; the module's methods start with t2j.tied(self))",
+                            assign.targets[0].target)
+                return cst.parse_statement(f"t2j.tie_in_init(self, {tie[0]!r}, {tie[1]!r})\n").body[0]
             first = path[1:].split(".")[0].split("[")[0]
             root, path = f"self.{first}", path[len(first) + 1:]
             if self._is_dict_field(first) and path.startswith("."):

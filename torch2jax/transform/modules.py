@@ -16,6 +16,7 @@ from __future__ import annotations
 import libcst as cst
 
 from torch2jax.transform.base import Pass
+from torch2jax.transform.inplace import init_helpers
 from torch2jax.transform.module_facts import ClassFacts, FieldFacts, ModuleFacts
 from torch2jax.transform.names import dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER, function_alias
@@ -35,6 +36,7 @@ class ModulePass(Pass):
         self.facts: ModuleFacts = ctx.module_facts
         self.defined: set[str] = set()  # user classes defined so far (annotations of later ones are quoted)
         self.cls: ClassFacts | None = None
+        self.init_helpers: set[str] = set()  # methods only __init__ calls: the module is still being built
         self.method: str | None = None
         self.pre: list[list[cst.BaseStatement]] = []  # statements hoisted before the current statement
         self.stateful_loop_vars: dict[str, cst.BaseExpression] = {}  # loop variable -> what it iterates
@@ -51,7 +53,9 @@ class ModulePass(Pass):
 
     # ----- classes
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        self.cls = self.facts.classes.get(node.name.value) if self.cls is None else self.cls
+        if self.cls is None:
+            self.cls = self.facts.classes.get(node.name.value)
+            self.init_helpers = init_helpers(node) if self.cls is not None and self._ties(self.cls) else set()
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         cls = self.facts.classes.get(original.name.value)
@@ -84,6 +88,8 @@ class ModulePass(Pass):
                 lines.append(f"{f.name}: {self._annotation(f)}")
         if cls.uses_training and "inference" not in inherited and not self._base_uses_training(cls):
             lines.append("inference: bool")
+        if cls.ties and not any(self._ties(self.facts.classes[b]) for b in cls.bases if b in self.facts.classes):
+            lines.append("_t2j_ties: tuple = eqx.field(static=True, default=())  # tied weights (t2j.tie_in_init)")
         buffers = [f.name for f in cls.fields.values() if f.kind == "buffer"]
         nonpersistent = [f.name for f in cls.fields.values() if f.kind == "buffer" and not f.persistent]
         if nonpersistent:
@@ -140,7 +146,10 @@ class ModulePass(Pass):
             return updated
         self.method = None
         if original.name.value == "__init__":
-            return self._init(updated)
+            return self._tie_init(self._init(updated))
+        if self._ties(self.cls) and _takes_self(original) and original.name.value not in self.init_helpers:
+            updated = _prepend(updated, "self = t2j.tied(self)  # tied weights: one parameter in every place\n")
+            self.need("t2j")
         if original.name.value == "forward":
             updated = updated.with_changes(name=cst.Name("__call__"))
         if original.name.value in ("forward", "__call__"):
@@ -182,6 +191,20 @@ class ModulePass(Pass):
             body.insert(at, cst.parse_statement("self.inference = False\n"))
         if not body:
             body = [cst.parse_statement("pass\n")]
+        return fn.with_changes(body=fn.body.with_changes(body=body))
+
+    def _ties(self, cls: ClassFacts) -> bool:
+        return cls.ties or any(self._ties(self.facts.classes[b]) for b in cls.bases if b in self.facts.classes)
+
+    def _tie_init(self, fn: cst.FunctionDef) -> cst.FunctionDef:
+        """A class that ties weights settles them at the end of __init__ (runtime/ties.py)."""
+        if not self.cls.ties:
+            return fn
+        self.need("t2j")
+        body = list(fn.body.body)
+        at = len(body) - 1 if body and isinstance(body[-1], cst.SimpleStatementLine) \
+            and isinstance(body[-1].body[0], cst.Return) else len(body)
+        body.insert(at, cst.parse_statement("t2j.finish_ties_in_init(self)\n"))
         return fn.with_changes(body=fn.body.with_changes(body=body))
 
     def _is_super_init(self, stmt: cst.BaseStatement) -> bool:
@@ -258,7 +281,13 @@ class ModulePass(Pass):
             return updated
         if dotted(original.func) == "self.forward":
             return updated.with_changes(func=cst.Name("self"))
-        if original in self.iterated and dotted(original.func) in PARAMETER_LISTS and not original.args:
+        if dotted(original.func) == "next" and original.args and _self_listing(original.args[0].value):
+            # `next(self.parameters())` (the dtype/device of the first parameter): the runtime's list, iterated
+            self.need("t2j")
+            listing = original.args[0].value.func.attr.value
+            return updated.with_changes(args=[updated.args[0].with_changes(
+                value=cst.parse_expression(f"iter(t2j.{listing}(self))"))])
+        if original in self.iterated and _self_listing(original):
             # `for p in self.parameters()`, `{n: p for n, p in self.named_parameters()}`: the runtime lists
             # them in torch's order and with torch's names
             self.need("t2j")
@@ -453,3 +482,26 @@ def _is_docstring(stmt) -> bool:
 
 def _tuple_src(names: list[str]) -> str:
     return "(" + ", ".join(repr(n) for n in names) + ("," if len(names) == 1 else "") + ")"
+
+
+def _takes_self(fn: cst.FunctionDef) -> bool:
+    """A method of the instance: its first parameter is self, and it is no staticmethod or classmethod."""
+    if any(dotted(d.decorator) in ("staticmethod", "classmethod") for d in fn.decorators):
+        return False
+    params = [*fn.params.posonly_params, *fn.params.params]
+    return bool(params) and params[0].name.value == "self"
+
+
+def _prepend(fn: cst.FunctionDef, line: str) -> cst.FunctionDef:
+    """`line` as the first statement of `fn` (after its docstring)."""
+    if not isinstance(fn.body, cst.IndentedBlock):
+        return fn
+    body = list(fn.body.body)
+    at = 1 if body and _is_docstring(body[0]) else 0
+    body.insert(at, cst.parse_statement(line))
+    return fn.with_changes(body=fn.body.with_changes(body=body))
+
+
+def _self_listing(node: cst.BaseExpression) -> bool:
+    """`self.parameters()` / `self.named_parameters()` / `self.named_buffers()`, without arguments."""
+    return isinstance(node, cst.Call) and dotted(node.func) in PARAMETER_LISTS and not node.args

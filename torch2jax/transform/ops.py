@@ -217,6 +217,8 @@ class OpsPass(Pass):
         feature = self._feature_test(original)
         if feature is not None:
             return feature
+        if self._layer_by_name(original.func):
+            return self._layer_by_name_call(original, updated)
         qual = self.scopes.qualname(original.func)
         if qual is not None:
             if not is_torch(qual):
@@ -233,10 +235,37 @@ class OpsPass(Pass):
                 return self.apply(record, updated, updated.func.value, f"Tensor.{func.attr.value}")
         return updated
 
+    def _layer_by_name(self, node: cst.BaseExpression) -> bool:
+        """`getattr(nn, rnn_type)`: a torch.nn layer class looked up by a name known at run time."""
+        return isinstance(node, cst.Call) and dotted(node.func) == "getattr" and len(node.args) == 2 \
+            and self.scopes.qualname(node.args[0].value) in ("torch.nn", "torch.nn.modules")
+
+    def _layer_by_name_call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
+        """`getattr(nn, name)(args)` -> `getattr(t2j.nn, name)(args, key=...)`: the runtime's layer of that name,
+        which takes torch's arguments (and a key, as every t2j.nn layer but Sequential)."""
+        self.need("t2j")
+        lookup = updated.func.with_changes(args=[updated.func.args[0].with_changes(
+            value=cst.parse_expression("t2j.nn")), *updated.func.args[1:]])
+        args = list(updated.args)
+        if not any(a.keyword is not None and a.keyword.value == "key" for a in args):
+            if args:
+                args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+            args.append(cst.Arg(cst.Name(KEY_PLACEHOLDER), keyword=cst.Name("key"),
+                                equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
+        self.report("T2J108", f"{cst.Module([]).code_for_node(original.func)}: the torch.nn layer named at run time becomes the runtime "
+                              "layer of that name (t2j.nn); a name it lacks raises AttributeError there", original)
+        return updated.with_changes(func=lookup, args=args)
+
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
         if original.attr.value == "data" and original not in self.store_targets and self._tensor_data(original):
             return self._detached(original, updated)
-        if original in self.inner or original in self.call_funcs:
+        if original in self.call_funcs:
+            return updated
+        if original in self.inner:  # `x.device.type`: only a tensor attribute that reads as something else
+            record = self.tables.methods.get(original.attr.value)
+            if record is not None and record.attr and record.templates != (f"self.{original.attr.value}",) \
+                    and self.scopes.qualname(original) is None and self.tensor_receiver(original.value, original):
+                return self.apply(record, updated, updated.value, f"Tensor.{original.attr.value}")
             return updated
         qual = self.scopes.qualname(original)
         if qual is not None:

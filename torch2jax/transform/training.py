@@ -105,6 +105,37 @@ class _Names(Visitor):
                 self._store(el.value)
 
 
+def _declare(fn: cst.FunctionDef, declare: dict[str, str]) -> cst.FunctionDef:
+    """`nonlocal model` / `global model` first in `fn` (after its docstring) for the names in `declare`."""
+    if not declare or not isinstance(fn.body, cst.IndentedBlock):
+        return fn
+    lines = [_stmt(f"{kind} {', '.join(sorted(n for n, k in declare.items() if k == kind))}")
+             for kind in ("nonlocal", "global") if kind in declare.values()]
+    body = list(fn.body.body)
+    at = 1 if body and isinstance(body[0], cst.SimpleStatementLine) and isinstance(body[0].body[0], cst.Expr) \
+        and isinstance(body[0].body[0].value, (cst.SimpleString, cst.ConcatenatedString)) else 0
+    return fn.with_changes(body=fn.body.with_changes(body=body[:at] + lines + body[at:]))
+
+
+def _returns_name(fn: cst.FunctionDef, name: str) -> bool:
+    """Whether `fn` (not a function nested in it) has `return name`."""
+    found = []
+
+    class V(cst.CSTVisitor):
+        def visit_FunctionDef(self, node) -> bool:
+            return node is fn
+
+        def visit_Lambda(self, node) -> bool:
+            return False
+
+        def visit_Return(self, node) -> None:
+            if isinstance(node.value, cst.Name) and node.value.value == name:
+                found.append(node)
+
+    fn.visit(V())
+    return bool(found)
+
+
 def _plain_target(target) -> bool:
     if isinstance(target, cst.Name):
         return True
@@ -128,6 +159,8 @@ class TrainingPass(Pass):
         self.facts: TrainingFacts = ctx.training_facts
         self.modules = ctx.module_facts
         self.functions: list[cst.FunctionDef] = []  # enclosing function defs (original nodes)
+        self.declare: list[dict[str, str]] = []  # per function: a name of an enclosing scope it now rebinds ->
+        # "nonlocal" | "global" (`model.eval()` in a closure: `model = eqx.nn.inference_mode(model, True)`)
         self.class_depth = 0
         self._follow_ups: set[int] = set()  # ids of statements this pass inserted after another one
         self.step_functions: list[cst.BaseStatement] = []  # to insert before the current top-level statement
@@ -165,10 +198,12 @@ class TrainingPass(Pass):
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.ctx.scopes.push(node)
         self.functions.append(node)
+        self.declare.append({})
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
         self.ctx.scopes.pop()
         self.functions.pop()
+        updated = _declare(updated, self.declare.pop())
         if self.class_depth:
             return updated
         state_param = self._stateful_param(original.name.value)
@@ -209,6 +244,9 @@ class TrainingPass(Pass):
         name = target.value if isinstance(target, cst.Name) else None
         opt = self.facts.optimizer(name) if name else None
         if opt is not None and isinstance(assign.value, cst.Call):
+            if self.functions and _returns_name(self.functions[-1], name):
+                # a factory (nanoGPT's configure_optimizers): its caller binds the optimizer and initialises it
+                return stmt
             if opt.model is None:
                 self.report("T2J502", f"cannot tell which model {name} optimizes; opt_state initialised from `model`")
             init = _stmt(f"{opt.state_name} = {name}.init(eqx.filter({opt.model or 'model'}, eqx.is_array))")
@@ -253,6 +291,14 @@ class TrainingPass(Pass):
                 targets=[cst.AssignTarget(pair)], value=_with_state_arg(assign.value, state))])
         return stmt
 
+    def _rebinding(self, name: str) -> None:
+        """The rewrite assigns `name` in the current function: a name it does not bind itself belongs to an
+        enclosing scope (torch mutated the object there), so the function declares it nonlocal or global."""
+        if not self.functions or name in bound_in_function(self.functions[-1]):
+            return
+        enclosing = any(name in bound_in_function(f) for f in self.functions[:-1])
+        self.declare[-1][name] = "nonlocal" if enclosing else "global"
+
     def _call_statement(self, stmt: cst.SimpleStatementLine, call: cst.Call):
         func = call.func
         if isinstance(func, cst.Attribute):
@@ -265,6 +311,7 @@ class TrainingPass(Pass):
                 if method == "train" and call.args:
                     inference = f"not ({_code(call.args[0].value)})"
                 self.need("eqx")
+                self._rebinding(owner)
                 return stmt.with_changes(body=[_stmt(f"{owner} = eqx.nn.inference_mode({owner}, {inference})").body[0]])
             if method == "step" and owner in self.facts.schedulers:
                 opt = self.facts.optimizer(self.facts.schedulers[owner] or "") or OptimizerFacts(

@@ -62,6 +62,9 @@ class TrainingFacts:
     trainers: dict[str, TrainerFacts] = field(default_factory=dict)
     functions: dict[str, cst.FunctionDef] = field(default_factory=dict)
     factories: dict[str, str] = field(default_factory=dict)  # function returning a module -> its class
+    # function or method returning a torch optimizer it builds -> its parameter whose parameters the optimizer
+    # takes ("self" for a method building one over its own module, as nanoGPT's configure_optimizers), or None
+    optimizer_factories: dict[str, str | None] = field(default_factory=dict)
     model_params: dict[str, dict[str, str]] = field(default_factory=dict)  # function -> {param: class}
     call_bindings: dict[str, list[dict[str, str | None]]] = field(default_factory=dict)  # function -> its calls'
     # {param: argument name}, to tell which model parameter each optimizer parameter goes with
@@ -137,6 +140,7 @@ class _Collector:
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.facts.functions.setdefault(node.name.value, node)
+        self._optimizer_factory(node)
         if words(node, self.word_cache).isdisjoint(self.modules.classes.keys() | self.facts.factories.keys()):
             return  # it returns no instance of a known class
         returned: dict[str, None] = {}  # in source order: the first one decides (a set's order would vary)
@@ -148,6 +152,51 @@ class _Collector:
         classes = [c for c in returned if c in self.modules.classes or c in self.facts.factories]
         if classes:
             self.facts.factories[node.name.value] = self.facts.factories.get(classes[0], classes[0])
+
+    def _optimizer_factory(self, node: cst.FunctionDef) -> None:
+        """`def make_opt(net, lr): opt = torch.optim.SGD(net.parameters(), lr); return opt` (or `return
+        torch.optim.SGD(...)`): callers bind an optimizer of the model they pass."""
+        if "optim" not in words(node, self.word_cache):
+            return
+        built: dict[str, cst.Call] = {}
+        for stmt in iter_statements(node, enter=lambda s: not isinstance(s, (cst.FunctionDef, cst.ClassDef))):
+            if isinstance(stmt, cst.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0].target, cst.Name) \
+                    and self._is_optimizer_class(stmt.value):
+                built[stmt.targets[0].target.value] = stmt.value
+            elif isinstance(stmt, cst.Return) and stmt.value is not None:
+                call = built.get(stmt.value.value) if isinstance(stmt.value, cst.Name) else (
+                    stmt.value if self._is_optimizer_class(stmt.value) else None)
+                if call is None:
+                    continue
+                params = [p.name.value for p in node.params.params]
+                owner = parameters_owner(call.args[0].value) if call.args else None
+                if owner not in params:
+                    owner = "self" if params[:1] == ["self"] else None
+                self.facts.optimizer_factories[node.name.value] = owner
+                return
+
+    def _is_optimizer_class(self, value: cst.BaseExpression) -> bool:
+        if not isinstance(value, cst.Call):
+            return False
+        qual = self.scopes.qualname(value.func)
+        return bool(qual and qual.startswith("torch.optim.") and qual.rsplit(".", 1)[1][:1].isupper())
+
+    def _factory_model(self, call: cst.Call) -> str | None:
+        """The model an optimizer factory's call passes: the argument for its model parameter, or the receiver of a
+        method building an optimizer over its own module (`model.configure_optimizers(...)`)."""
+        fn_name = call.func.attr.value if isinstance(call.func, cst.Attribute) else dotted(call.func)
+        owner = self.facts.optimizer_factories.get(fn_name)
+        if owner == "self":
+            return dotted(call.func.value) if isinstance(call.func, cst.Attribute) else None
+        fn = self.facts.functions.get(fn_name)
+        if owner is None or fn is None:
+            return None
+        params = [p.name.value for p in fn.params.params]
+        positional = [a for a in call.args if a.keyword is None and not a.star]
+        arg = next((a.value for a in call.args if a.keyword and a.keyword.value == owner), None)
+        if arg is None and params.index(owner) < len(positional):
+            arg = positional[params.index(owner)].value
+        return dotted(arg) if arg is not None else None
 
     def visit_Assign(self, node: cst.Assign) -> None:
         if len(node.targets) != 1 or not isinstance(node.targets[0].target, cst.Name):
@@ -170,11 +219,15 @@ class _Collector:
                 and lists_parameters(value.args[0].value) and parameters_owner(value.args[0].value) != "self":
             # `optimizer = opt_func(model.parameters(), lr)`: an optimizer class handed in (opt_func=torch.optim.SGD)
             self.facts.optimizers[name] = OptimizerFacts(name, parameters_owner(value.args[0].value))
+        elif (local in self.facts.optimizer_factories and isinstance(value.func, cst.Name)) or (
+                isinstance(value.func, cst.Attribute) and value.func.attr.value in self.facts.optimizer_factories):
+            self.facts.optimizers[name] = OptimizerFacts(name, self._factory_model(value))
         elif local in self.modules.classes:
             self.facts.models[name] = local
         elif local in self.facts.factories:
             self.facts.models[name] = self.facts.factories[local]
-        elif qual and qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper():
+        elif qual and qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper() \
+                and not qual.endswith("Loss"):  # a criterion (nn.CrossEntropyLoss()) has nothing to train
             self.facts.models[name] = qual
 
 

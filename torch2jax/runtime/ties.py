@@ -1,0 +1,92 @@
+"""Weight tying: `self.head.weight = self.embed.weight` makes two torch modules share one Parameter.
+
+A JAX pytree cannot hold one array in two places (every leaf is differentiated and updated on its own), so a
+module that ties keeps both leaves, names the members of each tie in its static field ``_t2j_ties`` (torch names
+relative to it, e.g. ``("embed.weight", "head.weight")``), and treats the member that comes first in torch's
+parameter order as the parameter:
+
+- ``t2j.tied(self)``, the first statement of each of its methods, copies that parameter into the other members,
+  so the forward pass uses one array in both places and its gradient is the sum of both uses (the others get
+  zero gradients);
+- ``t2j.parameters`` / ``named_parameters`` list the parameter once, under torch's name (runtime/params.py), so
+  optimizers decay and step it once, clipping counts it once, and the other members are never updated: their
+  stored values are stale until the next ``tied``;
+- ``to_state_dict`` holds every member (as torch's state_dict does), with the parameter's value.
+
+In ``__init__``: ``tie_in_init`` copies the source into the alias and records the tie; writes to either member
+before ``__init__`` ends (torch writes the one shared tensor) are gathered by ``finish_ties_in_init``, the last
+statement of ``__init__``: the member written last in parameter order (``apply``'s order) gives the value.
+"""
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+
+from torch2jax.runtime.params import _get, _own_and_children
+
+__all__ = ["tie_in_init", "finish_ties_in_init", "tied", "tied_all"]
+
+# id(module being built) -> {member name: its array when the tie was made}: tells finish_ties_in_init which
+# members __init__ wrote afterwards
+_AT_TIE: dict[int, dict[str, object]] = {}
+
+
+def _paths(module) -> dict[str, tuple]:
+    """Every parameter's torch name -> path, tied members included, in torch's order."""
+    return dict(_own_and_children(module, "", dedupe=False))
+
+
+def _set_in_init(module, path, value) -> None:
+    (kind, first), rest = path[0], path[1:]
+    assert kind == "attr", path
+    field = getattr(module, first)
+    setattr(module, first, eqx.tree_at(lambda m: _get(m, rest), field, value) if rest else value)
+
+
+def tie_in_init(module, alias: str, source: str) -> None:
+    """`self.<alias> = self.<source>` inside `__init__`, both parameters of submodules (torch names)."""
+    paths = _paths(module)
+    for name in (alias, source):
+        if name not in paths:
+            raise ValueError(f"weight tying: {name!r} is not a parameter of {type(module).__name__}")
+    value = _get(module, paths[source])
+    _set_in_init(module, paths[alias], value)
+    groups = [set(g) for g in getattr(module, "_t2j_ties", ())]
+    joined = {alias, source}.union(*[g for g in groups if g & {alias, source}])
+    groups = [g for g in groups if not g & {alias, source}] + [joined]
+    order = list(paths)
+    setattr(module, "_t2j_ties", tuple(tuple(sorted(g, key=order.index)) for g in groups))
+    _AT_TIE.setdefault(id(module), {}).update({name: value for name in joined})
+
+
+def finish_ties_in_init(module) -> None:
+    """End of `__init__`: every member of a tie takes the value torch's one shared tensor has now."""
+    at_tie = _AT_TIE.pop(id(module), {})
+    paths = _paths(module)
+    for group in getattr(module, "_t2j_ties", ()):
+        written = [n for n in group if _get(module, paths[n]) is not at_tie.get(n)]
+        value = _get(module, paths[written[-1] if written else group[0]])
+        for name in group:
+            _set_in_init(module, paths[name], value)
+
+
+def tied(module):
+    """`module` with each tie's later members set to its parameter (the member first in torch's order)."""
+    groups = getattr(module, "_t2j_ties", ())
+    if not groups or id(module) in _AT_TIE:  # no ties, or still in __init__ (a helper it calls): the module itself
+        return module
+    paths = _paths(module)
+    others = [(paths[n], paths[g[0]]) for g in groups for n in g[1:]]
+    return eqx.tree_at(lambda m: [_get(m, p) for p, _ in others], module,
+                       [_get(module, src) for _, src in others])
+
+
+def tied_all(tree):
+    """`tied` applied to every module in `tree` (before reading all of its leaves, as to_state_dict does)."""
+    def visit(node):
+        if isinstance(node, eqx.Module):
+            inner = jax.tree_util.tree_map(visit, node, is_leaf=lambda x: x is not node and isinstance(x, eqx.Module))
+            return tied(inner)
+        return node
+
+    return jax.tree_util.tree_map(visit, tree, is_leaf=lambda x: isinstance(x, eqx.Module))
