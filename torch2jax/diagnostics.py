@@ -56,4 +56,6 @@ def code_table() -> dict[str, CodeInfo]:
 def make(code: str, message: str, line: int, column: int, filename: str = "<string>") -> Diagnostic:
     """A diagnostic with the severity and safety its code declares."""
     info = code_table()[code]
+    # one line: messages quote source (a call spanning lines), and a marker comment cannot hold a newline
+    message = " ".join(message.split())
     return Diagnostic(code, message, line, column, info.severity, info.safety, filename)

@@ -66,6 +66,34 @@ OPAQUE_VIEWS = frozenset({"narrow", "select", "diagonal", "expand", "expand_as",
                           "imag", "movedim", "moveaxis", "indices", "values"})
 MULTI_VIEWS = frozenset({"chunk", "split", "unbind", "tensor_split", "split_with_sizes", "hsplit", "vsplit"})
 
+# the translations of torch's views: `t2j.narrow(x, ...)`, `jnp.reshape(x, ...)`, `jnp.swapaxes(x, ...)`
+TRANSLATED_VIEW_PREFIXES = ("t2j.", "jnp.")
+TRANSLATED_VIEWS = RESHAPE_VIEWS | SELF_INVERSE_CALLS | OPAQUE_VIEWS | MULTI_VIEWS | {"expand_dims", "broadcast_to"}
+
+
+def _tree_at_field(key: str, value: cst.BaseExpression) -> tuple[str, cst.BaseExpression] | None:
+    """`key = eqx.tree_at(lambda m: m.a.b, key, v)` -> ("key.a.b", v)."""
+    if not (isinstance(value, cst.Call) and dotted(value.func) == "eqx.tree_at" and len(value.args) >= 3
+            and isinstance(value.args[0].value, cst.Lambda) and dotted(value.args[1].value) == key):
+        return None
+    fn = value.args[0].value
+    params = fn.params.params
+    path = dotted(fn.body)
+    if len(params) != 1 or path is None or not path.startswith(params[0].name.value + "."):
+        return None
+    return key + path[len(params[0].name.value):], value.args[2].value
+
+
+def _translated_view(node: cst.BaseExpression) -> cst.BaseExpression | None:
+    """The base of a translated view call (its first positional argument), or None."""
+    if not isinstance(node, cst.Call) or not node.args or node.args[0].keyword is not None:
+        return None
+    name = dotted(node.func) or ""
+    if not name.startswith(TRANSLATED_VIEW_PREFIXES) or name.rsplit(".", 1)[1] not in TRANSLATED_VIEWS:
+        return None
+    return node.args[0].value
+
+
 # `x[idx] op= v` with a basic index -> `x.at[idx].<method>(v)`
 AT_METHODS = {"+=": "add", "-=": "subtract", "*=": "multiply", "/=": "divide", "**=": "power"}
 # `R.<name>(v)` on the view R as the new value of R -> `x.at[idx].<method>(v)`
@@ -294,6 +322,9 @@ class _FactsCollector(Visitor):
             if key:
                 self.assigns.append((key, node.value))
                 self.facts.assign_lines.setdefault(key, []).append(self.line)
+                field = _tree_at_field(key, node.value)
+                if field is not None:  # code translated before: `x = eqx.tree_at(lambda m: m.f, x, v)` sets x.f
+                    self.assigns.append(field)
 
     def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
         if self.depth or node.value is None:
@@ -1183,6 +1214,11 @@ class InplacePass(Pass):
             if node.attr.value in SELF_INVERSE_ATTRS:
                 return Step("self_inverse", node, node.value, op=node)
             return None
+        translated = _translated_view(node)
+        if translated is not None:
+            # `t2j.narrow(x, ...).copy_(v)` in code translated before (a view left as it was, T2J305): still a
+            # view of x, left again, so that translating twice changes nothing
+            return Step("opaque", node, translated)
         if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
             name = node.func.attr.value
             if self.ctx.scopes.qualname(node.func) is not None:

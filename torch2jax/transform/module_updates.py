@@ -106,7 +106,8 @@ class ModuleUpdatesPass(Pass):
         root, path = chain
         method = self.methods[-1] if self.methods else ""
         if root == "self" and self.class_depth:
-            if method not in self.initialising[-1] or path.count(".") + path.count("[") < 2:
+            if method not in self.initialising[-1] or path.count(".") + path.count("[") < 2 \
+                    or not path.startswith("."):  # `self[k] = v`: a container's own item, not a field
                 return None  # a field set in __init__; elsewhere the in-place pass reports it
             tie = weight_tie(assign.targets[0].target, assign.value)
             if tie is not None:

@@ -408,6 +408,8 @@ class TrainingPass(Pass):
         return OptimizerFacts(param, None).state_name
 
     def _thread_trainer(self, fn: cst.FunctionDef, trainer, stateful: bool) -> cst.FunctionDef:
+        if self._threaded_before(fn, trainer):
+            return fn
         state_params = []
         for opt in trainer.optimizer_params:
             state_params.append(self._state_name_for_param(opt))
@@ -432,6 +434,8 @@ class TrainingPass(Pass):
         bound = _bind_names(call, cparams)
         if trainer is None:
             return None  # a function that only reads a stateful model: leave_Call passes it the state
+        if self._threaded_before(callee, trainer):
+            return None  # its callers rebind what it returns already
         model_args = [bound.get(m) for m in trainer.model_params_trained]
         opt_args = [bound.get(o) for o in trainer.optimizer_params]
         if None in model_args or None in opt_args:
@@ -453,6 +457,13 @@ class TrainingPass(Pass):
         target = cst.Tuple(new_targets, lpar=[], rpar=[])
         return cst.Assign([cst.AssignTarget(target)], call)
 
+    def _threaded_before(self, fn: cst.FunctionDef, trainer) -> bool:
+        """A trainer translated before (its optimizers' state parameters are there): threading it again would
+        add them twice."""
+        names = {p.name.value for p in fn.params.params}
+        states = [self._state_name_for_param(o) for o in trainer.optimizer_params]
+        return bool(states) and all(s in names for s in states)
+
     def _caller_state_name(self, opt_arg: str) -> str:
         opt = self.facts.optimizer(opt_arg)
         return opt.state_name if opt is not None else self._state_name_for_param(opt_arg)
@@ -464,11 +475,19 @@ class TrainingPass(Pass):
 
     def _drop_repeated_follow_ups(self, body: list) -> list:
         """An inserted `opt_state = optimizer.init(...)` that the next statement already is (the input was
-        translated before) is not inserted again: translating twice changes nothing."""
+        translated before, maybe with a model the first run could tell and this one cannot) is not inserted again:
+        translating twice changes nothing."""
+        def key(stmt):
+            """(target, called function) of `target = f(...)`: what the inserted statement and its copy share."""
+            if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+                return None
+            small = stmt.body[0]
+            if not isinstance(small, cst.Assign) or len(small.targets) != 1 or not isinstance(small.value, cst.Call):
+                return None
+            return _code(small.targets[0].target), _code(small.value.func)
+
         def same(a, b) -> bool:
-            return (isinstance(a, cst.SimpleStatementLine) and isinstance(b, cst.SimpleStatementLine)
-                    and _code(a.with_changes(leading_lines=[], trailing_whitespace=cst.TrailingWhitespace()))
-                    == _code(b.with_changes(leading_lines=[], trailing_whitespace=cst.TrailingWhitespace())))
+            return key(a) is not None and key(a) == key(b)
         return [s for i, s in enumerate(body)
                 if not (id(s) in self._follow_ups and i + 1 < len(body) and same(s, body[i + 1]))]
 

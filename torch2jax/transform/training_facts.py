@@ -73,6 +73,17 @@ class TrainingFacts:
         return self.optimizers.get(name)
 
 
+# translated code's optimizers count too: guesses made from how many optimizers a file has (which model a step
+# trains) must come out the same when the translation is translated again
+OPTIMIZER_PREFIXES = ("torch.optim.", "torch2jax.runtime.optim.")
+
+
+def _is_optimizer_class(qual: str | None) -> bool:
+    """torch.optim.SGD and the like (not the lr_scheduler module's classes), or the runtime's t2j.optim.SGD."""
+    return bool(qual and qual.startswith(OPTIMIZER_PREFIXES) and not qual.startswith(SCHEDULER_PREFIX)
+                and ".lr_scheduler." not in qual and qual.rsplit(".", 1)[1][:1].isupper())
+
+
 def strip_module_chain(node: cst.BaseExpression) -> cst.BaseExpression:
     """`Net().to(device).train()` -> `Net()`."""
     while isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) \
@@ -179,7 +190,7 @@ class _Collector:
         if not isinstance(value, cst.Call):
             return False
         qual = self.scopes.qualname(value.func)
-        return bool(qual and qual.startswith("torch.optim.") and qual.rsplit(".", 1)[1][:1].isupper())
+        return _is_optimizer_class(qual)
 
     def _factory_model(self, call: cst.Call) -> str | None:
         """The model an optimizer factory's call passes: the argument for its model parameter, or the receiver of a
@@ -210,7 +221,7 @@ class _Collector:
         if qual and qual.startswith(SCHEDULER_PREFIX):
             opt = dotted(value.args[0].value) if value.args else None
             self.facts.schedulers[name] = opt
-        elif qual and qual.startswith("torch.optim.") and qual.rsplit(".", 1)[1][:1].isupper():
+        elif _is_optimizer_class(qual):
             owner = parameters_owner(value.args[0].value) if value.args else None
             self.facts.optimizers[name] = OptimizerFacts(name, owner)
         elif isinstance(value.func, cst.Name) and qual is None and local not in self.facts.functions \
