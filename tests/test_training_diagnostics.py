@@ -66,3 +66,38 @@ def test_a_loop_that_only_reads_gradients_is_no_update():
         """)
     assert "T2J507" in codes
     assert "replace_parameters" not in code
+
+
+def test_gradient_accumulation_is_reported_not_half_translated():
+    """backward() every batch and the step every second one (in an `if`, or after an inner loop of micro-steps, as
+    nanoGPT): no step is extracted, and both halves are marked with T2J515."""
+    for body in ("""\
+        for i in range(4):
+            loss = dec(enc(x)).mean() / 2
+            loss.backward()
+            if i % 2 == 1:
+                enc_opt.step()
+                enc_opt.zero_grad()
+        """, """\
+        for it in range(3):
+            for micro in range(2):
+                loss = dec(enc(x)).mean()
+                loss.backward()
+            enc_opt.step()
+        """):
+        code, codes = _translate(body)
+        assert "T2J515" in codes
+        assert "train_step" not in code and "loss.backward()" in code and "enc_opt.step()" in code
+        marked = [line for line in code.splitlines() if "T2J515" in line]
+        assert len(marked) == 2, code
+
+
+def test_a_backward_and_step_in_one_block_is_not_reported_as_accumulation():
+    code, codes = _translate("""\
+        for i in range(4):
+            enc_opt.zero_grad()
+            loss = enc(x).mean()
+            loss.backward()
+            enc_opt.step()
+        """)
+    assert "T2J515" not in codes and "train_step" in code

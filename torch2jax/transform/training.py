@@ -507,9 +507,33 @@ class TrainingPass(Pass):
                     out[i + 1:i + 1] = syncs
                     i += len(syncs)
             i += 1
+        self._report_left_halves(out)
         if top_level and self.step_functions:
             out = self._insert_step_functions(out)
         return out
+
+    def _report_left_halves(self, body: list) -> None:
+        """A backward() with no optimizer step after it in its block, or a step with no backward() before it (the
+        usual cause: gradient accumulation, `if (i + 1) % accum == 0: optimizer.step()`): no step was extracted,
+        and the torch calls left would fail at run time; say so."""
+        backs = [s for s in body if _is_method_call_stmt(s, "backward")]
+        steps = [s for s in body if self._update_at(s) is not None and self._update_at(s)[0] == "step"
+                 and self._is_optimizer(self._update_at(s)[1])]
+        if backs and not steps:
+            self.report("T2J515", f"{_code(_is_method_call_stmt(backs[0], 'backward').func.value)}.backward() has "
+                                  "no optimizer step after it in its block (gradient accumulation?): not translated",
+                        backs[0])
+        elif steps and not backs:
+            self.report("T2J515", f"{self._update_at(steps[0])[1]}.step() has no backward() before it in its block "
+                                  "(gradient accumulation?): not translated", steps[0])
+
+    def _is_optimizer(self, name: str | None) -> bool:
+        if name is None:
+            return False
+        if self.facts.optimizer(name) is not None:
+            return True
+        trainer = self.facts.trainers.get(self.functions[-1].name.value) if self.functions else None
+        return trainer is not None and name in trainer.optimizer_params
 
     def _param_group_edits(self, stmt) -> list[tuple[str, str]]:
         """The optimizers whose param_groups a statement edits (`for g in optimizer.param_groups: g["lr"] *= 0.5`,
