@@ -200,6 +200,9 @@ def test_torch_nn_modules_translate_cleanly_and_idempotently(path):
     "    return opt\n    for epoch in range(4):\n        loss.backward()\n"
     "        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)\n        optimizer.step()\n"
     "    sgd = make_sgd(second, 0.1)\n    for epoch in range(4):\n        print(f'{(model.head.weight).item()}')\n",
+    # training facts: a translated optimizer (`optimizerD = t2j.optim.Adam(...)`) optimizes the model its
+    # `.init(eqx.filter(netD, ...))` names; unknown, the second run could not tell whose step it was
+    'import torch.fake as nn\nimport torch.optim as optim\nclass Discriminator(nn.Module):\n    def __init__(self, d_in):\n        self.main = nn.Sequential(nn.Linear(d_in, 8), nn.LeakyReLU(0.2), nn.BatchNorm1d(8),\n                                  nn.Linear(8, 1), nn.Sigmoid())\n    with torch.no_grad():\n            p.copy_(torch.tensor(rng.standard_normal(tuple(p.shape)) * 0.4, dtype=torch.float32))\n    optimizerD = optim.Adam(netD.parameters(), lr=0.002, betas=(0.5, 0.999))\n    for epoch in range(2):\n            optimizerD.step()\n    with torch.no_grad():\n        final = criterion(netD(netG(noise_bank)), torch.ones(64)).item()\n',
 ])
 def test_fuzz_reproducers(source):
     check_translation(source)

@@ -68,9 +68,10 @@ def test_a_loop_that_only_reads_gradients_is_no_update():
     assert "replace_parameters" not in code
 
 
-def test_gradient_accumulation_is_reported_not_half_translated():
+def test_gradient_accumulation_becomes_two_jitted_halves():
     """backward() every batch and the step every second one (in an `if`, or after an inner loop of micro-steps, as
-    nanoGPT): no step is extracted, and both halves are marked with T2J515."""
+    nanoGPT): a grad_step whose gradients are summed, and an apply_step in the step's place (the numbers are checked
+    against torch in tests/cases/train_grad_accum.py)."""
     for body in ("""\
         for i in range(4):
             loss = dec(enc(x)).mean() / 2
@@ -83,13 +84,33 @@ def test_gradient_accumulation_is_reported_not_half_translated():
             for micro in range(2):
                 loss = dec(enc(x)).mean()
                 loss.backward()
+            nn.utils.clip_grad_norm_(enc.parameters(), 1.0)
             enc_opt.step()
         """):
         code, codes = _translate(body)
-        assert "T2J515" in codes
-        assert "train_step" not in code and "loss.backward()" in code and "enc_opt.step()" in code
-        marked = [line for line in code.splitlines() if "T2J515" in line]
-        assert len(marked) == 2, code
+        assert "T2J516" in codes and "T2J515" not in codes, code
+        assert "loss.backward()" not in code and "enc_opt.step()" not in code
+        assert "enc_grads_acc = t2j.accumulate_grads(enc_grads_acc, grads)" in code
+        assert "enc, enc_opt_state = apply_step(enc, enc_opt_state, enc_opt, enc_grads_acc)" in code
+        # the accumulator starts empty before the loop around the accumulation, and again after each step
+        assert code.count("enc_grads_acc = None") == 2, code
+
+
+def test_a_backward_or_a_step_alone_in_its_function_is_reported():
+    """A backward() whose step is in no block of its function (or a step with no backward()): not translated,
+    marked with T2J515."""
+    code, codes = _translate("""\
+        def compute(x):
+            loss = enc(x).mean()
+            loss.backward()
+            return loss
+
+        def update():
+            enc_opt.step()
+        """)
+    assert "T2J515" in codes
+    assert "loss.backward()" in code and "enc_opt.step()" in code
+    assert len([line for line in code.splitlines() if "T2J515" in line]) == 2, code
 
 
 def test_a_backward_and_step_in_one_block_is_not_reported_as_accumulation():
@@ -100,4 +121,4 @@ def test_a_backward_and_step_in_one_block_is_not_reported_as_accumulation():
             loss.backward()
             enc_opt.step()
         """)
-    assert "T2J515" not in codes and "train_step" in code
+    assert "T2J515" not in codes and "T2J516" not in codes and "train_step" in code

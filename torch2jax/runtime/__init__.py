@@ -5,6 +5,7 @@ Translated files do `import torch2jax.runtime as t2j` and call `t2j.nn.Linear(..
 from torch2jax.runtime import nn
 from torch2jax.runtime.ops import *  # noqa: F401,F403  (tensor-op helpers where jnp's semantics differ from torch's)
 from torch2jax.runtime import optim  # torch.optim optimizers and optim.lr_scheduler, torch's exact rules
+from torch2jax.runtime.accumulate import accumulate_grads  # noqa: F401  (gradient accumulation)
 from torch2jax.runtime.clip_grad import clip_grad_norm, clip_grad_norm_with_norm, clip_grad_value  # noqa: F401
 from torch2jax.runtime import init
 from torch2jax.runtime.state_dict import StateDictError, load_state_dict, to_state_dict

@@ -37,7 +37,7 @@ from torch2jax.transform.ops import KEY_PLACEHOLDER
 from torch2jax.transform.training_facts import (OptimizerFacts, TrainingFacts, _bind_names, _is_method_call_stmt,
                                                 lists_parameters, manual_update_owner, parameters_owners,
                                                 strip_module_chain)
-from torch2jax.transform.walk import Transformer, Visitor, walk
+from torch2jax.transform.walk import Transformer, Visitor, iter_statements, walk
 
 CLIP_FUNCTIONS = {"torch.nn.utils.clip_grad_norm_": "t2j.clip_grad_norm",
                   "torch.nn.utils.clip_grad_value_": "t2j.clip_grad_value",
@@ -112,9 +112,13 @@ def _declare(fn: cst.FunctionDef, declare: dict[str, str]) -> cst.FunctionDef:
     lines = [_stmt(f"{kind} {', '.join(sorted(n for n, k in declare.items() if k == kind))}")
              for kind in ("nonlocal", "global") if kind in declare.values()]
     body = list(fn.body.body)
-    at = 1 if body and isinstance(body[0], cst.SimpleStatementLine) and isinstance(body[0].body[0], cst.Expr) \
-        and isinstance(body[0].body[0].value, (cst.SimpleString, cst.ConcatenatedString)) else 0
+    at = 1 if body and _is_docstring_stmt(body[0]) else 0
     return fn.with_changes(body=fn.body.with_changes(body=body[:at] + lines + body[at:]))
+
+
+def _is_docstring_stmt(stmt) -> bool:
+    return isinstance(stmt, cst.SimpleStatementLine) and isinstance(stmt.body[0], cst.Expr) \
+        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
 
 
 def _returns_name(fn: cst.FunctionDef, name: str) -> bool:
@@ -164,11 +168,14 @@ class TrainingPass(Pass):
         self.class_depth = 0
         self._follow_ups: set[int] = set()  # ids of statements this pass inserted after another one
         self.step_functions: list[cst.BaseStatement] = []  # to insert before the current top-level statement
-        self.step_count = 0
+        self.step_counts: dict[str, int] = {}  # extracted functions of each kind so far
         self._synced: list = []  # param_groups accesses already followed by a sync (kept alive: ids stay unique)
         self._synced_ids: set[int] = set()
         self._recomputed: list = []  # statements a step computes again: the state they make is not kept
         self._step_calls: set[int] = set()  # ids of the step calls this pass wrote: where a later step's loss starts
+        # gradient accumulation: id of a grad_step call statement -> the accumulators it adds to, which start as
+        # None before the nearest loop around it (see _init_accumulators)
+        self._accumulating: dict[int, list[str]] = {}
         self.direct_assigned: set[cst.CSTNode] = set()  # calls that are the whole right side of an assignment
         # what the rewrites start from: the step's method calls, the names the facts know (optimizers, schedulers,
         # models, trainers, functions that receive a model, and those parameters)
@@ -204,6 +211,9 @@ class TrainingPass(Pass):
         self.ctx.scopes.pop()
         self.functions.pop()
         updated = _declare(updated, self.declare.pop())
+        if self._accumulating and isinstance(updated.body, cst.IndentedBlock):
+            updated = updated.with_changes(body=updated.body.with_changes(
+                body=self._init_left_accumulators(list(updated.body.body))))
         if self.class_depth:
             return updated
         state_param = self._stateful_param(original.name.value)
@@ -218,6 +228,14 @@ class TrainingPass(Pass):
         """The parameter of a function that receives a stateful model, which then also takes `state`."""
         params = self.facts.model_params.get(fn_name, {})
         return next((p for p, c in params.items() if self._class_stateful(c)), None)
+
+    def visit_Module(self, node: cst.Module) -> None:
+        self.file_words = self.ctx.words(node)
+        self.file_node = node
+
+    @property
+    def file_code(self) -> str:
+        return self.file_node.code
 
     def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
         body = self._rewrite_block(list(updated.body), top_level=True)
@@ -243,7 +261,9 @@ class TrainingPass(Pass):
         target = assign.targets[0].target if len(assign.targets) == 1 else None
         name = target.value if isinstance(target, cst.Name) else None
         opt = self.facts.optimizer(name) if name else None
-        if opt is not None and isinstance(assign.value, cst.Call):
+        if opt is not None and isinstance(assign.value, cst.Call) and not (self.class_depth and not self.functions):
+            # (a class attribute is no training code; a class body's block is never rewritten, see
+            # leave_IndentedBlock, so an inserted init would be inserted again at every run)
             if self.functions and _returns_name(self.functions[-1], name):
                 # a factory (nanoGPT's configure_optimizers): its caller binds the optimizer and initialises it
                 return stmt
@@ -507,6 +527,11 @@ class TrainingPass(Pass):
                     out[i + 1:i + 1] = syncs
                     i += len(syncs)
             i += 1
+        if any(_is_method_call_stmt(st, "backward") for st in out) \
+                and not any(self._update_at(st) is not None for st in out):
+            out = self._accumulate_gradients(out, top_level) or out
+        if self._accumulating:
+            out = self._init_accumulators(out, top_level)
         self._report_left_halves(out)
         if top_level and self.step_functions:
             out = self._insert_step_functions(out)
@@ -635,7 +660,7 @@ class TrainingPass(Pass):
                          if id(body[k]) in self._step_calls or self._update_at(body[k]) is not None), 0)
         backs = [k for k in range(boundary, i_start) if _is_method_call_stmt(body[k], "backward")]
         if not backs:
-            return None
+            return self._apply_accumulated(body, updates, boundary, top_level)
         i_back = backs[-1]
         losses = [_is_method_call_stmt(body[k], "backward").func.value for k in backs]
         # the region computing the loss: from the first statement that reads a trained model up to backward
@@ -666,7 +691,6 @@ class TrainingPass(Pass):
             loss_name = _fresh("total_loss", set(local_names) | set(_names(body).loads))
         region = recomputed + [s for k, s in enumerate(body[r0:i_back], r0) if k not in backs]
         region, hoisted_before = self._hoist_for_later_steps(region, set(models))
-        region, moved = _split_off_unneeded(region, loss_expr, set(models), set(local_names) | set(_names(body).loads))
         between = body[i_back + 1:i_start]
         clips = [s for s in between if self._clip_call(s) is not None] + [
             s for u in updates for s in u.clips]
@@ -674,19 +698,9 @@ class TrainingPass(Pass):
         if any(_reads_gradients_or(s, self._trained_models() | set(models)) for s in others):
             self.report("T2J507", "statements between backward() and step() that are not gradient clipping run "
                                   "after the jitted step, and cannot read gradients there")
-        # batch slicing by Python numbers (X[i:i + 16]) happens before the step: inside it the numbers would be
-        # static arguments and recompile the step for every value
-        hoister = _BatchHoister(set(models), local_names - _names(region).stores.keys(), set(local_names))
-        region = [stmt.visit(hoister) for stmt in region]
-        local_names = local_names | _names(hoister.hoisted).stores.keys()
-        reads = _names(region).loads
-        stores = _names(region).stores
-        after = self._names_after(body, i_end, fn_node, _names(region).counts) | set(_names(moved).loads)
-        aux = [n for n in stores if n in after and n != loss_name and n not in models]
-        aux.sort(key=lambda n: reads.index(n) if n in reads else len(reads))
         optimizers = [u.optimizer for u in updates if u.optimizer is not None]
-        inputs = [n for n in reads if n in local_names and n not in models and n not in optimizers and
-                  not _defined_before_use(region, n)]
+        io = self._loss_region(body, region, loss_expr, loss_name, models, optimizers, i_end, fn_node, local_names)
+        region, moved, hoisted, inputs, aux, local_names = io
         manual = [u for u in updates if u.optimizer is None]
         for u in manual:  # what a hand-written update reads (the learning rate) comes in as an argument
             loop_names = _names(u.stmts)
@@ -696,14 +710,9 @@ class TrainingPass(Pass):
         if clip_lines is None:
             return None
         clip_lines, clip_inputs = clip_lines
-        self.step_count += 1
-        step_name = "train_step" if self.step_count == 1 else f"train_step{self.step_count}"
+        step_name = self._function_name("train_step")
         states = [self._optimizer_state_name(o) for o in optimizers]
-        # the states the step threads: of the stateful models it trains, and of those its loss calls
-        region_reads = set(_names(region).loads)
-        model_states = list(dict.fromkeys(
-            self._state_var(m) for m in models + [m for m in self._user_models() if m in region_reads]
-            if self._is_stateful(m)))
+        model_states = self._model_states(models, region)
         inputs = [n for n in inputs if n not in model_states]
         aux = [n for n in aux if n not in model_states]
         step_fn = self._build_step(step_name, updates, states, inputs + [n for n, _ in clip_inputs], region,
@@ -714,8 +723,8 @@ class TrainingPass(Pass):
         call = _stmt(f"{', '.join(outs)} = {step_name}({', '.join(args)}, key={KEY_PLACEHOLDER})")
         call = call.with_changes(leading_lines=region[0].leading_lines)
         self._step_calls.add(id(call))
-        if hoister.hoisted:
-            hoister.hoisted[0] = hoister.hoisted[0].with_changes(leading_lines=region[0].leading_lines)
+        if hoisted:
+            hoisted[0] = hoisted[0].with_changes(leading_lines=region[0].leading_lines)
             call = call.with_changes(leading_lines=[])
             self._step_calls.add(id(call))
         self.need("eqx", "jax")
@@ -723,8 +732,189 @@ class TrainingPass(Pass):
         if moved:
             self.report("T2J508", "statements of the loss computation that the loss does not depend on run after "
                                   "the jitted step, on the values it returns", moved[0])
-        new_body = body[:r0] + hoisted_before + hoister.hoisted + [call] + moved + others + body[i_end + 1:]
-        return new_body, r0 + len(hoisted_before) + len(hoister.hoisted) + 1 + len(moved) + len(others)
+        new_body = body[:r0] + hoisted_before + hoisted + [call] + moved + others + body[i_end + 1:]
+        return new_body, r0 + len(hoisted_before) + len(hoisted) + 1 + len(moved) + len(others)
+
+    def _function_name(self, prefix: str) -> str:
+        """train_step, train_step2, ...: one numbering per kind of extracted function."""
+        self.step_counts[prefix] = self.step_counts.get(prefix, 0) + 1
+        count = self.step_counts[prefix]
+        return prefix if count == 1 else f"{prefix}{count}"
+
+    # ----- gradient accumulation: backward() in one block, optimizer.step() in another
+
+    def _accumulator(self, model: str) -> str:
+        """The name holding `model`'s summed gradients (torch's .grad between zero_grad and step)."""
+        return "grads_acc" if model == "model" else f"{model}_grads_acc"
+
+    def _in_scope(self, word: str) -> bool:
+        """Whether the enclosing function (or the file) mentions `word` (a backward() or a step() elsewhere)."""
+        scope = self.functions[-1] if self.functions else None
+        return word in (self.ctx.words(scope) if scope is not None else self.file_words)
+
+    def _accumulate_gradients(self, body: list, top_level: bool) -> list | None:
+        """The backward() half: `loss = f(model(x)); loss.backward()` with the optimizer step in another block
+        (`if (i + 1) % accum == 0: optimizer.step()`, or after nanoGPT's loop over micro-steps). The loss and its
+        gradients come from a jitted function, and the gradients are added to the model's accumulator, which the
+        step half (_apply_accumulated) applies and clears."""
+        backs = [k for k, st in enumerate(body) if _is_method_call_stmt(st, "backward")]
+        boundary = next((k + 1 for k in range(backs[0] - 1, -1, -1) if id(body[k]) in self._step_calls), 0)
+        backs = [k for k in backs if k >= boundary]
+        if not backs or not self._in_scope("step"):
+            return None
+        i_back = backs[-1]
+        reads = _names(body[boundary:i_back]).loads
+        models = sorted(self._stepped_here() & set(reads), key=reads.index)
+        if not models:
+            return None
+        r0 = next(j for j in range(boundary, i_back) if set(models) & set(_names([body[j]]).loads))
+        losses = [_is_method_call_stmt(body[k], "backward").func.value for k in backs]
+        fn_node = self.functions[-1] if self.functions else None
+        local_names = self._local_names(fn_node, body, top_level)
+        if len(losses) == 1:
+            loss_expr = losses[0]
+            loss_name = loss_expr.value if isinstance(loss_expr, cst.Name) else "loss"
+        else:
+            loss_expr = cst.parse_expression(" + ".join(_code(_parenthesized_expr(l)) for l in losses))
+            loss_name = _fresh("total_loss", set(local_names) | set(_names(body).loads))
+        region = [st for k, st in enumerate(body[r0:i_back], r0) if k not in backs]
+        region, moved, hoisted, inputs, aux, local_names = self._loss_region(
+            body, region, loss_expr, loss_name, models, [], i_back, fn_node, local_names)
+        model_states = self._model_states(models, region)
+        inputs = [n for n in inputs if n not in model_states]
+        aux = [n for n in aux if n not in model_states]
+        taken = set(local_names) | set(_names(body).loads)
+        grads = [_fresh("grads" if len(models) == 1 else f"{m}_grads", taken) for m in models]
+        name = self._function_name("grad_step")
+        updates = [_Update(None, m, 0, 0, [], []) for m in models]
+        self.step_functions.append(self._build_step(name, updates, [], inputs, region, loss_expr, loss_name, aux,
+                                                    [], model_states, grads_out=grads))
+        outs = model_states + [loss_name] + aux + grads
+        call = _stmt(f"{', '.join(outs)} = {name}({', '.join(models + model_states + inputs)}, key={KEY_PLACEHOLDER})")
+        call = call.with_changes(leading_lines=(hoisted or region)[0].leading_lines)
+        accs = [self._accumulator(m) for m in models]
+        adds = [_stmt(f"{a} = t2j.accumulate_grads({a}, {g})") for a, g in zip(accs, grads)]
+        self._step_calls.add(id(call))
+        self._accumulating[id(call)] = accs
+        if hoisted:
+            hoisted[0] = hoisted[0].with_changes(leading_lines=call.leading_lines)
+            call = call.with_changes(leading_lines=[])
+            self._step_calls.add(id(call))
+            self._accumulating[id(call)] = accs
+        self.need("eqx", "jax", "t2j")
+        self.report("T2J516", f"gradient accumulation: {name} computes the loss and the gradients of "
+                              f"{' and '.join(models)}, added to {', '.join(accs)}; the optimizer step applies and "
+                              "clears them", body[backs[0]])
+        return body[:r0] + hoisted + [call] + adds + moved + body[i_back + 1:]
+
+    def _stepped_here(self) -> set[str]:
+        """The models whose optimizers the enclosing function (or the file) names: those a step there can update."""
+        scope = self.functions[-1] if self.functions else None
+        text = _code(scope) if scope is not None else self.file_code  # once per accumulation found
+        models = {o.model for o in self.facts.optimizers.values() if o.model and f"{o.name}.step(" in text}
+        if scope is not None and scope.name.value in self.facts.trainers:
+            models |= set(self.facts.trainers[scope.name.value].model_params_trained)
+        return models
+
+    def _apply_accumulated(self, body: list, updates: list, boundary: int, top_level: bool):
+        """The step half of gradient accumulation: optimizer steps (and the clipping right before them) with no
+        backward() in their block apply the accumulated gradients in a jitted function, then clear them
+        (torch's zero_grad after the step)."""
+        if any(u.optimizer is None for u in updates) or not self._in_scope("backward"):
+            return None
+        models = [u.model for u in updates]
+        i_start, i_end = updates[0].first, updates[-1].last
+        k = i_start
+        while k > boundary and self._clip_call(body[k - 1]) is not None:
+            k -= 1
+        clips = body[k:i_start] + [st for u in updates for st in u.clips]
+        fn_node = self.functions[-1] if self.functions else None
+        local_names = self._local_names(fn_node, body, top_level)
+        optimizers = [u.optimizer for u in updates]
+        states = [self._optimizer_state_name(o) for o in optimizers]
+        accs = [self._accumulator(m) for m in models]
+        clip_lines = self._clip_lines(clips, models, local_names, set(models) | set(optimizers) | set(states)
+                                      | set(accs))
+        if clip_lines is None:
+            return None
+        clip_lines, clip_inputs = clip_lines
+        name = self._function_name("apply_step")
+        taken = set(models) | set(optimizers) | set(states) | set(accs) | {n for n, _ in clip_inputs}
+        lines = []
+        for owners, line in clip_lines:
+            target = accs[models.index(owners[0])] if len(owners) == 1 else \
+                f"({', '.join(accs[models.index(m)] for m in owners)})"
+            lines.append(line.replace(GRADS, target))
+        updates_name = _fresh("updates", taken)
+        for u, state, acc in zip(updates, states, accs):
+            lines.append(f"{updates_name}, {state} = {u.optimizer}.update({acc}, {state}, "
+                         f"eqx.filter({u.model}, eqx.is_array))")
+            lines.append(f"{u.model} = eqx.apply_updates({u.model}, {updates_name})")
+        lines.append(f"return {', '.join(models + states)}")
+        params = models + states + optimizers + accs + [n for n, _ in clip_inputs]
+        fn = cst.parse_statement(f"@eqx.filter_jit\ndef {name}({', '.join(params)}):\n    pass\n")
+        self.step_functions.append(fn.with_changes(body=fn.body.with_changes(body=[_stmt(l) for l in lines])))
+        args = models + states + optimizers + accs + [v for _, v in clip_inputs]
+        call = _stmt(f"{', '.join(models + states)} = {name}({', '.join(args)})")
+        call = call.with_changes(leading_lines=body[k].leading_lines)
+        self._step_calls.add(id(call))
+        clears = [_stmt(f"{a} = None") for a in accs]
+        self.need("eqx", "jax")
+        self.report("T2J516", f"gradient accumulation: {name} applies the gradients summed in {', '.join(accs)} "
+                              "since the last step, then they start again from None (torch's zero_grad)", body[k])
+        return body[:k] + [call] + clears + body[i_end + 1:], k + 1 + len(clears)
+
+    def _init_accumulators(self, body: list, top_level: bool) -> list:
+        """`grads_acc = None` before the nearest loop around an accumulating call (at the top of the function or
+        file when no loop holds it), so that each run of that loop starts from no gradients."""
+        out = []
+        for st in body:
+            if isinstance(st, (cst.For, cst.While)):
+                inside = [i for i in self._accumulating if any(id(x) == i for x in iter_statements(st))]
+                accs = list(dict.fromkeys(a for i in inside for a in self._accumulating.pop(i)))
+                out += [_stmt(f"{a} = None").with_changes(leading_lines=st.leading_lines) for a in accs]
+                if accs:
+                    st = st.with_changes(leading_lines=[])
+            out.append(st)
+        if top_level:
+            out = self._init_left_accumulators(out)
+        return out
+
+    def _init_left_accumulators(self, body: list) -> list:
+        """The accumulators of calls in `body` (a function's or the file's) that no loop holds: set first."""
+        here = [i for i in self._accumulating if any(id(st) == i or any(id(x) == i for x in iter_statements(st))
+                                                     for st in body)]
+        accs = list(dict.fromkeys(a for i in here for a in self._accumulating.pop(i)))
+        if not accs:
+            return body
+        at = 1 if body and _is_docstring_stmt(body[0]) else 0
+        return body[:at] + [_stmt(f"{a} = None") for a in accs] + body[at:]
+
+    def _loss_region(self, body, region, loss_expr, loss_name, models, optimizers, i_end, fn_node, local_names):
+        """What the loss computation `region` becomes inside a jitted function: (region, the statements it does
+        not need (run after the call), the batch slices hoisted before the call, its inputs, the values it returns
+        beside the loss, the local names with the hoisted ones)."""
+        region, moved = _split_off_unneeded(region, loss_expr, set(models), set(local_names) | set(_names(body).loads))
+        # batch slicing by Python numbers (X[i:i + 16]) happens before the step: inside it the numbers would be
+        # static arguments and recompile the step for every value
+        hoister = _BatchHoister(set(models), local_names - _names(region).stores.keys(), set(local_names))
+        region = [stmt.visit(hoister) for stmt in region]
+        local_names = local_names | _names(hoister.hoisted).stores.keys()
+        reads = _names(region).loads
+        stores = _names(region).stores
+        after = self._names_after(body, i_end, fn_node, _names(region).counts) | set(_names(moved).loads)
+        aux = [n for n in stores if n in after and n != loss_name and n not in models]
+        aux.sort(key=lambda n: reads.index(n) if n in reads else len(reads))
+        inputs = [n for n in reads if n in local_names and n not in models and n not in optimizers and
+                  not _defined_before_use(region, n)]
+        return region, moved, hoister.hoisted, inputs, aux, local_names
+
+    def _model_states(self, models: list[str], region: list) -> list[str]:
+        """The states a jitted function threads: of the stateful models it trains, and of those its loss calls."""
+        region_reads = set(_names(region).loads)
+        return list(dict.fromkeys(
+            self._state_var(m) for m in models + [m for m in self._user_models() if m in region_reads]
+            if self._is_stateful(m)))
 
     def _user_models(self) -> list[str]:
         """The file's models of its own classes (their calls take a key; the stateful ones thread a state)."""
@@ -960,7 +1150,9 @@ class TrainingPass(Pass):
         return lines, params
 
     def _build_step(self, name, updates, states, inputs, region, loss_expr, loss_name, aux, clip_lines,
-                    model_states):
+                    model_states, grads_out: list[str] | None = None):
+        """The jitted step: the loss function, its value and gradients, clipping and the updates; with `grads_out`
+        (gradient accumulation) it returns the gradients under those names instead of applying them."""
         models = [u.model for u in updates]
         optimizers = [u.optimizer for u in updates if u.optimizer is not None]
         # every model called in the loss takes the step's key; a stateful one threads its state
@@ -1016,6 +1208,12 @@ class TrainingPass(Pass):
             target = model_grads[owners[0]] if len(owners) == 1 else f"({', '.join(model_grads[m] for m in owners)})"
             lines.append(line.replace(GRADS, target))
         body = [loss_fn] + [_stmt(line) for line in lines]
+        if grads_out is not None:
+            outs = model_states + [loss_name] + aux + [model_grads[m] for m in models]
+            body.append(_stmt(f"return {', '.join(outs)}"))
+            header = f"@eqx.filter_jit\ndef {name}({', '.join(models + model_states + inputs)}, *, key):\n    pass\n"
+            fn = cst.parse_statement(header)
+            return fn.with_changes(body=fn.body.with_changes(body=body))
         states_left = list(states)
         for u in updates:
             g = model_grads[u.model]

@@ -192,6 +192,18 @@ class _Collector:
         qual = self.scopes.qualname(value.func)
         return _is_optimizer_class(qual)
 
+    def _translated_init(self, value: cst.Call) -> tuple[str, str] | None:
+        """(optimizer, model) of `optimizer.init(eqx.filter(model, eqx.is_array))` on a known optimizer."""
+        if not (isinstance(value.func, cst.Attribute) and value.func.attr.value == "init" and len(value.args) == 1):
+            return None
+        opt = dotted(value.func.value)
+        arg = value.args[0].value
+        if opt not in self.facts.optimizers or not (isinstance(arg, cst.Call) and dotted(arg.func) == "eqx.filter"
+                                                      and arg.args):
+            return None
+        model = dotted(arg.args[0].value)
+        return (opt, model) if model is not None else None
+
     def _factory_model(self, call: cst.Call) -> str | None:
         """The model an optimizer factory's call passes: the argument for its model parameter, or the receiver of a
         method building an optimizer over its own module (`model.configure_optimizers(...)`)."""
@@ -218,6 +230,12 @@ class _Collector:
             return
         qual = self.scopes.qualname(value.func)
         local = dotted(value.func)
+        init_of = self._translated_init(value)
+        if init_of is not None:  # `opt_state = optimizer.init(eqx.filter(model, ...))`: a translated optimizer's model
+            opt, model = init_of
+            if self.facts.optimizers[opt].model is None:
+                self.facts.optimizers[opt].model = model
+            return
         if qual and qual.startswith(SCHEDULER_PREFIX):
             opt = dotted(value.args[0].value) if value.args else None
             self.facts.schedulers[name] = opt
