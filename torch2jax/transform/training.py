@@ -105,6 +105,15 @@ class _Names(Visitor):
                 self._store(el.value)
 
 
+def _loss_of(losses: list, taken: set[str]) -> tuple[cst.BaseExpression, str]:
+    """The expression a step differentiates and its name: the one loss backward() was called on, or the sum of
+    several (torch adds their gradients)."""
+    if len(losses) == 1:
+        return losses[0], losses[0].value if isinstance(losses[0], cst.Name) else "loss"
+    return (cst.parse_expression(" + ".join(_code(_parenthesized_expr(l)) for l in losses)),
+            _fresh("total_loss", taken))
+
+
 def _declare(fn: cst.FunctionDef, declare: dict[str, str]) -> cst.FunctionDef:
     """`nonlocal model` / `global model` first in `fn` (after its docstring) for the names in `declare`."""
     if not declare or not isinstance(fn.body, cst.IndentedBlock):
@@ -683,12 +692,7 @@ class TrainingPass(Pass):
                                   f"{' and '.join(models)} inside the step, so that the gradient reaches "
                                   f"{'them' if len(models) > 1 else 'it'} (torch kept that graph from before the "
                                   f"previous step)", body[i_first])
-        if len(losses) == 1:
-            loss_expr = losses[0]
-            loss_name = loss_expr.value if isinstance(loss_expr, cst.Name) else "loss"
-        else:
-            loss_expr = cst.parse_expression(" + ".join(_code(_parenthesized_expr(l)) for l in losses))
-            loss_name = _fresh("total_loss", set(local_names) | set(_names(body).loads))
+        loss_expr, loss_name = _loss_of(losses, set(local_names) | set(_names(body).loads))
         region = recomputed + [s for k, s in enumerate(body[r0:i_back], r0) if k not in backs]
         region, hoisted_before = self._hoist_for_later_steps(region, set(models))
         between = body[i_back + 1:i_start]
@@ -771,12 +775,7 @@ class TrainingPass(Pass):
         losses = [_is_method_call_stmt(body[k], "backward").func.value for k in backs]
         fn_node = self.functions[-1] if self.functions else None
         local_names = self._local_names(fn_node, body, top_level)
-        if len(losses) == 1:
-            loss_expr = losses[0]
-            loss_name = loss_expr.value if isinstance(loss_expr, cst.Name) else "loss"
-        else:
-            loss_expr = cst.parse_expression(" + ".join(_code(_parenthesized_expr(l)) for l in losses))
-            loss_name = _fresh("total_loss", set(local_names) | set(_names(body).loads))
+        loss_expr, loss_name = _loss_of(losses, set(local_names) | set(_names(body).loads))
         region = [st for k, st in enumerate(body[r0:i_back], r0) if k not in backs]
         region, moved, hoisted, inputs, aux, local_names = self._loss_region(
             body, region, loss_expr, loss_name, models, [], i_back, fn_node, local_names)
