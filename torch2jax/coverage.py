@@ -8,11 +8,25 @@ from torch2jax.mappings import load_tables
 FREQUENCY_FILES = (Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "torch-api-frequency.tsv",)
 
 
+# in-place methods the in-place pass writes itself (the others become their out-of-place twin, which the tables map)
+INPLACE_WRITTEN = ("copy_", "zero_", "fill_")
+
+
 def mapped_apis() -> set[str]:
-    """Qualified names (and Tensor.NAME) of every mapped torch API."""
+    """Qualified names (and Tensor.NAME) of every mapped torch API: the tables' records, and what the passes
+    translate without a record (grad-mode contexts, backward() and clipping in training loops, autocast, in-place
+    methods whose out-of-place twin is mapped)."""
+    from torch2jax.transform.grad_mode import GRAD_CONTEXTS
+    from torch2jax.transform.inplace import TORCH_INPLACE
+    from torch2jax.transform.training import CLIP_FUNCTIONS
+    from torch2jax.transform.transforms import AUTOCASTS
+
     tables = load_tables()
     names = set(tables.records)
     names |= {f"Tensor.{m}" for m in tables.methods}
+    names |= set(GRAD_CONTEXTS) | set(CLIP_FUNCTIONS) | set(AUTOCASTS) | {"Tensor.backward"}
+    names |= {f"Tensor.{m}" for m in TORCH_INPLACE
+              if m in INPLACE_WRITTEN or f"Tensor.{m[:-1]}" in names or f"torch.{m[:-1]}" in names}
     return names
 
 
