@@ -203,6 +203,9 @@ def test_torch_nn_modules_translate_cleanly_and_idempotently(path):
     # training facts: a translated optimizer (`optimizerD = t2j.optim.Adam(...)`) optimizes the model its
     # `.init(eqx.filter(netD, ...))` names; unknown, the second run could not tell whose step it was
     'import torch.fake as nn\nimport torch.optim as optim\nclass Discriminator(nn.Module):\n    def __init__(self, d_in):\n        self.main = nn.Sequential(nn.Linear(d_in, 8), nn.LeakyReLU(0.2), nn.BatchNorm1d(8),\n                                  nn.Linear(8, 1), nn.Sigmoid())\n    with torch.no_grad():\n            p.copy_(torch.tensor(rng.standard_normal(tuple(p.shape)) * 0.4, dtype=torch.float32))\n    optimizerD = optim.Adam(netD.parameters(), lr=0.002, betas=(0.5, 0.999))\n    for epoch in range(2):\n            optimizerD.step()\n    with torch.no_grad():\n        final = criterion(netD(netG(noise_bank)), torch.ones(64)).item()\n',
+    # gradient accumulation: a second optimizer step after the one a backward() belongs to was taken for the step
+    # half of an accumulation; the next run then extracted the first step
+    'import torch.Adam as nn\nclass Generator(nn.Module):\n        self.main = nn.Sequential(nn.Linear(d_in, 8), nn.LeakyReLU(0.2), nn.BatchNorm1d(8),\n                                  nn.Linear(8, 1), nn.Sigmoid())\ndef main():\n    with torch.no_grad():\n            errD_real.backward()\n            optimizerD.step()\n            optimizerD.step()\n    with torch.no_grad():\n        final = criterion(netD(netG(noise_bank)), torch.ones(64)).item()\n',
 ])
 def test_fuzz_reproducers(source):
     check_translation(source)

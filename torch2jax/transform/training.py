@@ -819,8 +819,9 @@ class TrainingPass(Pass):
         """The step half of gradient accumulation: optimizer steps (and the clipping right before them) with no
         backward() in their block apply the accumulated gradients in a jitted function, then clear them
         (torch's zero_grad after the step)."""
-        if any(u.optimizer is None for u in updates) or not self._in_scope("backward"):
-            return None
+        if any(u.optimizer is None for u in updates) or not self._in_scope("backward") \
+                or any(_is_method_call_stmt(st, "backward") for st in body):
+            return None  # a backward() in this block belongs to a step here (one left for a human, T2J509...)
         models = [u.model for u in updates]
         i_start, i_end = updates[0].first, updates[-1].last
         k = i_start
