@@ -206,6 +206,9 @@ def test_torch_nn_modules_translate_cleanly_and_idempotently(path):
     # gradient accumulation: a second optimizer step after the one a backward() belongs to was taken for the step
     # half of an accumulation; the next run then extracted the first step
     'import torch.Adam as nn\nclass Generator(nn.Module):\n        self.main = nn.Sequential(nn.Linear(d_in, 8), nn.LeakyReLU(0.2), nn.BatchNorm1d(8),\n                                  nn.Linear(8, 1), nn.Sigmoid())\ndef main():\n    with torch.no_grad():\n            errD_real.backward()\n            optimizerD.step()\n            optimizerD.step()\n    with torch.no_grad():\n        final = criterion(netD(netG(noise_bank)), torch.ones(64)).item()\n',
+    # transforms pass: a torch.autograd.grad it could not translate was lifted into the function of a later one
+    # (z_fn), where the next run found it again
+    'import torch\ndef hessian_diagonal(v, eye):\n    g, = torch.autograd.grad(y, x, create_graph=True)\n    z = (g ** 2).sum()\n    g2, = torch.autograd.grad(z, x)\n',
 ])
 def test_fuzz_reproducers(source):
     check_translation(source)

@@ -302,3 +302,18 @@ def test_update_without_params_raises(data):
     state = opt.init(params)
     with pytest.raises(ValueError, match="needs the parameters"):
         opt.update(grads[0], state)
+
+
+def test_weight_decay_off_at_init_cannot_be_turned_on_later():
+    """A group without weight decay when init runs leaves the term out of the step; turning it on afterwards would
+    be silently ignored, so sync refuses (as it does for momentum)."""
+    params = {"w": jnp.ones(3)}
+    opt = t2j.optim.SGD(lr=0.1)
+    state = opt.init(params)
+    opt.param_groups[0]["weight_decay"] = 0.1
+    with pytest.raises(ValueError, match="weight_decay"):
+        opt.sync(state)
+    decayed = t2j.optim.SGD(lr=0.1, weight_decay=0.1)
+    dstate = decayed.init(params)
+    updates, _ = decayed.update({"w": jnp.zeros(3)}, dstate, params)
+    np.testing.assert_allclose(updates["w"], -0.1 * 0.1 * np.ones(3), rtol=1e-6)

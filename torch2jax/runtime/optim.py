@@ -335,6 +335,9 @@ class Optimizer(optax.GradientTransformation):
                 raise ValueError(f"two parameters have the same name {name!r}")
             per_param[name] = self._init_leaf(jnp.asarray(leaf), self.param_groups[group])
         self._momentum_at_init = [g.get("momentum", 0.0) != 0 for g in self.param_groups]
+        # a group without weight decay when init runs leaves the decay term out of the traced step (two fewer
+        # operations per parameter to compile); sync refuses to turn it on later
+        self._decay_at_init = [g["weight_decay"] != 0 for g in self.param_groups]
         return OptState(count=jnp.zeros((), jnp.int32), hyperparams=self._hyperparams(), per_param=per_param)
 
     def _update(self, grads, state: OptState, params):
@@ -343,6 +346,9 @@ class Optimizer(optax.GradientTransformation):
                 f"{type(self).__name__}.update needs the parameters: optimizer.update(grads, opt_state, params)"
             )
         count = state.count + 1
+        decays = getattr(self, "_decay_at_init", None)
+        # each group's scalars (bias corrections, 1 - beta...) once, not once per parameter: less to compile
+        scalars = [self._scalars(hp, count) for hp in state.hyperparams]
         param_of = dict(_named_parameters(params))
         per_param = dict(state.per_param)
         names, leaves, treedef = _leaf_names(grads)
@@ -353,8 +359,8 @@ class Optimizer(optax.GradientTransformation):
                 continue
             p = param_of[name]
             group = self._group_of(name, p)
-            delta, new = self._step_leaf(grad, p, state.per_param[name], state.hyperparams[group],
-                                         self.param_groups[group], count)
+            settings = {**self.param_groups[group], "_decays": decays[group] if decays is not None else True}
+            delta, new = self._step_leaf(grad, p, state.per_param[name], scalars[group], settings, count)
             per_param[name] = {k: v.astype(state.per_param[name][k].dtype) for k, v in new.items()}
             updates.append(delta.astype(p.dtype))
         # a tied weight's other members take its update: they stay equal to it (runtime/ties.py)
@@ -365,6 +371,13 @@ class Optimizer(optax.GradientTransformation):
         """Returns ``opt_state`` with the current numbers of ``param_groups`` (lr, momentum, betas...) in it.
 
         ``opt_state`` may be this optimizer's ``OptState`` or any pytree holding it (an ``optax.chain`` state)."""
+        for i, (group, decays) in enumerate(zip(self.param_groups, getattr(self, "_decay_at_init", ()))):
+            if group["weight_decay"] != 0 and not decays:
+                raise ValueError(
+                    f"param group {i}'s weight_decay became {group['weight_decay']} after optimizer.init ran with "
+                    "weight_decay 0, which the step left out; give the group a weight_decay before calling "
+                    "optimizer.init (and set it to 0.0 there if it must start without decay)"
+                )
         at_init = getattr(self, "_momentum_at_init", None)
         if at_init is not None:
             for i, group in enumerate(self.param_groups):
@@ -396,6 +409,11 @@ class Optimizer(optax.GradientTransformation):
     def _init_leaf(self, p, group) -> dict[str, jax.Array]:
         raise NotImplementedError
 
+    def _scalars(self, hp, count) -> dict:
+        """A group's hyperparameters (arrays) with the scalars its rule derives from them and the step count,
+        computed once per update."""
+        return hp
+
     def _step_leaf(self, g, p, s, hp, group, count):
         """One torch step for one parameter: returns (update to add to p, new per-parameter state)."""
         raise NotImplementedError
@@ -405,7 +423,7 @@ def _grad_with_decay(g, p, hp, group):
     """The gradient after torch's `maximize` and coupled (L2) weight decay."""
     if group["maximize"]:
         g = -g
-    return g + hp["weight_decay"] * p
+    return g + hp["weight_decay"] * p if group.get("_decays", True) else g
 
 
 class SGD(Optimizer):
@@ -427,14 +445,17 @@ class SGD(Optimizer):
     def _init_leaf(self, p, group):
         return {"momentum_buffer": jnp.zeros_like(p)} if group["momentum"] != 0 else {}
 
+    def _scalars(self, hp, count):
+        return {**hp, "neg_lr": -hp["lr"], "keep": 1 - hp["dampening"], "first": count == 1}
+
     def _step_leaf(self, g, p, s, hp, group, count):
         g = _grad_with_decay(g, p, hp, group)
         if "momentum_buffer" not in s:
-            return -hp["lr"] * g, s
+            return hp["neg_lr"] * g, s
         momentum = hp["momentum"]
-        buf = jnp.where(count == 1, g, momentum * s["momentum_buffer"] + (1 - hp["dampening"]) * g)
+        buf = jnp.where(hp["first"], g, momentum * s["momentum_buffer"] + hp["keep"] * g)
         g = g + momentum * buf if group["nesterov"] else buf
-        return -hp["lr"] * g, {"momentum_buffer": buf}
+        return hp["neg_lr"] * g, {"momentum_buffer": buf}
 
 
 class Adam(Optimizer):
@@ -460,25 +481,30 @@ class Adam(Optimizer):
             s["max_exp_avg_sq"] = jnp.zeros_like(p)
         return s
 
+    def _scalars(self, hp, count):
+        lr, (beta1, beta2), wd = hp["lr"], hp["betas"], hp["weight_decay"]
+        t = count.astype(lr.dtype)
+        return {**hp, "neg_lr_wd": -(lr * wd), "one_minus_beta1": 1 - beta1, "one_minus_beta2": 1 - beta2,
+                "step_size": lr / (1 - beta1**t), "bias_correction2_sqrt": jnp.sqrt(1 - beta2**t)}
+
     def _step_leaf(self, g, p, s, hp, group, count):
-        lr, (beta1, beta2), eps, wd = hp["lr"], hp["betas"], hp["eps"], hp["weight_decay"]
+        beta2, eps, wd = hp["betas"][1], hp["eps"], hp["weight_decay"]
         if group["maximize"]:
             g = -g
-        if group["decoupled_weight_decay"]:
-            decay = -(lr * wd) * p  # torch: p *= 1 - lr * wd, before the Adam step
+        decay = 0.0
+        if not group.get("_decays", True):
+            pass  # no weight decay in this group (at init): the term is left out
+        elif group["decoupled_weight_decay"]:
+            decay = hp["neg_lr_wd"] * p  # torch: p *= 1 - lr * wd, before the Adam step
         else:
-            decay = 0.0
             g = g + wd * p
-        exp_avg = s["exp_avg"] + (1 - beta1) * (g - s["exp_avg"])  # torch's lerp
-        exp_avg_sq = beta2 * s["exp_avg_sq"] + (1 - beta2) * (g * g)
+        exp_avg = s["exp_avg"] + hp["one_minus_beta1"] * (g - s["exp_avg"])  # torch's lerp
+        exp_avg_sq = beta2 * s["exp_avg_sq"] + hp["one_minus_beta2"] * (g * g)
         new = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
-        t = count.astype(exp_avg.dtype)
-        step_size = lr / (1 - beta1**t)
-        bias_correction2_sqrt = jnp.sqrt(1 - beta2**t)
         if group["amsgrad"]:
             exp_avg_sq = new["max_exp_avg_sq"] = jnp.maximum(s["max_exp_avg_sq"], exp_avg_sq)
-        denom = jnp.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
-        return decay - step_size * (exp_avg / denom), new
+        denom = jnp.sqrt(exp_avg_sq) / hp["bias_correction2_sqrt"] + eps
+        return decay - hp["step_size"] * (exp_avg / denom), new
 
 
 class AdamW(Adam):
@@ -516,21 +542,24 @@ class RMSprop(Optimizer):
             s["grad_avg"] = jnp.zeros_like(p)
         return s
 
+    def _scalars(self, hp, count):
+        return {**hp, "neg_lr": -hp["lr"], "one_minus_alpha": 1 - hp["alpha"]}
+
     def _step_leaf(self, g, p, s, hp, group, count):
         alpha = hp["alpha"]
         g = _grad_with_decay(g, p, hp, group)
-        square_avg = alpha * s["square_avg"] + (1 - alpha) * (g * g)
+        square_avg = alpha * s["square_avg"] + hp["one_minus_alpha"] * (g * g)
         new = {"square_avg": square_avg}
         if group["centered"]:
-            grad_avg = new["grad_avg"] = s["grad_avg"] + (1 - alpha) * (g - s["grad_avg"])
+            grad_avg = new["grad_avg"] = s["grad_avg"] + hp["one_minus_alpha"] * (g - s["grad_avg"])
             avg = jnp.sqrt(square_avg - grad_avg * grad_avg)
         else:
             avg = jnp.sqrt(square_avg)
         avg = avg + hp["eps"]
         if "momentum_buffer" in s:
             buf = new["momentum_buffer"] = hp["momentum"] * s["momentum_buffer"] + g / avg
-            return -hp["lr"] * buf, new
-        return -hp["lr"] * (g / avg), new
+            return hp["neg_lr"] * buf, new
+        return hp["neg_lr"] * (g / avg), new
 
 
 class Adagrad(Optimizer):
@@ -553,11 +582,13 @@ class Adagrad(Optimizer):
     def _init_leaf(self, p, group):
         return {"sum": jnp.full_like(p, group["initial_accumulator_value"])}
 
+    def _scalars(self, hp, count):
+        return {**hp, "neg_clr": -(hp["lr"] / (1 + (count - 1).astype(hp["lr"].dtype) * hp["lr_decay"]))}
+
     def _step_leaf(self, g, p, s, hp, group, count):
         g = _grad_with_decay(g, p, hp, group)
-        clr = hp["lr"] / (1 + (count - 1).astype(g.dtype) * hp["lr_decay"])
         state_sum = s["sum"] + g * g
-        return -clr * (g / (jnp.sqrt(state_sum) + hp["eps"])), {"sum": state_sum}
+        return hp["neg_clr"] * (g / (jnp.sqrt(state_sum) + hp["eps"])), {"sum": state_sum}
 
 
 class Adadelta(Optimizer):
@@ -577,13 +608,16 @@ class Adadelta(Optimizer):
     def _init_leaf(self, p, group):
         return {"square_avg": jnp.zeros_like(p), "acc_delta": jnp.zeros_like(p)}
 
+    def _scalars(self, hp, count):
+        return {**hp, "neg_lr": -hp["lr"], "one_minus_rho": 1 - hp["rho"]}
+
     def _step_leaf(self, g, p, s, hp, group, count):
         rho, eps = hp["rho"], hp["eps"]
         g = _grad_with_decay(g, p, hp, group)
-        square_avg = rho * s["square_avg"] + (1 - rho) * (g * g)
+        square_avg = rho * s["square_avg"] + hp["one_minus_rho"] * (g * g)
         delta = jnp.sqrt(s["acc_delta"] + eps) / jnp.sqrt(square_avg + eps) * g
-        acc_delta = rho * s["acc_delta"] + (1 - rho) * (delta * delta)
-        return -hp["lr"] * delta, {"square_avg": square_avg, "acc_delta": acc_delta}
+        acc_delta = rho * s["acc_delta"] + hp["one_minus_rho"] * (delta * delta)
+        return hp["neg_lr"] * delta, {"square_avg": square_avg, "acc_delta": acc_delta}
 
 
 # Imported last: lr_scheduler needs Optimizer, and translated code reaches it as t2j.optim.lr_scheduler.

@@ -498,6 +498,11 @@ class TransformsPass(Pass):
                                   "cannot be lifted into a function (a return/break inside them, or an input "
                                   "reassigned on the way); differentiate a function with jax.grad by hand", body[i])
             return None
+        if any("autograd" in self.ctx.words(s) for s in chosen):
+            # a torch.autograd.grad left as it was (T2J606) would be lifted with them, and found again inside
+            self.report("T2J606", f"{what}: the statements computing {_code(output)} hold a torch.autograd.grad "
+                                  "that is not translated; differentiate a function with jax.grad by hand", body[i])
+            return None
         reads = set(_effects(output).loads)
         for s in chosen:
             reads |= set(_effects(s).loads)
