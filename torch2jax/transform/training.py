@@ -551,9 +551,9 @@ class TrainingPass(Pass):
         usual cause: gradient accumulation, `if (i + 1) % accum == 0: optimizer.step()`): no step was extracted,
         and the torch calls left would fail at run time; say so."""
         backs = [s for s in body if _is_method_call_stmt(s, "backward")]
-        steps = [s for s in body if self._update_at(s) is not None and self._update_at(s)[0] == "step"
-                 and self._is_optimizer(self._update_at(s)[1])]
-        if backs and not steps:
+        updates = [s for s in body if self._update_at(s) is not None]  # whatever takes the step (T2J50x said why)
+        steps = [s for s in updates if self._update_at(s)[0] == "step" and self._is_optimizer(self._update_at(s)[1])]
+        if backs and not updates:
             self.report("T2J515", f"{_code(_is_method_call_stmt(backs[0], 'backward').func.value)}.backward() has "
                                   "no optimizer step after it in its block (gradient accumulation?): not translated",
                         backs[0])
