@@ -98,6 +98,11 @@ def test_printed_metrics_compare():
     c = compare_outputs(torch_out, torch_out.replace("0.512300", "0.530000"))
     assert not c.ok and "metric line 3: torch 'step 1 loss 0.512300'" in c.message
     assert not compare_outputs(torch_out, "step 0 loss 0.693147\n").ok
+    # a model printed by each side in its own form (torch's repr, Equinox's) is not a metric of both
+    torch_repr = "(1): BatchNorm2d(128, eps=1e-05, momentum=0.1, affine=True)\n" + torch_out
+    jax_repr = "marker='Generator.main.layers[1].num_batches_tracked',\n" + torch_out
+    assert compare_outputs(torch_repr, jax_repr).ok
+    assert not compare_outputs(torch_repr, jax_repr.replace("0.512300", "0.530000")).ok
 
 
 # ---------------------------------------------------------------------------------------------- end to end

@@ -9,6 +9,8 @@ import itertools
 import equinox as eqx
 import jax
 
+from torch2jax.runtime.ties import settle_ties_in_init
+
 
 def apply(module, fn, *, key=None, pre_order=False):
     """`module` with `fn` applied to every submodule, children first (torch's Module.apply), or the module before
@@ -25,6 +27,7 @@ def apply_in_init(module, fn, *, key=None, pre_order=False) -> None:
     for name, value in list(vars(module).items()):
         if _holds_modules(value):
             setattr(module, name, _apply(value, call, pre_order))
+    settle_ties_in_init(module)  # tied weights written through either member: torch wrote one tensor
 
 
 def _caller(fn, key, counter):

@@ -63,8 +63,9 @@ def parameters(model) -> list[jax.Array]:
     return [array for _, array in named_parameters(model)]
 
 
-def replace_parameters(model, values):
-    """`model` with its parameters (in `parameters(model)` order) replaced by `values` (same shapes)."""
+def replace_parameters(model, values, *, sync_ties: bool = True):
+    """`model` with its parameters (in `parameters(model)` order) replaced by `values` (same shapes); the other
+    members of tied weights take the new values (`sync_ties`)."""
     paths = [path for _, path in _own_and_children(model, "")]
     values = list(values)
     if len(values) != len(paths):
@@ -75,15 +76,20 @@ def replace_parameters(model, values):
             raise ValueError(f"replace_parameters: shape {tuple(value.shape)} for a parameter of shape {old.shape}")
     new = eqx.tree_at(lambda m: [_get(m, p) for p in paths], model,
                       [jax.numpy.asarray(v, dtype=_get(model, p).dtype) for p, v in zip(paths, values)])
+    if not sync_ties:
+        return new
     from torch2jax.runtime.ties import tied_all  # ties.py builds on this module
 
-    return tied_all(new)  # tied weights: the other members take the new value
+    return tied_all(new)
 
 
 def replace_parameters_in_init(module, values) -> None:
     """`for p in self.parameters(): p.copy_(...)` inside `__init__`: the module being built takes the fields of
     `replace_parameters(module, values)` (an Equinox module can still set its fields during __init__; rebinding
     `self` would leave the module that is returned untouched)."""
-    new = replace_parameters(module, values)
+    new = replace_parameters(module, values, sync_ties=False)
     for name, value in vars(new).items():
         setattr(module, name, value)
+    from torch2jax.runtime.ties import settle_ties_in_init  # ties.py builds on this module
+
+    settle_ties_in_init(module)

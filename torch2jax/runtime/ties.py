@@ -14,8 +14,9 @@ parameter order as the parameter:
 - ``to_state_dict`` holds every member (as torch's state_dict does), with the parameter's value.
 
 In ``__init__``: ``tie_in_init`` copies the source into the alias and records the tie; writes to either member
-before ``__init__`` ends (torch writes the one shared tensor) are gathered by ``finish_ties_in_init``, the last
-statement of ``__init__``: the member written last in parameter order (``apply``'s order) gives the value.
+(torch writes the one shared tensor) are settled after ``apply_in_init`` and ``replace_parameters_in_init`` and by
+``finish_ties_in_init``, the last statement of ``__init__``: the member written last in parameter order
+(``apply``'s order) gives the value.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import jax
 
 from torch2jax.runtime.params import _get, _own_and_children
 
-__all__ = ["tie_in_init", "finish_ties_in_init", "tied", "tied_all"]
+__all__ = ["tie_in_init", "settle_ties_in_init", "finish_ties_in_init", "tied", "tied_all"]
 
 # id(module being built) -> {member name: its array when the tie was made}: tells finish_ties_in_init which
 # members __init__ wrote afterwards
@@ -59,15 +60,26 @@ def tie_in_init(module, alias: str, source: str) -> None:
     _AT_TIE.setdefault(id(module), {}).update({name: value for name in joined})
 
 
-def finish_ties_in_init(module) -> None:
-    """End of `__init__`: every member of a tie takes the value torch's one shared tensor has now."""
-    at_tie = _AT_TIE.pop(id(module), {})
+def settle_ties_in_init(module) -> None:
+    """Inside `__init__`, after writes to tied members (`apply`, a loop over parameters): every member takes the
+    value torch's one shared tensor has now, the member written last in torch's order (apply's order). A no-op for a
+    module that is not being built with ties."""
+    at_tie = _AT_TIE.get(id(module))
+    if at_tie is None:
+        return
     paths = _paths(module)
     for group in getattr(module, "_t2j_ties", ()):
         written = [n for n in group if _get(module, paths[n]) is not at_tie.get(n)]
         value = _get(module, paths[written[-1] if written else group[0]])
         for name in group:
             _set_in_init(module, paths[name], value)
+            at_tie[name] = value
+
+
+def finish_ties_in_init(module) -> None:
+    """End of `__init__`: the ties settled (settle_ties_in_init), and the module no longer being built."""
+    settle_ties_in_init(module)
+    _AT_TIE.pop(id(module), None)
 
 
 def tied(module):
