@@ -212,6 +212,9 @@ def test_torch_nn_modules_translate_cleanly_and_idempotently(path):
     # T2J515 counted only the steps of optimizers it knew: an optimizer built by a class handed in is one only
     # until translated, so the second run marked the backward() as accumulation
     'from torch import nn, optim\nclass TinyResNet(nn.Module):\n        out = self.conv2(self.conv1(x))\ndef evaluate(model, batches):\n    with torch.no_grad():\n        losses = [F.cross_entropy(model(x), y) for x, y in batches]\n    optimizer = opt_func(model.parameters(), max_lr, weight_decay=weight_decay)\n    for epoch in range(epochs):\n            loss.backward()\n            if grad_clip:\n                nn.utils.clip_grad_value_(model.parameters(), grad_clip)\n            optimizer.step()\n',
+    # an `import torch.nn as nn` inside a function hid the file's torch alias: nn.init.normal_(...) became an update
+    # of a field `init` of a local `nn`
+    "import torch.nn as nn\ndef weights_init(m):\n    import torch.nn as nn\n    classname = m.__class__.__name__\n    if classname.find('Conv') != -1:\n        nn.init.normal_(m.weight.data, 0.0, 0.02)\n",
 ])
 def test_fuzz_reproducers(source):
     check_translation(source)

@@ -97,6 +97,26 @@ def _targets(target: cst.BaseExpression, bound: set[str]) -> None:
 _TARGET_BINDERS = (cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For, cst.CompFor, cst.NamedExpr)
 
 
+def _imported(node: cst.Import | cst.ImportFrom, bound: set[str]) -> None:
+    """The names an import inside a function binds, but for torch's modules: `import torch.nn as nn` in a function
+    (DCGAN's weights_init) names what the file's own `nn` names, so it does not hide that alias."""
+    if isinstance(node, cst.ImportFrom):
+        module = dotted(node.module) if node.module is not None else None
+        if module is not None and module.split(".")[0] == "torch" or isinstance(node.names, cst.ImportStar):
+            return
+        for alias in node.names:
+            _targets(alias.asname.name if alias.asname else alias.name, bound)
+        return
+    for alias in node.names:
+        name = dotted(alias.name) or ""
+        if name.split(".")[0] == "torch":
+            continue
+        if alias.asname is not None:
+            _targets(alias.asname.name, bound)
+        else:
+            bound.add(name.split(".")[0])
+
+
 @lru_cache(maxsize=1024)  # by node (nodes are immutable): the passes ask about the same function one after another
 def bound_in_function(fn: cst.FunctionDef) -> frozenset[str]:
     """Names bound inside one function: its parameters (and its lambdas'), assignment, loop, comprehension, walrus
@@ -107,6 +127,9 @@ def bound_in_function(fn: cst.FunctionDef) -> frozenset[str]:
         node = stack.pop()
         tp = type(node)
         if tp is cst.ClassDef or (tp is cst.FunctionDef and node is not fn):
+            continue
+        if tp in (cst.Import, cst.ImportFrom):
+            _imported(node, bound)
             continue
         if tp is cst.Param:
             bound.add(node.name.value)
