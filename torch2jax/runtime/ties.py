@@ -27,8 +27,8 @@ from torch2jax.runtime.params import _get, _own_and_children
 
 __all__ = ["tie_in_init", "settle_ties_in_init", "finish_ties_in_init", "tied", "tied_all"]
 
-# id(module being built) -> {member name: its array when the tie was made}: tells finish_ties_in_init which
-# members __init__ wrote afterwards
+# id(module being built) -> {member name: its array when the tie was last settled}: tells settle_ties_in_init
+# which members __init__ wrote since
 _AT_TIE: dict[int, dict[str, object]] = {}
 
 

@@ -252,8 +252,9 @@ class OpsPass(Pass):
                 args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
             args.append(cst.Arg(cst.Name(KEY_PLACEHOLDER), keyword=cst.Name("key"),
                                 equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
-        self.report("T2J108", f"{cst.Module([]).code_for_node(original.func)}: the torch.nn layer named at run time becomes the runtime "
-                              "layer of that name (t2j.nn); a name it lacks raises AttributeError there", original)
+        self.report("T2J108", f"{cst.Module([]).code_for_node(original.func)}: the torch.nn layer named at run time "
+                              "becomes the runtime layer of that name (t2j.nn); a name it lacks raises AttributeError "
+                              "there", original)
         return updated.with_changes(func=lookup, args=args)
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:

@@ -241,10 +241,14 @@ class TrainingPass(Pass):
     def visit_Module(self, node: cst.Module) -> None:
         self.file_words = self.ctx.words(node)
         self.file_node = node
+        self._file_code: str | None = None
 
     @property
     def file_code(self) -> str:
-        return self.file_node.code
+        """The input file's code (generated once, when a file-level gradient accumulation asks for it)."""
+        if self._file_code is None:
+            self._file_code = self.file_node.code
+        return self._file_code
 
     def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
         body = self._rewrite_block(list(updated.body), top_level=True)
@@ -551,15 +555,16 @@ class TrainingPass(Pass):
         usual cause: gradient accumulation, `if (i + 1) % accum == 0: optimizer.step()`): no step was extracted,
         and the torch calls left would fail at run time; say so."""
         backs = [s for s in body if _is_method_call_stmt(s, "backward")]
-        updates = [s for s in body if self._update_at(s) is not None]  # whatever takes the step (T2J50x said why)
-        steps = [s for s in updates if self._update_at(s)[0] == "step" and self._is_optimizer(self._update_at(s)[1])]
+        # whatever takes a step (T2J50x said why it was left), and the steps of known optimizers
+        updates = [(s, found) for s in body if (found := self._update_at(s)) is not None]
+        steps = [(s, who) for s, (kind, who) in updates if kind == "step" and self._is_optimizer(who)]
         if backs and not updates:
             self.report("T2J515", f"{_code(_is_method_call_stmt(backs[0], 'backward').func.value)}.backward() has "
                                   "no optimizer step after it in its block (gradient accumulation?): not translated",
                         backs[0])
         elif steps and not backs:
-            self.report("T2J515", f"{self._update_at(steps[0])[1]}.step() has no backward() before it in its block "
-                                  "(gradient accumulation?): not translated", steps[0])
+            self.report("T2J515", f"{steps[0][1]}.step() has no backward() before it in its block "
+                                  "(gradient accumulation?): not translated", steps[0][0])
 
     def _is_optimizer(self, name: str | None) -> bool:
         if name is None:
@@ -809,7 +814,7 @@ class TrainingPass(Pass):
     def _stepped_here(self) -> set[str]:
         """The models whose optimizers the enclosing function (or the file) names: those a step there can update."""
         scope = self.functions[-1] if self.functions else None
-        text = _code(scope) if scope is not None else self.file_code  # once per accumulation found
+        text = _code(scope) if scope is not None else self.file_code
         models = {o.model for o in self.facts.optimizers.values() if o.model and f"{o.name}.step(" in text}
         if scope is not None and scope.name.value in self.facts.trainers:
             models |= set(self.facts.trainers[scope.name.value].model_params_trained)

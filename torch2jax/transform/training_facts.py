@@ -80,8 +80,8 @@ OPTIMIZER_PREFIXES = ("torch.optim.", "torch2jax.runtime.optim.")
 
 def _is_optimizer_class(qual: str | None) -> bool:
     """torch.optim.SGD and the like (not the lr_scheduler module's classes), or the runtime's t2j.optim.SGD."""
-    return bool(qual and qual.startswith(OPTIMIZER_PREFIXES) and not qual.startswith(SCHEDULER_PREFIX)
-                and ".lr_scheduler." not in qual and qual.rsplit(".", 1)[1][:1].isupper())
+    return bool(qual and qual.startswith(OPTIMIZER_PREFIXES) and ".lr_scheduler." not in qual
+                and qual.rsplit(".", 1)[1][:1].isupper())
 
 
 def strip_module_chain(node: cst.BaseExpression) -> cst.BaseExpression:
@@ -171,12 +171,12 @@ class _Collector:
             return
         built: dict[str, cst.Call] = {}
         for stmt in iter_statements(node, enter=lambda s: not isinstance(s, (cst.FunctionDef, cst.ClassDef))):
-            if isinstance(stmt, cst.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0].target, cst.Name) \
-                    and self._is_optimizer_class(stmt.value):
+            if isinstance(stmt, cst.Assign) and len(stmt.targets) == 1 \
+                    and isinstance(stmt.targets[0].target, cst.Name) and self._builds_optimizer(stmt.value):
                 built[stmt.targets[0].target.value] = stmt.value
             elif isinstance(stmt, cst.Return) and stmt.value is not None:
                 call = built.get(stmt.value.value) if isinstance(stmt.value, cst.Name) else (
-                    stmt.value if self._is_optimizer_class(stmt.value) else None)
+                    stmt.value if self._builds_optimizer(stmt.value) else None)
                 if call is None:
                     continue
                 params = [p.name.value for p in node.params.params]
@@ -186,11 +186,8 @@ class _Collector:
                 self.facts.optimizer_factories[node.name.value] = owner
                 return
 
-    def _is_optimizer_class(self, value: cst.BaseExpression) -> bool:
-        if not isinstance(value, cst.Call):
-            return False
-        qual = self.scopes.qualname(value.func)
-        return _is_optimizer_class(qual)
+    def _builds_optimizer(self, value: cst.BaseExpression) -> bool:
+        return isinstance(value, cst.Call) and _is_optimizer_class(self.scopes.qualname(value.func))
 
     def _translated_init(self, value: cst.Call) -> tuple[str, str] | None:
         """(optimizer, model) of `optimizer.init(eqx.filter(model, eqx.is_array))` on a known optimizer."""
