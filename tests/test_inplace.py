@@ -244,6 +244,19 @@ def f(x, v):
     return x
 """, {"x": "float32[3,4]", "v": "float32[]"}, needs=("Tensor.clone",),
          contains=("x.at[1, 2].set(v)", "x.at[0, 1:3].set(4.0)")),
+    Case("leading_size_one_dims_dropped", """
+def f(x, w):
+    out = torch.zeros(4, 3)
+    out[0] = x.sum(0, keepdim=True)
+    out[1] = w.unsqueeze(0)
+    out[2, 1] = x.max(0, keepdim=True)[0][0, :1]
+    out[3:4] = torch.unsqueeze(w, 0).unsqueeze(0)
+    idx = torch.zeros(2, dtype=torch.long)
+    idx[1] = w.topk(1)[1]
+    return out, idx
+""", {"x": "float32[4,3]", "w": "float32[3]"}, needs=("torch.zeros", "Tensor.sum", "Tensor.unsqueeze", "Tensor.max",
+                                                    "Tensor.topk"),
+         contains=("t2j.drop_leading_ones(",)),
     Case("argument_mutated", """
 def f(x, y):
     x.add_(y)

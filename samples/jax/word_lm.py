@@ -104,7 +104,7 @@ def make_corpus(length, ntokens, generator, *, key):
     tokens = tokens.at[0].set(0)
     for t in range(1, length):
         key, subkey = jax.random.split(key)
-        tokens = tokens.at[t].set(t2j.multinomial(subkey, probs[tokens[t - 1]], 1))
+        tokens = tokens.at[t].set(t2j.drop_leading_ones(t2j.multinomial(subkey, probs[tokens[t - 1]], 1), tokens[t].ndim))
     return tokens
 
 

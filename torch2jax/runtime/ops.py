@@ -19,7 +19,7 @@ __all__ = [
     "flatten", "unflatten", "gather", "scatter", "scatter_add", "index_add", "index_copy", "index_fill", "narrow",
     "norm", "vector_norm", "cdist", "div", "to", "device", "type_as_string", "unfold", "cartesian_prod",
     "hann_window", "nonzero", "std_mean", "var_mean", "movedim", "tensor_type", "assert_close", "diag_embed",
-    "cummax", "cummin", "std", "clamp",
+    "cummax", "cummin", "std", "clamp", "drop_leading_ones",
 ]
 
 
@@ -261,6 +261,16 @@ def index_copy(input, dim, index, source):
 def index_fill(input, dim, index, value):
     """torch.index_fill (out of place): input with `value` written at `index` along dim."""
     return jnp.asarray(input).at[_along(input, dim, index)].set(value)
+
+
+def drop_leading_ones(value, ndim):
+    """`value` without the leading size-1 dims beyond `ndim`: what torch's item assignment does before it
+    broadcasts (`x[t] = p.multinomial(1)` puts a shape-(1,) result in a scalar slot)."""
+    value = jnp.asarray(value)
+    extra = 0
+    while value.ndim - extra > ndim and value.shape[extra] == 1:
+        extra += 1
+    return value.reshape(value.shape[extra:]) if extra else value
 
 
 def narrow(input, dim, start, length):

@@ -108,6 +108,10 @@ AUG_TO_BINOP = {"+=": cst.Add, "-=": cst.Subtract, "*=": cst.Multiply, "/=": cst
 BOOL_CALLS = frozenset({"isnan", "isinf", "isfinite", "isneginf", "isposinf", "isclose", "logical_and", "logical_or",
                         "logical_not", "logical_xor", "eq", "ne", "lt", "gt", "le", "ge", "greater", "less",
                         "greater_equal", "less_equal", "not_equal", "bool", "isin", "signbit", "bernoulli"})
+# Calls whose result may hold leading size-1 dims the slot it is assigned to does not have: torch's item assignment
+# drops them (`tokens[t] = torch.multinomial(p, 1)`), JAX's .at[].set does not broadcast them away. A call with
+# keepdim=True is one too.
+LEADING_ONES_CALLS = frozenset({"multinomial", "unsqueeze", "topk", "kthvalue"})
 INT_CALLS = frozenset({"len", "int", "round", "item", "size", "numel", "dim", "ndimension", "nelement", "argmax",
                        "argmin", "max", "min", "abs", "sum"})
 NON_TENSOR_RESULTS = frozenset({"item", "tolist", "size", "dim", "numel", "ndimension", "nelement", "element_size",
@@ -1366,7 +1370,9 @@ class InplacePass(Pass):
             return child_new
         if step.kind == "index":
             shortcut = self._at_shortcut(step, child_new)
-            return shortcut if shortcut is not None else _at(step.parent, step.index, "set", [child_new])
+            if shortcut is not None:
+                return shortcut
+            return _at(step.parent, step.index, "set", [self._fit_slot(step, child_new)])
         if step.kind == "reshape":
             shape = cst.Attribute(value=paren(step.parent), attr=cst.Name("shape"))
             return _method(child_new, "reshape", [_arg(shape)])
@@ -1378,6 +1384,22 @@ class InplacePass(Pass):
         if step.kind == "permute":
             return step.op.with_changes(func=step.op.func.with_changes(value=paren(child_new)))
         raise Unsupported(f"{_code(step.expr)} has no simple inverse: its base is not updated")
+
+    def _fit_slot(self, step: Step, value: cst.BaseExpression) -> cst.BaseExpression:
+        """`t2j.drop_leading_ones(v, x[i].ndim)` for a value that may carry size-1 dims in front of the slot's."""
+        call = _bare(value)
+        while isinstance(call, cst.Subscript):  # v.topk(1)[1]
+            call = _bare(call.value)
+        if not isinstance(call, cst.Call):
+            return value
+        name = call.func.attr.value if isinstance(call.func, cst.Attribute) else dotted(call.func) or ""
+        keepdim = any(a.keyword is not None and a.keyword.value == "keepdim" and _is_true(a.value) for a in call.args)
+        if name.rsplit(".", 1)[-1] not in LEADING_ONES_CALLS and not keepdim:
+            return value
+        self.need("t2j")
+        ndim = cst.Attribute(value=paren(step.expr), attr=cst.Name("ndim"))
+        return _call(cst.Attribute(value=cst.Name("t2j"), attr=cst.Name("drop_leading_ones")),
+                     [_arg(value), _arg(ndim)])
 
     def _at_shortcut(self, step: Step, child_new) -> cst.BaseExpression | None:
         """x.at[i].set(x[i].add(v)) -> x.at[i].add(v); zeros_like/full_like -> set(0) / set(v)."""
