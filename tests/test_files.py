@@ -64,6 +64,18 @@ def test_comments_layout_and_quotes_kept_around_a_rewrite():
         assert kept in code
 
 
+def test_rewritten_call_over_several_lines_keeps_its_lines_and_comments():
+    source = ("import torch\nimport torch.nn as nn\n\n\ndef build(x):\n    net = nn.Sequential(\n        # stem\n"
+              "        nn.Linear(3, 4),\n        nn.ReLU(True),  # in place\n        nn.Linear(\n            4,\n"
+              "            2,  # classes\n        ),\n    )\n    y = torch.cat(\n        [x, x],  # twice\n"
+              "        dim=1,\n    )\n    return net, y\n")
+    code = translate(source).code
+    for kept in ["nn.Sequential(\n        # stem\n        t2j.nn.Linear(3, 4, key=", "),\n        t2j.nn.ReLU(),  # in place\n",
+                 "t2j.nn.Linear(\n            4,\n            2,  # classes\n", "jnp.concatenate(\n        [x, x],  # twice\n"]:
+        assert kept in code, code
+    assert translate(code).code == code
+
+
 # ----- 2. encodings and line endings through the command
 
 TORCH_LATIN1 = "# -*- coding: latin-1 -*-\nimport torch\n\n\ndef f(x):\n    # café\n    return torch.sum(x, 1, True)\n"

@@ -32,7 +32,26 @@ class Generator(eqx.Module):
 
     def __init__(self, nz=100, ngf=16, nc=3, *, key):
         key, subkey1, subkey2, subkey3, subkey4, subkey5 = jax.random.split(key, 6)
-        self.main = t2j.nn.Sequential(t2j.nn.ConvTranspose2d(nz, ngf * 8, 4, stride=1, padding=0, bias=False, key=subkey1), t2j.nn.BatchNorm2d(ngf * 8), t2j.nn.ReLU(), t2j.nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, stride=2, padding=1, bias=False, key=subkey2), t2j.nn.BatchNorm2d(ngf * 4), t2j.nn.ReLU(), t2j.nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, stride=2, padding=1, bias=False, key=subkey3), t2j.nn.BatchNorm2d(ngf * 2), t2j.nn.ReLU(), t2j.nn.ConvTranspose2d(ngf * 2, ngf, 4, stride=2, padding=1, bias=False, key=subkey4), t2j.nn.BatchNorm2d(ngf), t2j.nn.ReLU(), t2j.nn.ConvTranspose2d(ngf, nc, 4, stride=2, padding=1, bias=False, key=subkey5), t2j.nn.Tanh()
+        self.main = t2j.nn.Sequential(
+            # input is Z, going into a convolution
+            t2j.nn.ConvTranspose2d(nz, ngf * 8, 4, stride=1, padding=0, bias=False, key=subkey1),
+            t2j.nn.BatchNorm2d(ngf * 8),
+            t2j.nn.ReLU(),
+            # state size. (ngf*8) x 4 x 4
+            t2j.nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, stride=2, padding=1, bias=False, key=subkey2),
+            t2j.nn.BatchNorm2d(ngf * 4),
+            t2j.nn.ReLU(),
+            # state size. (ngf*4) x 8 x 8
+            t2j.nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, stride=2, padding=1, bias=False, key=subkey3),
+            t2j.nn.BatchNorm2d(ngf * 2),
+            t2j.nn.ReLU(),
+            # state size. (ngf*2) x 16 x 16
+            t2j.nn.ConvTranspose2d(ngf * 2, ngf, 4, stride=2, padding=1, bias=False, key=subkey4),
+            t2j.nn.BatchNorm2d(ngf),
+            t2j.nn.ReLU(),
+            # state size. (ngf) x 32 x 32
+            t2j.nn.ConvTranspose2d(ngf, nc, 4, stride=2, padding=1, bias=False, key=subkey5),
+            t2j.nn.Tanh()
             # state size. (nc) x 64 x 64
         )
 
@@ -46,7 +65,25 @@ class Discriminator(eqx.Module):
 
     def __init__(self, ndf=16, nc=3, *, key):
         key, subkey1, subkey2, subkey3, subkey4, subkey5 = jax.random.split(key, 6)
-        self.main = t2j.nn.Sequential(t2j.nn.Conv2d(nc, ndf, 4, stride=2, padding=1, bias=False, key=subkey1), t2j.nn.LeakyReLU(negative_slope=0.2), t2j.nn.Conv2d(ndf, ndf * 2, 4, stride=2, padding=1, bias=False, key=subkey2), t2j.nn.BatchNorm2d(ndf * 2), t2j.nn.LeakyReLU(negative_slope=0.2), t2j.nn.Conv2d(ndf * 2, ndf * 4, 4, stride=2, padding=1, bias=False, key=subkey3), t2j.nn.BatchNorm2d(ndf * 4), t2j.nn.LeakyReLU(negative_slope=0.2), t2j.nn.Conv2d(ndf * 4, ndf * 8, 4, stride=2, padding=1, bias=False, key=subkey4), t2j.nn.BatchNorm2d(ndf * 8), t2j.nn.LeakyReLU(negative_slope=0.2), t2j.nn.Conv2d(ndf * 8, 1, 4, stride=1, padding=0, bias=False, key=subkey5), t2j.nn.Sigmoid()
+        self.main = t2j.nn.Sequential(
+            # input is (nc) x 64 x 64
+            t2j.nn.Conv2d(nc, ndf, 4, stride=2, padding=1, bias=False, key=subkey1),
+            t2j.nn.LeakyReLU(negative_slope=0.2),
+            # state size. (ndf) x 32 x 32
+            t2j.nn.Conv2d(ndf, ndf * 2, 4, stride=2, padding=1, bias=False, key=subkey2),
+            t2j.nn.BatchNorm2d(ndf * 2),
+            t2j.nn.LeakyReLU(negative_slope=0.2),
+            # state size. (ndf*2) x 16 x 16
+            t2j.nn.Conv2d(ndf * 2, ndf * 4, 4, stride=2, padding=1, bias=False, key=subkey3),
+            t2j.nn.BatchNorm2d(ndf * 4),
+            t2j.nn.LeakyReLU(negative_slope=0.2),
+            # state size. (ndf*4) x 8 x 8
+            t2j.nn.Conv2d(ndf * 4, ndf * 8, 4, stride=2, padding=1, bias=False, key=subkey4),
+            t2j.nn.BatchNorm2d(ndf * 8),
+            t2j.nn.LeakyReLU(negative_slope=0.2),
+            # state size. (ndf*8) x 4 x 4
+            t2j.nn.Conv2d(ndf * 8, 1, 4, stride=1, padding=0, bias=False, key=subkey5),
+            t2j.nn.Sigmoid()
         )
 
     def __call__(self, input, state, *, key=None):
@@ -155,7 +192,8 @@ def main():
         for i, data in enumerate(dataloader, 0):  # torch2jax: T2J510 fake, netG_state computed again from netG inside the step, so that the gradient reaches it (torch kept that graph from before the previous step)
             real_cpu = data[0]
             batch_size = real_cpu.shape[0]
-            label = jnp.full((batch_size,), real_label, dtype=real_cpu.dtype)
+            label = jnp.full((batch_size,), real_label,
+                               dtype=real_cpu.dtype)
 
             # train with fake
             key, subkey = jax.random.split(key)
@@ -181,7 +219,8 @@ def main():
     netG = eqx.nn.inference_mode(netG, True)
     netD = eqx.nn.inference_mode(netD, True)
     fake, netG_state = netG(fixed_noise, netG_state)
-    final_loss = criterion(netD(fake, netD_state)[0], jnp.full((fake.shape[0],), real_label, dtype=fake.dtype))
+    final_loss = criterion(netD(fake, netD_state)[0], jnp.full((fake.shape[0],), real_label,
+                                                  dtype=fake.dtype))
     print(f"final loss {final_loss.item():.6f}")
 
 

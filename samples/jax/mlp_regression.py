@@ -81,7 +81,8 @@ def main():
     x_train = (x_train - mean) / std
     x_val = (x_val - mean) / std
 
-    train_loader = t2j.data.DataLoader(t2j.data.TensorDataset(x_train, y_train), batch_size=args.batch_size, shuffle=True, generator=t2j.Generator().manual_seed(args.seed))
+    train_loader = t2j.data.DataLoader(t2j.data.TensorDataset(x_train, y_train), batch_size=args.batch_size, shuffle=True,
+                              generator=t2j.Generator().manual_seed(args.seed))
     val_loader = t2j.data.DataLoader(t2j.data.TensorDataset(x_val, y_val), batch_size=args.batch_size)
 
     key, subkey = jax.random.split(key)

@@ -18,7 +18,8 @@ import torch2jax.runtime as t2j
 
 def conv3x3(in_planes, out_planes, stride=1, groups=1, dilation=1, *, key):
     """3x3 convolution with padding"""
-    return t2j.nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups, bias=False, key=key)
+    return t2j.nn.Conv2d(in_planes, out_planes, 3, stride=stride,
+                     padding=dilation, dilation=dilation, groups=groups, bias=False, key=key)
 
 
 def conv1x1(in_planes, out_planes, stride=1, *, key):
@@ -132,7 +133,10 @@ class ResNet(eqx.Module):
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             key, subkey = jax.random.split(key)
-            downsample = t2j.nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride, key=subkey), norm_layer(planes * block.expansion))
+            downsample = t2j.nn.Sequential(
+                conv1x1(self.inplanes, planes * block.expansion, stride, key=subkey),
+                norm_layer(planes * block.expansion),
+            )
 
         layers = []
         key, subkey = jax.random.split(key)

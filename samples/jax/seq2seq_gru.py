@@ -219,7 +219,9 @@ def main():
     train_src, train_tgt = make_pairs(48, g, key=subkey)
     key, subkey = jax.random.split(key)
     test_src, test_tgt = make_pairs(16, g, key=subkey)
-    train_dataloader = t2j.data.DataLoader(t2j.data.TensorDataset(train_src, train_tgt), batch_size=args.batch_size, shuffle=True, generator=t2j.Generator().manual_seed(args.seed))
+    train_dataloader = t2j.data.DataLoader(t2j.data.TensorDataset(train_src, train_tgt),
+                                  batch_size=args.batch_size, shuffle=True,
+                                  generator=t2j.Generator().manual_seed(args.seed))
 
     key, subkey = jax.random.split(key)
     encoder = EncoderRNN(vocab_size, args.hidden_size, dropout_p=args.dropout, key=subkey)

@@ -60,7 +60,8 @@ class TransformerClassifier(eqx.Module):
         self.embedding = t2j.nn.Embedding(vocab_size, d_model, padding_idx=PAD_IDX, key=subkey)
         self.pos_encoder = PositionalEncoding(d_model, dropout)
         key, subkey = jax.random.split(key)
-        encoder_layer = t2j.nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward=d_hid, dropout=dropout, activation='gelu', batch_first=True, norm_first=True, key=subkey)
+        encoder_layer = t2j.nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward=d_hid, dropout=dropout, activation='gelu',
+                                                   batch_first=True, norm_first=True, key=subkey)
         key, subkey = jax.random.split(key)
         self.transformer_encoder = t2j.nn.TransformerEncoder(encoder_layer, nlayers, enable_nested_tensor=False, key=subkey)
         self.norm = t2j.nn.LayerNorm(d_model)
@@ -180,7 +181,8 @@ def main():
     criterion = t2j.CrossEntropyLoss()
     optimizer = t2j.optim.Adam(lr=args.max_lr)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
-    scheduler = t2j.optim.lr_scheduler.OneCycleLR(optimizer, args.max_lr, epochs=args.epochs, steps_per_epoch=len(train_loader))
+    scheduler = t2j.optim.lr_scheduler.OneCycleLR(optimizer, args.max_lr,
+                                                    epochs=args.epochs, steps_per_epoch=len(train_loader))
     opt_state = scheduler.sync(opt_state)
 
     step = 0

@@ -25,7 +25,13 @@ class DoubleConv(eqx.Module):
         if not mid_channels:
             mid_channels = out_channels
         key, subkey1, subkey2 = jax.random.split(key, 3)
-        self.double_conv = t2j.nn.Sequential(t2j.nn.Conv2d(in_channels, mid_channels, 3, padding=1, bias=False, key=subkey1), t2j.nn.BatchNorm2d(mid_channels), t2j.nn.ReLU(), t2j.nn.Conv2d(mid_channels, out_channels, 3, padding=1, bias=False, key=subkey2), t2j.nn.BatchNorm2d(out_channels), t2j.nn.ReLU()
+        self.double_conv = t2j.nn.Sequential(
+            t2j.nn.Conv2d(in_channels, mid_channels, 3, padding=1, bias=False, key=subkey1),
+            t2j.nn.BatchNorm2d(mid_channels),
+            t2j.nn.ReLU(),
+            t2j.nn.Conv2d(mid_channels, out_channels, 3, padding=1, bias=False, key=subkey2),
+            t2j.nn.BatchNorm2d(out_channels),
+            t2j.nn.ReLU()
         )
 
     def __call__(self, x, state, *, key=None):
@@ -39,7 +45,9 @@ class Down(eqx.Module):
     maxpool_conv: t2j.nn.Sequential
 
     def __init__(self, in_channels, out_channels, *, key):
-        self.maxpool_conv = t2j.nn.Sequential(t2j.nn.MaxPool2d(2), DoubleConv(in_channels, out_channels, key=key)
+        self.maxpool_conv = t2j.nn.Sequential(
+            t2j.nn.MaxPool2d(2),
+            DoubleConv(in_channels, out_channels, key=key)
         )
 
     def __call__(self, x, state, *, key=None):
@@ -251,7 +259,8 @@ def train_model(model, state, device, dataset, epochs=2, batch_size=8, learning_
     train_set, val_set = t2j.data.random_split(dataset, [n_train, n_val], generator=t2j.Generator().manual_seed(0))  # torch2jax: T2J104 torch.utils.data.random_split: the split's permutation is drawn by numpy: the same sizes as torch's, other samples in each part
 
     # 2. Create data loaders
-    train_loader = t2j.data.DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=t2j.Generator().manual_seed(0))
+    train_loader = t2j.data.DataLoader(train_set, batch_size=batch_size,
+                              shuffle=True, generator=t2j.Generator().manual_seed(0))
     val_loader = t2j.data.DataLoader(val_set, batch_size=batch_size, shuffle=False, drop_last=True)
 
     # 3. Set up the optimizer, the loss and the learning rate scheduler

@@ -146,8 +146,12 @@ def main():
     train_data = make_blobs(64, g, key=subkey)
     key, subkey = jax.random.split(key)
     test_data = make_blobs(32, g, key=subkey)
-    train_loader = t2j.data.DataLoader(t2j.data.TensorDataset(train_data), batch_size=args.batch_size, shuffle=False)
-    test_loader = t2j.data.DataLoader(t2j.data.TensorDataset(test_data), batch_size=args.batch_size, shuffle=False)
+    train_loader = t2j.data.DataLoader(
+        t2j.data.TensorDataset(train_data),
+        batch_size=args.batch_size, shuffle=False)
+    test_loader = t2j.data.DataLoader(
+        t2j.data.TensorDataset(test_data),
+        batch_size=args.batch_size, shuffle=False)
 
     key, subkey = jax.random.split(key)
     model = VAE(latent_dim=args.latent_dim, key=subkey)

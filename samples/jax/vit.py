@@ -322,7 +322,8 @@ def main():
     key, subkey = jax.random.split(key)
     templates = jax.random.normal(subkey, (10, 3, 32, 32))
     key, subkey = jax.random.split(key)
-    train_loader = t2j.data.DataLoader(make_dataset(64, templates, g, key=subkey), batch_size=args.batch_size, shuffle=True, drop_last=True, generator=t2j.Generator().manual_seed(args.seed))
+    train_loader = t2j.data.DataLoader(make_dataset(64, templates, g, key=subkey), batch_size=args.batch_size, shuffle=True,
+                              drop_last=True, generator=t2j.Generator().manual_seed(args.seed))
     key, subkey = jax.random.split(key)
     val_loader = t2j.data.DataLoader(make_dataset(32, templates, g, key=subkey), batch_size=args.batch_size, shuffle=False)
 
@@ -341,7 +342,8 @@ def main():
     opt_state = warmup.sync(opt_state)
     cosine = t2j.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps - args.warmup_steps, eta_min=1e-5)
     opt_state = cosine.sync(opt_state)
-    scheduler = t2j.optim.lr_scheduler.SequentialLR(optimizer, [warmup, cosine], [args.warmup_steps])
+    scheduler = t2j.optim.lr_scheduler.SequentialLR(optimizer, [warmup, cosine],
+                                                      [args.warmup_steps])
     opt_state = scheduler.sync(opt_state)
     criterion = t2j.CrossEntropyLoss()
 

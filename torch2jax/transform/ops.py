@@ -7,7 +7,7 @@ from torch2jax.mappings import Record
 from torch2jax.transform import handlers
 from torch2jax.transform.base import FileContext, Pass
 from torch2jax.transform.names import dotted
-from torch2jax.transform.templates import BindError, Bound, bind, choose, parsed, render
+from torch2jax.transform.templates import BindError, Bound, bind, carry_layout, choose, parsed, render
 from torch2jax.transform.transforms import _Rename
 
 # Short names a template may use, and the import each needs (imports.py adds them).
@@ -376,7 +376,8 @@ class OpsPass(Pass):
             given = ", ".join(sorted(bound.given - {record.params[0].name} if receiver is not None else bound.given))
             self.report("T2J102", f"this form of {label} ({given or 'no arguments'}) is not supported", node)
             return node
-        return self.emit(record, template, bound)
+        out = self.emit(record, template, bound)
+        return carry_layout(node, out) if isinstance(node, cst.Call) else out
 
     def emit(self, record: Record, template: str, bound: Bound) -> cst.BaseExpression:
         params = {p.name for p in record.params}

@@ -200,6 +200,50 @@ class _Substitute(Transformer):
         return updated
 
 
+def _breaks_line(ws) -> bool:
+    return isinstance(ws, cst.ParenthesizedWhitespace)
+
+
+def _multiline(call: cst.Call) -> bool:
+    return _breaks_line(call.whitespace_before_args) or any(
+        _breaks_line(a.whitespace_after_arg) or (isinstance(a.comma, cst.Comma) and _breaks_line(a.comma.whitespace_after))
+        for a in call.args)
+
+
+def carry_layout(original: cst.Call, out: cst.BaseExpression) -> cst.BaseExpression:
+    """A call written over several lines keeps its line breaks and comments once rendered: the break after `(`,
+    each argument carried over keeps the comma (and the comment after it) it had, an argument the template adds
+    goes on a line of its own, and the last argument keeps what stood before `)`."""
+    if not isinstance(out, cst.Call) or not out.args or not _multiline(original):
+        return out
+    sources = {id(a.value): a for a in original.args}
+    last_source = original.args[-1] if original.args else None
+    inner = cst.Comma(whitespace_after=original.whitespace_before_args) \
+        if _breaks_line(original.whitespace_before_args) else None  # a comma that starts the next argument's line
+    trailing = last_source.comma if last_source is not None and isinstance(last_source.comma, cst.Comma) \
+        and _breaks_line(last_source.comma.whitespace_after) else None
+    args = list(out.args)
+    for i, arg in enumerate(args):
+        src = sources.get(id(arg.value))
+        if i == len(args) - 1:
+            arg = arg.with_changes(comma=trailing or cst.MaybeSentinel.DEFAULT)
+            if src is not None and _breaks_line(src.whitespace_after_arg):
+                arg = arg.with_changes(whitespace_after_arg=src.whitespace_after_arg)
+        elif src is not None and src is not last_source and isinstance(src.comma, cst.Comma):
+            arg = arg.with_changes(comma=src.comma)
+        elif src is not None and src is last_source and trailing is not None and inner is not None:
+            # the last argument no longer is: its comment stays with it, the next line is indented as an argument
+            ws = trailing.whitespace_after
+            arg = arg.with_changes(comma=trailing.with_changes(whitespace_after=ws.with_changes(
+                indent=inner.whitespace_after.indent, last_line=inner.whitespace_after.last_line)))
+            trailing = trailing.with_changes(whitespace_after=ws.with_changes(first_line=cst.TrailingWhitespace(),
+                                                                              empty_lines=[]))
+        elif inner is not None:
+            arg = arg.with_changes(comma=inner)
+        args[i] = arg
+    return out.with_changes(whitespace_before_args=original.whitespace_before_args, args=args)
+
+
 def _had_parens(node: cst.BaseExpression | None) -> bool:
     return node is not None and bool(node.lpar)
 

@@ -176,6 +176,8 @@ class TrainingPass(Pass):
         # "nonlocal" | "global" (`model.eval()` in a closure: `model = eqx.nn.inference_mode(model, True)`)
         self.class_depth = 0
         self._follow_ups: set[int] = set()  # ids of statements this pass inserted after another one
+        # the nodes whose ids the sets below hold, kept alive: a node freed mid-pass would hand its id to a new one
+        self._recorded: list = []
         self.step_functions: list[cst.BaseStatement] = []  # to insert before the current top-level statement
         self.step_counts: dict[str, int] = {}  # extracted functions of each kind so far
         self._synced: list = []  # param_groups accesses already followed by a sync (kept alive: ids stay unique)
@@ -503,8 +505,12 @@ class TrainingPass(Pass):
 
     # ----- the step itself
     def _follow_up(self, stmt):
-        self._follow_ups.add(id(stmt))
+        self._follow_ups.add(self._record(stmt))
         return stmt
+
+    def _record(self, node) -> int:
+        self._recorded.append(node)
+        return id(node)
 
     def _drop_repeated_follow_ups(self, body: list) -> list:
         """An inserted `opt_state = optimizer.init(...)` that the next statement already is (the input was
@@ -731,11 +737,11 @@ class TrainingPass(Pass):
         args = models + model_states + states + optimizers + inputs + [v for _, v in clip_inputs]
         call = _stmt(f"{', '.join(outs)} = {step_name}({', '.join(args)}, key={KEY_PLACEHOLDER})")
         call = call.with_changes(leading_lines=region[0].leading_lines)
-        self._step_calls.add(id(call))
+        self._step_calls.add(self._record(call))
         if hoisted:
             hoisted[0] = hoisted[0].with_changes(leading_lines=region[0].leading_lines)
             call = call.with_changes(leading_lines=[])
-            self._step_calls.add(id(call))
+            self._step_calls.add(self._record(call))
         self.need("eqx", "jax")
         self.report("T2J501", f"training step extracted into the jitted function {step_name}", body[i_first])
         if moved:
@@ -798,12 +804,12 @@ class TrainingPass(Pass):
         call = call.with_changes(leading_lines=(hoisted or region)[0].leading_lines)
         accs = [self._accumulator(m) for m in models]
         adds = [_stmt(f"{a} = t2j.accumulate_grads({a}, {g})") for a, g in zip(accs, grads)]
-        self._step_calls.add(id(call))
+        self._step_calls.add(self._record(call))
         self._accumulating[id(call)] = accs
         if hoisted:
             hoisted[0] = hoisted[0].with_changes(leading_lines=call.leading_lines)
             call = call.with_changes(leading_lines=[])
-            self._step_calls.add(id(call))
+            self._step_calls.add(self._record(call))
             self._accumulating[id(call)] = accs
         self.need("eqx", "jax", "t2j")
         self.report("T2J516", f"gradient accumulation: {name} computes the loss and the gradients of "
@@ -862,7 +868,7 @@ class TrainingPass(Pass):
         args = models + states + optimizers + accs + [v for _, v in clip_inputs]
         call = _stmt(f"{', '.join(models + states)} = {name}({', '.join(args)})")
         call = call.with_changes(leading_lines=body[k].leading_lines)
-        self._step_calls.add(id(call))
+        self._step_calls.add(self._record(call))
         clears = [_stmt(f"{a} = None") for a in accs]
         self.need("eqx", "jax")
         self.report("T2J516", f"gradient accumulation: {name} applies the gradients summed in {', '.join(accs)} "
