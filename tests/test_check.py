@@ -350,3 +350,98 @@ def test_seeded_script_replays_torch_draws(tmp_path):
         wrong.write_text(bad)
         last = check(torch_script, wrong, timeout=120).results[-1]
         assert (last.stage, last.status) == ("training", "FAIL") and says in last.message, last.format()
+
+
+# ---------------------------------------------------------------------------------------------- modules without a key
+KEYLESS_TORCH = '''import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class ContrastiveLoss(nn.Module):
+    def __init__(self, margin=2.0):
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, a, b, y):
+        d = F.pairwise_distance(a, b)
+        return torch.mean((1 - y) * d.pow(2) + y * torch.clamp(self.margin - d, min=0.0).pow(2))
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, a):
+        return self.fc(a)
+
+
+class Sized(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.fc = nn.Linear(n, 2)
+
+    def forward(self, a):
+        return self.fc(a)
+'''
+
+KEYLESS_JAX = '''import jax.numpy as jnp
+import equinox as eqx
+import torch2jax.runtime as t2j
+
+
+class ContrastiveLoss(eqx.Module):
+    margin: object = eqx.field(static=True)
+
+    def __init__(self, margin=2.0):
+        self.margin = margin
+
+    def __call__(self, a, b, y, *, key=None):
+        d = t2j.pairwise_distance(a, b)
+        return jnp.mean((1 - y) * jnp.power(d, 2) + y * jnp.power(t2j.clamp(self.margin - d, min=0.0), 2))
+
+
+class Head(eqx.Module):  # planted: torch draws Linear's initial weights, this __init__ cannot
+    fc: t2j.nn.Linear
+
+    def __init__(self):
+        self.fc = t2j.nn.Linear(3, 2, key=None)
+
+    def __call__(self, a, *, key=None):
+        return self.fc(a)
+
+
+class Sized(eqx.Module):  # the same, with constructor arguments
+    fc: t2j.nn.Linear
+
+    def __init__(self, n):
+        self.fc = t2j.nn.Linear(n, 2, key=None)
+
+    def __call__(self, a, *, key=None):
+        return self.fc(a)
+'''
+
+
+def test_module_without_key_is_built_without_one(tmp_path):
+    """A translated module whose __init__ takes no key (it has no parameters and draws nothing: a loss) is built
+    without one and compared like any other; one whose torch constructor draws initial weights needs a key."""
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "jax").mkdir()
+    (tmp_path / "torch" / "losses.py").write_text(KEYLESS_TORCH)
+    (tmp_path / "jax" / "losses.py").write_text(KEYLESS_JAX)
+    inputs = ["a: float32[4,3]", "b: float32[4,3]", "y: float32[4]"]
+    report = check(tmp_path / "torch" / "losses.py", tmp_path / "jax" / "losses.py", inputs=inputs,
+                   args={"Sized": (3,)}, timeout=120)
+    loss = stages(report, "ContrastiveLoss")
+    assert (loss["interface"].status, loss["numbers"].status) == ("PASS", "PASS"), report.format()
+    for name in ("Head", "Sized"):
+        assert [(r.stage, r.status) for r in report.find(name)] == [("interface", "FAIL")], report.format()
+        assert "takes no keyword-only key, but torch's constructor draws" in report.find(name)[0].message
+    # without its constructor arguments the interface cannot build Sized: the numbers stage says it needs them
+    skipped = check(tmp_path / "torch" / "losses.py", tmp_path / "jax" / "losses.py", entries=["Sized"], timeout=120)
+    assert [(r.stage, r.status) for r in skipped.results] == [("interface", "PASS"), ("numbers", "SKIP")]
+    # the translator's own output for it
+    translated = check(tmp_path / "torch" / "losses.py", entries=["ContrastiveLoss"], inputs=inputs, timeout=120)
+    loss = stages(translated, "ContrastiveLoss")
+    assert (loss["interface"].status, loss["numbers"].status) == ("PASS", "PASS"), translated.format()

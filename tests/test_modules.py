@@ -138,3 +138,72 @@ def test_tied_weights_are_one_parameter():
     model = eqx.apply_updates(pair.model, updates)
     np.testing.assert_array_equal(model.transformer["wte"].weight, model.lm_head.weight)
     assert not np.allclose(model.lm_head.weight, pair.model.lm_head.weight)
+
+
+GCN = '''
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class GraphConvolution(nn.Module):
+    """pygcn's layer: legacy torch.FloatTensor(sizes) parameters, re-initialised in reset_parameters."""
+
+    def __init__(self, in_features, out_features, bias=True):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = nn.Parameter(torch.FloatTensor(in_features, out_features))
+        if bias:
+            self.bias = nn.Parameter(torch.FloatTensor(out_features))
+        else:
+            self.register_parameter('bias', None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        stdv = 1. / math.sqrt(self.weight.size(1))
+        self.weight.data.uniform_(-stdv, stdv)
+        if self.bias is not None:
+            self.bias.data.uniform_(-stdv, stdv)
+
+    def forward(self, input, adj):
+        support = torch.mm(input, self.weight)
+        output = torch.mm(adj, support)
+        if self.bias is not None:
+            return output + self.bias
+        else:
+            return output
+
+
+class GCN(nn.Module):
+    def __init__(self, nfeat, nhid, nclass):
+        super().__init__()
+        self.gc1 = GraphConvolution(nfeat, nhid)
+        self.gc2 = GraphConvolution(nhid, nclass, bias=False)
+
+    def forward(self, x, adj):
+        x = F.relu(self.gc1(x, adj))
+        return F.log_softmax(self.gc2(x, adj), dim=1)
+'''
+
+
+@pytest.mark.parametrize("cls,args", [("GraphConvolution", (6, 4)), ("GraphConvolution", (6, 4, False)),
+                                      ("GCN", (6, 5, 3))])
+def test_legacy_float_tensor_parameters(cls, args):
+    """pygcn: `nn.Parameter(torch.FloatTensor(i, o))` allocates (jnp.empty), reset_parameters draws uniform values;
+    with torch's state_dict loaded, the translation gives torch's outputs and gradients."""
+    pair = Pair(GCN, cls, args)
+    code = pair.result.code
+    assert "jnp.empty((in_features, out_features), dtype=jnp.float32)" in code, code
+    adj = RNG.random((7, 7)).astype(np.float32)
+    inputs = [RNG.standard_normal((7, 6)).astype(np.float32), adj / adj.sum(1, keepdims=True)]
+    pair.compare_eval(inputs)
+    pair.compare_train(inputs)
+    bound = 1 / np.sqrt(args[1])  # the translation's own draw: torch's distribution
+    weight = np.asarray(pair.model.weight if cls == "GraphConvolution" else pair.model.gc1.weight)
+    fresh = load_source(code, "jax_case")[cls](*args, key=jax.random.key(1))
+    fresh_weight = np.asarray(fresh.weight if cls == "GraphConvolution" else fresh.gc1.weight)
+    assert fresh_weight.shape == weight.shape and np.abs(fresh_weight).max() <= bound
+    assert np.unique(fresh_weight).size == fresh_weight.size  # drawn, not the zeros jnp.empty gives

@@ -86,6 +86,29 @@ def test_orthogonal_is_orthogonal_like_torch(shape):
         np.testing.assert_allclose(gram, gain**2 * np.eye(small), atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(4, 9), (9, 4), (6, 6), (8, 3, 3, 3)])
+def test_orthogonal_given_torch_draw_is_torch_result(shape, monkeypatch):
+    """Fed torch's normal draw (as the checker's replay does), t2j.init.orthogonal asks for the draw torch makes,
+    (rows, cols), and computes torch's result from it: the same transposes, QR and sign fix."""
+    gain = 1.5
+    rows, cols = shape[0], math.prod(shape[1:])
+    torch.manual_seed(3)
+    torch_draw = torch.empty(rows, cols).normal_(0, 1).numpy()  # what orthogonal_ draws under the same seed
+    torch.manual_seed(3)
+    expected = torch.nn.init.orthogonal_(torch.empty(shape), gain=gain).numpy()
+    asked = []
+
+    def replayed(key, draw_shape=(), dtype=jnp.float32, *args, **kwargs):
+        asked.append(tuple(draw_shape))
+        return jnp.asarray(torch_draw, dtype)
+
+    monkeypatch.setattr(jax.random, "normal", replayed)
+    drawn = np.asarray(t2j.init.orthogonal(jax.random.key(0), shape, gain=gain))
+    assert asked == [(rows, cols)]
+    assert drawn.shape == shape
+    np.testing.assert_allclose(drawn, expected, atol=2e-5, rtol=1e-4)
+
+
 def test_deterministic_inits_equal_torch():
     shape = (3, 4)
     np.testing.assert_array_equal(t2j.init.zeros(shape), torch.nn.init.zeros_(torch.empty(shape)).numpy())

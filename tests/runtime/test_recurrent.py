@@ -224,3 +224,169 @@ def test_bad_arguments():
         jm(jnp.ones((5, 2, 4)))
     with pytest.raises(ValueError, match="hidden"):
         jm(jnp.ones((5, 2, 3)), jnp.ones((1, 3, 4)))
+
+
+# ---- the one-step cells: t2j.nn.RNNCell / LSTMCell / GRUCell against torch.nn's.
+# (name, class, constructor kwargs, call options); hx: True passes a random state, "none" passes hx=None, absent
+# leaves it out. Every case compares outputs and gradients (a cell compiles quickly).
+CELL_CASES = [
+    ("lstm_cell", "LSTMCell", dict(input_size=3, hidden_size=4), dict()),
+    ("lstm_cell_hx", "LSTMCell", dict(input_size=3, hidden_size=4), dict(hx=True)),
+    ("lstm_cell_hx_none", "LSTMCell", dict(input_size=3, hidden_size=4), dict(hx="none")),
+    ("lstm_cell_no_bias_hx", "LSTMCell", dict(input_size=3, hidden_size=4, bias=False), dict(hx=True)),
+    ("lstm_cell_unbatched", "LSTMCell", dict(input_size=3, hidden_size=4), dict(unbatched=True)),
+    ("lstm_cell_unbatched_hx", "LSTMCell", dict(input_size=3, hidden_size=4), dict(unbatched=True, hx=True)),
+    ("gru_cell", "GRUCell", dict(input_size=3, hidden_size=4), dict()),
+    ("gru_cell_hx", "GRUCell", dict(input_size=3, hidden_size=4), dict(hx=True)),
+    ("gru_cell_no_bias_hx_none", "GRUCell", dict(input_size=3, hidden_size=4, bias=False), dict(hx="none")),
+    ("gru_cell_unbatched_hx", "GRUCell", dict(input_size=3, hidden_size=4), dict(unbatched=True, hx=True)),
+    ("rnn_cell_tanh", "RNNCell", dict(input_size=3, hidden_size=4), dict()),
+    ("rnn_cell_tanh_hx", "RNNCell", dict(input_size=3, hidden_size=4), dict(hx=True)),
+    ("rnn_cell_relu_hx", "RNNCell", dict(input_size=3, hidden_size=4, nonlinearity="relu"), dict(hx=True)),
+    ("rnn_cell_relu_no_bias_unbatched_hx", "RNNCell",
+     dict(input_size=3, hidden_size=4, bias=False, nonlinearity="relu"), dict(unbatched=True, hx=True)),
+    ("rnn_cell_unbatched", "RNNCell", dict(input_size=3, hidden_size=4), dict(unbatched=True)),
+]
+
+
+def make_cell_inputs(cls, ctor, opts, rng):
+    batch = () if opts.get("unbatched") else (5,)
+    x = rng.standard_normal((*batch, ctor["input_size"])).astype(np.float32)
+    if opts.get("hx") == "none":
+        return (x, None)
+    if not opts.get("hx"):
+        return (x,)
+    states = [rng.standard_normal((*batch, ctor["hidden_size"])).astype(np.float32)
+              for _ in range(2 if cls == "LSTMCell" else 1)]
+    return (x, tuple(states) if cls == "LSTMCell" else states[0])
+
+
+def cell_outputs(result):
+    """h' or (h', c') as a list."""
+    return list(result) if isinstance(result, tuple) else [result]
+
+
+@pytest.mark.parametrize("name,cls,ctor,opts", CELL_CASES, ids=[c[0] for c in CELL_CASES])
+def test_cell_outputs_and_gradients_match_torch(name, cls, ctor, opts):
+    """Outputs, and gradients of a random projection of them w.r.t. every parameter, the input and the state."""
+    rng = np.random.default_rng(1)
+    tm, jm = build(cls, ctor)
+    inputs = make_cell_inputs(cls, ctor, opts, rng)
+
+    t_inputs = to_torch(inputs, requires_grad=True)
+    t_outs = cell_outputs(tm(*t_inputs))
+    assert all(tuple(o.shape) == (*inputs[0].shape[:-1], ctor["hidden_size"]) for o in t_outs)
+    cots = [rng.standard_normal(tuple(o.shape)).astype(np.float32) for o in t_outs]
+    sum(((o * torch.tensor(c)).sum() for o, c in zip(t_outs, cots))).backward()
+
+    @eqx.filter_jit
+    @eqx.filter_value_and_grad(has_aux=True)
+    def loss(model_and_inputs):
+        model, inputs = model_and_inputs
+        outs = cell_outputs(model(*inputs))
+        return sum(jnp.sum(o * c) for o, c in zip(outs, cots)), outs
+
+    (_, outs), (g_model, g_inputs) = loss((jm, jax.tree.map(jnp.asarray, inputs)))
+    assert_all_close(outs, t_outs)
+    t_leaves, g_leaves = jax.tree.leaves(t_inputs), jax.tree.leaves(g_inputs)
+    assert len(t_leaves) == len(g_leaves) == len(jax.tree.leaves(inputs))
+    for t, g in zip(t_leaves, g_leaves):
+        np.testing.assert_allclose(np.asarray(g), t.grad.numpy(), rtol=RTOL, atol=ATOL)
+    names = [pname for pname, _ in tm.named_parameters()]
+    assert names == ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if ctor.get("bias", True) else [])
+    for pname, p in tm.named_parameters():
+        np.testing.assert_allclose(np.asarray(getattr(g_model, pname)), p.grad.numpy(), rtol=RTOL, atol=ATOL,
+                                   err_msg=pname)
+
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "RNN"])
+def test_cell_unrolled_over_time_matches_torch_layer(cls):
+    """A cell stepped by a Python loop (pytorch/examples time_sequence_prediction style) computes what torch's
+    one-layer LSTM/GRU/RNN with the same weights computes, gradients through the loop included."""
+    torch.manual_seed(0)
+    t_layer = getattr(torch.nn, cls)(3, 4)
+    jm = t2j.load_state_dict(getattr(t2j.nn, cls + "Cell")(3, 4, key=jax.random.key(0)),
+                             {k.removesuffix("_l0"): v for k, v in t_layer.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((6, 2, 3)).astype(np.float32)
+    t_x = torch.tensor(x, requires_grad=True)
+    t_out, _ = t_layer(t_x)
+    t_out.square().sum().backward()
+
+    def unrolled(cell, x):
+        hx, outs = None, []
+        for x_t in x:
+            hx = cell(x_t, hx)
+            outs.append(hx[0] if cls == "LSTM" else hx)
+        return jnp.stack(outs)
+
+    out = eqx.filter_jit(unrolled)(jm, jnp.asarray(x))
+    g_cell, g_x = eqx.filter_jit(eqx.filter_grad(lambda a: jnp.sum(unrolled(*a) ** 2)))((jm, jnp.asarray(x)))
+    np.testing.assert_allclose(np.asarray(out), t_out.detach().numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(np.asarray(g_x), t_x.grad.numpy(), rtol=RTOL, atol=ATOL)
+    for pname, p in t_layer.named_parameters():
+        np.testing.assert_allclose(np.asarray(getattr(g_cell, pname.removesuffix("_l0"))), p.grad.numpy(),
+                                   rtol=RTOL, atol=ATOL, err_msg=pname)
+
+
+@pytest.mark.parametrize("cls", ["RNNCell", "LSTMCell", "GRUCell"])
+def test_cell_parameters_spell_state_dict_keys_and_init_matches_torch(cls):
+    for bias in (True, False):
+        tm = getattr(torch.nn, cls)(3, 4, bias=bias)
+        jm = getattr(t2j.nn, cls)(3, 4, bias=bias, key=jax.random.key(0))
+        leaves = jax.tree_util.tree_leaves_with_path(eqx.filter(jm, eqx.is_array))
+        paths = [(jax.tree_util.keystr(p, simple=True, separator="."), x.shape, x.dtype) for p, x in leaves]
+        assert paths == [(k, tuple(v.shape), np.float32) for k, v in tm.state_dict().items()]
+        # torch's own state_dict loads, and round-trips.
+        got = t2j.to_state_dict(t2j.load_state_dict(jm, tm.state_dict()))
+        assert list(got) == list(tm.state_dict())
+        for k, v in tm.state_dict().items():
+            np.testing.assert_array_equal(np.asarray(got[k]), v.numpy())
+    # U(-1/sqrt(hidden), 1/sqrt(hidden)) for every parameter, each drawn separately, from the key.
+    hidden = 32
+    jm = getattr(t2j.nn, cls)(hidden, hidden, key=jax.random.key(0))
+    bound = 1 / np.sqrt(hidden)
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        x = np.asarray(getattr(jm, name))
+        assert np.abs(x).max() <= bound and np.abs(x).max() > bound * (1 - 8 / x.size), name
+        np.testing.assert_allclose(x.std(), bound / np.sqrt(3), rtol=1.8 / np.sqrt(x.size), err_msg=name)
+        assert abs(x.mean()) < 4 * bound / np.sqrt(3 * x.size), name
+    assert not np.array_equal(jm.bias_ih, jm.bias_hh)
+    again = getattr(t2j.nn, cls)(hidden, hidden, key=jax.random.key(0))
+    other = getattr(t2j.nn, cls)(hidden, hidden, key=jax.random.key(1))
+    assert eqx.tree_equal(again, jm) and not np.array_equal(other.weight_ih, jm.weight_ih)
+
+
+def test_cell_positional_arguments_follow_torch():
+    # torch.nn.RNNCell takes bias third and nonlinearity fourth (the reverse of torch.nn.RNN).
+    rnn = t2j.nn.RNNCell(3, 4, False, "relu", key=jax.random.key(0))
+    assert (rnn.nonlinearity, rnn.bias, rnn.bias_ih) == ("relu", False, None)
+    lstm = t2j.nn.LSTMCell(3, 4, False, key=jax.random.key(0))
+    assert not lstm.bias and lstm.weight_ih.shape == (16, 3)
+
+
+def test_cell_jit_pickle_copy_and_dtype():
+    jm = t2j.nn.LSTMCell(3, 4, key=jax.random.key(0))
+    h, c = eqx.filter_jit(lambda m, x: m(x))(jm, jnp.ones((2, 3)))
+    assert h.shape == c.shape == (2, 4)
+    for clone in (pickle.loads(pickle.dumps(jm)), copy.deepcopy(jm)):
+        assert type(clone) is type(jm)
+        assert eqx.tree_equal(clone, jm)
+    gru = t2j.nn.GRUCell(3, 4, dtype=jnp.bfloat16, key=jax.random.key(0))
+    assert gru.weight_hh.dtype == jnp.bfloat16
+    assert gru(jnp.ones(3, jnp.bfloat16)).dtype == jnp.bfloat16
+
+
+def test_cell_bad_arguments():
+    with pytest.raises(ValueError, match="nonlinearity"):
+        t2j.nn.RNNCell(3, 4, nonlinearity="sigmoid", key=jax.random.key(0))
+    with pytest.raises(ValueError, match="key"):
+        t2j.nn.GRUCell(3, 4)
+    jm = t2j.nn.LSTMCell(3, 4, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="input_size"):
+        jm(jnp.ones((2, 4)))
+    with pytest.raises(ValueError, match="1D or 2D"):
+        jm(jnp.ones((5, 2, 3)))
+    with pytest.raises(ValueError, match="hidden"):
+        jm(jnp.ones((2, 3)), (jnp.ones((2, 5)), jnp.ones((2, 5))))
+    with pytest.raises(ValueError, match="hidden"):
+        jm(jnp.ones(3), (jnp.ones((1, 4)), jnp.ones((1, 4))))

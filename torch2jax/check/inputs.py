@@ -313,6 +313,8 @@ def _layer_shapes(m, B: int):
     if name in ("LSTM", "GRU", "RNN"):
         size = m.input_size
         return [f(B, T, size), f(T, B, size)] if m.batch_first else [f(T, B, size), f(B, T, size)]
+    if name in ("LSTMCell", "GRUCell", "RNNCell"):
+        return [f(B, m.input_size), f(m.input_size)]
     if name in ("LayerNorm", "RMSNorm") and m.normalized_shape:
         ns = tuple(m.normalized_shape)
         return [f(B, T, *ns), f(B, *ns)]

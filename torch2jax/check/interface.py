@@ -2,8 +2,9 @@
 
 The contract: a function keeps its positional parameters (a random one gains a keyword-only `key`; one reading a
 stateful model may gain `state`); a module class becomes an `eqx.Module` whose `__init__` takes the same
-parameters plus a keyword-only `key` and whose `__call__` takes `forward`'s parameters (plus `state` when it holds
-BatchNorm statistics) and `key=None`.
+parameters plus a keyword-only `key` (or none where torch's constructor draws no random numbers, a loss module
+without parameters: it is then built without one) and whose `__call__` takes `forward`'s parameters (plus `state`
+when it holds BatchNorm statistics) and `key=None`.
 
 `script_kind` reads the source only (no import): a file with top-level statements that do work (loops, calls,
 `with`) is a script and is run, never imported.
@@ -137,6 +138,14 @@ def compare_signatures(original: inspect.Signature, translated: inspect.Signatur
 def takes_key(sig: inspect.Signature) -> bool:
     p = sig.parameters.get("key")
     return p is not None and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def accepts_key(sig: inspect.Signature | None) -> bool:
+    """Whether a (translated) constructor can be given `key=`: a `key` parameter or **kwargs. An unknown signature
+    is assumed to."""
+    if sig is None:
+        return True
+    return takes_key(sig) or any(p.kind == inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
 
 
 def signature(obj) -> inspect.Signature | None:

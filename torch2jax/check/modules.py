@@ -29,7 +29,7 @@ import numpy as np
 from torch2jax.check import compare as cmp
 from torch2jax.check import inputs as inp
 from torch2jax.check.functions import result, to_jax, to_torch, user_error
-from torch2jax.check.interface import method_signature, required_positional
+from torch2jax.check.interface import accepts_key, method_signature, required_positional
 
 DROPOUT_TORCH = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout")
 
@@ -68,6 +68,37 @@ def parse_ctor(value) -> tuple[tuple, dict]:
     return args, kwargs
 
 
+def key_kwargs(tcls, seed: int) -> dict:
+    """`{"key": ...}` for the translation's constructor, or `{}` when its `__init__` takes no key (a module without
+    parameters that draws nothing, e.g. a loss: whether torch's constructor draws is checked in `build` and in the
+    interface stage)."""
+    import jax
+
+    return {"key": jax.random.key(seed)} if accepts_key(method_signature(tcls, "__init__")) else {}
+
+
+def torch_init_draws(ocls, ctor) -> bool:
+    """Builds the torch module and says whether its constructor drew from torch's global generator (initial
+    weights): then its translation needs a `key`."""
+    import torch
+
+    args, kwargs = ctor
+    before = torch.random.get_rng_state()
+    ocls(*args, **kwargs)
+    return not torch.equal(before, torch.random.get_rng_state())
+
+
+def no_key_problem(name, ocls, tcls, ctor) -> str:
+    """The interface failure of a translation whose `__init__` takes no key although torch's constructor draws
+    random numbers ("" when it takes one, or needs none). Raises what torch's constructor raises."""
+    if accepts_key(method_signature(tcls, "__init__")):
+        return ""
+    if not torch_init_draws(ocls, ctor):
+        return ""
+    return (f"{name}.__init__: takes no keyword-only key, but torch's constructor draws random numbers "
+            f"(initial weights)")
+
+
 def jit_or_eager(fn):
     """`fn` compiled once (eqx.filter_jit: one XLA program instead of one per operation); run eagerly when it
     cannot be traced (Python control flow on values) or when the compiled version raised, so that an error is the
@@ -94,7 +125,6 @@ class Pair:
 
     def __init__(self, name, ocls, tcls, ctor, seed: int = 0):
         import equinox as eqx
-        import jax
         import torch
 
         import torch2jax.runtime as t2j
@@ -104,7 +134,7 @@ class Pair:
         torch.manual_seed(seed)
         self.torch = ocls(*args, **kwargs)
         self.tcls = tcls
-        model, state = eqx.nn.make_with_state(tcls)(*args, **kwargs, key=jax.random.key(seed))
+        model, state = eqx.nn.make_with_state(tcls)(*args, **kwargs, **key_kwargs(tcls, seed))
         call_sig = method_signature(tcls, "__call__")
         self.stateful = t2j.nn.is_stateful(model) or (call_sig is not None and "state" in call_sig.parameters)
         sd = self.torch.state_dict()
@@ -205,9 +235,11 @@ def build(name, ocls, tcls, config, cache):
     except ValueError as e:
         return result("ERROR", str(e))
     try:
-        ocls(*ctor[0], **ctor[1])
+        no_key = no_key_problem(name, ocls, tcls, ctor)
     except BaseException as e:  # noqa: BLE001
         return result("ERROR", f"the torch module does not build: {user_error(e)}")
+    if no_key:  # the interface stage could not build the torch module (no constructor arguments there)
+        return result("FAIL", f"interface: {no_key}")
     try:
         pair = Pair(name, ocls, tcls, ctor)
     except BaseException as e:  # noqa: BLE001
@@ -290,7 +322,7 @@ def _dropout_keys(pair: Pair, specs, values) -> str:
         with key_tracker() as tracker:
             state = None
             if pair.stateful:  # an unused State (the values do not matter here; eager calls retire a used one)
-                state = eqx.nn.make_with_state(pair.tcls)(*pair.ctor[0], **pair.ctor[1], key=jax.random.key(0))[1]
+                state = eqx.nn.make_with_state(pair.tcls)(*pair.ctor[0], **pair.ctor[1], **key_kwargs(pair.tcls, 0))[1]
             pair.call(eqx.nn.inference_mode(pair.model, value=False), specs, to_jax(values), state=state,
                       key=jax.random.key(3))
     except BaseException as e:  # noqa: BLE001

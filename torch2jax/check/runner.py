@@ -225,7 +225,7 @@ class Checker:
             self.check_script(fp, SCRIPT_ENTRY, "")
 
     def check_entries(self, idx: int, fp: FilePair, shape: itf.FileShape) -> None:
-        load = self.request(fp, idx, "load")
+        load = self.request(fp, idx, "load", config=self.config)
         if load.get("status") != "ok":
             self._stage_reply(fp, "", "interface", "file", load if load.get("status") in ("timeout", "crash")
                               else {"status": "error", "detail": load.get("message") or load.get("detail")})

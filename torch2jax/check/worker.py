@@ -2,7 +2,7 @@
 
 Requests:
     {"op": "load", "pair": id, "original": path, "translated": path, "original_root": dir, "translated_root": dir,
-     "allow_torch": bool}
+     "allow_torch": bool, "config": {...}}
         -> {"status": "ok", "translated_error": str|None, "torch_needed": bool, "original_error": str|None,
             "entries": [{"name", "kind", "problems", "skip"}]}
     {"op": "numbers" | "training", "pair": ..., (the load fields), "entry": name, "config": {...}}
@@ -107,7 +107,24 @@ def _load(req: dict) -> dict:
     return info
 
 
-def _entries(info: dict) -> list[dict]:
+def _no_key_problems(name, ocls, tcls, o_init, config) -> list[str]:
+    """A translated module whose `__init__` takes no key: an interface failure only where torch's constructor draws
+    random numbers (initial weights). A module whose constructor needs arguments nobody gave, or does not build, is
+    left to the numbers stage (which says so, or checks the key there)."""
+    from torch2jax.check import interface as itf
+    from torch2jax.check.modules import no_key_problem, parse_ctor
+
+    value = ((config or {}).get("args") or {}).get(name)
+    if value is None and o_init is not None and itf.required_positional(o_init, skip=()):
+        return []
+    try:
+        problem = no_key_problem(name, ocls, tcls, parse_ctor(value))
+    except BaseException:  # noqa: BLE001
+        return []
+    return [problem] if problem else []
+
+
+def _entries(info: dict, config: dict | None = None) -> list[dict]:
     import equinox as eqx
     import torch
 
@@ -154,8 +171,9 @@ def _entries(info: dict) -> list[dict]:
                             problems.append(f"{name}.__call__ does not accept key=None")
                     o_init, t_init = itf.method_signature(obj, "__init__"), itf.method_signature(t, "__init__")
                     if o_init is not None and t_init is not None:
-                        problems += itf.compare_signatures(o_init, t_init, f"{name}.__init__", added_positional=(),
-                                                           require_key=True)
+                        problems += itf.compare_signatures(o_init, t_init, f"{name}.__init__", added_positional=())
+                    if not itf.accepts_key(t_init):
+                        problems += _no_key_problems(name, obj, t, o_init, config)
             out.append({"name": name, "kind": "module", "problems": problems, "skip": None})
     return out
 
@@ -166,7 +184,7 @@ def handle(req: dict) -> dict:
         return {"status": "ok", "pid": os.getpid()}
     info = _load(req)
     if op == "load":
-        entries = _entries(info) if info["omod"] is not None else []
+        entries = _entries(info, req.get("config")) if info["omod"] is not None else []
         return {"status": "ok", "translated_error": info["translated_error"], "torch_needed": info["torch_needed"],
                 "original_error": info["original_error"], "entries": entries}
     if info["omod"] is None or info["tmod"] is None:

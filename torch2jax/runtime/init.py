@@ -96,11 +96,17 @@ def kaiming_normal(key, shape, a=0.0, mode="fan_in", nonlinearity="leaky_relu", 
 
 
 def orthogonal(key, shape, gain=1.0, dtype=jnp.float32):
-    """A (semi-)orthogonal matrix over (shape[0], prod(shape[1:])), from the QR decomposition of a normal draw."""
+    """A (semi-)orthogonal matrix over (shape[0], prod(shape[1:])), torch's orthogonal_ step by step: a standard
+    normal draw of shape (rows, cols), transposed when rows < cols, QR, the sign fix with r's diagonal, transposed
+    back, times gain. Given the same normal draw (the checker's replay of torch's) the result is torch's."""
     if len(shape) < 2:
         raise ValueError("Only tensors with 2 or more dimensions are supported")
     rows, cols = shape[0], math.prod(shape[1:])
-    flat = jax.random.normal(key, (max(rows, cols), min(rows, cols)), jnp.float32)
+    if rows * cols == 0:  # torch leaves an empty tensor as it is
+        return jnp.zeros(shape, dtype)
+    flat = jax.random.normal(key, (rows, cols), jnp.float32)
+    if rows < cols:
+        flat = flat.T
     q, r = jnp.linalg.qr(flat)
     q = q * jnp.sign(jnp.diagonal(r))  # makes the decomposition unique, so the draw is uniform over matrices
     if rows < cols:

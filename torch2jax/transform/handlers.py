@@ -236,3 +236,91 @@ def tensor_split_method(pass_, record, bound, node):
     if "split_size" not in bound.given:
         return node
     return None
+
+
+# legacy typed constructors: torch.FloatTensor(2, 3), torch.Tensor(n), torch.LongTensor([0, 1]) (tensor_ops.toml)
+
+# calls that give an int (or torch.Size([...]), translated to tuple([...])): their value is a size
+LEGACY_SIZE_CALLS = frozenset({"len", "int", "round", "abs", "max", "min", "math.ceil", "math.floor", "math.prod",
+                               "operator.index", "tuple"})
+_DATA_LITERALS = ("List", "Tuple", "ListComp", "GeneratorExp", "Set", "SetComp", "Float", "Imaginary",
+                  "SimpleString", "ConcatenatedString", "FormattedString", "Dict")
+
+
+def _pure(node) -> bool:
+    """No calls inside: the expression may be evaluated twice (the run-time choice below)."""
+    import libcst as cst
+
+    class Finder(cst.CSTVisitor):
+        found = False
+
+        def visit_Call(self, n) -> bool:
+            Finder.found = True
+            return False
+
+    node.visit(Finder())
+    return not Finder.found
+
+
+def _legacy_argument(node) -> str:
+    """What the one positional argument of a legacy constructor is: 'size' (an int, x.shape, a torch.Size), 'data'
+    (a list, tuple or other literal, an array a call makes) or 'either' (a name: an int or an array, decided at run
+    time)."""
+    import libcst as cst
+
+    from torch2jax.transform.names import dotted
+
+    if isinstance(node, cst.Integer) or (isinstance(node, cst.UnaryOperation) and isinstance(node.expression,
+                                                                                           cst.Integer)):
+        return "size"
+    if type(node).__name__ in _DATA_LITERALS:
+        return "data"
+    if isinstance(node, cst.Attribute) and node.attr.value == "shape":
+        return "size"  # x.size() / x.shape: a torch.Size
+    if isinstance(node, cst.Subscript) and isinstance(node.value, cst.Attribute) and node.value.attr.value == "shape":
+        return "size"  # x.size(0), x.shape[1:]
+    if isinstance(node, cst.Call):
+        return "size" if dotted(node.func) in LEGACY_SIZE_CALLS else "data"
+    if isinstance(node, cst.BinaryOperation) and _legacy_argument(node.left) == _legacy_argument(node.right) == "size":
+        return "size"  # x.shape[0] * 2
+    if isinstance(node, (cst.Name, cst.Attribute, cst.Subscript, cst.BinaryOperation)) and _pure(node):
+        return "either"
+    return "data"
+
+
+def legacy_tensor(pass_, record, bound, node):
+    """torch.FloatTensor / DoubleTensor / LongTensor / ... and torch.Tensor called. With sizes (ints, x.size(), a
+    torch.Size, `*shape`) they allocate an uninitialised tensor: jnp.empty(sizes, dtype) (JAX has no uninitialised
+    memory: jnp.empty gives zeros, and the code overwrites the values anyway, pygcn's `.uniform_(-stdv, stdv)`).
+    With data (a list or tuple literal, an array) they copy it: jnp.asarray(data, dtype). A single name can be
+    either: the choice is made at run time (an int is a size), where a torch.Size held in a name has become a plain
+    tuple and is read as data."""
+    import libcst as cst
+
+    code = cst.Module([]).code_for_node
+    short = record.name.rsplit(".", 1)[-1]
+    dtype = "jnp." + TENSOR_TYPE_DTYPES.get(short, "float32")  # torch.Tensor: the default dtype
+    pass_.need("jnp")
+    args = (bound.varargs or {}).get(record.params[0].name, [])
+    if not args:
+        pass_.note("T2J100", f"{record.name}() -> jnp.empty((0,)): an empty tensor", node)
+        return cst.parse_expression(f"jnp.empty((0,), dtype={dtype})")
+    if len(args) > 1 or args[0].star:
+        sizes = ", ".join(a.star + code(a.value) for a in args)
+        pass_.note("T2J100", f"{record.name}(sizes) -> jnp.empty: torch leaves the values uninitialised, JAX gives "
+                             "zeros", node)
+        sizes = sizes if len(args) > 1 else sizes + ","  # (*shape,)
+        return cst.parse_expression(f"jnp.empty(({sizes}), dtype={dtype})")
+    arg = code(args[0].value)
+    kind = _legacy_argument(args[0].value)
+    empty, data = f"jnp.empty({arg}, dtype={dtype})", f"jnp.asarray({arg}, dtype={dtype})"
+    if kind == "size":
+        pass_.note("T2J100", f"{record.name}(size) -> jnp.empty: torch leaves the values uninitialised, JAX gives "
+                             "zeros", node)
+        return cst.parse_expression(empty)
+    if kind == "data":
+        pass_.note("T2J100", f"{record.name}(data) -> jnp.asarray", node)
+        return cst.parse_expression(data)
+    pass_.note("T2J100", f"{record.name}({arg}): a size when {arg} is an int (jnp.empty), else data (jnp.asarray); "
+                         "a torch.Size held in a name is a tuple in JAX and is read as data", node)
+    return cst.parse_expression(f"({empty} if isinstance({arg}, int) else {data})")

@@ -64,12 +64,33 @@ class _Names(Visitor):
         self.loads: list[str] = []  # in order of first read
         self.counts: dict[str, int] = {}
         self.stores: dict[str, None] = {}  # ordered: the step's outputs must not depend on hash order
+        self._root = None  # the comprehension this visitor was made for (_comprehension)
 
     def visit_FunctionDef(self, node) -> bool:
         return False
 
     def visit_Lambda(self, node) -> bool:
         return False
+
+    def _comprehension(self, node) -> bool:
+        """A comprehension's own variables are local to it: what it reads from outside is the rest."""
+        if node is self._root:
+            return True
+        inner = _Names()
+        inner._root = node
+        walk(node, inner)
+        own = inner.stores.keys()
+        for n in inner.loads:
+            if n not in own:
+                if n not in self.loads:
+                    self.loads.append(n)
+                self.counts[n] = self.counts.get(n, 0) + inner.counts[n]
+        return False
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
+
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        self._store(node.target)
 
     def visit_Name(self, node: cst.Name) -> None:
         if node.value not in self.loads:
@@ -305,16 +326,26 @@ class TrainingPass(Pass):
                 self.facts.schedulers[name] or "optimizer", None)
             sync = _stmt(f"{opt.state_name} = {name}.sync({opt.state_name})")
             return cst.FlattenSentinel([stmt, self._follow_up(sync)])
-        if name is not None and name in self.facts.models and self._class_stateful(self.facts.models[name]):
+        if name is not None and name in self.facts.models and self._model_stateful(name):
             value = strip_module_chain(assign.value)
-            if isinstance(value, cst.Call) and dotted(value.func) in (
+            container = isinstance(value, cst.Call) and name in self.facts.stateful_builds and not self.class_depth \
+                and (self.ctx.scopes.qualname(value.func) or "").startswith("torch.nn.")
+            if container or isinstance(value, cst.Call) and dotted(value.func) in (
                     set(self.modules.classes) | set(self.facts.factories)):
+                # `model, state = eqx.nn.make_with_state(Net)(args, key=...)`; a torch container holding BatchNorm
+                # takes no key (its layers take their own)
                 self.need("eqx")
-                args = ", ".join(_code(a).rstrip(", ") for a in value.args)
-                args = f"{args}, key={KEY_PLACEHOLDER}" if args else f"key={KEY_PLACEHOLDER}"
-                return stmt.with_changes(body=[_stmt(
-                    f"{name}, {self._state_var(name)} = eqx.nn.make_with_state({_code(value.func)})({args})"
-                ).body[0]])
+                args = list(value.args)
+                if not container:
+                    if args and args[-1].comma is cst.MaybeSentinel.DEFAULT:
+                        args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+                    args.append(cst.Arg(cst.Name(KEY_PLACEHOLDER), keyword=cst.Name("key"),
+                                        equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
+                maker = cst.Call(cst.parse_expression("eqx.nn.make_with_state"), [cst.Arg(value.func)])
+                pair = cst.Tuple([cst.Element(cst.Name(name)), cst.Element(cst.Name(self._state_var(name)))],
+                                 lpar=[], rpar=[])
+                return stmt.with_changes(body=[cst.Assign([cst.AssignTarget(pair)], value.with_changes(
+                    func=maker, args=args))])
         if isinstance(assign.value, cst.Call) and target is not None and (name is not None or _plain_target(target)):
             trainer_call = self._trainer_call(assign.value, [_parenthesized(target)])
             if trainer_call is not None:
@@ -326,13 +357,26 @@ class TrainingPass(Pass):
                 targets=[cst.AssignTarget(pair)], value=_with_state_arg(assign.value, state))])
         return stmt
 
-    def _rebinding(self, name: str) -> None:
+    def _rebinding(self, name: str, owner: str | None = None) -> None:
         """The rewrite assigns `name` in the current function: a name it does not bind itself belongs to an
-        enclosing scope (torch mutated the object there), so the function declares it nonlocal or global."""
-        if not self.functions or name in bound_in_function(self.functions[-1]):
+        enclosing scope (torch mutated the object there), so the function declares it nonlocal or global. A state
+        the translation made (opt_state, state) lives where its `owner` (the optimizer, the model) is bound."""
+        where = owner or name
+        if not self.functions or where in bound_in_function(self.functions[-1]) \
+                or name in bound_in_function(self.functions[-1]):
             return
-        enclosing = any(name in bound_in_function(f) for f in self.functions[:-1])
+        enclosing = any(where in bound_in_function(f) for f in self.functions[:-1])
         self.declare[-1][name] = "nonlocal" if enclosing else "global"
+
+    def _rebinding_outputs(self, models: list[str], model_states: list[str], optimizers: list[str],
+                           states: list[str]) -> None:
+        """A step call assigns the models and states it returns: declared where the function does not bind them."""
+        for m in models:
+            self._rebinding(m)
+        for st in model_states:
+            self._rebinding(st, next((m for m in models + self._user_models() if self._state_var(m) == st), None))
+        for opt, st in zip(optimizers, states):
+            self._rebinding(st, opt)
 
     def _call_statement(self, stmt: cst.SimpleStatementLine, call: cst.Call):
         func = call.func
@@ -388,8 +432,11 @@ class TrainingPass(Pass):
     def _class_stateful(self, cls: str | None) -> bool:
         return bool(cls in self.modules.classes and self.modules.classes[cls].stateful)
 
+    def _model_stateful(self, name: str) -> bool:
+        return name in self.facts.stateful_builds or self._class_stateful(self.facts.models.get(name))
+
     def _stateful_model_names(self) -> set[str]:
-        names = {n for n, c in self.facts.models.items() if self._class_stateful(c)}
+        names = {n for n in self.facts.models if self._model_stateful(n)}
         if self.functions:
             params = self.facts.model_params.get(self.functions[-1].name.value, {})
             names |= {p for p, c in params.items() if self._class_stateful(c)}
@@ -705,6 +752,8 @@ class TrainingPass(Pass):
                                   f"previous step)", body[i_first])
         loss_expr, loss_name = _loss_of(losses, set(local_names) | set(_names(body).loads))
         region = recomputed + [s for k, s in enumerate(body[r0:i_back], r0) if k not in backs]
+        inits = _filled_containers(body[boundary:r0], region)
+        region = inits + region
         region, hoisted_before = self._hoist_for_later_steps(region, set(models))
         between = body[i_back + 1:i_start]
         clips = [s for s in between if self._clip_call(s) is not None] + [
@@ -736,6 +785,7 @@ class TrainingPass(Pass):
         outs = models + model_states + states + [loss_name] + aux
         args = models + model_states + states + optimizers + inputs + [v for _, v in clip_inputs]
         call = _stmt(f"{', '.join(outs)} = {step_name}({', '.join(args)}, key={KEY_PLACEHOLDER})")
+        self._rebinding_outputs(models, model_states, optimizers, states)
         call = call.with_changes(leading_lines=region[0].leading_lines)
         self._step_calls.add(self._record(call))
         if hoisted:
@@ -747,7 +797,8 @@ class TrainingPass(Pass):
         if moved:
             self.report("T2J508", "statements of the loss computation that the loss does not depend on run after "
                                   "the jitted step, on the values it returns", moved[0])
-        new_body = body[:r0] + hoisted_before + hoisted + [call] + moved + others + body[i_end + 1:]
+        new_body = [s for s in body[:r0] if not any(s is i for i in inits)] + hoisted_before + hoisted + [call] \
+            + moved + others + body[i_end + 1:]
         return new_body, r0 + len(hoisted_before) + len(hoisted) + 1 + len(moved) + len(others)
 
     def _function_name(self, prefix: str) -> str:
@@ -801,6 +852,7 @@ class TrainingPass(Pass):
                                                     [], model_states, grads_out=grads))
         outs = model_states + [loss_name] + aux + grads
         call = _stmt(f"{', '.join(outs)} = {name}({', '.join(models + model_states + inputs)}, key={KEY_PLACEHOLDER})")
+        self._rebinding_outputs([], model_states, [], [])
         call = call.with_changes(leading_lines=(hoisted or region)[0].leading_lines)
         accs = [self._accumulator(m) for m in models]
         adds = [_stmt(f"{a} = t2j.accumulate_grads({a}, {g})") for a, g in zip(accs, grads)]
@@ -867,6 +919,7 @@ class TrainingPass(Pass):
         self.step_functions.append(fn.with_changes(body=fn.body.with_changes(body=[_stmt(l) for l in lines])))
         args = models + states + optimizers + accs + [v for _, v in clip_inputs]
         call = _stmt(f"{', '.join(models + states)} = {name}({', '.join(args)})")
+        self._rebinding_outputs(models, [], optimizers, states)
         call = call.with_changes(leading_lines=body[k].leading_lines)
         self._step_calls.add(self._record(call))
         clears = [_stmt(f"{a} = None") for a in accs]
@@ -1077,9 +1130,8 @@ class TrainingPass(Pass):
     def _is_stateful(self, model: str) -> bool:
         cls = self.facts.models.get(model)
         if cls is None:  # a parameter: stateful when the file's models are
-            return any(self.modules.classes.get(c) and self.modules.classes[c].stateful
-                       for c in self.facts.models.values())
-        return bool(self.modules.classes.get(cls) and self.modules.classes[cls].stateful)
+            return any(self._model_stateful(m) for m in self.facts.models)
+        return self._model_stateful(model)
 
     def _clip_call(self, stmt) -> cst.Call | None:
         """The clipping call of `clip_grad_norm_(...)`, or of `if cond: clip_grad_norm_(...)` (no else)."""
@@ -1094,8 +1146,9 @@ class TrainingPass(Pass):
         return None
 
     def _local_names(self, fn: cst.FunctionDef | None, body: list, top_level: bool) -> set[str]:
-        if fn is not None:
-            return bound_in_function(fn)
+        if fn is not None:  # with the enclosing functions': a closure's step reads them (`def train(epoch):` in main)
+            return set().union(*(bound_in_function(f) for f in self.functions)) if self.functions \
+                else set(bound_in_function(fn))
         names = set()
         for stmt in self._module_statements(body):
             names |= _names([stmt]).stores.keys()
@@ -1175,6 +1228,7 @@ class TrainingPass(Pass):
         recomputed = {_code(s).strip() for s in self._recomputed}
         for stmt in region:
             again = _code(stmt).strip() in recomputed
+            model_calls.root = stmt
             stmt = stmt.visit(model_calls)
             if again:  # torch ran that forward once: the state it updated is already the caller's, and this
                 # forward reads a copy (Equinox refuses a state used twice)
@@ -1426,6 +1480,19 @@ class _ModelCalls(CarryPositions):
         self.count = 0
         self.total = 0  # model calls in the region: with several, each gets its own fold_in of the step's key
         self.hoisted: list[cst.BaseStatement] = []  # `model_out, state = model(x, state, key=key)` before a use
+        self.root: cst.CSTNode | None = None  # the region's statement being visited: its caller places hoisted
+        self._marks: list[int] = []  # len(hoisted) when each enclosing simple statement was entered
+
+    def visit_SimpleStatementLine(self, node) -> None:
+        self._marks.append(len(self.hoisted))
+
+    def leave_SimpleStatementLine(self, original, updated):
+        """A statement nested in a loop or branch gets what it hoisted right before it, in the same block."""
+        mark = self._marks.pop()
+        if original is self.root or len(self.hoisted) == mark:
+            return updated
+        mine, self.hoisted = self.hoisted[mark:], self.hoisted[:mark]
+        return cst.FlattenSentinel([*mine, updated])
 
     def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript):
         """`model(x, state)[0]` inside an expression: in the step, the new state must be kept."""
@@ -1594,6 +1661,28 @@ class _Rename(Transformer):
         return updated.with_changes(attr=original.attr)
 
 
+_FILLS = ("append", "extend", "insert")
+
+
+def _filled_containers(before: list, region: list) -> list:
+    """The `losses = []` statements before the loss region whose list the region fills (`losses.append(...)`):
+    they move into the step, where the list is made and filled (a list from outside would be filled with the
+    trace's values). Only when nothing between reads the name."""
+    region_code = "".join(_code(s) for s in region)
+    out = []
+    for k, stmt in enumerate(before):
+        if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1
+                and isinstance(stmt.body[0], cst.Assign) and len(stmt.body[0].targets) == 1):
+            continue
+        target, value = stmt.body[0].targets[0].target, stmt.body[0].value
+        if not (isinstance(target, cst.Name) and isinstance(value, (cst.List, cst.Dict)) and not value.elements):
+            continue
+        name = target.value
+        if any(f"{name}.{m}(" in region_code for m in _FILLS) and name not in _names(before[k + 1:]).loads:
+            out.append(stmt)
+    return out
+
+
 def _defined_before_use(region: list, name: str) -> bool:
     """Whether the region assigns `name` before any statement of it reads `name` (in both branches of an
     if/else, and inside a `with` block, which always runs)."""
@@ -1612,6 +1701,10 @@ def _first_use(stmts: list, name: str) -> str | None:
                 return "load"
             branches = [_first_use(list(stmt.body.body), name), _else_first_use(stmt.orelse, name)]
             found = "load" if "load" in branches else "store" if branches == ["store", "store"] else None
+        elif isinstance(stmt, cst.For) and name in _names([cst.SimpleStatementLine([cst.AugAssign(
+                stmt.target, cst.AddAssign(), cst.Integer("0"))])]).stores \
+                and name not in _names([cst.SimpleStatementLine([cst.Expr(stmt.iter)])]).loads:
+            found = "store"  # the loop's own variable: its body reads what the loop assigned
         else:
             n = _names([stmt])
             found = "load" if name in n.loads else "store" if name in n.stores else None

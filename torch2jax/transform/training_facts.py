@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from torch2jax.transform.module_facts import ModuleFacts
+from torch2jax.transform.module_facts import STATEFUL_LAYERS, ModuleFacts
 from torch2jax.transform.names import Scopes, dotted
 from torch2jax.transform.walk import Visitor, iter_statements, walk, words
 
@@ -68,6 +68,8 @@ class TrainingFacts:
     model_params: dict[str, dict[str, str]] = field(default_factory=dict)  # function -> {param: class}
     call_bindings: dict[str, list[dict[str, str | None]]] = field(default_factory=dict)  # function -> its calls'
     # {param: argument name}, to tell which model parameter each optimizer parameter goes with
+    # models built from torch's own containers that hold BatchNorm (`model = nn.Sequential(..., nn.BatchNorm1d(6))`)
+    stateful_builds: set[str] = field(default_factory=set)
 
     def optimizer(self, name: str) -> OptimizerFacts | None:
         return self.optimizers.get(name)
@@ -255,6 +257,23 @@ class _Collector:
         elif qual and qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper() \
                 and not qual.endswith("Loss"):  # a criterion (nn.CrossEntropyLoss()) has nothing to train
             self.facts.models[name] = qual
+            if self._holds_stateful(value):
+                self.facts.stateful_builds.add(name)
+
+    def _holds_stateful(self, value: cst.Call) -> bool:
+        """Whether a torch layer's construction builds a BatchNorm, or a file class that holds one."""
+        calls: list[cst.Call] = []
+
+        class Calls(Visitor):
+            SEES_LAYOUT = False
+
+            def visit_Call(self, node: cst.Call) -> None:
+                calls.append(node)
+
+        walk(value, Calls())
+        classes = self.modules.classes
+        return any(self.scopes.qualname(c.func) in STATEFUL_LAYERS
+                   or (dotted(c.func) in classes and classes[dotted(c.func)].stateful) for c in calls)
 
 
 def _is_method_call_stmt(stmt: cst.BaseStatement, method: str) -> cst.Call | None:

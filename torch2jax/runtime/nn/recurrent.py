@@ -1,9 +1,12 @@
-"""torch.nn.RNN, LSTM and GRU as pure-JAX Equinox layers: torch's parameter names, shapes, gate order and init.
+"""torch.nn.RNN, LSTM and GRU (and their one-step cells RNNCell, LSTMCell, GRUCell) as pure-JAX Equinox layers:
+torch's parameter names, shapes, gate order and init.
 
 Each layer's weights are attributes named as in torch's state_dict (`weight_ih_l0`, `bias_hh_l1_reverse`, ...), so
 a model's pytree paths spell torch's keys. How many there are depends on num_layers, bidirectional and bias, and
 an Equinox module's fields are fixed per class, so each configuration gets a generated subclass (cached, same
-name) that declares exactly those fields; `isinstance(lstm, LSTM)` still holds.
+name) that declares exactly those fields; `isinstance(lstm, LSTM)` still holds. The cells have one fixed set of
+fields (`weight_ih`, `weight_hh`, `bias_ih`, `bias_hh`; the biases None when bias=False) and share the layers' step
+functions, so a cell unrolled by hand computes what the layer's scan computes.
 """
 import abc
 import math
@@ -40,6 +43,31 @@ def _rebuild(base, names, state):
     self = object.__new__(_class_with_fields(base, names))
     self.__dict__.update(state)
     return self
+
+
+def _rnn_step(nonlinearity, state, x_proj, h_proj):
+    """RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh); state is (h,)."""
+    act = jnp.tanh if nonlinearity == "tanh" else jax.nn.relu
+    return (act(x_proj + h_proj),)
+
+
+def _lstm_step(state, x_proj, h_proj):
+    """LSTM with torch's gate order (input, forget, cell, output); state is (h, c)."""
+    _, c = state
+    i, f, g, o = jnp.split(x_proj + h_proj, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+
+def _gru_step(state, x_proj, h_proj):
+    """GRU with torch's gate order (reset, update, new) and torch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn))."""
+    (h,) = state
+    x_r, x_z, x_n = jnp.split(x_proj, 3, axis=-1)
+    h_r, h_z, h_n = jnp.split(h_proj, 3, axis=-1)
+    r = jax.nn.sigmoid(x_r + h_r)
+    z = jax.nn.sigmoid(x_z + h_z)
+    n = jnp.tanh(x_n + r * h_n)
+    return ((1.0 - z) * n + z * h,)
 
 
 class _RNNBase(eqx.Module):
@@ -221,8 +249,7 @@ class RNN(_RNNBase):
         self._setup(mode, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, key)
 
     def _cell(self, state, x_proj, h_proj):
-        act = jnp.tanh if self.nonlinearity == "tanh" else jax.nn.relu
-        return (act(x_proj + h_proj),)
+        return _rnn_step(self.nonlinearity, state, x_proj, h_proj)
 
     def __call__(self, input, hx=None, *, key=None):
         output, (h_n,) = self._forward(input, hx, key)
@@ -257,10 +284,7 @@ class LSTM(_RNNBase):
         self._setup("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, key)
 
     def _cell(self, state, x_proj, h_proj):
-        _, c = state
-        i, f, g, o = jnp.split(x_proj + h_proj, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        return jax.nn.sigmoid(o) * jnp.tanh(c), c
+        return _lstm_step(state, x_proj, h_proj)
 
     def __call__(self, input, hx=None, *, key=None):
         output, (h_n, c_n) = self._forward(input, hx, key)
@@ -292,14 +316,134 @@ class GRU(_RNNBase):
         self._setup("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, key)
 
     def _cell(self, state, x_proj, h_proj):
-        (h,) = state
-        x_r, x_z, x_n = jnp.split(x_proj, 3, axis=-1)
-        h_r, h_z, h_n = jnp.split(h_proj, 3, axis=-1)
-        r = jax.nn.sigmoid(x_r + h_r)
-        z = jax.nn.sigmoid(x_z + h_z)
-        n = jnp.tanh(x_n + r * h_n)
-        return ((1.0 - z) * n + z * h,)
+        return _gru_step(state, x_proj, h_proj)
 
     def __call__(self, input, hx=None, *, key=None):
         output, (h_n,) = self._forward(input, hx, key)
         return output, h_n
+
+
+class _RNNCellBase(eqx.Module):
+    """The shared machinery of RNNCell, LSTMCell and GRUCell: torch's parameters, input checks and one step.
+
+    Unlike the layers, a cell has the same fields in every configuration: without bias, bias_ih and bias_hh are
+    None, which state_dict conversion skips, as it skips Linear's missing bias.
+    """
+
+    input_size: int = eqx.field(static=True)
+    hidden_size: int = eqx.field(static=True)
+    bias: bool = eqx.field(static=True)
+    weight_ih: jax.Array
+    weight_hh: jax.Array
+    bias_ih: jax.Array | None
+    bias_hh: jax.Array | None
+
+    def _setup(self, gates, input_size, hidden_size, bias, dtype, key):
+        if not isinstance(hidden_size, int) or hidden_size <= 0:
+            raise ValueError(f"hidden_size must be a positive integer, got {hidden_size!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bias
+        shapes = [(gates * hidden_size, input_size), (gates * hidden_size, hidden_size)]
+        if bias:
+            shapes += [(gates * hidden_size,)] * 2
+        dtype = param_dtype(dtype)
+        # torch: every parameter ~ U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)).
+        bound = 1.0 / math.sqrt(hidden_size)
+        params = [init.uniform(k, shape, -bound, bound, dtype)
+                  for shape, k in zip(shapes, split_key(key, len(shapes), type(self).__name__))]
+        self.weight_ih, self.weight_hh = params[:2]
+        self.bias_ih, self.bias_hh = params[2:] if bias else (None, None)
+
+    @abc.abstractmethod
+    def _cell(self, state, x_proj, h_proj):
+        """One time step: the new state tuple from the old one and the two projections."""
+
+    def _forward(self, input, hx, n_states):
+        """input (N, in) or unbatched (in,); hx: None, one state or a tuple of n_states, each (N, H) or (H,)."""
+        name = type(self).__name__
+        if input.ndim not in (1, 2):
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.ndim}D instead")
+        if input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input has inconsistent input_size: got {input.shape[-1]} expected {self.input_size}"
+            )
+        batched = input.ndim == 2
+        x = input if batched else input[None]
+        state_shape = (x.shape[0], self.hidden_size)
+        if hx is None:
+            # torch's default state: zeros of the input's dtype.
+            hx = (jnp.zeros(state_shape, x.dtype),) * n_states
+        else:
+            hx = tuple(hx) if n_states == 2 else (hx,)
+            if any(h.ndim != input.ndim for h in hx):
+                raise ValueError(f"{name}: Expected hidden to be {input.ndim}D, got {[h.ndim for h in hx]}D instead")
+            if not batched:
+                hx = tuple(h[None] for h in hx)
+            if any(h.shape != state_shape for h in hx):
+                raise ValueError(f"{name}: expected hidden size {state_shape}, got {[h.shape for h in hx]}")
+        x_proj = x @ self.weight_ih.T
+        h_proj = hx[0] @ self.weight_hh.T
+        if self.bias:
+            x_proj, h_proj = x_proj + self.bias_ih, h_proj + self.bias_hh
+        state = self._cell(hx, x_proj, h_proj)
+        return state if batched else tuple(s[0] for s in state)
+
+
+class RNNCell(_RNNCellBase):
+    """torch.nn.RNNCell: one step of RNN, h' = tanh(W_ih x + b_ih + W_hh h + b_hh) (or relu).
+
+    `RNNCell(input_size, hidden_size, bias=True, nonlinearity='tanh', device=None, dtype=None, *, key)`; call
+    `cell(input, hx=None)` -> h' (hx defaults to zeros).
+    """
+
+    nonlinearity: str = eqx.field(static=True)
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None, dtype=None, *, key=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
+        self.nonlinearity = nonlinearity
+        self._setup(1, input_size, hidden_size, bias, dtype, key)
+
+    def _cell(self, state, x_proj, h_proj):
+        return _rnn_step(self.nonlinearity, state, x_proj, h_proj)
+
+    def __call__(self, input, hx=None, *, key=None):
+        (h,) = self._forward(input, hx, 1)
+        return h
+
+
+class LSTMCell(_RNNCellBase):
+    """torch.nn.LSTMCell: one step of LSTM, gate order (input, forget, cell, output) in `weight_ih` (4H, in).
+
+    `LSTMCell(input_size, hidden_size, bias=True, device=None, dtype=None, *, key)`; call
+    `cell(input, hx=None)` with hx = (h, c) -> `(h', c')` (hx defaults to zeros).
+    """
+
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None, *, key=None):
+        self._setup(4, input_size, hidden_size, bias, dtype, key)
+
+    def _cell(self, state, x_proj, h_proj):
+        return _lstm_step(state, x_proj, h_proj)
+
+    def __call__(self, input, hx=None, *, key=None):
+        h, c = self._forward(input, hx, 2)
+        return h, c
+
+
+class GRUCell(_RNNCellBase):
+    """torch.nn.GRUCell: one step of GRU, gate order (reset, update, new) in `weight_ih` (3H, in).
+
+    `GRUCell(input_size, hidden_size, bias=True, device=None, dtype=None, *, key)`; call `cell(input, hx=None)` ->
+    h' (hx defaults to zeros).
+    """
+
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None, *, key=None):
+        self._setup(3, input_size, hidden_size, bias, dtype, key)
+
+    def _cell(self, state, x_proj, h_proj):
+        return _gru_step(state, x_proj, h_proj)
+
+    def __call__(self, input, hx=None, *, key=None):
+        (h,) = self._forward(input, hx, 1)
+        return h
