@@ -17,7 +17,7 @@ import libcst as cst
 
 from torch2jax.transform.base import Pass
 from torch2jax.transform.inplace import init_helpers
-from torch2jax.transform.module_facts import ClassFacts, FieldFacts, ModuleFacts
+from torch2jax.transform.module_facts import ClassFacts, FieldFacts, ModuleFacts, _calls_in
 from torch2jax.transform.names import dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER, function_alias
 
@@ -44,6 +44,7 @@ class ModulePass(Pass):
         self.iterated: set[cst.CSTNode] = set()  # what for loops and comprehensions iterate over
         self.tmp_count = 0
         self.negations: set[cst.CSTNode] = set()
+        self.stateful_methods: set[str] = set()  # the class's own methods that call stateful submodules
         # outside a module class only a module class nested inside, or a `(not self.inference)` that _bare
         # unwraps, can be touched
         self.words = set(self.facts.classes) | {"inference"}
@@ -56,6 +57,29 @@ class ModulePass(Pass):
         if self.cls is None:
             self.cls = self.facts.classes.get(node.name.value)
             self.init_helpers = init_helpers(node) if self.cls is not None and self._ties(self.cls) else set()
+            self.stateful_methods = self._stateful_methods(node) if self.cls is not None else set()
+
+    def _stateful_methods(self, node: cst.ClassDef) -> set[str]:
+        """Methods besides forward that call a stateful submodule, or such a method (`def embed(self, x): return
+        self.enc(x)` with BatchNorm in enc): they take the state and return (out, state), as forward does. Not for
+        a class whose state is optional (its forward returns out alone without one)."""
+        if not self.cls.stateful or self.cls.state_optional or not isinstance(node.body, cst.IndentedBlock):
+            return set()
+        methods = {f.name.value: f for f in node.body.body if isinstance(f, cst.FunctionDef)
+                   and f.name.value not in ("__init__", "forward", "__call__") and _takes_self(f)
+                   and not f.decorators}
+        callees = {name: {dotted(c.func)[5:] for c in _calls_in(f) if (dotted(c.func) or "").count(".") == 1
+                          and (dotted(c.func) or "").startswith("self.")} for name, f in methods.items()}
+        found: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for name, called in callees.items():
+                if name not in found and any(c in found or (self._field(c) is not None and (
+                        self._field(c).stateful or self._field(c).dynamic)) for c in called):
+                    found.add(name)
+                    changed = True
+        return found
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         cls = self.facts.classes.get(original.name.value)
@@ -156,6 +180,10 @@ class ModulePass(Pass):
             if self.cls.stateful:
                 updated = _add_state_param(updated, optional=self.cls.state_optional)
             updated = self._add_key_param(updated)
+        elif original.name.value in self.stateful_methods:
+            updated = _add_state_param(updated)
+            self.report("T2J210", f"{self.cls.name}.{original.name.value}() calls stateful submodules: it takes the "
+                                  "state and returns (out, state)", original)
         return updated
 
     def _add_key_param(self, fn: cst.FunctionDef) -> cst.FunctionDef:
@@ -401,7 +429,8 @@ class ModulePass(Pass):
         return None
 
     def _in_stateful_call(self) -> bool:
-        return self.cls is not None and self.cls.stateful and self.method in ("forward", "__call__")
+        return self.cls is not None and self.cls.stateful and (self.method in ("forward", "__call__")
+                                                               or self.method in self.stateful_methods)
 
     def _is_stateful_callee(self, func: cst.BaseExpression) -> bool:
         if isinstance(func, cst.Subscript) or self._dict_member(func):
@@ -412,6 +441,8 @@ class ModulePass(Pass):
         if path in self.stateful_loop_vars:
             return True
         if path.startswith("self.") and path.count(".") == 1:
+            if path[5:] in self.stateful_methods:
+                return True
             field = self._field(path[5:])
             return field is not None and (field.stateful or field.dynamic)
         return False

@@ -350,9 +350,11 @@ class TrainingPass(Pass):
             trainer_call = self._trainer_call(assign.value, [_parenthesized(target)])
             if trainer_call is not None:
                 return stmt.with_changes(body=[trainer_call])
-        if name is not None and self._is_stateful_model_call(assign.value):
+        if target is not None and (name is not None or _plain_target(target)) \
+                and self._is_stateful_model_call(assign.value):
+            # `out = net(x)` / `ea, eb = net(a, b)` -> `(ea, eb), state = net(a, b, state)`
             state = self._state_var(dotted(assign.value.func))
-            pair = cst.Tuple([cst.Element(target), cst.Element(cst.Name(state))], lpar=[], rpar=[])
+            pair = cst.Tuple([cst.Element(_parenthesized(target)), cst.Element(cst.Name(state))], lpar=[], rpar=[])
             return stmt.with_changes(body=[assign.with_changes(
                 targets=[cst.AssignTarget(pair)], value=_with_state_arg(assign.value, state))])
         return stmt
