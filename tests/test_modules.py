@@ -22,6 +22,7 @@ CASES = [
     ("LSTMTagger", (), [RNG.integers(0, 13, (3, 7))], True),
     ("ResBlock1d", (), [RNG.standard_normal((2, 8, 9)).astype(np.float32)], True),
     ("Derived", (), [RNG.standard_normal((3, 5)).astype(np.float32)], True),
+    ("StackedBN", (), [RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)], True),
     ("SiameseBN", (), [RNG.standard_normal((4, 5)).astype(np.float32), RNG.standard_normal((4, 5)).astype(np.float32)],
      True),
     ("NamedParts", (), [RNG.standard_normal((5, 6)).astype(np.float32)], True),

@@ -497,3 +497,45 @@ def test_containers_of_key_taking_modules():
     net = load(r.code)["Net"](4, 2, key=k(9))
     x = jnp.ones((3, 4))
     assert distinct(net(x, key=k(0)), net(x, key=k(1)))
+
+
+# ------------------------------------------------------------------------------------------ diagnostic positions
+INIT_LOOP = """import torch
+import torch.nn as nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight)
+                nn.init.normal_(m.weight, 0, 0.01)
+"""
+
+TRAINING_STEP_DRAW = """import torch, torch.nn as nn
+def main():
+    net = nn.Linear(3, 3)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x = torch.randn(4, 3)
+    y = torch.randn_like(x)
+    for i in range(3):
+        opt.zero_grad()
+        loss = (net(x + 0.1 * torch.randn_like(x)) ** 2).mean()
+        loss = loss + (net(y + 0.1 * torch.randn_like(x)) ** 2).mean()
+        loss.backward()
+        opt.step()
+"""
+
+
+@pytest.mark.parametrize("source,expected", [
+    # the module-updates pass rebuilds `nn.init.x_(w)` as `w = eqx.tree_at(...)` from its code, and the module-apply
+    # pass moves it into a function: the draws still point at their init calls
+    (INIT_LOOP, [(10, 16), (11, 16)]),
+    # the training pass rebuilds the step from its code (train_step): the draws in it point at the loop's lines,
+    # equal calls at their own lines in order, and the one left in main at its own
+    (TRAINING_STEP_DRAW, [(5, 8), (6, 8), (9, 30), (10, 37)]),
+], ids=["init-loop", "training-step"])
+def test_random_stream_diagnostics_point_at_the_torch_call(source, expected):
+    r = tr(source, header=False)
+    assert sorted((d.line, d.column) for d in r.diagnostics if d.code == "T2J401") == expected, r.diagnostics

@@ -2,8 +2,10 @@
 the call-site choices of the Tensor.to / Tensor.type handlers."""
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import pytest
+import torch
 
 import torch2jax.runtime as t2j
 from torch2jax import translate
@@ -70,3 +72,46 @@ def test_type_name():
     assert t2j.type_as_string(jnp.zeros(2)) == "torch.FloatTensor"
     assert t2j.type_as_string(jnp.zeros(2, jnp.int32)) == "torch.IntTensor"
     assert t2j.tensor_type("torch.cuda.LongTensor") == jnp.int64
+
+
+# int(t) / float(t) / bool(t) / complex(t): torch converts any one-element tensor, JAX's builtins only a scalar array
+SCALARS = """import torch
+
+def conversions(x, i):
+    a = int(x.sum(0, keepdim=True))
+    b = float(torch.abs(x)[:1])
+    c = int(i.argmax(1, keepdim=True)[0])
+    d = bool(torch.tensor([True]))
+    e = complex(x[:1].sum(0, keepdim=True))
+    f = float(torch.tensor([2.5]))
+    g = int(x.long()[1:2])
+    return a, b, c, d, e, f, g
+
+def untouched(x, n):
+    return int(3.5), float(n), int(x.size(0)), int(x.numel()), float(x.sum().item()), int(len(x)), int("12", 8)
+
+def drawn(n):
+    return int(torch.randint(0, 4, (1,))), float(torch.rand(1)) < 1.0, n
+"""
+
+
+def test_scalar_conversions_of_one_element_tensors():
+    result = translate(SCALARS)
+    code = result.code
+    assert "torch" not in code.replace("torch2jax", ""), code
+    assert code.count(".item()") == 10, code  # the 7 conversions, the 2 draws, and the one there already
+    assert "int(3.5), float(n), int(x.shape[0]), int(x.size), float(jnp.sum(x).item()), int(len(x)), " \
+           'int("12", 8)' in code, "numbers and what is already a Python value stay as they are"
+    again = translate("import torch\n" + code).code
+    assert again == code, "translating the output again adds no second .item()"
+    torch_ns, jax_ns = {}, {}
+    exec(compile(SCALARS, "torch_version", "exec"), torch_ns)
+    exec(compile(code, "jax_version", "exec"), jax_ns)
+    x = [3.0, -1.5, 2.25]
+    i = [[0, 5, 2], [7, 1, 3]]
+    expected = torch_ns["conversions"](torch.tensor(x), torch.tensor(i))
+    actual = jax_ns["conversions"](jnp.array(x), jnp.array(i))
+    assert actual == expected and [type(a) for a in actual] == [type(e) for e in expected]
+    assert jax_ns["untouched"](jnp.array(x), 2) == torch_ns["untouched"](torch.tensor(x), 2)
+    a, b, n = jax_ns["drawn"](4, key=jax.random.key(0))
+    assert type(a) is int and 0 <= a < 4 and b is True and n == 4

@@ -157,6 +157,40 @@ class SiameseBN(nn.Module):
         return (self.project(a) - self.project(b)).pow(2).sum(-1)
 
 
+class ConvBNAct(nn.Sequential):
+    """torchvision's ConvBNReLU: a Sequential subclass whose layers hold BatchNorm."""
+
+    def __init__(self, cin, cout):
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6(inplace=True))
+
+
+class BNUnit(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 1)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+class StackedBN(nn.Module):
+    """A Sequential built from a list (MobileNet's features), through a class alias, with a Sequential subclass."""
+
+    def __init__(self, c=3, w=4):
+        super().__init__()
+        unit = BNUnit
+        layers = [ConvBNAct(c, w)]
+        for _ in range(2):
+            layers.append(unit(w, w))
+        self.features = nn.Sequential(*layers)
+        self.extra = ConvBNAct(w, w)
+        self.head = nn.Linear(w, 2)
+
+    def forward(self, x):
+        return self.head(self.extra(self.features(x)).mean((2, 3)))
+
+
 class Base(nn.Module):
     def __init__(self, d):
         super().__init__()

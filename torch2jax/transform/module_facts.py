@@ -276,6 +276,8 @@ class _Collector(Visitor):
         self.called: set[str] = set()
         self.params: set[str] = set()
         self.layer_classes: dict[str, set[str | None]] = {}
+        # subclasses of torch's Sequential (torchvision's ConvBNReLU): class -> whether it builds BatchNorm
+        self.sequential_classes: dict[str, bool] = {}
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         bases = []
@@ -288,6 +290,9 @@ class _Collector(Visitor):
             elif name in self.facts.classes:
                 is_module = True
                 bases.append(name)
+            elif qual == "torch.nn.Sequential" or name in self.sequential_classes:
+                self.sequential_classes[node.name.value] = self._has_stateful(node) or self.sequential_classes.get(
+                    name, False)
         if not is_module:
             return True
         self.current = ClassFacts(node.name.value, bases)
@@ -452,8 +457,13 @@ class _Collector(Visitor):
             facts = FieldFacts(name, "module", conditional=facts.conditional or isinstance(value, cst.Name),
                                dynamic=True)
         if facts.kind in ("module", "list", "dict") and isinstance(value, (cst.Call, cst.List, cst.ListComp)):
-            # a container's user classes: their statefulness is only final once every class is read (close())
-            facts.holds = tuple(c for c in (dotted(call.func) for call in _calls_in(value)) if c in self.facts.classes)
+            # a container's user classes: their statefulness is only final once every class is read (close());
+            # Sequential(*layers) holds what __init__ put in the list
+            parts = [value, *(n for a in getattr(value, "args", ()) if isinstance(a.value, cst.Name)
+                              for n in _list_contents(getattr(self, "init_fn", None), a.value.value))]
+            called = [dotted(call.func) for part in parts for call in _calls_in(part)]
+            called += [c for name in called for c in self.layer_classes.get(name or "", ())]  # block = ConvBN
+            facts.holds = tuple(dict.fromkeys(c for c in called if c in self.facts.classes))
         return facts
 
     def _classify(self, name: str, value: cst.BaseExpression) -> FieldFacts:
@@ -505,6 +515,8 @@ class _Collector(Visitor):
             if local in self.facts.classes:
                 self.current.members.append(local)
                 return FieldFacts(name, "module", local, conditional=cond)
+            if local in self.sequential_classes:  # called like the runtime's Sequential it subclasses
+                return FieldFacts(name, "module", local, stateful=self.sequential_classes[local], conditional=cond)
             if qual is not None and qual.startswith("torch"):
                 return FieldFacts(name, "array", conditional=cond)
         if isinstance(value, (cst.List, cst.ListComp)):
@@ -587,8 +599,8 @@ class _Collector(Visitor):
         return None
 
     def _is_stateful_type(self, type_name: str | None) -> bool:
-        return type_name in STATEFUL_LAYERS or (type_name in self.facts.classes
-                                                and self.facts.classes[type_name].stateful)
+        return type_name in STATEFUL_LAYERS or self.sequential_classes.get(type_name or "", False) or (
+            type_name in self.facts.classes and self.facts.classes[type_name].stateful)
 
     def _has_stateful(self, node: cst.CSTNode, surely: bool = False) -> bool:
         """Whether node builds a stateful layer; with `surely`, not counting classes a caller could replace."""

@@ -7,8 +7,10 @@ from torch2jax.mappings import Record
 from torch2jax.transform import handlers
 from torch2jax.transform.base import FileContext, Pass
 from torch2jax.transform.names import dotted
+from torch2jax.transform.positions import Range
 from torch2jax.transform.templates import BindError, Bound, bind, carry_layout, choose, parsed, render
 from torch2jax.transform.transforms import _Rename
+from torch2jax.transform.walk import Visitor, walk
 
 # Short names a template may use, and the import each needs (imports.py adds them).
 IMPORT_ROOTS = ("jnp", "jax", "lax", "eqx", "optax", "t2j", "np", "math")
@@ -24,6 +26,18 @@ BUILTIN_CLASH = frozenset({"split", "index", "count", "add", "sort", "copy", "ty
 STRING_ARG_METHODS = frozenset({"type", "to", "cuda"})
 NON_TENSOR_LITERALS = (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.List, cst.Dict,
                        cst.Set, cst.ListComp, cst.DictComp, cst.SetComp, cst.Tuple, cst.Integer, cst.Float)
+
+
+# Builtins that convert a one-element tensor to a Python number. torch takes any one-element tensor; JAX's
+# int()/float()/bool()/complex() take only a scalar (ndim 0) array, jax.Array.item() any one-element one.
+SCALAR_BUILTINS = frozenset({"int", "float", "bool", "complex"})
+# What the translation of a torch call renders that is a JAX array: calls of these (but for the ones below)
+ARRAY_FUNC_PREFIXES = ("jnp.", "jax.numpy.", "jax.random.", "jax.nn.", "jax.lax.", "lax.", "t2j.nn.functional.")
+NON_ARRAY_FUNCS = frozenset({f"{ns}.{f}" for ns in ("jnp", "jax.numpy") for f in (
+    "shape", "ndim", "size", "issubdtype", "iscomplexobj", "isrealobj", "isscalar", "result_type", "finfo", "iinfo",
+    "dtype", "promote_types", "can_cast", "broadcast_shapes")})
+# Methods that a translation renders on an array, whose result is an array (x.float() -> x.astype(jnp.float32))
+ARRAY_METHODS = frozenset({"astype", "reshape", "transpose", "flatten", "ravel", "squeeze", "clip", "round", "conj"})
 
 
 # `<name>.data` is not a tensor's data when the name says it holds data (a dataset, a loader, a batch object)
@@ -106,6 +120,12 @@ class OpsPass(Pass):
         self.metadata_reads: set[cst.CSTNode] = set()  # `x.data` in `x.data.shape`, `x.data.zero_()`: kept as x
         self.store_targets: set[cst.CSTNode] = set()
         self.parameter_collections: set[str] = set()  # names bound to a comprehension over a model's parameters
+        self.module: cst.Module | None = None
+        self.translated: set[cst.CSTNode] = set()  # what torch calls and Tensor method calls became
+        # source positions for torch calls that an earlier pass copied as text (no position): see _recover_position
+        self._source_calls: dict[str, list] | None = None
+        self._claimed: set = set()
+        self._source_texts: dict = {}
         # a statement with neither an imported name (torch, F, nn...) nor an attribute named like a Tensor method or
         # attribute (x.view, x.shape, x.data) has nothing to map, and neither has an expression
         self.words = self.expression_words = set(ctx.scopes.aliases) | {"." + m for m in ctx.tables.methods} | {
@@ -115,6 +135,9 @@ class OpsPass(Pass):
         return not self.words.isdisjoint(self.ctx.words(node))
 
     # --- bookkeeping on the way down
+    def visit_Module(self, node: cst.Module) -> None:
+        self.module = node
+
     def visit_Import(self, node) -> bool:
         return False
 
@@ -129,6 +152,11 @@ class OpsPass(Pass):
         return updated
 
     def visit_Call(self, node: cst.Call) -> None:
+        if node not in self.ctx.positions and self._translatable(node):
+            pos = self._recover_position(node)
+            if pos is not None:  # this pass's reports, and the randomness pass's (T2J401), point at the torch call
+                self.ctx.positions[node] = pos
+                self._where[-1] = (pos.start.line, pos.start.column)
         self.call_funcs.add(node.func)
         func = node.func
         if isinstance(func, cst.Attribute) and func.attr.value.endswith("_") and isinstance(func.value, cst.Attribute):
@@ -206,6 +234,14 @@ class OpsPass(Pass):
         return updated.with_changes(iter=cst.parse_expression(f"t2j.{method}({owner})"), body=body)
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        result = self._translate_call(original, updated)
+        if result is not updated and isinstance(result, cst.BaseExpression):
+            self.translated.add(result)
+        return result
+
+    def _translate_call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if isinstance(original.func, cst.Name) and original.func.value in SCALAR_BUILTINS:
+            return self._scalar_conversion(original, updated)
         if isinstance(original.func, cst.Name) and original.func.value == "next" and len(original.args) == 1 \
                 and _listing(original.args[0].value) is not None:
             method, owner = _listing(original.args[0].value)
@@ -283,6 +319,84 @@ class OpsPass(Pass):
         if qual is not None and qual != original.value and "." in qual:
             return self.reference(qual, original, updated)
         return updated
+
+    # --- int(t), float(t), bool(t), complex(t)
+    def _scalar_conversion(self, original: cst.Call, updated: cst.Call) -> cst.Call:
+        """`int(torch.randint(0, 4, (1,)))` -> `int(jax.random.randint(key, (1,), 0, 4).item())`: torch converts
+        any one-element tensor, JAX's int() only a scalar array; .item() takes any one-element array. Only where
+        the argument is what a torch call or Tensor method call became (an array): a Python number stays as it is,
+        and so does an argument that already ends in .item() (translating the output again changes nothing)."""
+        if len(updated.args) != 1 or updated.args[0].keyword is not None or updated.args[0].star \
+                or self.scopes.qualname(original.func) is not None:
+            return updated  # int(s, 16), or a name the file imports or binds at module level
+        value = updated.args[0].value
+        if not self._translated_array(value):
+            return updated
+        if isinstance(value, (cst.BinaryOperation, cst.UnaryOperation)) and not value.lpar:
+            value = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        item = cst.Call(cst.Attribute(value, cst.Name("item")))
+        return updated.with_changes(args=[updated.args[0].with_changes(value=item)])
+
+    def _translated_array(self, node: cst.BaseExpression) -> bool:
+        """Whether node is a JAX array that this pass translated from torch: a translated call that renders an
+        array, or an item of one (`jnp.argmax(x, axis=1, keepdims=True)[0]`)."""
+        while type(node) is cst.Subscript:
+            node = node.value
+        return node in self.translated and _renders_array(node)
+
+    # --- source positions of copied calls
+    def _translatable(self, call: cst.Call) -> bool:
+        """A torch call, or what may be a Tensor method call: what leave_Call may translate."""
+        if is_torch(self.scopes.qualname(call.func)):
+            return True
+        return isinstance(call.func, cst.Attribute) and call.func.attr.value in self.tables.methods
+
+    def _recover_position(self, call: cst.Call) -> Range | None:
+        """Where a torch call that lacks a position came from. Some earlier passes rebuild statements from their
+        code (the training pass's extracted step, the module-updates pass's eqx.tree_at): the copies have no
+        source position, and a diagnostic about them would point at line 1. The source call is one with the same
+        code whose own node is no longer in the tree (it was replaced by the copy); copies of equal calls take the
+        source ones in order."""
+        name = _last_name(call.func)
+        if name is None or self.module is None:
+            return None
+        if self._source_calls is None:
+            self._source_calls = self._index_source_calls()
+        candidates = self._source_calls.get(name)
+        if not candidates:
+            return None
+        text, texts = _squeezed(call), self._source_texts
+        found = [pos for pos, nodes in candidates
+                 if any((texts[n] if n in texts else texts.setdefault(n, _squeezed(n))) == text for n in nodes)]
+        if not found:
+            return None
+        pos = next((p for p in found if p not in self._claimed), found[0])
+        self._claimed.add(pos)
+        return pos
+
+    def _index_source_calls(self) -> dict[str, list]:
+        """Calls of the input (and rebuilt ones that kept an input position) not in the tree any more, by the last
+        name of their function: [(position, [nodes])], in source order."""
+        present: set = set()
+        positions = self.ctx.positions
+
+        class V(Visitor):
+            SEES_LAYOUT = False
+
+            def visit_Call(self, n: cst.Call) -> None:
+                pos = positions.get(n)
+                if pos is not None:
+                    present.add(pos)
+
+        walk(self.module, V())
+        by_pos: dict[str, dict] = {}
+        for node, pos in list(positions.items()):
+            if type(node) is cst.Call and pos not in present:
+                name = _last_name(node.func)
+                if name is not None:
+                    by_pos.setdefault(name, {}).setdefault(pos, []).append(node)
+        return {name: sorted(found.items(), key=lambda item: (item[0].start, item[0].end))
+                for name, found in by_pos.items()}
 
     # --- helpers
     def _feature_test(self, call: cst.Call) -> cst.BaseExpression | None:
@@ -399,6 +513,37 @@ class OpsPass(Pass):
     def need_for(self, template: str) -> None:
         _, _, used = parsed(template)
         self.need(*(used & set(IMPORT_ROOTS)))
+
+
+def _renders_array(node: cst.BaseExpression) -> bool:
+    """Whether a translation's output is a JAX array by its form: `jnp.sum(x)`, `jax.random.normal(...)`,
+    `x.astype(jnp.float32)`, `mean + std * jax.random.normal(...)`; not `x.shape[0]`, `x.size`, `x.item()`."""
+    tp = type(node)
+    if tp is cst.Call:
+        name = dotted(node.func)
+        if name is not None and name.startswith(ARRAY_FUNC_PREFIXES):
+            return name not in NON_ARRAY_FUNCS
+        return isinstance(node.func, cst.Attribute) and node.func.attr.value in ARRAY_METHODS
+    if tp is cst.Subscript:
+        return _renders_array(node.value)
+    if tp is cst.BinaryOperation:
+        return _renders_array(node.left) or _renders_array(node.right)
+    if tp is cst.UnaryOperation:
+        return not isinstance(node.operator, cst.Not) and _renders_array(node.expression)
+    return False
+
+
+def _last_name(func: cst.BaseExpression) -> str | None:
+    if isinstance(func, cst.Name):
+        return func.value
+    if isinstance(func, cst.Attribute):
+        return func.attr.value
+    return None
+
+
+def _squeezed(node: cst.CSTNode) -> str:
+    """A node's code without whitespace: copies made from code compare equal to their source."""
+    return "".join(cst.Module([]).code_for_node(node).split())
 
 
 def function_alias(record: Record) -> str | None:

@@ -819,6 +819,9 @@ class _Rewriter:
         self.default_inserted = False
         self.comp_taken: set[str] = set()
         self._units: dict = {}  # (node, scope) -> units: counted (_count) before they are rewritten
+        # the innermost statement being rewritten whose source position is known: where a diagnostic about a node
+        # an earlier pass built (no position of its own) points
+        self.here: list[tuple[int, int]] = [(1, 0)]
         # words of a statement that the replacer can report on or change without any unit in it: a generator,
         # a lambda bound to a name, a function that takes a key passed as a value (_Replacer._value_refs)
         self.replacer_words = {"Generator", LAMBDA} | {
@@ -830,7 +833,7 @@ class _Rewriter:
     # --- diagnostics
     def report(self, code: str, message: str, node=None, where=None) -> None:
         pos = _first_position(self.ctx.positions, node) if node is not None else None
-        line, col = (pos.start.line, pos.start.column) if pos else (where or (1, 0))
+        line, col = (pos.start.line, pos.start.column) if pos else (where or self.here[-1])
         d = self.ctx.report(code, message, line, col)
         if d.safety in ("manual", "unsafe"):
             self.pending.append(d)
@@ -1039,6 +1042,7 @@ class _Rewriter:
 
     def statement(self, stmt, s: Scope, in_loop: bool, top: bool = False) -> list:
         saved, self.pending = self.pending, []
+        self.here.append(self.where(stmt) or self.here[-1])
         try:
             result = self._statement(stmt, s, in_loop, top)
             if self.pending and result:
@@ -1047,6 +1051,7 @@ class _Rewriter:
             return result
         finally:
             self.pending = saved
+            self.here.pop()
 
     def _default_key(self, stmt, s: Scope) -> list:
         if not (s.kind == "module" and id(stmt) in self.a.uncovered_top and not self.default_inserted):
@@ -1353,7 +1358,7 @@ class _Replacer(Transformer):
         self.mapping = mapping
         self.suites = suites
         self.calls: list[str] = []
-        self.where: list = [None]
+        self.where: list = [rw.here[-1]]  # the innermost node with a known position: the draw call itself, mostly
 
     def on_visit(self, node) -> bool:
         if is_layout(type(node)):
