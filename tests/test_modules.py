@@ -9,6 +9,7 @@ import torch
 
 import torch2jax.runtime as t2j
 from module_harness import Pair, load_source, translate_clean
+from torch2jax import translate
 
 SOURCE = (Path(__file__).parent / "cases" / "torch_modules.py").read_text()
 RNG = np.random.default_rng(0)
@@ -210,3 +211,47 @@ def test_legacy_float_tensor_parameters(cls, args):
     fresh_weight = np.asarray(fresh.weight if cls == "GraphConvolution" else fresh.gc1.weight)
     assert fresh_weight.shape == weight.shape and np.abs(fresh_weight).max() <= bound
     assert np.unique(fresh_weight).size == fresh_weight.size  # drawn, not the zeros jnp.empty gives
+
+
+CASTS = '''
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(x.float())
+
+
+def build():
+    net = Net().float()
+    net.double()
+    head = nn.Linear(2, 1).half()
+    net.float()
+    return net, head
+'''
+
+
+def test_module_dtype_casts_are_dropped_and_reported():
+    """`model.double()` / `.half()` / `.float()` cast a torch module's parameters in place: the translation keeps
+    float32 layers (no .astype on a module, which has none), says so for double and half, and the model runs."""
+    result = translate(CASTS, filename="casts.py")
+    code = result.code
+    statements = "\n".join(line.split("  # torch2jax:")[0] for line in code.splitlines())
+    assert ".double()" not in statements and ".half()" not in statements and "net.float()" not in statements, code
+    assert "# torch2jax: T2J109 module .half() dropped" in code
+    assert "Net(key=" in code and "t2j.nn.Linear(2, 1, key=" in code and "astype(jnp.float16)" not in code
+    assert "self.fc(x.astype(jnp.float32))" in code  # a tensor's cast stays
+    warned = sorted(d.line for d in result.diagnostics if d.code == "T2J109")
+    assert warned == [_line(CASTS, "net.double()"), _line(CASTS, "head = nn.Linear(2, 1).half()")]
+    net, head = load_source(code, "casts_jax")["build"](key=jax.random.key(0))
+    out = head(net(np.ones((4, 3), np.float32)))
+    assert out.shape == (4, 1) and out.dtype == np.float32
+
+
+def _line(source: str, fragment: str) -> int:
+    return next(i for i, line in enumerate(source.splitlines(), 1) if fragment in line)

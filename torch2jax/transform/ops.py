@@ -8,6 +8,7 @@ from torch2jax.transform import handlers
 from torch2jax.transform.base import FileContext, Pass
 from torch2jax.transform.names import dotted
 from torch2jax.transform.positions import Range
+from torch2jax.transform.training_facts import MODULE_METHODS_CHAINED
 from torch2jax.transform.templates import BindError, Bound, bind, carry_layout, choose, parsed, render
 from torch2jax.transform.transforms import _Rename
 from torch2jax.transform.walk import Visitor, walk
@@ -43,6 +44,33 @@ ARRAY_METHODS = frozenset({"astype", "reshape", "transpose", "flatten", "ravel",
 # `<name>.data` is not a tensor's data when the name says it holds data (a dataset, a loader, a batch object)
 DATA_HOLDER_WORDS = ("dataset", "loader", "set", "batch", "sample", "graph", "args", "config", "cfg")
 METADATA_ATTRS = frozenset({"shape", "dtype", "ndim"})
+
+
+# a module's dtype casts: the runtime's layers hold float32 arrays (half and double need an explicit cast)
+MODULE_CASTS = {"float": "float32", "double": "float64", "half": "float16", "bfloat16": "bfloat16"}
+
+
+def _module_names(module: cst.Module, pass_) -> set[str]:
+    """Names the file binds to a module it builds (`net = Net()`, `lin = nn.Linear(3, 1).double()`)."""
+    names: set[str] = set()
+
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def visit_Assign(self, node: cst.Assign) -> None:
+            value = node.value
+            while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) \
+                    and value.func.attr.value in MODULE_METHODS_CHAINED:
+                value = value.func.value
+            if not isinstance(value, cst.Call):
+                return
+            qual = pass_.scopes.qualname(value.func) or ""
+            if dotted(value.func) in pass_.ctx.module_facts.classes or (
+                    qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper()):
+                names.update(t.target.value for t in node.targets if isinstance(t.target, cst.Name))
+
+    walk(module, V())
+    return names
 
 
 def _placement_call(expr: cst.Expr) -> bool:
@@ -121,6 +149,7 @@ class OpsPass(Pass):
         self.store_targets: set[cst.CSTNode] = set()
         self.parameter_collections: set[str] = set()  # names bound to a comprehension over a model's parameters
         self.module: cst.Module | None = None
+        self.module_names: set[str] = set()  # names bound to modules, for model.double() (_module_cast)
         self.translated: set[cst.CSTNode] = set()  # what torch calls and Tensor method calls became
         # source positions for torch calls that an earlier pass copied as text (no position): see _recover_position
         self._source_calls: dict[str, list] | None = None
@@ -137,6 +166,8 @@ class OpsPass(Pass):
     # --- bookkeeping on the way down
     def visit_Module(self, node: cst.Module) -> None:
         self.module = node
+        self.module_names = _module_names(node, self) if not self.ctx.words(node).isdisjoint(MODULE_CASTS) \
+            else set()
 
     def visit_Import(self, node) -> bool:
         return False
@@ -184,6 +215,10 @@ class OpsPass(Pass):
     def leave_SimpleStatementLine(self, original, updated):
         """`model.to(device)` / `model.cuda()` as a statement: torch moves the module in place; JAX places arrays
         on its default device, so there is nothing left to do."""
+        if len(original.body) == 1 and isinstance(original.body[0], cst.Expr) and self._module_cast(
+                original.body[0].value):
+            self._drop_module_cast(original.body[0].value, original)
+            return cst.RemoveFromParent()
         if len(original.body) == 1 and isinstance(original.body[0], cst.Expr) and _placement_call(original.body[0]):
             self.report("T2J103", f"{cst.Module([]).code_for_node(original.body[0].value.func)}() dropped: JAX "
                                   "places arrays on its default device", original)
@@ -239,7 +274,34 @@ class OpsPass(Pass):
             self.translated.add(result)
         return result
 
+    def _module_cast(self, call: cst.CSTNode) -> bool:
+        """`model.float()` / `nn.Linear(3, 1).double()`: a dtype cast of a module (not of a tensor)."""
+        if not (isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute) and not call.args
+                and call.func.attr.value in MODULE_CASTS):
+            return False
+        receiver = call.func.value
+        while isinstance(receiver, cst.Call) and isinstance(receiver.func, cst.Attribute) \
+                and receiver.func.attr.value in MODULE_METHODS_CHAINED:
+            receiver = receiver.func.value  # Net().to(device).double()
+        if isinstance(receiver, cst.Call):
+            qual = self.scopes.qualname(receiver.func) or ""
+            return dotted(receiver.func) in self.ctx.module_facts.classes or (
+                qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper())
+        return dotted(receiver) in self.module_names
+
+    def _drop_module_cast(self, call: cst.Call, node) -> None:
+        method = call.func.attr.value
+        if method == "float":
+            self.note("T2J109", "module .float() dropped: float32 is already the runtime layers' dtype", node)
+            return
+        how = "needs jax_enable_x64" if method == "double" else "needs a cast of the model's arrays (jax.tree.map)"
+        self.report("T2J109", f"module .{method}() dropped: its parameters stay float32 ({MODULE_CASTS[method]} "
+                              f"{how})", node)
+
     def _translate_call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if self._module_cast(original):
+            self._drop_module_cast(original, original)
+            return updated.func.value
         if isinstance(original.func, cst.Name) and original.func.value in SCALAR_BUILTINS:
             return self._scalar_conversion(original, updated)
         if isinstance(original.func, cst.Name) and original.func.value == "next" and len(original.args) == 1 \
