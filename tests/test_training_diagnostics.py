@@ -122,3 +122,58 @@ def test_a_backward_and_step_in_one_block_is_not_reported_as_accumulation():
             enc_opt.step()
         """)
     assert "T2J515" not in codes and "T2J516" not in codes and "train_step" in code
+
+
+POLICY = """\
+import torch
+import torch.nn as nn
+
+
+class Policy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+        self.saved_log_probs = []
+        self.rewards = []
+
+    def forward(self, x):
+        return torch.log_softmax(self.fc(x), -1)
+
+
+def finish(policy, optimizer):
+    returns = torch.tensor(policy.rewards)
+    loss = -(torch.stack(policy.saved_log_probs) * returns).sum()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    del policy.saved_log_probs[:]
+
+
+def finish_recomputed(policy, optimizer, states, actions, returns):
+    logp = policy(states).gather(1, actions[:, None]).squeeze(1)
+    loss = -(logp * returns).sum()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+policy = Policy()
+optimizer = torch.optim.Adam(policy.parameters())
+for episode in range(2):
+    for t in range(3):
+        policy.saved_log_probs.append(policy(torch.ones(3))[0])
+        policy.rewards.append(1.0)
+    finish(policy, optimizer)
+"""
+
+
+def test_a_loss_from_outputs_stored_before_the_step_is_an_error():
+    """REINFORCE's saved_log_probs: torch backpropagates through the forward calls that filled the list; in the
+    jitted step the stored values are constants and the gradient would be zero: an error, on the backward() line.
+    The same loss computed from a call of the policy inside the step is not reported."""
+    result = translate(POLICY, filename="policy.py")
+    errors = [d for d in result.diagnostics if d.code == "T2J517"]
+    assert len(errors) == 1, [d.format() for d in result.diagnostics]
+    assert errors[0].line == POLICY.splitlines().index("    loss.backward()") + 1
+    assert "policy.saved_log_probs" in errors[0].message and "policy.rewards" in errors[0].message
+    assert errors[0].severity == "error"

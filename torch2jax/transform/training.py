@@ -765,6 +765,13 @@ class TrainingPass(Pass):
             self.report("T2J507", "statements between backward() and step() that are not gradient clipping run "
                                   "after the jitted step, and cannot read gradients there")
         optimizers = [u.optimizer for u in updates if u.optimizer is not None]
+        for m in models:
+            stale = self._stale_reads(region, m)
+            if stale:
+                self.report("T2J517", f"the loss reads {m} only through {', '.join(stale)}, values computed before "
+                                      f"the step: inside the jitted step they are constants, so the gradient of {m} "
+                                      f"is zero; compute the loss from a call of {m} inside the step (store its "
+                                      "inputs, not its outputs)", body[i_back])
         io = self._loss_region(body, region, loss_expr, loss_name, models, optimizers, i_end, fn_node, local_names)
         region, moved, hoisted, inputs, aux, local_names = io
         manual = [u for u in updates if u.optimizer is None]
@@ -802,6 +809,40 @@ class TrainingPass(Pass):
         new_body = [s for s in body[:r0] if not any(s is i for i in inits)] + hoisted_before + hoisted + [call] \
             + moved + others + body[i_end + 1:]
         return new_body, r0 + len(hoisted_before) + len(hoisted) + 1 + len(moved) + len(others)
+
+    def _stale_reads(self, region: list, model: str) -> list[str]:
+        """`model.saved` when that is all the loss region reads of the model, and those fields hold plain values
+        (REINFORCE's saved_log_probs, outputs stored by earlier forward calls); [] when the region calls the
+        model, hands it on, or reads a submodule or parameter (or a field whose kind is unknown)."""
+        cls = self.modules.classes.get(self.facts.models.get(model, ""))
+        if cls is None:
+            return []
+        reads: list[str] = []
+        uses_model = False
+
+        class V(Visitor):
+            SEES_LAYOUT = False
+
+            def visit_Attribute(self, node: cst.Attribute) -> bool:
+                nonlocal uses_model
+                path = dotted(node)
+                if path is None or not path.startswith(model + "."):
+                    return True
+                field = cls.fields.get(path.split(".")[1])
+                if field is None or field.kind not in ("plain", "static", "none"):
+                    uses_model = True
+                elif f"{model}.{field.name}" not in reads:
+                    reads.append(f"{model}.{field.name}")
+                return False
+
+            def visit_Name(self, node: cst.Name) -> None:
+                nonlocal uses_model
+                if node.value == model:
+                    uses_model = True  # called, passed on, or read whole
+
+        for stmt in region:
+            walk(stmt, V())
+        return [] if uses_model else reads
 
     def _function_name(self, prefix: str) -> str:
         """train_step, train_step2, ...: one numbering per kind of extracted function."""
