@@ -149,7 +149,7 @@ class OpsPass(Pass):
         self.store_targets: set[cst.CSTNode] = set()
         self.parameter_collections: set[str] = set()  # names bound to a comprehension over a model's parameters
         self.module: cst.Module | None = None
-        self.module_names: set[str] = set()  # names bound to modules, for model.double() (_module_cast)
+        self.module_names: set[str] | None = None  # names bound to modules, for model.double() (_module_cast)
         self.translated: set[cst.CSTNode] = set()  # what torch calls and Tensor method calls became
         # source positions for torch calls that an earlier pass copied as text (no position): see _recover_position
         self._source_calls: dict[str, list] | None = None
@@ -166,8 +166,6 @@ class OpsPass(Pass):
     # --- bookkeeping on the way down
     def visit_Module(self, node: cst.Module) -> None:
         self.module = node
-        self.module_names = _module_names(node, self) if not self.ctx.words(node).isdisjoint(MODULE_CASTS) \
-            else set()
 
     def visit_Import(self, node) -> bool:
         return False
@@ -287,6 +285,8 @@ class OpsPass(Pass):
             qual = self.scopes.qualname(receiver.func) or ""
             return dotted(receiver.func) in self.ctx.module_facts.classes or (
                 qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper())
+        if self.module_names is None:  # found once, when a module cast is first asked about
+            self.module_names = _module_names(self.module, self) if self.module is not None else set()
         return dotted(receiver) in self.module_names
 
     def _drop_module_cast(self, call: cst.Call, node) -> None:
