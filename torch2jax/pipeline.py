@@ -90,12 +90,12 @@ def _translate(source: str, filename: str) -> Translation:
 
 def _translate_module(module: cst.Module, source: str, filename: str) -> Translation:
     original_body = list(module.body)
-    positions = source_positions(module)
     collector = ImportCollector().scan(module)
     aliases = collector.aliases
     if not any(q == "torch" or q.startswith("torch.") for q in aliases.values()) and not any(
             m == "torch" or m.startswith("torch.") for m in collector.star_modules):
         return Translation(source, [], filename)  # no torch import: nothing here is torch's (and output stays fixed)
+    positions = source_positions(module)
     rebound = module_level_rebinds(module, aliases)
     for name in rebound:
         del aliases[name]
