@@ -50,6 +50,10 @@ class ClassFacts:
     param_fields: dict[str, str] = field(default_factory=dict)  # `self.f = p` in __init__: parameter p -> field f
     param_builds: dict[str, list[str]] = field(default_factory=dict)  # `self.f = p(c)`: parameter p -> fields f
     ties: bool = False  # __init__ ties weights: `self.head.weight = self.embed.weight` (runtime/ties.py)
+    # methods besides forward -> the `self.x` they call (fields or methods), and those of them that reach a stateful
+    # submodule: they take the state and return (out, state), as forward does (close())
+    method_calls: dict[str, set[str]] = field(default_factory=dict)
+    stateful_methods: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -91,6 +95,28 @@ class ModuleFacts:
                     changed = True
         for c in self.classes.values():
             c.state_optional = c.stateful and c.name not in surely
+            c.stateful_methods = self._stateful_methods(c) if c.stateful and not c.state_optional else set()
+
+    def _stateful_methods(self, c: ClassFacts) -> set[str]:
+        """Methods that call a stateful submodule, or such a method (`def embed(self, x): return self.enc(x)`).
+        Not for a class whose state is optional (its forward returns out alone when given none)."""
+        def stateful_field(name: str) -> bool:
+            cls = c
+            while cls is not None:
+                if name in cls.fields:
+                    return cls.fields[name].stateful or cls.fields[name].dynamic
+                cls = next((self.classes[b] for b in cls.bases if b in self.classes), None)
+            return False
+
+        found: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for name, called in c.method_calls.items():
+                if name not in found and any(x in found or stateful_field(x) for x in called):
+                    found.add(name)
+                    changed = True
+        return found
 
 
 MODULE_LIKE_NAMES = ("model", "net", "encoder", "decoder", "layer", "block", "module", "backbone", "head", "body",
@@ -299,6 +325,11 @@ class _Collector(Visitor):
         self.facts.classes[node.name.value] = self.current
         self.methods = {m.name.value: m for m in node.body.body if isinstance(m, cst.FunctionDef)}
         self.called = _called_attributes(node)
+        for name, fn in self.methods.items():
+            if name not in ("__init__", "forward", "__call__") and not fn.decorators and fn.params.params \
+                    and fn.params.params[0].name.value == "self":
+                self.current.method_calls[name] = {path[5:] for path in (dotted(c.func) for c in _calls_in(fn))
+                                                   if path and path.startswith("self.") and path.count(".") == 1}
         return True
 
     def leave_ClassDef(self, node: cst.ClassDef) -> None:

@@ -17,7 +17,7 @@ import libcst as cst
 
 from torch2jax.transform.base import Pass
 from torch2jax.transform.inplace import init_helpers
-from torch2jax.transform.module_facts import ClassFacts, FieldFacts, ModuleFacts, _calls_in
+from torch2jax.transform.module_facts import ClassFacts, FieldFacts, ModuleFacts
 from torch2jax.transform.names import dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER, function_alias
 
@@ -57,29 +57,7 @@ class ModulePass(Pass):
         if self.cls is None:
             self.cls = self.facts.classes.get(node.name.value)
             self.init_helpers = init_helpers(node) if self.cls is not None and self._ties(self.cls) else set()
-            self.stateful_methods = self._stateful_methods(node) if self.cls is not None else set()
-
-    def _stateful_methods(self, node: cst.ClassDef) -> set[str]:
-        """Methods besides forward that call a stateful submodule, or such a method (`def embed(self, x): return
-        self.enc(x)` with BatchNorm in enc): they take the state and return (out, state), as forward does. Not for
-        a class whose state is optional (its forward returns out alone without one)."""
-        if not self.cls.stateful or self.cls.state_optional or not isinstance(node.body, cst.IndentedBlock):
-            return set()
-        methods = {f.name.value: f for f in node.body.body if isinstance(f, cst.FunctionDef)
-                   and f.name.value not in ("__init__", "forward", "__call__") and _takes_self(f)
-                   and not f.decorators}
-        callees = {name: {dotted(c.func)[5:] for c in _calls_in(f) if (dotted(c.func) or "").count(".") == 1
-                          and (dotted(c.func) or "").startswith("self.")} for name, f in methods.items()}
-        found: set[str] = set()
-        changed = True
-        while changed:
-            changed = False
-            for name, called in callees.items():
-                if name not in found and any(c in found or (self._field(c) is not None and (
-                        self._field(c).stateful or self._field(c).dynamic)) for c in called):
-                    found.add(name)
-                    changed = True
-        return found
+            self.stateful_methods = self.cls.stateful_methods if self.cls is not None else set()
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         cls = self.facts.classes.get(original.name.value)

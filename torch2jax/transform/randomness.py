@@ -585,6 +585,11 @@ class Analysis:
                 found = self._lookup(e.func.value, es)
                 if found and found[0] == "class":
                     return found[1]
+        if isinstance(v, cst.Name) and not exprs:
+            # a model handed to a function (the extracted training step's parameter): the training facts know
+            # its class when the file builds it under that name
+            facts = getattr(self.ctx, "training_facts", None)
+            return self.classes.get(facts.models.get(v.value, "")) if facts is not None else None
         return None
 
     def _value_call_key(self, e, s: Scope, depth: int) -> str | None:

@@ -353,7 +353,7 @@ class TrainingPass(Pass):
         if target is not None and (name is not None or _plain_target(target)) \
                 and self._is_stateful_model_call(assign.value):
             # `out = net(x)` / `ea, eb = net(a, b)` -> `(ea, eb), state = net(a, b, state)`
-            state = self._state_var(dotted(assign.value.func))
+            state = self._state_var(self._stateful_owner(assign.value.func))
             pair = cst.Tuple([cst.Element(_parenthesized(target)), cst.Element(cst.Name(state))], lpar=[], rpar=[])
             return stmt.with_changes(body=[assign.with_changes(
                 targets=[cst.AssignTarget(pair)], value=_with_state_arg(assign.value, state))])
@@ -444,9 +444,30 @@ class TrainingPass(Pass):
             names |= {p for p, c in params.items() if self._class_stateful(c)}
         return names
 
+    def _stateful_owner(self, func) -> str | None:
+        """`net` for a call of the stateful model net, or of one of its methods that thread the state
+        (`net.forward_once(x)`, module_facts' stateful_methods)."""
+        path = dotted(func)
+        names = self._stateful_model_names()
+        if path in names:
+            return path
+        owner, _, method = (path or "").partition(".")
+        if owner in names and method and "." not in method and method in self._stateful_methods_of(owner):
+            return owner
+        return None
+
+    def _stateful_methods_of(self, model: str) -> set[str]:
+        cls = self.facts.models.get(model)
+        if cls is None and self.functions:
+            cls = self.facts.model_params.get(self.functions[-1].name.value, {}).get(model)
+        facts = self.modules.classes.get(cls or "")
+        return facts.stateful_methods if facts is not None else set()
+
     def _is_stateful_model_call(self, node) -> bool:
-        return isinstance(node, cst.Call) and dotted(node.func) in self._stateful_model_names() \
-            and not self.class_depth and not _has_state_arg(node, self._state_var(dotted(node.func)))
+        if not isinstance(node, cst.Call) or self.class_depth:
+            return False
+        owner = self._stateful_owner(node.func)
+        return owner is not None and not _has_state_arg(node, self._state_var(owner))
 
     def leave_Call(self, original: cst.Call, updated: cst.Call):
         name = dotted(updated.func)
@@ -458,7 +479,7 @@ class TrainingPass(Pass):
                 return _insert_arg(updated, params, state_param, "state", state)
         # a stateful model called inside an expression: its first output (eval mode leaves the state as it was)
         if self._is_stateful_model_call(updated) and not self._direct_assign(original):
-            state = self._state_var(dotted(updated.func))
+            state = self._state_var(self._stateful_owner(updated.func))
             return cst.Subscript(_with_state_arg(updated, state),
                                  [cst.SubscriptElement(cst.Index(cst.Integer("0")))])
         func = updated.func
@@ -1264,8 +1285,10 @@ class TrainingPass(Pass):
         optimizers = [u.optimizer for u in updates if u.optimizer is not None]
         # every model called in the loss takes the step's key; a stateful one threads its state
         called = [m for m in models] + [m for m in self._user_models() if m not in models]
-        model_calls = _ModelCalls(self.ctx.positions, called, {
-            m: self._state_var(m) for m in called if self._is_stateful(m) and self._state_var(m) in model_states})
+        threaded = {m: self._state_var(m) for m in called if self._is_stateful(m) and self._state_var(m) in model_states}
+        threaded.update({f"{m}.{method}": st for m, st in list(threaded.items())
+                         for method in self._stateful_methods_of(m)})
+        model_calls = _ModelCalls(self.ctx.positions, called, threaded)
         model_calls.total = sum(_code(stmt).count(f"{m}(") for stmt in region for m in called)
         new_region = []
         recomputed = {_code(s).strip() for s in self._recomputed}
@@ -1542,7 +1565,8 @@ class _ModelCalls(CarryPositions):
         value = updated.value
         model = dotted(value.func) if isinstance(value, cst.Call) else None
         if model in self.states and _has_state_arg(value, self.states[model]) and _code(updated).endswith("[0]"):
-            tmp = f"{model}_out" if not self.hoisted else f"{model}_out{len(self.hoisted) + 1}"
+            base = model.replace(".", "_")
+            tmp = f"{base}_out" if not self.hoisted else f"{base}_out{len(self.hoisted) + 1}"
             self.hoisted.append(_stmt(f"{tmp}, {self.states[model]} = {_code(value)}"))
             return cst.Name(tmp)
         return updated
