@@ -34,6 +34,32 @@ class Net(nn.Module):
         return self.out(self.blocks(self.inp(x)))
 
 
+class VGGish(nn.Module):
+    """torchvision's VGG: __init__ ends with self._initialize_weights(), a loop over self.modules()."""
+
+    def __init__(self, c=3, width=8, classes=4):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(c, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.classifier = nn.Sequential(nn.Linear(width, width), nn.ReLU(True), nn.Linear(width, classes))
+        self._initialize_weights()
+
+    def forward(self, x):
+        return self.classifier(self.features(x).mean((2, 3)))
+
+    def _initialize_weights(self):
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.constant_(m.weight, 0.02)
+                if m.bias is not None:
+                    nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1.5)
+                nn.init.constant_(m.bias, 0.25)
+            elif isinstance(m, nn.Linear):
+                nn.init.constant_(m.weight, -0.03)
+                nn.init.constant_(m.bias, 0.1)
+
+
 def constant_init(m):
     classname = m.__class__.__name__
     if classname.find("Linear") != -1:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import libcst as cst
 
 from torch2jax.transform.base import Pass
+from torch2jax.transform.inplace import init_helpers
 from torch2jax.transform.module_facts import MODULE_LIKE_NAMES
 from torch2jax.transform.names import dotted
 from torch2jax.transform.walk import Visitor, walk
@@ -25,7 +26,9 @@ class ModuleApplyPass(Pass):
         super().__init__(ctx)
         self.init_functions: set[str] = set()  # names (function or method) passed to a model's .apply()
         self.function_depth = 0
-        self.in_init: list[bool] = []
+        self.in_init: list[bool] = []  # per enclosing function: __init__, or a method only __init__ calls
+        self.init_methods: list[set[str]] = []  # per enclosing class: its __init__ and the helpers only it calls
+        self.kinds: list[str] = []  # "class" / "function", innermost last
         self.generated: list[set[str]] = [set()]  # function names made in each enclosing function (unique there)
 
     def wants(self, node) -> bool:
@@ -39,12 +42,27 @@ class ModuleApplyPass(Pass):
         self.init_functions = finder.functions
         self.words = {"apply", "modules"} | self.init_functions
 
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        # torchvision's `self._initialize_weights()` at the end of __init__: its loop over self.modules() runs
+        # while the module is being built, as if it were written in __init__
+        self.init_methods.append({"__init__"} | init_helpers(node) if isinstance(node.body, cst.IndentedBlock)
+                                 else {"__init__"})
+        self.kinds.append("class")
+
+    def leave_ClassDef(self, original, updated):
+        self.init_methods.pop()
+        self.kinds.pop()
+        return updated
+
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self.in_init.append(node.name.value == "__init__")
+        method = bool(self.kinds) and self.kinds[-1] == "class"
+        self.in_init.append(node.name.value in self.init_methods[-1] if method else node.name.value == "__init__")
+        self.kinds.append("function")
         self.generated.append(set())
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
         self.in_init.pop()
+        self.kinds.pop()
         self.generated.pop()
         if original.name.value not in self.init_functions or _returns_value(updated):
             return updated
@@ -73,6 +91,9 @@ class ModuleApplyPass(Pass):
         self.need("t2j")
         if owner == "self":
             if not (self.in_init and self.in_init[-1]):
+                self.report("T2J211", f"the loop over self.modules() rebinds {target} outside __init__ (and the "
+                                      "methods only __init__ calls): an Equinox module is immutable once built; "
+                                      f"left as it is", original)
                 return updated
             call = f"t2j.apply_in_init(self, {fn_name}, pre_order=True)"
         else:
