@@ -23,6 +23,7 @@ CASES = [
     ("LSTMTagger", (), [RNG.integers(0, 13, (3, 7))], True),
     ("ResBlock1d", (), [RNG.standard_normal((2, 8, 9)).astype(np.float32)], True),
     ("Derived", (), [RNG.standard_normal((3, 5)).astype(np.float32)], True),
+    ("MaskCache", (), [RNG.standard_normal((2, 5, 6)).astype(np.float32)], True),
     ("StackedBN", (), [RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)], True),
     ("SiameseBN", (), [RNG.standard_normal((4, 5)).astype(np.float32), RNG.standard_normal((4, 5)).astype(np.float32)],
      True),
@@ -255,3 +256,13 @@ def test_module_dtype_casts_are_dropped_and_reported():
 
 def _line(source: str, fragment: str) -> int:
     return next(i for i, line in enumerate(source.splitlines(), 1) if fragment in line)
+
+
+def test_field_set_after_init_is_an_error():
+    """A counter kept in a field and updated in forward cannot live in a frozen Equinox module: an error on the
+    line (a field __init__ leaves None is a cache instead, made a local: the MaskCache case)."""
+    source = ("import torch.nn as nn\n\n\nclass Counter(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+              "        self.fc = nn.Linear(2, 2)\n        self.calls = 0\n\n    def forward(self, x):\n"
+              "        self.calls = self.calls + 1\n        return self.fc(x)\n")
+    result = translate(source, filename="counter.py")
+    assert ("T2J303", 11) in [(d.code, d.line) for d in result.diagnostics if d.severity == "error"], result.code

@@ -191,6 +191,22 @@ class StackedBN(nn.Module):
         return self.head(self.extra(self.features(x)).mean((2, 3)))
 
 
+class MaskCache(nn.Module):
+    """word_language_model's TransformerModel: a causal mask cached in a field __init__ leaves None."""
+
+    def __init__(self, d=6):
+        super().__init__()
+        self.proj = nn.Linear(d, d)
+        self.src_mask = None
+
+    def forward(self, x):
+        if self.src_mask is None or self.src_mask.size(0) != x.size(1):
+            mask = torch.triu(torch.ones(x.size(1), x.size(1)), diagonal=1).bool()
+            self.src_mask = mask
+        scores = self.proj(x) @ x.transpose(1, 2)
+        return scores.masked_fill(self.src_mask, float("-inf")).softmax(-1) @ x
+
+
 class Base(nn.Module):
     def __init__(self, d):
         super().__init__()

@@ -18,8 +18,9 @@ import libcst as cst
 from torch2jax.transform.base import Pass
 from torch2jax.transform.inplace import init_helpers
 from torch2jax.transform.module_facts import ClassFacts, FieldFacts, ModuleFacts
-from torch2jax.transform.names import dotted
+from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER, function_alias
+from torch2jax.transform.walk import Visitor, walk
 
 STATE = "state"
 PARAMETER_LISTS = {"self.parameters", "self.named_parameters", "self.named_buffers"}
@@ -45,6 +46,7 @@ class ModulePass(Pass):
         self.tmp_count = 0
         self.negations: set[cst.CSTNode] = set()
         self.stateful_methods: set[str] = set()  # the class's own methods that call stateful submodules
+        self.init_only: set[str] = set()  # methods only __init__ calls (they may still set fields)
         # outside a module class only a module class nested inside, or a `(not self.inference)` that _bare
         # unwraps, can be touched
         self.words = set(self.facts.classes) | {"inference"}
@@ -58,6 +60,7 @@ class ModulePass(Pass):
             self.cls = self.facts.classes.get(node.name.value)
             self.init_helpers = init_helpers(node) if self.cls is not None and self._ties(self.cls) else set()
             self.stateful_methods = self.cls.stateful_methods if self.cls is not None else set()
+            self.init_only = init_helpers(node) if self.cls is not None else set()
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         cls = self.facts.classes.get(original.name.value)
@@ -149,6 +152,8 @@ class ModulePass(Pass):
         self.method = None
         if original.name.value == "__init__":
             return self._tie_init(self._init(updated))
+        if original.name.value not in self.init_only and _takes_self(original):
+            updated = self._field_writes(original, updated)
         if self._ties(self.cls) and _takes_self(original) and original.name.value not in self.init_helpers:
             updated = _prepend(updated, "self = t2j.tied(self)  # tied weights: one parameter in every place\n")
             self.need("t2j")
@@ -162,6 +167,44 @@ class ModulePass(Pass):
             updated = _add_state_param(updated)
             self.report("T2J210", f"{self.cls.name}.{original.name.value}() calls stateful submodules: it takes the "
                                   "state and returns (out, state)", original)
+        return updated
+
+    def _field_writes(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        """`self.f = v` in a method other than __init__: an Equinox module is frozen once built. A field that
+        __init__ sets to None and the method fills (word_language_model's `self.src_mask` cache) becomes a local of
+        the method, computed at every call (T2J212); any other field written there is an error (T2J303)."""
+        written: dict[str, cst.CSTNode] = {}
+
+        class V(Visitor):
+            SEES_LAYOUT = False
+
+            def visit_FunctionDef(self, node) -> bool:
+                return node is original
+
+            def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+                t = node.target
+                if isinstance(t, cst.Attribute) and isinstance(t.value, cst.Name) and t.value.value == "self":
+                    written.setdefault(t.attr.value, node)
+
+        walk(original, V())
+        cached = []
+        for name, node in written.items():
+            f = self._field(name)
+            if f is not None and f.kind == "none":
+                cached.append(name)
+            else:
+                self.report("T2J303", f"self.{name} is set inside {original.name.value}: Equinox modules are frozen "
+                                      "after __init__; keep it as state (eqx.nn.State) or return the new value to "
+                                      "the caller", node)
+        if not cached:
+            return updated
+        self.report("T2J212", f"self.{', self.'.join(cached)} (None after __init__, set here) became a local of "
+                              f"{original.name.value}, computed at every call: an Equinox module is frozen", original)
+        bound = bound_in_function(original)
+        local = {name: name if name not in bound else f"{name}_cache" for name in cached}
+        updated = updated.visit(_SelfToLocal(local))
+        for name in reversed(cached):
+            updated = _prepend(updated, f"{local[name]} = self.{name}  # a cache: None until this call sets it\n")
         return updated
 
     def _add_key_param(self, fn: cst.FunctionDef) -> cst.FunctionDef:
@@ -499,6 +542,31 @@ def _takes_self(fn: cst.FunctionDef) -> bool:
         return False
     params = [*fn.params.posonly_params, *fn.params.params]
     return bool(params) and params[0].name.value == "self"
+
+
+class _SelfToLocal(cst.CSTTransformer):
+    """`self.name` -> its local for the given names (not inside nested functions or classes)."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        super().__init__()
+        self.names = names  # field -> local
+        self.depth = 0
+
+    def visit_FunctionDef(self, node) -> bool:
+        self.depth += 1
+        return self.depth == 1
+
+    def leave_FunctionDef(self, original, updated):
+        self.depth -= 1
+        return updated
+
+    def visit_ClassDef(self, node) -> bool:
+        return False
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute):
+        if isinstance(updated.value, cst.Name) and updated.value.value == "self" and updated.attr.value in self.names:
+            return cst.Name(self.names[updated.attr.value], lpar=updated.lpar, rpar=updated.rpar)
+        return updated
 
 
 def _prepend(fn: cst.FunctionDef, line: str) -> cst.FunctionDef:
