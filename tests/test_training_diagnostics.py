@@ -177,3 +177,23 @@ def test_a_loss_from_outputs_stored_before_the_step_is_an_error():
     assert errors[0].line == POLICY.splitlines().index("    loss.backward()") + 1
     assert "policy.saved_log_probs" in errors[0].message and "policy.rewards" in errors[0].message
     assert errors[0].severity == "error"
+
+
+def test_freezing_part_of_a_trained_model_is_an_error():
+    """Fine-tuning with a frozen layer: torch's optimizer skips the frozen parameters (no gradient), the translated
+    step would update them. An error on the loop, left as it is; freezing a model no optimizer trains is dropped
+    (tests/cases/train_distill_frozen.py)."""
+    source = textwrap.dedent("""\
+        import torch
+        import torch.nn as nn
+
+        model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        for p in model[0].parameters():
+            p.requires_grad = False
+        model[2].weight.requires_grad_(False)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        """)
+    result = translate(source, filename="finetune.py")
+    errors = sorted((d.code, d.line) for d in result.diagnostics if d.severity == "error")
+    assert errors == [("T2J214", 5), ("T2J214", 7)], [d.format() for d in result.diagnostics]
+    assert "T2J213" not in {d.code for d in result.diagnostics}

@@ -10,6 +10,7 @@ from torch2jax.diagnostics import Diagnostic
 from torch2jax.mappings import load_tables
 from torch2jax.result import Translation
 from torch2jax.transform.base import FileContext, file_suppressed, suppressed
+from torch2jax.transform.freezing import FreezingPass
 from torch2jax.transform.grad_mode import GradModePass
 from torch2jax.transform.imports import fix_imports
 from torch2jax.transform.inplace import InplacePass
@@ -33,7 +34,9 @@ from torch2jax.transform.walk import Transformer, iter_statements
 # functions before the in-place pass drops requires_grad_ and the training pass looks for backward() + step().
 # AmpPass runs after the training pass, so the autocast blocks it rewrites are already inside the jitted step and
 # the model calls there already take their keys; the module and ops passes then translate what it produced.
-PASSES = (GradModePass, ParallelPass, TransformsPass, InplacePass, ModuleUpdatesPass, TrainingPass, AmpPass,
+# FreezingPass drops requires_grad settings on models no optimizer trains before the in-place and module-updates
+# passes would rewrite them.
+PASSES = (GradModePass, ParallelPass, TransformsPass, FreezingPass, InplacePass, ModuleUpdatesPass, TrainingPass, AmpPass,
           ModulePass, ModuleApplyPass, OpsPass, RandomnessPass)
 
 
