@@ -81,21 +81,48 @@ def _placement_call(expr: cst.Expr) -> bool:
                 for a in call.args)
 
 
-# nn.Module's listings of its parameters, iterated in comprehensions (`sum(p.numel() for p in model.parameters())`)
-# or read with next(): an Equinox module has no such methods, the runtime lists the same arrays under the same names.
-# Not buffers(): BatchNorm's statistics live in Equinox state, which t2j.named_buffers(model) cannot see.
+# nn.Module's listings of its parameters, iterated in comprehensions (`sum(p.numel() for p in model.parameters())`),
+# read with next(), or passed on (an optimizer's param groups, `list(...)`, parameters_to_vector): an Equinox module
+# has no such methods, the runtime lists the same arrays under the same names. Not buffers(): BatchNorm's statistics
+# live in Equinox state, which t2j.named_buffers(model) cannot see.
 PARAMETER_LISTINGS = ("parameters", "named_parameters")
 
 
 def _listing(node) -> tuple[str, str] | None:
-    """`model.parameters()` (no arguments, a receiver other than self) -> ("parameters", "model")."""
+    """`model.parameters()` (no arguments, a receiver other than self) -> ("parameters", "model"); the receiver
+    may index a container (`model[0].parameters()`)."""
     if not (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and not node.args
             and node.func.attr.value in PARAMETER_LISTINGS):
         return None
-    owner = dotted(node.func.value)
-    if owner is None or owner == "self" or owner.startswith("self."):
+    root = node.func.value
+    while isinstance(root, (cst.Attribute, cst.Subscript)):
+        if isinstance(root, cst.Subscript) and not all(isinstance(e.slice, cst.Index) for e in root.slice):
+            return None
+        root = root.value
+    if not isinstance(root, cst.Name) or root.value == "self":
         return None
-    return node.func.attr.value, owner
+    return node.func.attr.value, cst.Module([]).code_for_node(node.func.value)
+
+
+def _listings_in(node: cst.CSTNode) -> list[cst.Call]:
+    """The parameter listings under node (`zip(ema.parameters(), model.parameters())`)."""
+    found = []
+
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def visit_Call(self, n: cst.Call) -> None:
+            if _listing(n) is not None:
+                found.append(n)
+
+    walk(node, V())
+    return found
+
+
+def _loop_names(target) -> list[str]:
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [n for e in target.elements for n in _loop_names(e.value)]
+    return [target.value] if isinstance(target, cst.Name) else []
 
 
 def _lists_parameters(node) -> bool:
@@ -148,6 +175,9 @@ class OpsPass(Pass):
         self.metadata_reads: set[cst.CSTNode] = set()  # `x.data` in `x.data.shape`, `x.data.zero_()`: kept as x
         self.store_targets: set[cst.CSTNode] = set()
         self.parameter_collections: set[str] = set()  # names bound to a comprehension over a model's parameters
+        # parameter listings that leave_Call leaves alone: rewritten by what uses them (a loop, a comprehension,
+        # next(), an optimizer's handler, which drops its first argument), or kept (a loop that writes them)
+        self.placed_listings: set[cst.Call] = set()
         self.module: cst.Module | None = None
         self.module_names: set[str] | None = None  # names bound to modules, for model.double() (_module_cast)
         self.translated: set[cst.CSTNode] = set()  # what torch calls and Tensor method calls became
@@ -187,12 +217,39 @@ class OpsPass(Pass):
                 self.ctx.positions[node] = pos
                 self._where[-1] = (pos.start.line, pos.start.column)
         self.call_funcs.add(node.func)
+        self._place_listings(node)
         func = node.func
         if isinstance(func, cst.Attribute) and func.attr.value.endswith("_") and isinstance(func.value, cst.Attribute):
             self.metadata_reads.add(func.value)  # x.data.uniform_(): only x's shape and dtype are read
         if node.args and (self.scopes.qualname(func) or "").startswith("torch.nn.init.") \
                 and isinstance(node.args[0].value, cst.Attribute):
             self.metadata_reads.add(node.args[0].value)  # nn.init.normal_(m.weight.data): a fill of that shape
+
+    def _place_listings(self, node: cst.Call) -> None:
+        """next(model.parameters()) is rewritten as a whole; so is torch.optim.X(model.parameters(), ...) (and
+        with list(...) / filter(...) around it): its handler drops the listing, optimizing the model given to init."""
+        if dotted(node.func) == "next" and len(node.args) in (1, 2):
+            self.placed_listings.add(node.args[0].value)
+        record = self.tables.records.get(self.scopes.qualname(node.func) or "")
+        if record is None or record.handler != "optimizer_params":
+            return
+        arg = next((a for a in node.args if a.keyword is not None and a.keyword.value == "params"),
+                   node.args[0] if node.args and node.args[0].keyword is None and not node.args[0].star else None)
+        inner = arg.value if arg is not None else None
+        if isinstance(inner, cst.Call) and dotted(inner.func) in ("list", "filter") and inner.args:
+            inner = inner.args[-1].value
+        if inner is not None:
+            self.placed_listings.add(inner)
+
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        self.placed_listings.add(node.iter)
+
+    def visit_For(self, node: cst.For) -> None:
+        """`for pe, pm in zip(ema.parameters(), model.parameters()): pe.copy_(...)`: a loop that writes what it
+        lists cannot update the Equinox model in place; its listings stay, to fail loudly."""
+        self.placed_listings.add(node.iter)
+        if any(_assigns_to(node.body, n) for n in _loop_names(node.target)):
+            self.placed_listings.update(_listings_in(node.iter))
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
         if node.attr.value in METADATA_ATTRS and isinstance(node.value, cst.Attribute):
@@ -267,10 +324,22 @@ class OpsPass(Pass):
         return updated.with_changes(iter=cst.parse_expression(f"t2j.{method}({owner})"), body=body)
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if original not in self.placed_listings and _listing(original) is not None:
+            return self._passed_listing(original)
         result = self._translate_call(original, updated)
         if result is not updated and isinstance(result, cst.BaseExpression):
             self.translated.add(result)
         return result
+
+    def _passed_listing(self, original: cst.Call) -> cst.BaseExpression:
+        """`{"params": model.trunk.parameters(), "lr": 1e-3}` in an optimizer's param groups,
+        `list(model.parameters())`, parameters_to_vector(model.parameters()): the runtime's list of the same arrays
+        (a param group finds them in the model given to init by identity)."""
+        method, owner = _listing(original)
+        self.need("t2j")
+        self.report("T2J514", f"{owner}.{method}() -> t2j.{method}({owner}): the Equinox model's arrays, torch's "
+                              "names and order", original)
+        return cst.parse_expression(f"t2j.{method}({owner})")
 
     def _module_cast(self, call: cst.CSTNode) -> bool:
         """`model.float()` / `nn.Linear(3, 1).double()`: a dtype cast of a module (not of a tensor)."""
@@ -304,14 +373,14 @@ class OpsPass(Pass):
             return updated.func.value
         if isinstance(original.func, cst.Name) and original.func.value in SCALAR_BUILTINS:
             return self._scalar_conversion(original, updated)
-        if isinstance(original.func, cst.Name) and original.func.value == "next" and len(original.args) == 1 \
+        if isinstance(original.func, cst.Name) and original.func.value == "next" and len(original.args) in (1, 2) \
                 and _listing(original.args[0].value) is not None:
             method, owner = _listing(original.args[0].value)
             self.need("t2j")
             self.report("T2J514", f"{owner}.{method}() -> t2j.{method}({owner}): the Equinox model's arrays, torch's "
                                   "names and order", original)
             return updated.with_changes(args=[updated.args[0].with_changes(
-                value=cst.parse_expression(f"iter(t2j.{method}({owner}))"))])
+                value=cst.parse_expression(f"iter(t2j.{method}({owner}))")), *updated.args[1:]])
         feature = self._feature_test(original)
         if feature is not None:
             return feature

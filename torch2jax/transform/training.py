@@ -1515,6 +1515,31 @@ class _BatchHoister(Transformer):
         self.taken = taken
         self.hoisted: list[cst.BaseStatement] = []
         self.depth = 0
+        self.bound: list[frozenset[str]] = []  # the variables of the comprehensions and lambdas around the node
+
+    def _bind(self, node) -> None:
+        """`w[k]` in `sum(w[k] * v for k, v in ...)` reads the generator's own `k`: it cannot run before the step
+        (the same name outside, if any, is another variable)."""
+        if isinstance(node, cst.Lambda):
+            ps = node.params
+            params = [*ps.posonly_params, *ps.params, *ps.kwonly_params,
+                      *(p for p in (ps.star_arg, ps.star_kwarg) if isinstance(p, cst.Param))]
+            self.bound.append(frozenset(p.name.value for p in params))
+            return
+        own = _Names()
+        own._root = node
+        walk(node, own)
+        self.bound.append(frozenset(own.stores))
+
+    def _unbind(self, original, updated):
+        self.bound.pop()
+        return updated
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = visit_Lambda = _bind
+    leave_ListComp = leave_SetComp = leave_DictComp = leave_GeneratorExp = leave_Lambda = _unbind
+
+    def visit_FunctionDef(self, node) -> bool:
+        return False  # its subscripts may read its own locals
 
     def visit_Subscript(self, node: cst.Subscript) -> None:
         self.depth += 1
@@ -1527,6 +1552,8 @@ class _BatchHoister(Transformer):
         index_names = set(names.loads) - {original.value.value}
         if not index_names or not set(names.loads) <= self.outside or self.models & set(names.loads):
             return updated  # a literal index (out[:, 0]) stays; so does anything computed inside the region
+        if any(index_names & bound for bound in self.bound):
+            return updated
         name = f"{original.value.value}_batch"
         i = 2
         while name in self.taken:
