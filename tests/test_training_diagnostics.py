@@ -192,8 +192,32 @@ def test_freezing_part_of_a_trained_model_is_an_error():
             p.requires_grad = False
         model[2].weight.requires_grad_(False)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for i in range(3):
+            loss = model(torch.ones(2, 3)).sum()
+            loss.backward()
+            optimizer.step()
         """)
     result = translate(source, filename="finetune.py")
     errors = sorted((d.code, d.line) for d in result.diagnostics if d.severity == "error")
     assert errors == [("T2J214", 5), ("T2J214", 7)], [d.format() for d in result.diagnostics]
     assert "T2J213" not in {d.code for d in result.diagnostics}
+
+
+def test_freezing_a_model_after_its_last_step_is_dropped():
+    """A teacher trained first, then frozen for distillation: its optimizer never steps again, nothing to mask."""
+    source = textwrap.dedent("""\
+        import torch
+        import torch.nn as nn
+
+        teacher = nn.Linear(3, 2)
+        t_opt = torch.optim.SGD(teacher.parameters(), lr=0.1)
+        for i in range(3):
+            loss = teacher(torch.ones(2, 3)).sum()
+            loss.backward()
+            t_opt.step()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        """)
+    result = translate(source, filename="distill.py")
+    assert [(d.code, d.line) for d in result.diagnostics if d.code in ("T2J213", "T2J214")] == [("T2J213", 10)]
+    assert "requires_grad" not in result.code

@@ -1,8 +1,8 @@
 """Freezing parameters: `p.requires_grad = False` / `p.requires_grad_(False)` over a model's parameters, or
 `model.requires_grad_(False)`. JAX differentiates only what the training step asks for (the trained model), so
 freezing a model no optimizer trains (a distillation teacher, a frozen feature extractor used under no_grad) changes
-nothing and is dropped (T2J213). Freezing part of a model an optimizer trains (fine-tuning) needs the optimizer to
-skip those parameters (optax.masked, eqx.partition): an error (T2J214), left as it is."""
+nothing and is dropped (T2J213). Freezing part of a model an optimizer then steps (fine-tuning) needs the optimizer
+to skip those parameters (optax.masked, eqx.partition): an error (T2J214), left as it is."""
 from __future__ import annotations
 
 import libcst as cst
@@ -10,6 +10,7 @@ import libcst as cst
 from torch2jax.transform.base import Pass
 from torch2jax.transform.names import dotted
 from torch2jax.transform.ops import _module_names
+from torch2jax.transform.walk import Visitor, walk
 
 
 def _path(node: cst.BaseExpression) -> str | None:
@@ -44,7 +45,20 @@ class FreezingPass(Pass):
     def visit_Module(self, node: cst.Module) -> None:
         facts = self.ctx.training_facts
         self.models = set(getattr(facts, "models", {}) or {}) | _module_names(node, self)
-        self.trained = {o.model for o in getattr(facts, "optimizers", {}).values() if o.model} if facts else set()
+        optimizers = {o.name: o.model for o in getattr(facts, "optimizers", {}).values() if o.model} if facts else {}
+        self.steps: dict[str, list[int]] = {}  # model -> lines of its optimizers' step() calls
+        positions, steps = self.ctx.positions, self.steps
+
+        class Steps(Visitor):
+            SEES_LAYOUT = False
+
+            def visit_Call(self, call: cst.Call) -> None:
+                func = call.func
+                if isinstance(func, cst.Attribute) and func.attr.value == "step" and dotted(func.value) in optimizers \
+                        and call in positions:
+                    steps.setdefault(optimizers[dotted(func.value)], []).append(positions[call].start.line)
+
+        walk(node, Steps())
 
     @property
     def scopes(self):
@@ -71,8 +85,11 @@ class FreezingPass(Pass):
         return root if root in self.models else None
 
     def _decide(self, root: str, frozen: bool, node) -> bool:
-        """Whether to drop the freezing statement(s) about root's parameters."""
-        if frozen and root in self.trained:
+        """Whether to drop the freezing statement(s) about root's parameters: yes unless an optimizer of root steps
+        after them (a teacher trained first, then frozen for distillation, is no longer stepped)."""
+        pos = self.ctx.positions.get(node)
+        line = pos.start.line if pos is not None else 0
+        if frozen and any(step > line for step in self.steps.get(root, ())):
             self.report("T2J214", f"{root}'s parameters frozen while an optimizer trains {root}: the translated "
                                   "optimizer would update them; mask them out of the update (optax.masked, or "
                                   "eqx.partition on a filter)", node)
