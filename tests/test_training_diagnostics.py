@@ -221,3 +221,28 @@ def test_freezing_a_model_after_its_last_step_is_dropped():
     result = translate(source, filename="distill.py")
     assert [(d.code, d.line) for d in result.diagnostics if d.code in ("T2J213", "T2J214")] == [("T2J213", 10)]
     assert "requires_grad" not in result.code
+
+
+def test_a_function_that_reinitialises_a_model_it_does_not_return_is_reported():
+    """torch changes the caller's model in place; the translated function rebinds its own local: the caller must
+    take the model back (T2J306 with a marker). A function that returns the model is fine."""
+    source = textwrap.dedent("""\
+        import torch
+        import torch.nn as nn
+
+
+        def init_(model, scale):
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.copy_(torch.randn_like(p) * scale)
+
+
+        def init_returning(model):
+            for p in model.parameters():
+                p.data.fill_(0.1)
+            return model
+        """)
+    result = translate(source, filename="init.py")
+    lines = [d.line for d in result.diagnostics if d.code == "T2J306"]
+    assert len(lines) == 1 and lines[0] in (6, 7), lines  # the loop, or the no_grad block it was dedented from
+    assert "# torch2jax: T2J306" in result.code

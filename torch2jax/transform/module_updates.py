@@ -49,6 +49,7 @@ class ModuleUpdatesPass(Pass):
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self.methods: list[str] = []
+        self.function_nodes: list[cst.FunctionDef] = []
         self.class_depth = 0
         self.class_names: list[str] = []
         self.initialising: list[set[str]] = []
@@ -74,11 +75,24 @@ class ModuleUpdatesPass(Pass):
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.ctx.scopes.push(node)
         self.methods.append(node.name.value if self.class_depth else "")
+        self.function_nodes.append(node)
 
     def leave_FunctionDef(self, original, updated):
         self.ctx.scopes.pop()
         self.methods.pop()
+        self.function_nodes.pop()
         return updated
+
+    def _caller_loses(self, root: str, node) -> None:
+        """A function rebuilds the model it was given (`def init_(model): for p in model.parameters(): ...`)
+        without returning it: torch changed the caller's model in place, the caller's Equinox model stays as it
+        was."""
+        fn = self.function_nodes[-1] if self.function_nodes else None
+        if fn is None or root == "self" or root not in {p.name.value for p in fn.params.params} \
+                or _returns(fn, root):
+            return
+        self.report("T2J306", f"{root} is an argument whose parameters torch updates in place: the caller's model no "
+                              f"longer changes; return {root} and rebind it at the call site", node)
 
     def leave_SimpleStatementLine(self, original, updated):
         if len(updated.body) != 1:
@@ -159,6 +173,7 @@ class ModuleUpdatesPass(Pass):
         self.report("T2J202", f"parameters of {owner} updated in a loop: collected and put back with "
                               f"t2j.replace_parameters", original)
         root = owner.split(".")[0].split("[")[0]
+        self._caller_loses(root, original)
         in_init = root == "self" and self.class_depth and self.methods and self.methods[-1] in self.initialising[-1]
         put_back = f"{owner} = t2j.replace_parameters({owner}, new_params)\n" if owner == root else (
             f"{root} = eqx.tree_at(lambda m: m{owner[len(root):]}, {root}, "
@@ -190,3 +205,23 @@ def _rebinds(block, name: str) -> bool:
 
     walk(block, V())
     return bool(found)
+
+
+def _returns(fn: cst.FunctionDef, name: str) -> bool:
+    """Whether fn returns `name` (alone or in a tuple) somewhere, not counting nested functions."""
+    found = False
+
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def visit_FunctionDef(self, node) -> bool:
+            return node is fn
+
+        def visit_Return(self, node: cst.Return) -> None:
+            nonlocal found
+            value = node.value
+            items = [e.value for e in value.elements] if isinstance(value, cst.Tuple) else [value]
+            found = found or any(isinstance(v, cst.Name) and v.value == name for v in items)
+
+    walk(fn, V())
+    return found
