@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from torch2jax.transform.base import Pass
+from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.inplace import init_helpers
 from torch2jax.transform.module_facts import weight_tie
 from torch2jax.transform.names import dotted
@@ -83,16 +83,17 @@ class ModuleUpdatesPass(Pass):
         self.function_nodes.pop()
         return updated
 
-    def _caller_loses(self, root: str, node) -> None:
+    def _caller_loses(self, root: str, node):
         """A function rebuilds the model it was given (`def init_(model): for p in model.parameters(): ...`)
         without returning it: torch changed the caller's model in place, the caller's Equinox model stays as it
-        was."""
+        was. (A training function is threaded by the training pass: it returns the model.)"""
         fn = self.function_nodes[-1] if self.function_nodes else None
+        trainers = getattr(self.ctx.training_facts, "trainers", None) or {}
         if fn is None or root == "self" or root not in {p.name.value for p in fn.params.params} \
-                or _returns(fn, root):
-            return
-        self.report("T2J306", f"{root} is an argument whose parameters torch updates in place: the caller's model no "
-                              f"longer changes; return {root} and rebind it at the call site", node)
+                or _returns(fn, root) or fn.name.value in trainers:
+            return None
+        return self.report("T2J306", f"{root} is an argument whose parameters torch updates in place: the caller's "
+                                     f"model no longer changes; return {root} and rebind it at the call site", node)
 
     def leave_SimpleStatementLine(self, original, updated):
         if len(updated.body) != 1:
@@ -173,7 +174,7 @@ class ModuleUpdatesPass(Pass):
         self.report("T2J202", f"parameters of {owner} updated in a loop: collected and put back with "
                               f"t2j.replace_parameters", original)
         root = owner.split(".")[0].split("[")[0]
-        self._caller_loses(root, original)
+        lost = self._caller_loses(root, original)
         in_init = root == "self" and self.class_depth and self.methods and self.methods[-1] in self.initialising[-1]
         put_back = f"{owner} = t2j.replace_parameters({owner}, new_params)\n" if owner == root else (
             f"{root} = eqx.tree_at(lambda m: m{owner[len(root):]}, {root}, "
@@ -189,8 +190,11 @@ class ModuleUpdatesPass(Pass):
             self.need("eqx")
         elif owner != root:
             self.need("eqx")
+        put_back = cst.parse_statement(put_back)
+        if lost is not None:  # the loop becomes three statements: the marker goes where the model is rebound
+            put_back = add_marker(put_back, [lost])
         return cst.FlattenSentinel([cst.parse_statement("new_params = []\n").with_changes(
-            leading_lines=updated.leading_lines), loop.with_changes(leading_lines=[]), cst.parse_statement(put_back)])
+            leading_lines=updated.leading_lines), loop.with_changes(leading_lines=[]), put_back])
 
 
 def _rebinds(block, name: str) -> bool:
