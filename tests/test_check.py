@@ -445,3 +445,29 @@ def test_module_without_key_is_built_without_one(tmp_path):
     translated = check(tmp_path / "torch" / "losses.py", entries=["ContrastiveLoss"], inputs=inputs, timeout=120)
     loss = stages(translated, "ContrastiveLoss")
     assert (loss["interface"].status, loss["numbers"].status) == ("PASS", "PASS"), translated.format()
+
+
+BUFFER_ONLY = '''
+import torch
+import torch.nn as nn
+
+
+class Scale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("s", torch.full((4,), 2.0))
+
+    def forward(self, x):
+        return x * self.s
+'''
+
+
+def test_module_without_parameters_skips_training(tmp_path):
+    """A module of buffers only (a positional encoding) has nothing to train: the training stage says so instead
+    of a checker error from torch's backward."""
+    src = tmp_path / "scale.py"
+    src.write_text(BUFFER_ONLY)
+    report = check(src, inputs=["x: float32[3,4]"], timeout=120)
+    scale = stages(report, "Scale")
+    assert (scale["numbers"].status, scale["training"].status) == ("PASS", "SKIP"), report.format()
+    assert "no trainable parameters" in scale["training"].message

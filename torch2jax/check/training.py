@@ -55,6 +55,9 @@ def train_module(name, ocls, tcls, config, cache) -> dict:
     module.load_state_dict(pair.initial)  # that forward moved BatchNorm statistics: start again
     if not first:
         return result("SKIP", "the module returns no floating output to train on", inputs=inputs)
+    if not any(p.requires_grad for p in pair.torch.parameters()):
+        return result("SKIP", "the module has no trainable parameters (buffers only): nothing to train",
+                      inputs=inputs)
     rng = np.random.default_rng(5)
     targets = [rng.standard_normal(tuple(leaf.shape)).astype(np.float32) for _, leaf in first]
     weights = [0.0 if p in skip else 1.0 for p, _ in first]  # outputs that vary from draw to draw: not trained on
