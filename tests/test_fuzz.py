@@ -215,6 +215,12 @@ def test_torch_nn_modules_translate_cleanly_and_idempotently(path):
     # an `import torch.nn as nn` inside a function hid the file's torch alias: nn.init.normal_(...) became an update
     # of a field `init` of a local `nn`
     "import torch.nn as nn\ndef weights_init(m):\n    import torch.nn as nn\n    classname = m.__class__.__name__\n    if classname.find('Conv') != -1:\n        nn.init.normal_(m.weight.data, 0.0, 0.02)\n",
+    # training pass: `False.step()` (a mutated `scheduler.step()`) was taken for an optimizer step, whose optimizer
+    # became a parameter named False of the accumulation's apply_step
+    "from torch import nn, optim\ndef main():\n    model = nn.Linear(5, 4)\n"
+    "    optimizer = optim.SGD(model.parameters(), lr=0.1)\n    for epoch in range(3):\n        for xb in range(2):\n"
+    "            loss = model(xb).sum()\n            loss.backward()\n            optimizer.step()\n"
+    "        False.step()\n",
 ])
 def test_fuzz_reproducers(source):
     check_translation(source)

@@ -715,7 +715,8 @@ class TrainingPass(Pass):
         call = _is_method_call_stmt(stmt, "step")
         if call is not None:
             owner = dotted(call.func.value)
-            if not call.args and owner is not None and owner not in self.facts.schedulers:
+            if not call.args and owner is not None and owner not in self.facts.schedulers \
+                    and owner.split(".")[0] not in ("True", "False", "None"):  # `False.step()`: no optimizer
                 return "step", owner
             return None
         found = manual_update_owner(stmt)
