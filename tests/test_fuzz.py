@@ -221,6 +221,11 @@ def test_torch_nn_modules_translate_cleanly_and_idempotently(path):
     "    optimizer = optim.SGD(model.parameters(), lr=0.1)\n    for epoch in range(3):\n        for xb in range(2):\n"
     "            loss = model(xb).sum()\n            loss.backward()\n            optimizer.step()\n"
     "        False.step()\n",
+    # training pass: a trainer with a hand-written update (no optimizer state to find) was threaded again on the
+    # translation, which already returned the model: `return model, (model, step)`
+    "import torch\nimport torch.nn as nn\ndef train(model, X, Y, lr, step):\n    for i in range(0, X.shape[0], 8):\n"
+    "        model.zero_grad()\n        loss.backward()\n        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)\n"
+    "        for p in model.parameters():\n            p.data.add_(p.grad, alpha=-lr)\n        step += 1\n    return step\n",
 ])
 def test_fuzz_reproducers(source):
     check_translation(source)

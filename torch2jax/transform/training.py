@@ -151,6 +151,24 @@ def _is_docstring_stmt(stmt) -> bool:
         and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
 
 
+def _return_values(fn: cst.FunctionDef) -> list:
+    """The values of fn's `return` statements (None for a bare return), not counting nested functions."""
+    found = []
+
+    class V(cst.CSTVisitor):
+        def visit_FunctionDef(self, node) -> bool:
+            return node is fn
+
+        def visit_Lambda(self, node) -> bool:
+            return False
+
+        def visit_Return(self, node) -> None:
+            found.append(node.value)
+
+    fn.visit(V())
+    return found
+
+
 def _returns_name(fn: cst.FunctionDef, name: str) -> bool:
     """Whether `fn` (not a function nested in it) has `return name`."""
     found = []
@@ -567,7 +585,14 @@ class TrainingPass(Pass):
         add them twice."""
         names = {p.name.value for p in fn.params.params}
         states = [self._state_name_for_param(o) for o in trainer.optimizer_params]
-        return bool(states) and all(s in names for s in states)
+        if states:
+            return all(s in names for s in states)
+        # a hand-written update (no optimizer state): translated before when every return leads with the models
+        models = list(trainer.model_params_trained)
+        returns = _return_values(fn)
+        return bool(models) and bool(returns) and all(
+            [dotted(e) for e in ([x.value for x in v.elements] if isinstance(v, cst.Tuple) else [v] if v else [])][
+                :len(models)] == models for v in returns)
 
     def _caller_state_name(self, opt_arg: str) -> str:
         opt = self.facts.optimizer(opt_arg)
