@@ -226,6 +226,10 @@ def test_torch_nn_modules_translate_cleanly_and_idempotently(path):
     "import torch\nimport torch.nn as nn\ndef train(model, X, Y, lr, step):\n    for i in range(0, X.shape[0], 8):\n"
     "        model.zero_grad()\n        loss.backward()\n        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)\n"
     "        for p in model.parameters():\n            p.data.add_(p.grad, alpha=-lr)\n        step += 1\n    return step\n",
+    # scopes: a function defined inside another under an imported name (`def jacfwd(a):` with torch.func's jacfwd
+    # imported) was renamed with the import, `def jax.jacfwd(a):`, unparsable
+    "import torch.nn.functional as F\nfrom torch.func import jacfwd, jacrev\ndef jacobians(v, m):\n    def jacfwd(a):\n"
+    "        return F.relu(a @ m)\n\n    return jacrev(f)(v), jacfwd(f)(v)\n",
 ])
 def test_fuzz_reproducers(source):
     check_translation(source)

@@ -120,13 +120,14 @@ def _imported(node: cst.Import | cst.ImportFrom, bound: set[str]) -> None:
 @lru_cache(maxsize=1024)  # by node (nodes are immutable): the passes ask about the same function one after another
 def bound_in_function(fn: cst.FunctionDef) -> frozenset[str]:
     """Names bound inside one function: its parameters (and its lambdas'), assignment, loop, comprehension, walrus
-    and `as` targets; not inside nested functions or classes."""
+    and `as` targets, and the names of the functions and classes it defines; not inside those."""
     bound: set[str] = set()
     stack: list[cst.CSTNode] = [fn]
     while stack:
         node = stack.pop()
         tp = type(node)
         if tp is cst.ClassDef or (tp is cst.FunctionDef and node is not fn):
+            bound.add(node.name.value)  # a nested def or class binds its name here (and may hide an import)
             continue
         if tp in (cst.Import, cst.ImportFrom):
             _imported(node, bound)
