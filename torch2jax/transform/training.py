@@ -171,21 +171,7 @@ def _return_values(fn: cst.FunctionDef) -> list:
 
 def _returns_name(fn: cst.FunctionDef, name: str) -> bool:
     """Whether `fn` (not a function nested in it) has `return name`."""
-    found = []
-
-    class V(cst.CSTVisitor):
-        def visit_FunctionDef(self, node) -> bool:
-            return node is fn
-
-        def visit_Lambda(self, node) -> bool:
-            return False
-
-        def visit_Return(self, node) -> None:
-            if isinstance(node.value, cst.Name) and node.value.value == name:
-                found.append(node)
-
-    fn.visit(V())
-    return bool(found)
+    return any(isinstance(v, cst.Name) and v.value == name for v in _return_values(fn))
 
 
 def _plain_target(target) -> bool:
