@@ -20,7 +20,7 @@ import libcst as cst
 from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.inplace import init_helpers
 from torch2jax.transform.module_facts import weight_tie
-from torch2jax.transform.names import dotted
+from torch2jax.transform.names import dotted, return_values
 from torch2jax.transform.walk import SETATTR, Visitor, walk
 
 
@@ -90,7 +90,7 @@ class ModuleUpdatesPass(Pass):
         fn = self.function_nodes[-1] if self.function_nodes else None
         trainers = getattr(self.ctx.training_facts, "trainers", None) or {}
         if fn is None or root == "self" or root not in {p.name.value for p in fn.params.params} \
-                or _returns(fn, root) or fn.name.value in trainers:
+                or any(root in _names_of(v) for v in return_values(fn)) or fn.name.value in trainers:
             return None
         return self.report("T2J306", f"{root} is an argument whose parameters torch updates in place: the caller's "
                                      f"model no longer changes; return {root} and rebind it at the call site", node)
@@ -211,21 +211,7 @@ def _rebinds(block, name: str) -> bool:
     return bool(found)
 
 
-def _returns(fn: cst.FunctionDef, name: str) -> bool:
-    """Whether fn returns `name` (alone or in a tuple) somewhere, not counting nested functions."""
-    found = False
-
-    class V(Visitor):
-        SEES_LAYOUT = False
-
-        def visit_FunctionDef(self, node) -> bool:
-            return node is fn
-
-        def visit_Return(self, node: cst.Return) -> None:
-            nonlocal found
-            value = node.value
-            items = [e.value for e in value.elements] if isinstance(value, cst.Tuple) else [value]
-            found = found or any(isinstance(v, cst.Name) and v.value == name for v in items)
-
-    walk(fn, V())
-    return found
+def _names_of(value) -> set[str]:
+    """`model` / `model, step`: the names a return gives back (alone or in a tuple)."""
+    items = [e.value for e in value.elements] if isinstance(value, cst.Tuple) else [value]
+    return {v.value for v in items if isinstance(v, cst.Name)}

@@ -197,3 +197,21 @@ class Scopes:
 
     def is_import(self, name: str) -> bool:
         return name in self.aliases and not self.is_shadowed(name)
+
+
+def return_values(fn: cst.FunctionDef) -> list:
+    """The values of fn's `return` statements (None for a bare return), not counting nested functions."""
+    found = []
+
+    class V(cst.CSTVisitor):
+        def visit_FunctionDef(self, node) -> bool:
+            return node is fn
+
+        def visit_Lambda(self, node) -> bool:
+            return False
+
+        def visit_Return(self, node) -> None:
+            found.append(node.value)
+
+    fn.visit(V())
+    return found

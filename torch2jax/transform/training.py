@@ -32,7 +32,7 @@ from __future__ import annotations
 import libcst as cst
 
 from torch2jax.transform.base import CarryPositions, Pass
-from torch2jax.transform.names import bound_in_function, dotted
+from torch2jax.transform.names import bound_in_function, dotted, return_values
 from torch2jax.transform.ops import KEY_PLACEHOLDER
 from torch2jax.transform.training_facts import (OptimizerFacts, TrainingFacts, _bind_names, _is_method_call_stmt,
                                                 lists_parameters, manual_update_owner, parameters_owners,
@@ -151,27 +151,9 @@ def _is_docstring_stmt(stmt) -> bool:
         and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
 
 
-def _return_values(fn: cst.FunctionDef) -> list:
-    """The values of fn's `return` statements (None for a bare return), not counting nested functions."""
-    found = []
-
-    class V(cst.CSTVisitor):
-        def visit_FunctionDef(self, node) -> bool:
-            return node is fn
-
-        def visit_Lambda(self, node) -> bool:
-            return False
-
-        def visit_Return(self, node) -> None:
-            found.append(node.value)
-
-    fn.visit(V())
-    return found
-
-
 def _returns_name(fn: cst.FunctionDef, name: str) -> bool:
     """Whether `fn` (not a function nested in it) has `return name`."""
-    return any(isinstance(v, cst.Name) and v.value == name for v in _return_values(fn))
+    return any(isinstance(v, cst.Name) and v.value == name for v in return_values(fn))
 
 
 def _plain_target(target) -> bool:
@@ -575,7 +557,7 @@ class TrainingPass(Pass):
             return all(s in names for s in states)
         # a hand-written update (no optimizer state): translated before when every return leads with the models
         models = list(trainer.model_params_trained)
-        returns = _return_values(fn)
+        returns = return_values(fn)
         return bool(models) and bool(returns) and all(
             [dotted(e) for e in ([x.value for x in v.elements] if isinstance(v, cst.Tuple) else [v] if v else [])][
                 :len(models)] == models for v in returns)

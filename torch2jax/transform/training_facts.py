@@ -262,18 +262,9 @@ class _Collector:
 
     def _holds_stateful(self, value: cst.Call) -> bool:
         """Whether a torch layer's construction builds a BatchNorm, or a file class that holds one."""
-        calls: list[cst.Call] = []
-
-        class Calls(Visitor):
-            SEES_LAYOUT = False
-
-            def visit_Call(self, node: cst.Call) -> None:
-                calls.append(node)
-
-        walk(value, Calls())
         classes = self.modules.classes
         return any(self.scopes.qualname(c.func) in STATEFUL_LAYERS
-                   or (dotted(c.func) in classes and classes[dotted(c.func)].stateful) for c in calls)
+                   or (dotted(c.func) in classes and classes[dotted(c.func)].stateful) for c in _calls(value))
 
 
 def _is_method_call_stmt(stmt: cst.BaseStatement, method: str) -> cst.Call | None:
