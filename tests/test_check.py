@@ -471,3 +471,24 @@ def test_module_without_parameters_skips_training(tmp_path):
     scale = stages(report, "Scale")
     assert (scale["numbers"].status, scale["training"].status) == ("PASS", "SKIP"), report.format()
     assert "no trainable parameters" in scale["training"].message
+
+
+def test_random_outputs_compare_dicts_by_key_and_nan_where_both_have_it():
+    """A function returning a dict of draws: JAX's tree operations hand dicts back with sorted keys, torch keeps
+    insertion order; leaves are paired by key. NaN in the same places on both sides (a std over one element) is
+    left out of the moments; NaN on one side only is a failure."""
+    import numpy as np
+
+    from torch2jax.check import compare as cmp
+    from torch2jax.check.functions import _moments
+
+    assert cmp.flatten({"w": 1, "b": 2}) == cmp.flatten({"b": 2, "w": 1}) == [("['b']", 2), ("['w']", 1)]
+    rng = np.random.default_rng(0)
+    t, j = rng.standard_normal((200, 3)), rng.standard_normal((200, 3))
+    t[:, 1] = j[:, 1] = np.nan
+    assert _moments([("", t)], [("", j)], 200, cmp.Comparison()) == []
+    j[:, 1] = 0.0
+    assert "NaN at 1 elements" in _moments([("", t)], [("", j)], 200, cmp.Comparison())[0]
+    j[:, 0] *= 3
+    j[:, 1] = np.nan
+    assert "standard deviation" in _moments([("", t)], [("", j)], 200, cmp.Comparison())[0]

@@ -29,6 +29,9 @@ CASES = [
      True),
     ("NamedParts", (), [RNG.standard_normal((5, 6)).astype(np.float32)], True),
     ("TiedLM", (), [RNG.integers(0, 13, (2, 5))], True),
+    ("SharedConvBlock", (), [RNG.standard_normal((2, 4, 7)).astype(np.float32)], True),
+    ("ShortcutBlock", (), [RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)], True),
+    ("AffineFlow", (), [RNG.standard_normal((4, 3)).astype(np.float32)], True),
 ]
 
 
@@ -266,3 +269,27 @@ def test_field_set_after_init_is_an_error():
               "        self.calls = self.calls + 1\n        return self.fc(x)\n")
     result = translate(source, filename="counter.py")
     assert ("T2J303", 11) in [(d.code, d.line) for d in result.diagnostics if d.severity == "error"], result.code
+
+
+def test_a_module_method_named_like_a_tensor_method_is_left_alone():
+    """`layer.inverse(x)` on a flow layer that defines inverse is that method, not Tensor.inverse (which takes no
+    argument): no diagnostic, no rewrite; `square.inverse()` on a tensor is still translated."""
+    pair = Pair(SOURCE, "AffineFlow")
+    assert not [d for d in pair.result.diagnostics if d.code == "T2J102"], pair.result.diagnostics
+    code = pair.result.code.split("class AffineFlow")[1]
+    assert "back = layer.inverse(back)" in code and "jnp.linalg.inv(square)" in code
+
+
+def test_fields_that_are_also_layers_of_a_sequential_are_one_parameter():
+    """The TCN's layout: `self.net = nn.Sequential(self.conv1, ...)` holds the very conv1 torch also calls
+    directly, so torch lists its weight once. Built by the translation (not loaded from torch), both places hold the
+    re-initialised weight, and the parameter listings match torch's names."""
+    pair = Pair(SOURCE, "SharedConvBlock")
+    assert sorted(n for n, _ in t2j.named_parameters(pair.model)) == sorted(
+        n for n, _ in pair.torch.named_parameters())
+    built = load_source(pair.result.code, "shared")["SharedConvBlock"](key=jax.random.key(0))
+    tied = t2j.tied(built)
+    np.testing.assert_array_equal(tied.net[0].weight, tied.conv1.weight)
+    assert float(np.abs(np.asarray(tied.conv1.weight)).max()) < 0.5, "conv1's normal_(0, 0.1) reached both places"
+    np.testing.assert_array_equal(built.branches[0].bias, np.zeros(4))
+    np.testing.assert_array_equal(t2j.tied(built).net[2].bias, np.zeros(4))  # zeros_ through branches[0]

@@ -3,6 +3,7 @@ matches torch's distributions (the per-record checks are tests/test_tables.py::t
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 
@@ -539,3 +540,119 @@ def main():
 def test_random_stream_diagnostics_point_at_the_torch_call(source, expected):
     r = tr(source, header=False)
     assert sorted((d.line, d.column) for d in r.diagnostics if d.code == "T2J401") == expected, r.diagnostics
+
+
+# ------------------------------------------------------------------------------------------ keys reaching submodules
+GROWN_AND_PASSED = """
+class Block(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.lin = nn.Linear(n, n)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.drop(self.lin(x))
+
+
+class Stack(nn.Module):
+    def __init__(self, n, depth):
+        super().__init__()
+        layers = []
+        for i in range(depth):
+            layers += [Block(n)]
+        self.network = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.network(x)
+
+
+class Pair(nn.Module):
+    def __init__(self, first, second):
+        super().__init__()
+        self.first = first
+        self.second = second
+
+    def forward(self, x):
+        return self.second(self.first(x))
+
+
+def build(n):
+    first = Stack(n, 2)
+    return Pair(first, Block(n))
+"""
+
+
+def test_keys_reach_layers_grown_with_plus_equals_and_instances_handed_to_constructors():
+    """`layers += [Block(n)]` then `nn.Sequential(*layers)` (the TCN's layout), and modules built elsewhere and
+    handed to a constructor (`Seq2Seq(encoder, decoder)`): their dropout draws in train mode, so calling them takes
+    a key. Before, neither call passed one and train mode raised at the first dropout."""
+    r = tr(GROWN_AND_PASSED)
+    assert "return self.network(x, key=key)" in r.code, r.code
+    assert re.search(r"self\.second\(self\.first\(x, key=subkey\d\), key=subkey\d\)", r.code), r.code
+    ns = load(r.code)
+    pair = ns["build"](4, key=k(0))
+    x = jnp.ones((8, 4))
+    a, b = pair(x, key=k(1)), pair(x, key=k(2))
+    assert distinct(a, b), "dropout in train mode draws with the key it is given"
+    x = jnp.ones((64, 4))
+    for part in (pair, pair.first):  # the dropout of Pair's last Block, of the Stack's last Block
+        assert abs(float((np.asarray(part(x, key=k(3))) == 0).mean()) - 0.5) < 0.15
+    eval_pair = eqx.nn.inference_mode(pair, True)
+    np.testing.assert_array_equal(eval_pair(x, key=k(1)), eval_pair(x, key=k(2)))
+
+
+# ------------------------------------------------------------------------------------------ host-side draws
+HOST_DRAWS = """import random
+import random as rnd
+import numpy as np
+from numpy import random as npr
+import torch
+import torch.nn as nn
+
+
+class Decoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.scale = random.random()  # init time: drawn once in torch too
+
+    def step(self, x):
+        return x * np.random.rand()
+
+    def forward(self, x, ratio=0.5):
+        if rnd.random() < ratio:
+            x = self.fc(x)
+        return self.step(x) + npr.normal()
+
+    def sample(self):
+        return random.random()  # not called from forward: not traced
+
+
+def mix(x):
+    lam = np.random.beta(0.4, 0.4)  # outside the step: a plain Python value
+    return lam * x
+"""
+
+
+def test_python_and_numpy_draws_in_traced_code_are_reported():
+    r = translate(HOST_DRAWS)
+    lines = sorted(d.line for d in r.diagnostics if d.code == "T2J411")
+    assert lines == [16, 19, 21], r.diagnostics
+    assert r.code.count("# torch2jax: T2J411") == 3, "each traced draw is marked in the output"
+
+
+def test_host_draw_in_the_jitted_training_step_is_reported():
+    source = HEADER + """import random
+
+def main():
+    net = nn.Linear(3, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x = torch.ones(4, 3)
+    for i in range(3):
+        opt.zero_grad()
+        loss = (net(x) * random.uniform(0.5, 1.5)).mean()
+        loss.backward()
+        opt.step()
+"""
+    r = translate(source)
+    assert [d.line for d in r.diagnostics if d.code == "T2J411"] == [13], r.diagnostics

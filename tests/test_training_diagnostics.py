@@ -246,3 +246,20 @@ def test_a_function_that_reinitialises_a_model_it_does_not_return_is_reported():
     lines = [d.line for d in result.diagnostics if d.code == "T2J306"]
     assert len(lines) == 1 and lines[0] in (6, 7), lines  # the loop, or the no_grad block it was dedented from
     assert "# torch2jax: T2J306" in result.code
+
+
+def test_freezing_a_deep_copy_no_optimizer_trains_is_dropped():
+    """`ema = copy.deepcopy(model)` is a model of the same class (an EMA copy, a DQN target network): freezing it
+    is dropped as for any model no optimizer steps, not left as a requires_grad_ call on a JAX array."""
+    code, codes = _translate("""\
+        import copy
+        ema = copy.deepcopy(enc)
+        for p in ema.parameters():
+            p.requires_grad_(False)
+        for i in range(3):
+            enc_opt.zero_grad()
+            loss = enc(x).mean()
+            loss.backward()
+            enc_opt.step()
+        """)
+    assert "T2J213" in codes and "requires_grad" not in code, code

@@ -12,6 +12,7 @@ from torch2jax.result import Translation
 from torch2jax.transform.base import FileContext, file_suppressed, suppressed
 from torch2jax.transform.freezing import FreezingPass
 from torch2jax.transform.grad_mode import GradModePass
+from torch2jax.transform.host_random import HostRandomPass
 from torch2jax.transform.imports import fix_imports
 from torch2jax.transform.inplace import InplacePass
 from torch2jax.transform.module_apply import ModuleApplyPass
@@ -34,10 +35,11 @@ from torch2jax.transform.walk import Transformer, iter_statements
 # functions before the in-place pass drops requires_grad_ and the training pass looks for backward() + step().
 # AmpPass runs after the training pass, so the autocast blocks it rewrites are already inside the jitted step and
 # the model calls there already take their keys; the module and ops passes then translate what it produced.
+# HostRandomPass runs after the training pass, which jits the step: it reports Python/NumPy draws in traced code.
 # FreezingPass drops requires_grad settings on models no optimizer trains before the in-place and module-updates
 # passes would rewrite them.
-PASSES = (GradModePass, ParallelPass, TransformsPass, FreezingPass, InplacePass, ModuleUpdatesPass, TrainingPass, AmpPass,
-          ModulePass, ModuleApplyPass, OpsPass, RandomnessPass)
+PASSES = (GradModePass, ParallelPass, TransformsPass, FreezingPass, InplacePass, ModuleUpdatesPass, TrainingPass,
+          HostRandomPass, AmpPass, ModulePass, ModuleApplyPass, OpsPass, RandomnessPass)
 
 
 def _python_syntax_error(source: str) -> tuple[int, int, str] | None:
@@ -103,7 +105,7 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     for name in rebound:
         del aliases[name]
     ctx = FileContext(filename=filename, scopes=Scopes(aliases, rebound, positions), tables=load_tables(),
-                      positions=positions, may_suppress="skip" in source)
+                      positions=positions, may_suppress="skip" in source, source_module=module)
     ctx.module_facts = collect_module_facts(module, ctx.scopes, word_cache=ctx.word_cache)
     if TrainingPass.applies(source, ctx):  # the training pass is the one that reads them
         ctx.training_facts = collect_training_facts(module, ctx.scopes, ctx.module_facts, ctx.word_cache)

@@ -58,7 +58,7 @@ class Down(eqx.Module):
 class Up(eqx.Module):
     """Upscaling then double conv"""
 
-    up: t2j.nn.Upsample = None
+    up: eqx.Module = None
     conv: DoubleConv = None
 
     def __init__(self, in_channels, out_channels, bilinear=False, *, key):

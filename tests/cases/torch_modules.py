@@ -253,3 +253,69 @@ class TiedLM(nn.Module):
     def forward(self, idx):
         h = self.transformer.ln(torch.tanh(self.transformer.wte(idx)))
         return self.logits(h)
+
+
+class SharedConvBlock(nn.Module):
+    """The TCN block's layout: fields that are also the layers of a Sequential (one module in two places), weights
+    re-initialised through the field names after the Sequential is built, and the field called directly too."""
+
+    def __init__(self, c=4):
+        super().__init__()
+        self.conv1 = nn.Conv1d(c, c, 3, padding=1)
+        self.act = nn.Tanh()
+        self.conv2 = nn.Conv1d(c, c, 1)
+        self.net = nn.Sequential(self.conv1, self.act, self.conv2)
+        self.branches = nn.ModuleList([self.conv2, nn.Conv1d(c, c, 1)])
+        self.conv1.weight.data.normal_(0, 0.1)
+        nn.init.zeros_(self.branches[0].bias)
+
+    def forward(self, x):
+        return self.net(x) + self.conv1(x) * self.branches[1](x)
+
+
+class ShortcutBlock(nn.Module):
+    """ResNet's shortcut: an empty Sequential, replaced on some paths by one holding BatchNorm, added in place."""
+
+    def __init__(self, cin=3, c=4, stride=2):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, c, 3, stride, 1, bias=False)
+        self.bn = nn.BatchNorm2d(c)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != c:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, c, 1, stride, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        out = self.bn(self.conv(x))
+        out += self.shortcut(x)
+        return F.relu(out)
+
+
+class Affine(nn.Module):
+    def __init__(self, d=3):
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.linspace(-0.2, 0.2, d))
+        self.shift = nn.Linear(d, d)
+
+    def forward(self, x):
+        return x * torch.exp(self.log_scale) + self.shift(x).tanh()
+
+    def inverse(self, y):  # a Tensor method's name, on a module
+        return y * torch.exp(-self.log_scale)
+
+
+class AffineFlow(nn.Module):
+    """A flow's layers called through their own `inverse` (RealNVP), next to a tensor's `.inverse()`."""
+
+    def __init__(self, d=3, n=2):
+        super().__init__()
+        self.layers = nn.ModuleList([Affine(d) for _ in range(n)])
+
+    def forward(self, x):
+        z = x
+        for layer in self.layers:
+            z = layer(z)
+        back = z
+        for layer in reversed(self.layers):
+            back = layer.inverse(back)
+        square = torch.eye(3) * 2 + z[:3, :3] * 0.1
+        return back, square.inverse()

@@ -45,8 +45,8 @@ def _is_array(value) -> bool:
 def flatten(tree, path: str = "") -> list[tuple[str, object]]:
     """(path, leaf) pairs of a result: tuples, lists, dicts and namedtuples are walked; arrays, numbers, None and
     anything else are leaves."""
-    if isinstance(tree, dict):
-        return [leaf for k in tree for leaf in flatten(tree[k], f"{path}[{k!r}]")]
+    if isinstance(tree, dict):  # by key: JAX's tree operations (vmap, tree.map) give dicts back with sorted keys
+        return [leaf for k in sorted(tree, key=repr) for leaf in flatten(tree[k], f"{path}[{k!r}]")]
     if isinstance(tree, (tuple, list)) and not _is_array(tree):
         return [leaf for i, v in enumerate(tree) for leaf in flatten(v, f"{path}[{i}]")]
     return [(path, tree)]

@@ -16,5 +16,5 @@ from torch2jax.runtime.params import (named_buffers, named_parameters, parameter
                                       replace_parameters_in_init)
 from torch2jax.runtime import data  # torch.utils.data without torch
 from torch2jax.runtime.module_apply import apply, apply_in_init  # noqa: F401  (Module.apply(fn))
-from torch2jax.runtime.ties import finish_ties_in_init, tie_in_init, tied  # noqa: F401  (weight tying)
+from torch2jax.runtime.ties import finish_ties_in_init, share_in_init, tie_in_init, tied  # noqa: F401  (weight tying)
 from torch2jax.runtime import amp, func, parallel  # torch.func helpers, mixed precision, data parallelism (issue 12)

@@ -25,7 +25,7 @@ import jax
 
 from torch2jax.runtime.params import _get, _own_and_children
 
-__all__ = ["tie_in_init", "settle_ties_in_init", "finish_ties_in_init", "tied", "tied_all"]
+__all__ = ["tie_in_init", "share_in_init", "settle_ties_in_init", "finish_ties_in_init", "tied", "tied_all"]
 
 # id(module being built) -> {member name: its array when the tie was last settled}: tells settle_ties_in_init
 # which members __init__ wrote since
@@ -52,10 +52,27 @@ def tie_in_init(module, alias: str, source: str) -> None:
             raise ValueError(f"weight tying: {name!r} is not a parameter of {type(module).__name__}")
     value = _get(module, paths[source])
     _set_in_init(module, paths[alias], value)
+    _join(module, {alias, source}, value, list(paths))
+
+
+def share_in_init(module, field: str) -> None:
+    """`self.net = nn.Sequential(self.conv1, ...)` inside `__init__`: torch holds one conv1 in both places, so
+    `self.conv1.weight` and `self.net[0].weight` are one Parameter. Every parameter under `field` that is the very
+    array of another place in the module is tied to it, as `tie_in_init` ties weights."""
+    paths = _paths(module)
+    places: dict[int, list[str]] = {}
+    for name, path in paths.items():
+        places.setdefault(id(_get(module, path)), []).append(name)
+    for names in places.values():
+        if len(names) > 1 and any(n.startswith(field + ".") for n in names):
+            _join(module, set(names), _get(module, paths[names[0]]), list(paths))
+
+
+def _join(module, members: set[str], value, order: list[str]) -> None:
+    """Record `members` as one tie group (merged with the groups they are already in), their value `value`."""
     groups = [set(g) for g in getattr(module, "_t2j_ties", ())]
-    joined = {alias, source}.union(*[g for g in groups if g & {alias, source}])
-    groups = [g for g in groups if not g & {alias, source}] + [joined]
-    order = list(paths)
+    joined = members.union(*[g for g in groups if g & members])
+    groups = [g for g in groups if not g & members] + [joined]
     setattr(module, "_t2j_ties", tuple(tuple(sorted(g, key=order.index)) for g in groups))
     _AT_TIE.setdefault(id(module), {}).update({name: value for name in joined})
 

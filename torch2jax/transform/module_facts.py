@@ -50,6 +50,9 @@ class ClassFacts:
     param_fields: dict[str, str] = field(default_factory=dict)  # `self.f = p` in __init__: parameter p -> field f
     param_builds: dict[str, list[str]] = field(default_factory=dict)  # `self.f = p(c)`: parameter p -> fields f
     ties: bool = False  # __init__ ties weights: `self.head.weight = self.embed.weight` (runtime/ties.py)
+    # fields built from other submodule fields (`self.net = nn.Sequential(self.conv1, ...)`): torch holds one
+    # conv1 in both places, a tie of each of its parameters (runtime/ties.share_in_init)
+    shares: list[str] = field(default_factory=list)
     # methods besides forward -> the `self.x` they call (fields or methods), and those of them that reach a stateful
     # submodule: they take the state and return (out, state), as forward does (close())
     method_calls: dict[str, set[str]] = field(default_factory=dict)
@@ -191,6 +194,24 @@ def weight_tie(target: cst.BaseExpression, value: cst.BaseExpression) -> tuple[s
     if not all(n.rsplit(".", 1)[1].endswith(("weight", "bias")) for n in (alias, source)):
         return None
     return alias, source
+
+
+def fields_held(value: cst.BaseExpression) -> list[str]:
+    """The `self.f` handed whole to a container or constructor (`nn.Sequential(self.conv1, self.relu)`,
+    `nn.ModuleList([self.a, self.b])`), not called or read through (`self.f(x)`, `self.f.weight`)."""
+    found = []
+    todo = [value]
+    while todo:
+        e = todo.pop()
+        if isinstance(e, cst.Attribute) and isinstance(e.value, cst.Name) and e.value.value == "self":
+            found.append(e.attr.value)
+        elif isinstance(e, cst.Call):
+            todo += [a.value for a in e.args]
+        elif isinstance(e, (cst.List, cst.Tuple)):
+            todo += [el.value for el in e.elements]
+        elif isinstance(e, cst.Dict):
+            todo += [el.value for el in e.elements if isinstance(el, cst.DictElement)]
+    return found
 
 
 def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
@@ -430,6 +451,14 @@ class _Collector(Visitor):
         if old.kind == "none":
             f.conditional = True
             self.current.fields[f.name] = f
+        elif "module" in (old.kind, f.kind):
+            # `self.shortcut = nn.Sequential()`, then on some paths a Sequential with BatchNorm: either may be there
+            merged = self._either(f.name, old, f, True)
+            merged.own_stateful = bool(old.own_stateful or f.own_stateful)
+            # two stateless layers (Upsample or ConvTranspose2d): whichever it is, it is called without the state
+            merged.dynamic = (old.dynamic or f.dynamic) or (merged.dynamic and bool(
+                merged.stateful or merged.holds))
+            self.current.fields[f.name] = merged
 
     def _field(self, name: str, value: cst.BaseExpression) -> None:
         if isinstance(value, cst.Name) and value.value in self.params:
@@ -437,6 +466,11 @@ class _Collector(Visitor):
         for call in _calls_in(value):
             if isinstance(call.func, cst.Name) and call.func.value in self.params:
                 self.current.param_builds.setdefault(call.func.value, []).append(name)
+        if any(f != name and self.current.fields.get(f) is not None
+               and self.current.fields[f].kind in ("module", "list", "dict")
+               for f in fields_held(value)) and name not in self.current.shares:
+            self.current.shares.append(name)
+            self.current.ties = True
         self._add(self.classify(name, value))
 
     def _module_evidence(self, value: cst.BaseExpression) -> tuple[bool, bool]:

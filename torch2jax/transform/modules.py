@@ -17,7 +17,7 @@ import libcst as cst
 
 from torch2jax.transform.base import Pass
 from torch2jax.transform.inplace import init_helpers
-from torch2jax.transform.module_facts import ClassFacts, FieldFacts, ModuleFacts
+from torch2jax.transform.module_facts import ClassFacts, FieldFacts, ModuleFacts, fields_held
 from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER, function_alias
 from torch2jax.transform.walk import Visitor, walk
@@ -246,11 +246,19 @@ class ModulePass(Pass):
         return cls.ties or any(self._ties(self.facts.classes[b]) for b in cls.bases if b in self.facts.classes)
 
     def _tie_init(self, fn: cst.FunctionDef) -> cst.FunctionDef:
-        """A class that ties weights settles them at the end of __init__ (runtime/ties.py)."""
+        """A class that ties weights settles them at the end of __init__ (runtime/ties.py); a field that holds
+        other submodule fields (`self.net = nn.Sequential(self.conv1, ...)`) ties their parameters once built."""
         if not self.cls.ties:
             return fn
         self.need("t2j")
-        body = list(fn.body.body)
+        body = []
+        for stmt in fn.body.body:
+            body.append(stmt)
+            shared = _assigned_field(stmt)
+            if shared in self.cls.shares and any(f != shared for f in fields_held(stmt.body[0].value)):
+                self.report("T2J215", f"self.{shared} holds submodules that are also fields: torch shares them, the "
+                                      "translation ties their parameters (t2j.share_in_init)", stmt)
+                body.append(cst.parse_statement(f"t2j.share_in_init(self, {shared!r})\n"))
         at = len(body) - 1 if body and isinstance(body[-1], cst.SimpleStatementLine) \
             and isinstance(body[-1].body[0], cst.Return) else len(body)
         body.insert(at, cst.parse_statement("t2j.finish_ties_in_init(self)\n"))
@@ -534,6 +542,16 @@ def _is_docstring(stmt) -> bool:
 
 def _tuple_src(names: list[str]) -> str:
     return "(" + ", ".join(repr(n) for n in names) + ("," if len(names) == 1 else "") + ")"
+
+
+def _assigned_field(stmt: cst.BaseStatement) -> str | None:
+    """`self.f = ...` as a whole statement: f."""
+    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Assign):
+        targets = stmt.body[0].targets
+        if len(targets) == 1 and isinstance(targets[0].target, cst.Attribute) \
+                and dotted(targets[0].target.value) == "self":
+            return targets[0].target.attr.value
+    return None
 
 
 def _takes_self(fn: cst.FunctionDef) -> bool:

@@ -398,9 +398,23 @@ class OpsPass(Pass):
         func = original.func
         if isinstance(func, cst.Attribute):
             record = self.tables.methods.get(func.attr.value)
-            if record is not None and not record.attr and self.tensor_receiver(func.value, original):
+            if record is not None and not record.attr and self.tensor_receiver(func.value, original) \
+                    and not self._user_method_call(record, updated):
                 return self.apply(record, updated, updated.func.value, f"Tensor.{func.attr.value}")
         return updated
+
+    def _user_method_call(self, record: Record, call: cst.Call) -> bool:
+        """`layer.inverse(x)` where a module class of the file defines `inverse` and the arguments do not fit the
+        Tensor method of that name: the module's method."""
+        facts = self.ctx.module_facts
+        name = call.func.attr.value
+        if facts is None or not any(name in c.method_calls for c in facts.classes.values()):
+            return False
+        try:
+            bind(record, list(call.args), call.func.value)
+        except BindError:
+            return True
+        return False
 
     def _layer_by_name(self, node: cst.BaseExpression) -> bool:
         """`getattr(nn, rnn_type)`: a torch.nn layer class looked up by a name known at run time."""

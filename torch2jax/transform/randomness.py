@@ -322,6 +322,11 @@ class Analysis:
             element = cst.List([cst.Element(grown)]) if call.func.attr.value == "append" else grown
             s.values.setdefault(call.func.value.value, []).append(element)
             return
+        if isinstance(small, cst.AugAssign) and isinstance(small.operator, cst.AddAssign) \
+                and isinstance(small.target, cst.Name):
+            # layers += [Block(c)]: the list grows by those elements, as with extend
+            s.values.setdefault(small.target.value, []).append(small.value)
+            return
         if isinstance(small, cst.Assign):
             targets, value = [t.target for t in small.targets], small.value
         elif isinstance(small, cst.AnnAssign) and small.value is not None:
@@ -498,7 +503,8 @@ class Analysis:
     def _passed_class_key(self, param: str, fs: Scope, depth: int) -> str | None:
         """`block(...)` where `block` is a parameter of fs that its callers in this file fill with a class of
         this file (`ResNet(BasicBlock, ...)` -> `self._make_layer(block, ...)` -> `block(inplanes, planes)`):
-        constructing it takes that class's key."""
+        constructing it takes that class's key. Filled with an instance (`Seq2Seq(Encoder(...), dec)`), calling it
+        takes the instance's call key."""
         if depth > MAX_DEPTH:
             return None
         positional = [p.name.value for p in fs.node.params.params]
@@ -512,15 +518,15 @@ class Analysis:
                 plain = [a.value for a in call.args if a.keyword is None and not a.star]
                 if arg is None and param in positional and positional.index(param) < len(plain):
                     arg = plain[positional.index(param)]
-                if not isinstance(arg, cst.Name):
+                if arg is None:
                     continue
-                found = self._lookup(arg.value, cs)
+                found = self._lookup(arg.value, cs) if isinstance(arg, cst.Name) else None
                 if found and found[0] == "class":
                     k = self.init_key(found[1])
-                elif found is None and cs.kind in ("function", "method"):
+                elif found is None and isinstance(arg, cst.Name) and cs.kind in ("function", "method"):
                     k = self._passed_class_key(arg.value, cs, depth + 1) if arg.value in cs.params else None
-                else:
-                    k = None
+                else:  # an instance (`Seq2Seq(enc, dec)` after `enc = Encoder(...)`): calling it takes its key
+                    k = self._value_call_key(arg, cs, depth + 1)
                 if k:
                     return k
         return None

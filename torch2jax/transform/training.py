@@ -544,6 +544,8 @@ class TrainingPass(Pass):
             call = _insert_arg(call, cparams, opt_param, self._state_name_for_param(opt_param), caller_states[-1])
             cparams = _with_inserted(cparams, opt_param, self._state_name_for_param(opt_param))
         outs = model_args + ([caller_state] if state_param else []) + caller_states
+        if not targets and any(v is not None for v in return_values(callee)):
+            targets = [cst.Name("_")]  # `train(...)` dropped what it returned: it now comes after the threaded values
         new_targets = [cst.Element(cst.Name(n)) for n in outs] + [cst.Element(t) for t in targets]
         target = cst.Tuple(new_targets, lpar=[], rpar=[])
         return cst.Assign([cst.AssignTarget(target)], call)

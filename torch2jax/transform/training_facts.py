@@ -252,6 +252,11 @@ class _Collector:
             self.facts.optimizers[name] = OptimizerFacts(name, self._factory_model(value))
         elif local in self.modules.classes:
             self.facts.models[name] = local
+        elif qual in ("copy.deepcopy", "copy.copy") and value.args and dotted(value.args[0].value) in self.facts.models:
+            # ema_model = copy.deepcopy(model): a model of the same class (an EMA copy, a DQN target network)
+            self.facts.models[name] = self.facts.models[dotted(value.args[0].value)]
+            if dotted(value.args[0].value) in self.facts.stateful_builds:
+                self.facts.stateful_builds.add(name)
         elif local in self.facts.factories:
             self.facts.models[name] = self.facts.factories[local]
         elif qual and qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper() \

@@ -1,0 +1,126 @@
+"""Python's `random` and NumPy's `np.random` inside traced code: reported, left as they are.
+
+A model's forward (and what it calls) runs under jax.jit in the translated training step, as does the step itself.
+A host-side draw there runs once, when the function is traced, and the compiled step reuses that one value at every
+later call: torch's `random.random() < teacher_forcing_ratio` decided afresh at each step becomes one decision for
+the whole run. There is no faithful rewrite without knowing what the value steers (a Python `if` on a traced draw
+does not trace), so the call stays and is marked.
+"""
+from __future__ import annotations
+
+import libcst as cst
+
+from torch2jax.transform.base import Pass
+from torch2jax.transform.names import dotted
+from torch2jax.transform.walk import Visitor, walk
+
+
+def _code(node: cst.CSTNode) -> str:
+    return cst.Module([]).code_for_node(node)
+
+HOST_RANDOM = ("random.", "numpy.random.")
+JIT_DECORATORS = {"jax.jit", "equinox.filter_jit", "jax.pmap", "torch.compile"}
+FORWARDS = ("forward", "__call__")
+
+
+class HostRandomPass(Pass):
+    TRIGGERS = ("random",)
+
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        self.random_names = {k for k, q in ctx.scopes.aliases.items()
+                             if q in ("random", "numpy", "numpy.random") or q.startswith(HOST_RANDOM)}
+        self.expression_words = set(self.random_names)
+        self.traced_methods: list[set[str]] = []  # per enclosing class: its methods that run when it is called
+        self.traced_depth = 0  # > 0 inside a traced function
+        self.traced_functions: list[bool] = []  # per enclosing function: whether it made traced_depth grow
+        self.source_calls: dict[str, list[tuple[int, int]]] | None = None  # code -> input positions, in order
+
+    def wants(self, node) -> bool:
+        return not self.random_names.isdisjoint(self.ctx.words(node))
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        facts = self.ctx.module_facts
+        is_module = facts is not None and node.name.value in facts.classes
+        self.traced_methods.append(_reached_from_forward(node) if is_module else set())
+
+    def leave_ClassDef(self, original, updated):
+        self.traced_methods.pop()
+        return updated
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.ctx.scopes.push(node)
+        traced = self.traced_depth > 0 or any(self._is_jit(d.decorator) for d in node.decorators) or (
+            bool(self.traced_methods) and node.name.value in self.traced_methods[-1])
+        self.traced_depth += 1 if traced else 0
+        self.traced_functions.append(traced)
+
+    def leave_FunctionDef(self, original, updated):
+        self.ctx.scopes.pop()
+        if self.traced_functions.pop():
+            self.traced_depth -= 1
+        return updated
+
+    def _is_jit(self, expr: cst.BaseExpression) -> bool:
+        func = expr.func if isinstance(expr, cst.Call) else expr
+        qual = self.ctx.scopes.qualname(func) or dotted(func) or ""
+        return qual in JIT_DECORATORS or qual.rsplit(".", 1)[-1] in ("filter_jit", "jit")
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if not self.traced_depth:
+            return
+        qual = self.ctx.scopes.qualname(node.func)
+        if qual and qual.startswith(HOST_RANDOM):
+            # a call with no input position is a copy the training pass made when it built the step
+            at = None if node in self.ctx.positions else self._source_position(node)
+            self.report("T2J411", f"{qual}() is Python's, not JAX's: under jax.jit it runs once, when the code is "
+                                  "traced, and every later call reuses that value; draw with jax.random and a key, "
+                                  "or outside the jitted code", node, at)
+
+    def _source_position(self, call: cst.Call) -> tuple[int, int] | None:
+        """The input position of the call a rebuilt one copies: the first not yet claimed with the same code."""
+        if self.source_calls is None:
+            self.source_calls = {}
+            names, positions = self.random_names, self.ctx.positions
+
+            class V(Visitor):
+                SEES_LAYOUT = False
+
+                def visit_Call(self, n: cst.Call) -> None:
+                    head = (dotted(n.func) or "").split(".")[0]
+                    if head in names and n in positions:
+                        pos = positions[n].start
+                        calls.setdefault(_code(n), []).append((pos.line, pos.column))
+
+            calls = self.source_calls
+            if self.ctx.source_module is not None:
+                walk(self.ctx.source_module, V())
+        found = self.source_calls.get(_code(call))
+        return found.pop(0) if found else None
+
+
+def _reached_from_forward(cls: cst.ClassDef) -> set[str]:
+    """forward / __call__ and the methods they call through self, transitively."""
+    methods = {m.name.value: m for m in cls.body.body if isinstance(m, cst.FunctionDef)}
+    todo = [name for name in FORWARDS if name in methods]
+    found = set(todo)
+    while todo:
+        fn = methods[todo.pop()]
+        for called in _self_calls(fn):
+            if called in methods and called not in found:
+                found.add(called)
+                todo.append(called)
+    return found
+
+
+def _self_calls(fn: cst.FunctionDef) -> set[str]:
+    found = set()
+
+    class V(cst.CSTVisitor):
+        def visit_Call(self, node: cst.Call) -> None:
+            path = dotted(node.func) or ""
+            if path.startswith("self.") and path.count(".") == 1:
+                found.add(path[5:])
+
+    fn.visit(V())
+    return found
