@@ -223,9 +223,11 @@ def test_freezing_a_model_after_its_last_step_is_dropped():
     assert "requires_grad" not in result.code
 
 
-def test_a_function_that_reinitialises_a_model_it_does_not_return_is_reported():
-    """torch changes the caller's model in place; the translated function rebinds its own local: the caller must
-    take the model back (T2J306 with a marker). A function that returns the model is fine."""
+def test_a_function_that_reinitialises_a_model_returns_it_and_its_callers_rebind_it():
+    """torch changes the caller's model in place; an Equinox model cannot change. A function that updates its
+    argument's parameters and returns nothing returns the model now (T2J308), and a call that dropped the result
+    rebinds it. A caller that got the model as its own argument and does not return it loses the update: T2J306
+    with a marker there. A function that returns the model already is left as it is."""
     source = textwrap.dedent("""\
         import torch
         import torch.nn as nn
@@ -241,11 +243,24 @@ def test_a_function_that_reinitialises_a_model_it_does_not_return_is_reported():
             for p in model.parameters():
                 p.data.fill_(0.1)
             return model
+
+
+        def setup(net):
+            init_(net, 0.5)
+
+
+        def main():
+            net = nn.Linear(2, 2)
+            init_(scale=0.1, model=net)
+            net = init_returning(net)
         """)
     result = translate(source, filename="init.py")
-    lines = [d.line for d in result.diagnostics if d.code == "T2J306"]
-    assert len(lines) == 1 and lines[0] in (6, 7), lines  # the loop, or the no_grad block it was dedented from
-    assert "# torch2jax: T2J306" in result.code
+    assert [d.line for d in result.diagnostics if d.code == "T2J308"] == [5], result.diagnostics
+    assert [d.line for d in result.diagnostics if d.code == "T2J306"] == [18], result.diagnostics
+    assert result.code.count("# torch2jax: T2J306") == 1
+    assert "net = init_(net, 0.5, key=key)" in result.code and "net = init_(scale=0.1, model=net, key=subkey)" in result.code
+    assert "    return model\n" in result.code.split("def init_returning")[0]
+    assert result.code.count("return model") == 2
 
 
 def test_freezing_a_deep_copy_no_optimizer_trains_is_dropped():

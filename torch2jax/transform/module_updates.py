@@ -61,6 +61,14 @@ class ModuleUpdatesPass(Pass):
     def wants(self, node) -> bool:
         return not self.words.isdisjoint(self.ctx.words(node))
 
+    def visit_Module(self, node: cst.Module) -> None:
+        # functions that update the parameters of a model they are given and return nothing (`update_ema(ema,
+        # model, decay)`): they return it, and the calls that dropped their (None) result rebind it
+        self.updaters = {fn.name.value: (param, [p.name.value for p in fn.params.params].index(param))
+                         for fn in node.body if isinstance(fn, cst.FunctionDef)
+                         for param in [_updated_parameter(fn)] if param is not None}
+        self.words |= set(self.updaters)
+
     def visit_ClassDef(self, node) -> None:
         self.class_depth += 1
         self.class_names.append(node.name.value)
@@ -81,6 +89,13 @@ class ModuleUpdatesPass(Pass):
         self.ctx.scopes.pop()
         self.methods.pop()
         self.function_nodes.pop()
+        param = self.updaters.get(original.name.value, ("", 0))[0] if not self.function_nodes \
+            and not self.class_depth else None
+        if param:
+            self.report("T2J308", f"{original.name.value} updates the parameters of its argument {param} in place: it "
+                                  f"returns {param} now, and its callers rebind it", original)
+            body = list(updated.body.body) + [cst.parse_statement(f"return {param}\n")]
+            return updated.with_changes(body=updated.body.with_changes(body=body))
         return updated
 
     def _caller_loses(self, root: str, node):
@@ -90,7 +105,8 @@ class ModuleUpdatesPass(Pass):
         fn = self.function_nodes[-1] if self.function_nodes else None
         trainers = getattr(self.ctx.training_facts, "trainers", None) or {}
         if fn is None or root == "self" or root not in {p.name.value for p in fn.params.params} \
-                or any(root in _names_of(v) for v in return_values(fn)) or fn.name.value in trainers:
+                or any(root in _names_of(v) for v in return_values(fn)) or fn.name.value in trainers \
+                or (self.updaters.get(fn.name.value, ("",))[0] == root and len(self.function_nodes) == 1):
             return None
         return self.report("T2J306", f"{root} is an argument whose parameters torch updates in place: the caller's "
                                      f"model no longer changes; return {root} and rebind it at the call site", node)
@@ -99,6 +115,9 @@ class ModuleUpdatesPass(Pass):
         if len(updated.body) != 1:
             return updated
         small = updated.body[0]
+        if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call) \
+                and dotted(small.value.func) in self.updaters:
+            return self._rebind_updated(updated, small.value)
         if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
             qual = self.ctx.scopes.qualname(small.value.func)
             if qual and qual.startswith("torch.nn.init.") and qual.endswith("_") and small.value.args:
@@ -111,6 +130,17 @@ class ModuleUpdatesPass(Pass):
             if new is not None:
                 return updated.with_changes(body=[new])
         return updated
+
+    def _rebind_updated(self, stmt: cst.SimpleStatementLine, call: cst.Call) -> cst.SimpleStatementLine:
+        """`update_ema(ema, model, d)` -> `ema = update_ema(ema, model, d)`: the function returns the model now."""
+        name = dotted(call.func)
+        arg = _argument(call, *self.updaters[name])
+        if not isinstance(arg, cst.Name):
+            self.report("T2J306", f"{name} returns the model it updates now: rebind it at this call by hand", call)
+            return stmt
+        lost = self._caller_loses(arg.value, call)
+        new = stmt.with_changes(body=[cst.Assign([cst.AssignTarget(cst.Name(arg.value))], call)])
+        return add_marker(new, [lost]) if lost is not None else new
 
     def _attribute_update(self, assign: cst.Assign) -> cst.Assign | None:
         if len(assign.targets) != 1:
@@ -155,22 +185,32 @@ class ModuleUpdatesPass(Pass):
         return field is not None and field.kind == "dict"
 
     def leave_For(self, original: cst.For, updated: cst.For):
-        """`for p in model.parameters(): p = ...` -> collect the new values and put them back."""
+        """`for p in model.parameters(): p = ...` -> collect the new values and put them back. The same for the
+        one listing of a zip whose element the loop rebinds (an EMA or target-network update:
+        `for p_ema, p in zip(ema.parameters(), model.parameters()): p_ema.mul_(d).add_(p, alpha=1 - d)`)."""
         it = updated.iter
-        if not (isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute)
-                and it.func.attr.value in ("parameters", "named_parameters") and not it.args):
+        zipped = _zipped_listings(it, updated.target)
+        if zipped is not None:
+            rebound = [(var, owner) for var, owner in zipped if _rebinds(updated.body, var)]
+            if len(rebound) != 1:
+                return updated
+            var, owner = cst.Name(rebound[0][0]), rebound[0][1]
+            new_iter = cst.parse_expression("zip(" + ", ".join(f"t2j.parameters({o})" for _, o in zipped) + ")")
+        elif isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute) \
+                and it.func.attr.value in ("parameters", "named_parameters") and not it.args:
+            owner = _code(it.func.value)
+            target = updated.target
+            var = target.elements[-1].value if isinstance(target, cst.Tuple) and it.func.attr.value == \
+                "named_parameters" else target
+            helper = "t2j.named_parameters" if it.func.attr.value == "named_parameters" else "t2j.parameters"
+            new_iter = cst.parse_expression(f"{helper}({owner})")
+        else:
             return updated
-        owner = _code(it.func.value)
-        target = updated.target
-        var = target.elements[-1].value if isinstance(target, cst.Tuple) and it.func.attr.value == \
-            "named_parameters" else target
         if not isinstance(var, cst.Name) or not _rebinds(updated.body, var.value):
             return updated
-        helper = "t2j.named_parameters" if it.func.attr.value == "named_parameters" else "t2j.parameters"
         self.need("t2j")
         body = list(updated.body.body) + [cst.parse_statement(f"new_params.append({var.value})\n")]
-        loop = updated.with_changes(iter=cst.parse_expression(f"{helper}({owner})"),
-                                    body=updated.body.with_changes(body=body))
+        loop = updated.with_changes(iter=new_iter, body=updated.body.with_changes(body=body))
         self.report("T2J202", f"parameters of {owner} updated in a loop: collected and put back with "
                               f"t2j.replace_parameters", original)
         root = owner.split(".")[0].split("[")[0]
@@ -195,6 +235,59 @@ class ModuleUpdatesPass(Pass):
             put_back = add_marker(put_back, [lost])
         return cst.FlattenSentinel([cst.parse_statement("new_params = []\n").with_changes(
             leading_lines=updated.leading_lines), loop.with_changes(leading_lines=[]), put_back])
+
+
+def _updated_parameter(fn: cst.FunctionDef) -> str | None:
+    """The parameter whose parameters fn puts back after a loop over them (`for p_ema, p in zip(ema.parameters(),
+    ...)` rebinding p_ema), when fn returns nothing: its name. None otherwise."""
+    if any(v is not None for v in return_values(fn)):
+        return None
+    params = [p.name.value for p in fn.params.params]
+    found = []
+
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def visit_FunctionDef(self, node) -> bool:
+            return node is fn
+
+        def visit_For(self, node: cst.For) -> None:
+            it = node.iter
+            zipped = _zipped_listings(it, node.target)
+            if zipped is None and isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute) \
+                    and it.func.attr.value == "parameters" and not it.args and isinstance(node.target, cst.Name):
+                zipped = [(node.target.value, _code(it.func.value))]
+            found.extend(owner for var, owner in zipped or () if owner in params and _rebinds(node.body, var))
+
+    walk(fn, V())
+    return found[0] if len(set(found)) == 1 and fn.params.params[0].name.value != "self" else None
+
+
+def _argument(call: cst.Call, param: str, index: int):
+    """The expression a call passes for `param`, the callee's parameter at `index` (by keyword or position)."""
+    for a in call.args:
+        if a.keyword is not None and a.keyword.value == param:
+            return a.value
+    positional = [a for a in call.args if a.keyword is None]
+    if any(a.star for a in positional[:index + 1]) or index >= len(positional):
+        return None
+    return positional[index].value
+
+
+def _zipped_listings(it: cst.BaseExpression, target: cst.BaseExpression) -> list[tuple[str, str]] | None:
+    """`for a, b in zip(m1.parameters(), m2.parameters())`: [(a, "m1"), (b, "m2")]."""
+    if not (isinstance(it, cst.Call) and dotted(it.func) == "zip" and len(it.args) > 1
+            and isinstance(target, cst.Tuple) and len(target.elements) == len(it.args)):
+        return None
+    out = []
+    for element, arg in zip(target.elements, it.args):
+        v = arg.value
+        if not (isinstance(element.value, cst.Name) and arg.keyword is None and not arg.star
+                and isinstance(v, cst.Call) and isinstance(v.func, cst.Attribute)
+                and v.func.attr.value == "parameters" and not v.args):
+            return None
+        out.append((element.value.value, _code(v.func.value)))
+    return out
 
 
 def _rebinds(block, name: str) -> bool:
