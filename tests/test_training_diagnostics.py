@@ -278,3 +278,24 @@ def test_freezing_a_deep_copy_no_optimizer_trains_is_dropped():
             enc_opt.step()
         """)
     assert "T2J213" in codes and "requires_grad" not in code, code
+
+
+def test_a_python_branch_on_a_tensor_in_the_loss_is_an_error():
+    """`if mask.any():` in the loss code reads a tensor; inside the jitted step it is traced and the branch fails at
+    trace time: reported with a marker (T2J518). A branch on a Python value (the loop counter) is fine."""
+    result = translate(HEADER + textwrap.dedent("""\
+        for i in range(3):
+            enc_opt.zero_grad()
+            h = enc(x)
+            loss = h.mean()
+            if (h > 0).any():
+                loss = loss + h.pow(2).mean()
+            if i % 2 == 0:
+                loss = loss * 1.0
+            while torch.isnan(loss):
+                loss = torch.zeros(())
+            loss.backward()
+            enc_opt.step()
+        """))
+    assert sorted(d.line for d in result.diagnostics if d.code == "T2J518") == [13, 17], result.diagnostics
+    assert result.code.count("# torch2jax: T2J518") == 2

@@ -34,7 +34,7 @@ import libcst as cst
 from torch2jax.transform.base import CarryPositions, Pass
 from torch2jax.transform.names import bound_in_function, dotted, return_values
 from torch2jax.transform.ops import KEY_PLACEHOLDER
-from torch2jax.transform.training_facts import (OptimizerFacts, TrainingFacts, _bind_names, _is_method_call_stmt,
+from torch2jax.transform.training_facts import (OptimizerFacts, TrainingFacts, _bind_names, _calls, _is_method_call_stmt,
                                                 lists_parameters, manual_update_owner, parameters_owners,
                                                 strip_module_chain)
 from torch2jax.transform.walk import Transformer, Visitor, iter_statements, walk
@@ -789,6 +789,10 @@ class TrainingPass(Pass):
                                       f"the step: inside the jitted step they are constants, so the gradient of {m} "
                                       f"is zero; compute the loss from a call of {m} inside the step (store its "
                                       "inputs, not its outputs)", body[i_back])
+        for test in _tensor_branches(region, self.ctx.scopes):
+            self.report("T2J518", f"`{_code(test)}` is a tensor inside the jitted training step: a Python branch on "
+                                  "it fails when the step is traced; use jnp.where or jax.lax.cond, or decide it "
+                                  "outside the step", test)
         io = self._loss_region(body, region, loss_expr, loss_name, models, optimizers, i_end, fn_node, local_names)
         region, moved, hoisted, inputs, aux, local_names = io
         manual = [u for u in updates if u.optimizer is None]
@@ -1633,6 +1637,46 @@ class _ReturnThreader(Transformer):
         if isinstance(value, cst.Tuple) and not value.lpar:
             value = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
         return updated.with_changes(value=cst.parse_expression(f"{self.threaded}, {_code(value)}"))
+
+
+# Tensor methods whose result a Python branch would read as a number (a bool, a count, a value)
+TENSOR_READS = {"any", "all", "item", "sum", "mean", "max", "min", "norm", "isnan", "isinf", "isfinite", "numel",
+                "nonzero", "count_nonzero", "equal", "allclose"}
+
+
+def _tensor_branches(stmts, scopes) -> list:
+    """The tests of `if` / `while` statements in stmts that read a tensor: a torch function's result or one of the
+    TENSOR_READS methods (`if mask.any():`, `if torch.isnan(loss):`, `while err.item() > tol:`)."""
+    found = []
+
+    class V(Visitor):
+        SEES_LAYOUT = False
+
+        def visit_FunctionDef(self, node) -> bool:
+            return False  # a nested function runs when it is called, not here
+
+        def visit_If(self, node: cst.If) -> None:
+            if _reads_tensor(node.test, scopes):
+                found.append(node.test)
+
+        def visit_While(self, node: cst.While) -> None:
+            if _reads_tensor(node.test, scopes):
+                found.append(node.test)
+
+    for stmt in stmts:
+        walk(stmt, V())
+    return found
+
+
+def _reads_tensor(test: cst.BaseExpression, scopes) -> bool:
+    for call in _calls(test):
+        func = call.func
+        if (scopes.qualname(func) or "").startswith("torch."):
+            return True
+        if isinstance(func, cst.Attribute) and func.attr.value in TENSOR_READS and not call.args \
+                and not (isinstance(func.value, cst.Name) and scopes.is_import(func.value.value)):
+            return True
+    return False
 
 
 def _fresh(name: str, taken: set[str]) -> str:
