@@ -299,3 +299,27 @@ def test_a_python_branch_on_a_tensor_in_the_loss_is_an_error():
         """))
     assert sorted(d.line for d in result.diagnostics if d.code == "T2J518") == [13, 17], result.diagnostics
     assert result.code.count("# torch2jax: T2J518") == 2
+
+
+def test_a_training_function_that_updates_an_ema_it_does_not_return_is_reported():
+    """The training pass threads the models a training function trains (model, optimizer state), not an EMA copy
+    it was given: the EMA update inside it is lost for its caller, reported there (T2J306)."""
+    result = translate(textwrap.dedent("""\
+        import torch
+        import torch.nn as nn
+
+
+        def update_ema(ema, model, decay):
+            for p_ema, p in zip(ema.parameters(), model.parameters()):
+                p_ema.mul_(decay).add_(p, alpha=1 - decay)
+
+
+        def train(model, ema, opt, x):
+            for i in range(3):
+                opt.zero_grad()
+                loss = model(x).mean()
+                loss.backward()
+                opt.step()
+                update_ema(ema, model, 0.9)
+        """), filename="ema.py")
+    assert [d.line for d in result.diagnostics if d.code == "T2J306"] == [16], result.diagnostics

@@ -101,11 +101,13 @@ class ModuleUpdatesPass(Pass):
     def _caller_loses(self, root: str, node):
         """A function rebuilds the model it was given (`def init_(model): for p in model.parameters(): ...`)
         without returning it: torch changed the caller's model in place, the caller's Equinox model stays as it
-        was. (A training function is threaded by the training pass: it returns the model.)"""
+        was. (A training function is threaded by the training pass: it returns the models it trains.)"""
         fn = self.function_nodes[-1] if self.function_nodes else None
         trainers = getattr(self.ctx.training_facts, "trainers", None) or {}
+        trainer = trainers.get(fn.name.value) if fn is not None else None
         if fn is None or root == "self" or root not in {p.name.value for p in fn.params.params} \
-                or any(root in _names_of(v) for v in return_values(fn)) or fn.name.value in trainers \
+                or any(root in _names_of(v) for v in return_values(fn)) \
+                or (trainer is not None and root in trainer.model_params_trained) \
                 or (self.updaters.get(fn.name.value, ("",))[0] == root and len(self.function_nodes) == 1):
             return None
         return self.report("T2J306", f"{root} is an argument whose parameters torch updates in place: the caller's "
