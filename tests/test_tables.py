@@ -7,13 +7,14 @@ moment it is added; a record without tests fails test_every_record_is_tested.
 from __future__ import annotations
 
 import ast
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from table_inputs import array_strategy, assert_close, flatten, to_numpy_tree
@@ -81,6 +82,11 @@ def test_targets_exist(record):
                     _resolve(".".join([cur.id, *reversed(parts)]))
 
 
+# Two thousand records, each compiled for every new shape: in CI (the default profile) three examples apiece keep
+# the suite within its time; the dev and thorough profiles use their own counts.
+RECORD_EXAMPLES = 3 if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci" else settings().max_examples
+
+
 @pytest.mark.parametrize("record,expr", CASES)
 def test_record_matches_torch(record, expr):
     names = sorted(record.inputs)
@@ -92,6 +98,7 @@ def test_record_matches_torch(record, expr):
     f_jax = _compile(result.code, "jax_version")
     rtol = record.tol or 1e-5
 
+    @settings(max_examples=RECORD_EXAMPLES)
     @given(st.tuples(*(array_strategy(record.inputs[n]) for n in names)), st.integers(0, 2**31 - 1))
     def check(arrays, seed):
         t_args = [torch.from_numpy(np.array(a)) for a in arrays]
