@@ -53,6 +53,7 @@ class ModuleUpdatesPass(Pass):
         self.class_depth = 0
         self.class_names: list[str] = []
         self.initialising: list[set[str]] = []
+        self.updaters: dict[str, tuple[str, int]] = {}  # function -> the model parameter it updates, its index
         # what the rewrites start from: an init call (nn.init.x_, or an imported init function), an assignment to
         # an attribute or item, a loop over parameters()
         self.words = {"init", "parameters", "named_parameters", SETATTR}

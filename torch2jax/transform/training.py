@@ -34,9 +34,9 @@ import libcst as cst
 from torch2jax.transform.base import CarryPositions, Pass
 from torch2jax.transform.names import bound_in_function, dotted, return_values
 from torch2jax.transform.ops import KEY_PLACEHOLDER
-from torch2jax.transform.training_facts import (OptimizerFacts, TrainingFacts, _bind_names, _calls, _is_method_call_stmt,
-                                                lists_parameters, manual_update_owner, parameters_owners,
-                                                strip_module_chain)
+from torch2jax.transform.training_facts import (OptimizerFacts, TrainingFacts, _bind_names, _calls,
+                                                _is_method_call_stmt, lists_parameters, manual_update_owner,
+                                                parameters_owners, strip_module_chain)
 from torch2jax.transform.walk import Transformer, Visitor, iter_statements, walk
 
 CLIP_FUNCTIONS = {"torch.nn.utils.clip_grad_norm_": "t2j.clip_grad_norm",
