@@ -95,7 +95,6 @@ class FileContext:
     training_facts: object = None  # optimizers, schedulers, models, trainer functions (training_facts.py)
     word_cache: dict = field(default_factory=dict)  # node -> its words (walk.words), shared by the passes
     may_suppress: bool = True  # False when the source has no "skip": no statement can be `# torch2jax: skip`
-    source_module: cst.Module | None = None  # the input as parsed, before any pass
 
     def words(self, node: cst.CSTNode) -> set[str]:
         return words(node, self.word_cache)
@@ -185,11 +184,9 @@ class Pass(Transformer):
                 result = add_marker(result, pending)
         return result
 
-    def report(self, code: str, message: str, node: cst.CSTNode | None = None,
-               at: tuple[int, int] | None = None) -> Diagnostic:
-        """A diagnostic at node's input position, else at `at`, else at the innermost enclosing one known."""
+    def report(self, code: str, message: str, node: cst.CSTNode | None = None) -> Diagnostic:
         pos = self.ctx.positions.get(node) if node is not None else None
-        line, col = (pos.start.line, pos.start.column) if pos else at or self._where[-1]
+        line, col = (pos.start.line, pos.start.column) if pos else self._where[-1]
         d = self.ctx.report(code, message, line, col)
         if d.safety in ("manual", "unsafe"):
             self._markers[-1].append(d)

@@ -11,12 +11,9 @@ from __future__ import annotations
 import libcst as cst
 
 from torch2jax.transform.base import Pass
+from torch2jax.transform.module_facts import self_calls
 from torch2jax.transform.names import dotted
-from torch2jax.transform.walk import Visitor, walk
-
-
-def _code(node: cst.CSTNode) -> str:
-    return cst.Module([]).code_for_node(node)
+from torch2jax.transform.positions import CopiedCalls
 
 HOST_RANDOM = ("random.", "numpy.random.")
 JIT_DECORATORS = {"jax.jit", "equinox.filter_jit", "jax.pmap", "torch.compile"}
@@ -32,12 +29,15 @@ class HostRandomPass(Pass):
                              if q in ("random", "numpy", "numpy.random") or q.startswith(HOST_RANDOM)}
         self.expression_words = set(self.random_names)
         self.traced_methods: list[set[str]] = []  # per enclosing class: its methods that run when it is called
-        self.traced_depth = 0  # > 0 inside a traced function
-        self.traced_functions: list[bool] = []  # per enclosing function: whether it made traced_depth grow
-        self.source_calls: dict[str, list[tuple[int, int]]] | None = None  # code -> input positions, in order
+        self.traced: list[bool] = [False]  # per enclosing function (and the module): whether its code is traced
+        self.module: cst.Module | None = None
+        self.copied_calls: CopiedCalls | None = None  # where the step's copies of calls came from, built when needed
 
     def wants(self, node) -> bool:
         return not self.random_names.isdisjoint(self.ctx.words(node))
+
+    def visit_Module(self, node: cst.Module) -> None:
+        self.module = node
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         facts = self.ctx.module_facts
@@ -50,15 +50,12 @@ class HostRandomPass(Pass):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.ctx.scopes.push(node)
-        traced = self.traced_depth > 0 or any(self._is_jit(d.decorator) for d in node.decorators) or (
-            bool(self.traced_methods) and node.name.value in self.traced_methods[-1])
-        self.traced_depth += 1 if traced else 0
-        self.traced_functions.append(traced)
+        self.traced.append(self.traced[-1] or any(self._is_jit(d.decorator) for d in node.decorators) or (
+            bool(self.traced_methods) and node.name.value in self.traced_methods[-1]))
 
     def leave_FunctionDef(self, original, updated):
         self.ctx.scopes.pop()
-        if self.traced_functions.pop():
-            self.traced_depth -= 1
+        self.traced.pop()
         return updated
 
     def _is_jit(self, expr: cst.BaseExpression) -> bool:
@@ -67,36 +64,19 @@ class HostRandomPass(Pass):
         return qual in JIT_DECORATORS or qual.rsplit(".", 1)[-1] in ("filter_jit", "jit")
 
     def visit_Call(self, node: cst.Call) -> None:
-        if not self.traced_depth:
+        if not self.traced[-1]:
             return
         qual = self.ctx.scopes.qualname(node.func)
         if qual and qual.startswith(HOST_RANDOM):
-            # a call with no input position is a copy the training pass made when it built the step
-            at = None if node in self.ctx.positions else self._source_position(node)
+            if node not in self.ctx.positions:  # a copy the training pass made when it built the step
+                if self.copied_calls is None:
+                    self.copied_calls = CopiedCalls(self.ctx.positions, self.module)
+                pos = self.copied_calls.position(node)
+                if pos is not None:
+                    self.ctx.positions[node] = pos
             self.report("T2J411", f"{qual}() is Python's, not JAX's: under jax.jit it runs once, when the code is "
                                   "traced, and every later call reuses that value; draw with jax.random and a key, "
-                                  "or outside the jitted code", node, at)
-
-    def _source_position(self, call: cst.Call) -> tuple[int, int] | None:
-        """The input position of the call a rebuilt one copies: the first not yet claimed with the same code."""
-        if self.source_calls is None:
-            self.source_calls = {}
-            names, positions = self.random_names, self.ctx.positions
-
-            class V(Visitor):
-                SEES_LAYOUT = False
-
-                def visit_Call(self, n: cst.Call) -> None:
-                    head = (dotted(n.func) or "").split(".")[0]
-                    if head in names and n in positions:
-                        pos = positions[n].start
-                        calls.setdefault(_code(n), []).append((pos.line, pos.column))
-
-            calls = self.source_calls
-            if self.ctx.source_module is not None:
-                walk(self.ctx.source_module, V())
-        found = self.source_calls.get(_code(call))
-        return found.pop(0) if found else None
+                                  "or outside the jitted code", node)
 
 
 def _reached_from_forward(cls: cst.ClassDef) -> set[str]:
@@ -106,21 +86,8 @@ def _reached_from_forward(cls: cst.ClassDef) -> set[str]:
     found = set(todo)
     while todo:
         fn = methods[todo.pop()]
-        for called in _self_calls(fn):
+        for called in self_calls(fn):
             if called in methods and called not in found:
                 found.add(called)
                 todo.append(called)
-    return found
-
-
-def _self_calls(fn: cst.FunctionDef) -> set[str]:
-    found = set()
-
-    class V(cst.CSTVisitor):
-        def visit_Call(self, node: cst.Call) -> None:
-            path = dotted(node.func) or ""
-            if path.startswith("self.") and path.count(".") == 1:
-                found.add(path[5:])
-
-    fn.visit(V())
     return found

@@ -290,7 +290,7 @@ class _FactsCollector(Visitor):
                 kind = "range"
             elif fname.rsplit(".", 1)[-1] in ("parameters", "named_parameters", "buffers", "named_buffers"):
                 kind = "parameters"
-            elif fname == "zip" and it.args and all(_parameter_listing(a.value) for a in it.args):
+            elif fname == "zip" and it.args and all(parameter_listing(a.value) for a in it.args):
                 kind = "parameters"  # for p_ema, p in zip(ema.parameters(), model.parameters()): an EMA update
             elif fname == "enumerate" and isinstance(node.target, cst.Tuple) and node.target.elements:
                 first = node.target.elements[0].value
@@ -1795,7 +1795,7 @@ def _all_refs(node: cst.CSTNode) -> list[cst.BaseExpression]:
     return found
 
 
-def _parameter_listing(node: cst.BaseExpression) -> bool:
+def parameter_listing(node: cst.BaseExpression) -> bool:
     """`model.parameters()`: the listing the module-updates pass puts back when the loop rebinds its elements."""
     return isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) \
         and node.func.attr.value == "parameters" and not node.args

@@ -214,6 +214,12 @@ def fields_held(value: cst.BaseExpression) -> list[str]:
     return found
 
 
+def self_calls(fn: cst.FunctionDef) -> set[str]:
+    """What a method calls through self: `self.enc(x)`, `self.helper()` -> {"enc", "helper"}."""
+    return {path[5:] for path in (dotted(c.func) for c in _calls_in(fn))
+            if path and path.startswith("self.") and path.count(".") == 1}
+
+
 def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
     found = []
 
@@ -349,8 +355,7 @@ class _Collector(Visitor):
         for name, fn in self.methods.items():
             if name not in ("__init__", "forward", "__call__") and not fn.decorators and fn.params.params \
                     and fn.params.params[0].name.value == "self":
-                self.current.method_calls[name] = {path[5:] for path in (dotted(c.func) for c in _calls_in(fn))
-                                                   if path and path.startswith("self.") and path.count(".") == 1}
+                self.current.method_calls[name] = self_calls(fn)
         return True
 
     def leave_ClassDef(self, node: cst.ClassDef) -> None:

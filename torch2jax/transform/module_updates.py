@@ -18,7 +18,7 @@ from __future__ import annotations
 import libcst as cst
 
 from torch2jax.transform.base import Pass, add_marker
-from torch2jax.transform.inplace import init_helpers
+from torch2jax.transform.inplace import init_helpers, parameter_listing
 from torch2jax.transform.module_facts import weight_tie
 from torch2jax.transform.names import dotted, return_values
 from torch2jax.transform.walk import SETATTR, Visitor, walk
@@ -66,7 +66,7 @@ class ModuleUpdatesPass(Pass):
         # functions that update the parameters of a model they are given and return nothing (`update_ema(ema,
         # model, decay)`): they return it, and the calls that dropped their (None) result rebind it
         self.updaters = {fn.name.value: (param, [p.name.value for p in fn.params.params].index(param))
-                         for fn in node.body if isinstance(fn, cst.FunctionDef)
+                         for fn in node.body if isinstance(fn, cst.FunctionDef) and "parameters" in self.ctx.words(fn)
                          for param in [_updated_parameter(fn)] if param is not None}
         self.words |= set(self.updaters)
 
@@ -257,8 +257,7 @@ def _updated_parameter(fn: cst.FunctionDef) -> str | None:
         def visit_For(self, node: cst.For) -> None:
             it = node.iter
             zipped = _zipped_listings(it, node.target)
-            if zipped is None and isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute) \
-                    and it.func.attr.value == "parameters" and not it.args and isinstance(node.target, cst.Name):
+            if zipped is None and parameter_listing(it) and isinstance(node.target, cst.Name):
                 zipped = [(node.target.value, _code(it.func.value))]
             found.extend(owner for var, owner in zipped or () if owner in params and _rebinds(node.body, var))
 
@@ -286,8 +285,7 @@ def _zipped_listings(it: cst.BaseExpression, target: cst.BaseExpression) -> list
     for element, arg in zip(target.elements, it.args):
         v = arg.value
         if not (isinstance(element.value, cst.Name) and arg.keyword is None and not arg.star
-                and isinstance(v, cst.Call) and isinstance(v.func, cst.Attribute)
-                and v.func.attr.value == "parameters" and not v.args):
+                and parameter_listing(v)):
             return None
         out.append((element.value.value, _code(v.func.value)))
     return out

@@ -7,7 +7,7 @@ from torch2jax.mappings import Record
 from torch2jax.transform import handlers
 from torch2jax.transform.base import FileContext, Pass
 from torch2jax.transform.names import dotted
-from torch2jax.transform.positions import Range
+from torch2jax.transform.positions import CopiedCalls
 from torch2jax.transform.training_facts import MODULE_METHODS_CHAINED
 from torch2jax.transform.templates import BindError, Bound, bind, carry_layout, choose, parsed, render
 from torch2jax.transform.transforms import _Rename
@@ -181,10 +181,9 @@ class OpsPass(Pass):
         self.module: cst.Module | None = None
         self.module_names: set[str] | None = None  # names bound to modules, for model.double() (_module_cast)
         self.translated: set[cst.CSTNode] = set()  # what torch calls and Tensor method calls became
-        # source positions for torch calls that an earlier pass copied as text (no position): see _recover_position
-        self._source_calls: dict[str, list] | None = None
-        self._claimed: set = set()
-        self._source_texts: dict = {}
+        # source positions for torch calls that an earlier pass copied as text (no position)
+        self.copied_calls: CopiedCalls | None = None
+        self.user_methods: set[str] | None = None  # methods of the file's module classes (_user_method_call)
         # a statement with neither an imported name (torch, F, nn...) nor an attribute named like a Tensor method or
         # attribute (x.view, x.shape, x.data) has nothing to map, and neither has an expression
         self.words = self.expression_words = set(ctx.scopes.aliases) | {"." + m for m in ctx.tables.methods} | {
@@ -211,8 +210,10 @@ class OpsPass(Pass):
         return updated
 
     def visit_Call(self, node: cst.Call) -> None:
-        if node not in self.ctx.positions and self._translatable(node):
-            pos = self._recover_position(node)
+        if node not in self.ctx.positions and self._translatable(node) and self.module is not None:
+            if self.copied_calls is None:
+                self.copied_calls = CopiedCalls(self.ctx.positions, self.module)
+            pos = self.copied_calls.position(node)
             if pos is not None:  # this pass's reports, and the randomness pass's (T2J401), point at the torch call
                 self.ctx.positions[node] = pos
                 self._where[-1] = (pos.start.line, pos.start.column)
@@ -406,9 +407,10 @@ class OpsPass(Pass):
     def _user_method_call(self, record: Record, call: cst.Call) -> bool:
         """`layer.inverse(x)` where a module class of the file defines `inverse` and the arguments do not fit the
         Tensor method of that name: the module's method."""
-        facts = self.ctx.module_facts
-        name = call.func.attr.value
-        if facts is None or not any(name in c.method_calls for c in facts.classes.values()):
+        if self.user_methods is None:
+            facts = self.ctx.module_facts
+            self.user_methods = {m for c in facts.classes.values() for m in c.method_calls} if facts else set()
+        if call.func.attr.value not in self.user_methods:
             return False
         try:
             bind(record, list(call.args), call.func.value)
@@ -495,53 +497,6 @@ class OpsPass(Pass):
         if is_torch(self.scopes.qualname(call.func)):
             return True
         return isinstance(call.func, cst.Attribute) and call.func.attr.value in self.tables.methods
-
-    def _recover_position(self, call: cst.Call) -> Range | None:
-        """Where a torch call that lacks a position came from. Some earlier passes rebuild statements from their
-        code (the training pass's extracted step, the module-updates pass's eqx.tree_at): the copies have no
-        source position, and a diagnostic about them would point at line 1. The source call is one with the same
-        code whose own node is no longer in the tree (it was replaced by the copy); copies of equal calls take the
-        source ones in order."""
-        name = _last_name(call.func)
-        if name is None or self.module is None:
-            return None
-        if self._source_calls is None:
-            self._source_calls = self._index_source_calls()
-        candidates = self._source_calls.get(name)
-        if not candidates:
-            return None
-        text, texts = _squeezed(call), self._source_texts
-        found = [pos for pos, nodes in candidates
-                 if any((texts[n] if n in texts else texts.setdefault(n, _squeezed(n))) == text for n in nodes)]
-        if not found:
-            return None
-        pos = next((p for p in found if p not in self._claimed), found[0])
-        self._claimed.add(pos)
-        return pos
-
-    def _index_source_calls(self) -> dict[str, list]:
-        """Calls of the input (and rebuilt ones that kept an input position) not in the tree any more, by the last
-        name of their function: [(position, [nodes])], in source order."""
-        present: set = set()
-        positions = self.ctx.positions
-
-        class V(Visitor):
-            SEES_LAYOUT = False
-
-            def visit_Call(self, n: cst.Call) -> None:
-                pos = positions.get(n)
-                if pos is not None:
-                    present.add(pos)
-
-        walk(self.module, V())
-        by_pos: dict[str, dict] = {}
-        for node, pos in list(positions.items()):
-            if type(node) is cst.Call and pos not in present:
-                name = _last_name(node.func)
-                if name is not None:
-                    by_pos.setdefault(name, {}).setdefault(pos, []).append(node)
-        return {name: sorted(found.items(), key=lambda item: (item[0].start, item[0].end))
-                for name, found in by_pos.items()}
 
     # --- helpers
     def _feature_test(self, call: cst.Call) -> cst.BaseExpression | None:
@@ -676,19 +631,6 @@ def _renders_array(node: cst.BaseExpression) -> bool:
     if tp is cst.UnaryOperation:
         return not isinstance(node.operator, cst.Not) and _renders_array(node.expression)
     return False
-
-
-def _last_name(func: cst.BaseExpression) -> str | None:
-    if isinstance(func, cst.Name):
-        return func.value
-    if isinstance(func, cst.Attribute):
-        return func.attr.value
-    return None
-
-
-def _squeezed(node: cst.CSTNode) -> str:
-    """A node's code without whitespace: copies made from code compare equal to their source."""
-    return "".join(cst.Module([]).code_for_node(node).split())
 
 
 def function_alias(record: Record) -> str | None:

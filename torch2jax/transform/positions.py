@@ -13,6 +13,8 @@ from typing import NamedTuple
 import libcst as cst
 from libcst.metadata import PositionProvider
 
+from torch2jax.transform.walk import Visitor, walk
+
 
 class Position(NamedTuple):
     line: int  # from 1
@@ -86,3 +88,71 @@ class _State(PositionProvidingCodegenState):
 
     def record_syntactic_position(self, node: cst.CSTNode, *, start_node=None, end_node=None) -> _Syntactic:
         return _Syntactic(self, node, start_node, end_node)
+
+
+class CopiedCalls:
+    """Where a call that lacks a position came from. Some passes rebuild statements from their code (the training
+    pass's extracted step, the module-updates pass's eqx.tree_at): the copies have no source position, and a
+    diagnostic about them would point at line 1. The source call is one with the same code whose own node is no
+    longer in the tree (it was replaced by the copy); copies of equal calls take the source ones in order."""
+
+    def __init__(self, positions: dict, module: cst.Module) -> None:
+        self.positions, self.module = positions, module
+        self._by_name: dict[str, list] | None = None  # built on first use: most files have no copied call
+        self._claimed: set = set()
+        self._texts: dict = {}
+
+    def position(self, call: cst.Call) -> Range | None:
+        name = _last_name(call.func)
+        if name is None:
+            return None
+        if self._by_name is None:
+            self._by_name = self._index()
+        candidates = self._by_name.get(name)
+        if not candidates:
+            return None
+        text, texts = _squeezed(call), self._texts
+        found = [pos for pos, nodes in candidates
+                 if any((texts[n] if n in texts else texts.setdefault(n, _squeezed(n))) == text for n in nodes)]
+        if not found:
+            return None
+        pos = next((p for p in found if p not in self._claimed), found[0])
+        self._claimed.add(pos)
+        return pos
+
+    def _index(self) -> dict[str, list]:
+        """Calls of the input (and rebuilt ones that kept an input position) not in the tree any more, by the last
+        name of their function: [(position, [nodes])], in source order."""
+        present: set = set()
+        positions = self.positions
+
+        class V(Visitor):
+            SEES_LAYOUT = False
+
+            def visit_Call(self, n: cst.Call) -> None:
+                pos = positions.get(n)
+                if pos is not None:
+                    present.add(pos)
+
+        walk(self.module, V())
+        by_pos: dict[str, dict] = {}
+        for node, pos in list(positions.items()):
+            if type(node) is cst.Call and pos not in present:
+                name = _last_name(node.func)
+                if name is not None:
+                    by_pos.setdefault(name, {}).setdefault(pos, []).append(node)
+        return {name: sorted(found.items(), key=lambda item: (item[0].start, item[0].end))
+                for name, found in by_pos.items()}
+
+
+def _last_name(func: cst.BaseExpression) -> str | None:
+    if isinstance(func, cst.Name):
+        return func.value
+    if isinstance(func, cst.Attribute):
+        return func.attr.value
+    return None
+
+
+def _squeezed(node: cst.CSTNode) -> str:
+    """A node's code without whitespace: copies made from code compare equal to their source."""
+    return "".join(cst.Module([]).code_for_node(node).split())
