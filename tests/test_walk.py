@@ -1,5 +1,5 @@
-"""walk.walk visits like libcst's own node.visit (same hooks, same nodes, same order); walk.words sees every name;
-positions.positions gives what libcst's PositionProvider gives."""
+"""walk.walk visits like libcst's own node.visit (same hooks, same nodes, same order), and walk.transform rewrites
+like it; walk.words sees every name; positions.positions gives what libcst's PositionProvider gives."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,7 @@ import pytest
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from torch2jax.transform.positions import positions
-from torch2jax.transform.walk import iter_statements, walk, words
+from torch2jax.transform.walk import Transformer, is_layout, iter_statements, transform, walk, words
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = sorted((ROOT / "samples").glob("*.py")) + sorted((ROOT / "tests" / "cases").rglob("*.py")) + sorted(
@@ -90,3 +90,65 @@ def test_positions_as_libcst_gives_them(source):
     assert list(got) == list(expected)
     assert all((r.start.line, r.start.column, r.end.line, r.end.column) == (
         e.start.line, e.start.column, e.end.line, e.end.column) for r, e in zip(got.values(), expected.values()))
+    content = positions(module, layout=False)  # what the passes use: every node but layout
+    assert set(content) >= {n for n in expected if not is_layout(type(n))}
+    assert all((r.start.line, r.start.column, r.end.line, r.end.column) == (
+        expected[n].start.line, expected[n].start.column, expected[n].end.line, expected[n].end.column)
+        for n, r in content.items())
+
+
+class Rewrite(Transformer):
+    """Renames, drops `pass`, `del` and docstring lines, splits `a = b = c` lines in two, drops default values and
+    records the content nodes it meets: the kinds of result libcst's visit has rules for (removal from a block
+    that empties a line, removal of an optional field, a FlattenSentinel in a block)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list = []
+
+    def on_visit(self, node) -> bool:
+        go = super().on_visit(node)
+        if go is not False and not isinstance(node, cst.Lambda):
+            self.events.append(("visit", type(node).__name__))
+            return True
+        return False
+
+    def leave_Name(self, original, updated):
+        return updated.with_changes(value=updated.value + "_") if updated.value.startswith("a") else updated
+
+    def leave_Pass(self, original, updated):
+        return cst.RemoveFromParent()
+
+    def leave_Del(self, original, updated):
+        return cst.RemoveFromParent()
+
+    def leave_Expr(self, original, updated):
+        return cst.RemoveFromParent() if isinstance(updated.value, cst.SimpleString) else updated
+
+    def leave_Param(self, original, updated):
+        return updated.with_changes(default=None, equal=cst.MaybeSentinel.DEFAULT) if updated.star == "" else updated
+
+    def leave_SimpleStatementLine(self, original, updated):
+        if len(updated.body) == 1 and isinstance(updated.body[0], cst.Assign) and len(updated.body[0].targets) > 1:
+            first, *rest = updated.body[0].targets
+            value = updated.body[0].value
+            return cst.FlattenSentinel([updated.with_changes(body=[cst.Assign([t], value)]) for t in (first, *rest)])
+        return updated
+
+
+@pytest.mark.parametrize("source", [p.read_text() for p in FILES] + [EXTRA, "a = b = 1\npass\ndef f(a, b=2):\n    del a\n"],
+                         ids=[p.name for p in FILES] + ["extra", "small"])
+def test_transform_rewrites_like_libcst(source):
+    module = cst.parse_module(source)
+    expected, got = Rewrite(), Rewrite()
+    assert transform(module, got).code == module.visit(expected).code
+    assert got.events == expected.events  # the same content nodes in the same order (neither sees layout)
+
+
+@pytest.mark.parametrize("source", [EXTRA, (ROOT / "samples" / "resnet18.py").read_text()])
+def test_transform_keeps_what_did_not_change(source):
+    module = cst.parse_module(source)
+    assert transform(module, Transformer()) is module  # nothing rebuilt: the same objects, with their positions
+    renamed = transform(module, Rewrite())
+    kept = {id(s) for s in renamed.body}
+    assert any(id(s) in kept for s in module.body if "a" not in cst.Module([s]).code)

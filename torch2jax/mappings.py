@@ -30,7 +30,7 @@ from __future__ import annotations
 import ast
 import tomllib
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 KNOWN_KEYS = {
@@ -158,6 +158,11 @@ def _record(name: str, raw: dict, source: str) -> Record:
 class Tables:
     records: dict[str, Record]  # by every qualified name and alias
     methods: dict[str, Record]  # Tensor method/attribute name -> record
+
+    @cached_property
+    def namespaces(self) -> frozenset[str]:
+        """Every qualified name that has a record below it (torch.nn for torch.nn.Linear)."""
+        return frozenset(q[:i] for q in self.records for i, c in enumerate(q) if c == ".")
 
     def all_records(self) -> list[Record]:
         seen, out = set(), []

@@ -27,7 +27,7 @@ from torch2jax.transform.randomness import RandomnessPass
 from torch2jax.transform.training import TrainingPass
 from torch2jax.transform.training_facts import collect_training_facts
 from torch2jax.transform.transforms import AmpPass, TransformsPass
-from torch2jax.transform.walk import Transformer, iter_statements
+from torch2jax.transform.walk import Transformer, iter_statements, transform
 
 # ParallelPass and TransformsPass run on torch-level code before the in-place and training passes: they resolve
 # wrapper aliases (DDP(model), torch.compile(model)) and re-collect the training facts, turn GradScaler calls into
@@ -100,7 +100,7 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     if not any(q == "torch" or q.startswith("torch.") for q in aliases.values()) and not any(
             m == "torch" or m.startswith("torch.") for m in collector.star_modules):
         return Translation(source, [], filename)  # no torch import: nothing here is torch's (and output stays fixed)
-    positions = source_positions(module)
+    positions = source_positions(module, layout=False)
     rebound = module_level_rebinds(module, aliases)
     for name in rebound:
         del aliases[name]
@@ -112,9 +112,9 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     skipped = _suppressed_statements(module, positions) if "skip" in source else {}
     for pass_cls in PASSES:
         if pass_cls.applies(source, ctx):
-            module = module.visit(pass_cls(ctx))
+            module = transform(module, pass_cls(ctx))
     if skipped:
-        module = module.visit(_RestoreSuppressed(skipped, ctx.positions))
+        module = transform(module, _RestoreSuppressed(skipped, ctx.positions))
     before_imports = module
     module = fix_imports(module, ctx.needed_imports)
     if module is not before_imports:

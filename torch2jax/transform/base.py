@@ -174,7 +174,7 @@ class Pass(Transformer):
             return original
         result = super().on_leave(original, updated)
         self._where.pop()
-        # nodes are rebuilt by every pass: carry the original position over so later passes can report it
+        # a rebuilt node (one with a changed child) carries the original's position over, for later passes' reports
         pos = self.ctx.positions.get(original)
         if pos is not None and is_node(type(result)):
             self.ctx.positions.setdefault(result, pos)
@@ -184,9 +184,17 @@ class Pass(Transformer):
                 result = add_marker(result, pending)
         return result
 
+    def _position(self, node: cst.CSTNode | None) -> tuple[int, int]:
+        """Where node is in the input; for a def or class rebuilt without its position (a method a class rewrite
+        rebuilt), where its name is; else where the innermost node being visited is."""
+        positions = self.ctx.positions
+        pos = positions.get(node) if node is not None else None
+        if pos is None and isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+            pos = positions.get(node.name)
+        return (pos.start.line, pos.start.column) if pos else self._where[-1]
+
     def report(self, code: str, message: str, node: cst.CSTNode | None = None) -> Diagnostic:
-        pos = self.ctx.positions.get(node) if node is not None else None
-        line, col = (pos.start.line, pos.start.column) if pos else self._where[-1]
+        line, col = self._position(node)
         d = self.ctx.report(code, message, line, col)
         if d.safety in ("manual", "unsafe"):
             self._markers[-1].append(d)
@@ -194,8 +202,7 @@ class Pass(Transformer):
 
     def note(self, code: str, message: str, node: cst.CSTNode | None = None) -> None:
         """Record an exact rewrite (not a diagnostic): `torch2jax review` explains each change with these."""
-        pos = self.ctx.positions.get(node) if node is not None else None
-        line, col = (pos.start.line, pos.start.column) if pos else self._where[-1]
+        line, col = self._position(node)
         self.ctx.changes.append(diagnostics.make(code, message, line, col, self.ctx.filename))
 
     def need(self, *names: str) -> None:

@@ -50,8 +50,6 @@ class FreezingPass(Pass):
         positions, steps = self.ctx.positions, self.steps
 
         class Steps(Visitor):
-            SEES_LAYOUT = False
-
             def visit_Call(self, call: cst.Call) -> None:
                 func = call.func
                 if isinstance(func, cst.Attribute) and func.attr.value == "step" and dotted(func.value) in optimizers \

@@ -251,6 +251,8 @@ def _pure(node) -> bool:
     """No calls inside: the expression may be evaluated twice (the run-time choice below)."""
     import libcst as cst
 
+    from torch2jax.transform.walk import walk
+
     class Finder(cst.CSTVisitor):
         found = False
 
@@ -258,7 +260,7 @@ def _pure(node) -> bool:
             Finder.found = True
             return False
 
-    node.visit(Finder())
+    walk(node, Finder())
     return not Finder.found
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import libcst as cst
 
 from torch2jax.transform.names import dotted
-from torch2jax.transform.walk import Transformer, names_read
+from torch2jax.transform.walk import Transformer, names_read, transform
 
 IMPORT_LINES = {
     "jax": "import jax",
@@ -113,5 +113,5 @@ def fix_imports(module: cst.Module, needed: set[str]) -> cst.Module:
         module = module.with_changes(body=body[:at] + new + body[at:])
     # names read anywhere but in the imports themselves, attribute names and keywords
     prune = _Prune(names_read(module, (cst.Import, cst.ImportFrom)))
-    pruned = module.visit(prune)
+    pruned = transform(module, prune)
     return pruned if prune.changed or lines else module

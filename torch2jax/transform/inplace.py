@@ -34,7 +34,7 @@ from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import BUILTIN_CLASH
 from torch2jax.transform.templates import BindError, bind, paren
-from torch2jax.transform.walk import AUGASSIGN, SETITEM, Transformer, Visitor, names_read, walk
+from torch2jax.transform.walk import AUGASSIGN, SETITEM, Transformer, Visitor, names_read, transform, walk
 
 # Tensor in-place methods of torch (beyond those named in the tables): recognised even without a record, so that
 # a missing mapping is reported rather than left silently.
@@ -192,8 +192,6 @@ def _has_call(node: cst.CSTNode) -> bool:
     found = []
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_Call(self, n) -> None:
             found.append(n)
 
@@ -663,8 +661,6 @@ class InplacePass(Pass):
         pass_ = self
 
         class V(Visitor):
-            SEES_LAYOUT = False
-
             def visit_Call(self, n: cst.Call) -> None:
                 if pass_.mutation_kind(n) is not None:
                     found.append(n)
@@ -1033,7 +1029,7 @@ class InplacePass(Pass):
         if not self._mentions_mutation(expr):
             return expr
         hoister = _Hoister(self, pre)
-        return expr.visit(hoister)
+        return transform(expr, hoister)
 
     def rewrite_call(self, original: cst.Call, updated: cst.Call, hoister: "_Hoister"):
         kind = self.mutation_kind(original)
@@ -1724,8 +1720,6 @@ class _Hoister(Transformer):
         inside: set[int] = set()
 
         class V(Visitor):
-            SEES_LAYOUT = False
-
             def on_visit(self, node) -> bool:
                 inside.add(id(node))
                 return True
@@ -1740,8 +1734,6 @@ def _is_docstring(stmt) -> bool:
 
 
 class _FirstClass(Visitor):
-    SEES_LAYOUT = False
-
     def __init__(self, name: str) -> None:
         self.name = name
         self.found: cst.ClassDef | None = None
@@ -1760,8 +1752,6 @@ def init_helpers(cls: cst.ClassDef) -> set[str]:
         found: set[str] = set()
 
         class V(Visitor):
-            SEES_LAYOUT = False
-
             def visit_Call(self, n: cst.Call) -> None:
                 if isinstance(n.func, cst.Attribute) and isinstance(n.func.value, cst.Name) \
                         and n.func.value.value == "self" and n.func.attr.value in methods:
@@ -1783,8 +1773,6 @@ def _all_refs(node: cst.CSTNode) -> list[cst.BaseExpression]:
     found = []
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_Name(self, n) -> None:
             found.append(n)
 

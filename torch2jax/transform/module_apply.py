@@ -15,7 +15,7 @@ from torch2jax.transform.base import Pass
 from torch2jax.transform.inplace import init_helpers
 from torch2jax.transform.module_facts import MODULE_LIKE_NAMES
 from torch2jax.transform.names import dotted
-from torch2jax.transform.walk import Visitor, walk
+from torch2jax.transform.walk import Visitor, transform, walk
 
 
 class ModuleApplyPass(Pass):
@@ -69,7 +69,7 @@ class ModuleApplyPass(Pass):
         params = [p.name.value for p in updated.params.params if p.name.value != "self"]
         if not params or not isinstance(updated.body, cst.IndentedBlock):
             return updated
-        body = updated.body.visit(_BareReturns(params[0]))  # an early `return` hands the module back too
+        body = transform(updated.body, _BareReturns(params[0]))  # an early `return` hands the module back too
         ret = cst.SimpleStatementLine([cst.Return(cst.Name(params[0]))])
         return updated.with_changes(body=body.with_changes(body=[*body.body, ret]))
 
@@ -83,7 +83,7 @@ class ModuleApplyPass(Pass):
         while fn_name in self.generated[-1]:
             fn_name, k = f"_update_{target}{k}", k + 1
         self.generated[-1].add(fn_name)
-        body = updated.body.visit(_BareReturns(target, also_continue=True))
+        body = transform(updated.body, _BareReturns(target, also_continue=True))
         fn = cst.FunctionDef(name=cst.Name(fn_name), params=cst.Parameters([cst.Param(cst.Name(target))]),
                              body=body.with_changes(body=[*body.body, cst.SimpleStatementLine(
                                  [cst.Return(cst.Name(target))])]),
@@ -147,8 +147,6 @@ def _apply_target(call, models: set[str] | None) -> str | None:
 
 
 class _ApplyCalls(Visitor):
-    SEES_LAYOUT = False
-
     def __init__(self, models: set[str]) -> None:
         self.models = models
         self.functions: set[str] = set()
@@ -169,7 +167,7 @@ def _returns_value(fn: cst.FunctionDef) -> bool:
             if node.value is not None:
                 found.append(node)
 
-    fn.visit(V())
+    walk(fn, V())
     return bool(found)
 
 
@@ -193,7 +191,7 @@ def _rebinds(body, name: str) -> bool:
             if isinstance(node.target, cst.Name) and node.target.value == name:
                 found.append(node)
 
-    body.visit(V())
+    walk(body, V())
     return bool(found)
 
 
@@ -213,7 +211,7 @@ def _has_break(body) -> bool:
         def visit_Break(self, node) -> None:
             found.append(node)
 
-    body.visit(V())
+    walk(body, V())
     return bool(found)
 
 

@@ -224,8 +224,6 @@ def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
     found = []
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_Call(self, n: cst.Call) -> None:
             found.append(n)
 
@@ -237,8 +235,6 @@ def _assigns(node: cst.CSTNode) -> list[cst.Assign]:
     found = []
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_Assign(self, n: cst.Assign) -> None:
             found.append(n)
 
@@ -271,8 +267,6 @@ def _list_contents(fn: cst.FunctionDef | None, name: str) -> list[cst.CSTNode]:
     found: list[cst.CSTNode] = list(_assigned(fn, name))
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_Call(self, n: cst.Call) -> None:
             if isinstance(n.func, cst.Attribute) and dotted(n.func.value) == name \
                     and n.func.attr.value in ("append", "extend", "insert"):
@@ -291,8 +285,6 @@ def _references_in(node: cst.CSTNode) -> list[cst.BaseExpression]:
     found = []
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_Attribute(self, n: cst.Attribute) -> bool:
             found.append(n)
             return dotted(n) is None
@@ -315,8 +307,6 @@ def _called_attributes(cls: cst.ClassDef) -> set[str]:
 
 
 class _Collector(Visitor):
-    SEES_LAYOUT = False
-
     def __init__(self, scopes: Scopes, known: ModuleFacts,
                  functions: dict[str, cst.FunctionDef] | None = None) -> None:
         self.scopes = scopes
@@ -624,8 +614,6 @@ class _Collector(Visitor):
         found = set()
 
         class V(Visitor):
-            SEES_LAYOUT = False
-
             def visit_FunctionDef(self, n: cst.FunctionDef) -> bool:
                 return n is fn  # returns of nested functions are theirs
 
@@ -707,8 +695,6 @@ def collect_module_facts(module: cst.Module, scopes: Scopes, known: ModuleFacts 
 
 def _visit_call_sites(module: cst.Module, collector: _Collector) -> None:
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def __init__(self) -> None:
             self.fns: list[cst.FunctionDef] = []
             self.classes: list[str] = []

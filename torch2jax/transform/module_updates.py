@@ -249,8 +249,6 @@ def _updated_parameter(fn: cst.FunctionDef) -> str | None:
     found = []
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_FunctionDef(self, node) -> bool:
             return node is fn
 
@@ -295,8 +293,6 @@ def _rebinds(block, name: str) -> bool:
     found = []
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
             if isinstance(node.target, cst.Name) and node.target.value == name:
                 found.append(node)

@@ -20,7 +20,7 @@ from torch2jax.transform.inplace import init_helpers
 from torch2jax.transform.module_facts import ClassFacts, FieldFacts, ModuleFacts, fields_held
 from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import KEY_PLACEHOLDER, function_alias
-from torch2jax.transform.walk import Visitor, walk
+from torch2jax.transform.walk import Visitor, transform, walk
 
 STATE = "state"
 PARAMETER_LISTS = {"self.parameters", "self.named_parameters", "self.named_buffers"}
@@ -176,8 +176,6 @@ class ModulePass(Pass):
         written: dict[str, cst.CSTNode] = {}
 
         class V(Visitor):
-            SEES_LAYOUT = False
-
             def visit_FunctionDef(self, node) -> bool:
                 return node is original
 
@@ -202,7 +200,7 @@ class ModulePass(Pass):
                               f"{original.name.value}, computed at every call: an Equinox module is frozen", original)
         bound = bound_in_function(original)
         local = {name: name if name not in bound else f"{name}_cache" for name in cached}
-        updated = updated.visit(_SelfToLocal(local))
+        updated = transform(updated, _SelfToLocal(local))
         for name in reversed(cached):
             updated = _prepend(updated, f"{local[name]} = self.{name}  # a cache: None until this call sets it\n")
         return updated

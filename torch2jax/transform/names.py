@@ -28,8 +28,6 @@ def self_calls(node: cst.CSTNode) -> set[str]:
     found: set[str] = set()
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_Call(self, n: cst.Call) -> None:
             if isinstance(n.func, cst.Attribute) and dotted(n.func.value) == "self":
                 found.add(n.func.attr.value)
@@ -46,8 +44,6 @@ def root_name(node: cst.BaseExpression) -> str | None:
 
 class ImportCollector(Visitor):
     """Collects every import in the file: local name -> qualified name."""
-    SEES_LAYOUT = False
-
     def __init__(self) -> None:
         self.aliases: dict[str, str] = {}
         self.star_modules: list[str] = []
@@ -213,5 +209,5 @@ def return_values(fn: cst.FunctionDef) -> list:
         def visit_Return(self, node) -> None:
             found.append(node.value)
 
-    fn.visit(V())
+    walk(fn, V())
     return found

@@ -11,7 +11,7 @@ from torch2jax.transform.positions import CopiedCalls
 from torch2jax.transform.training_facts import MODULE_METHODS_CHAINED
 from torch2jax.transform.templates import BindError, Bound, bind, carry_layout, choose, parsed, render
 from torch2jax.transform.transforms import _Rename
-from torch2jax.transform.walk import Visitor, walk
+from torch2jax.transform.walk import Visitor, transform, walk
 
 # Short names a template may use, and the import each needs (imports.py adds them).
 IMPORT_ROOTS = ("jnp", "jax", "lax", "eqx", "optax", "t2j", "np", "math")
@@ -55,8 +55,6 @@ def _module_names(module: cst.Module, pass_) -> set[str]:
     names: set[str] = set()
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_Assign(self, node: cst.Assign) -> None:
             value = node.value
             while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) \
@@ -109,8 +107,6 @@ def _listings_in(node: cst.CSTNode) -> list[cst.Call]:
     found = []
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_Call(self, n: cst.Call) -> None:
             if _listing(n) is not None:
                 found.append(n)
@@ -155,7 +151,7 @@ def _assigns_to(node: cst.CSTNode, path: str) -> bool:
             if dotted(n.target) == path:
                 found.append(n)
 
-    node.visit(V())
+    walk(node, V())
     return bool(found)
 
 
@@ -321,7 +317,7 @@ class OpsPass(Pass):
         self.need("t2j")
         self.report("T2J514", f"{owner}.{method}() -> t2j.{method}({owner}): the Equinox model's arrays, torch's "
                               "names and order", original)
-        body = updated.body.visit(_Rename(flag, "True", self.ctx.positions)) if flag is not None else updated.body
+        body = transform(updated.body, _Rename(flag, "True", self.ctx.positions)) if flag is not None else updated.body
         return updated.with_changes(iter=cst.parse_expression(f"t2j.{method}({owner})"), body=body)
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
@@ -539,7 +535,7 @@ class OpsPass(Pass):
             return updated
         record = self.tables.records.get(qual)
         if record is None:
-            if qual.count(".") >= 1 and not any(k.startswith(qual + ".") for k in self.tables.records):
+            if qual.count(".") >= 1 and qual not in self.tables.namespaces:
                 self.report("T2J101", f"{qual} has no JAX mapping", original)
             return updated
         if record.attr:

@@ -27,7 +27,7 @@ from torch2jax.transform.base import Pass, add_marker, marker_text
 from torch2jax.transform.names import dotted
 from torch2jax.transform.reduction_kind import MEAN, NEUTRAL, SUM, KindFinder
 from torch2jax.transform.transforms import _arg, _code, _effects, _Rename, _stmt
-from torch2jax.transform.walk import Visitor, walk
+from torch2jax.transform.walk import Visitor, transform, walk
 
 DDP = {"torch.nn.parallel.DistributedDataParallel", "torch.nn.parallel.distributed.DistributedDataParallel",
        "torch.nn.DataParallel", "torch.nn.parallel.DataParallel", "torch.nn.parallel.data_parallel.DataParallel"}
@@ -93,8 +93,6 @@ class ParallelPass(Pass):
         pass_ = self
 
         class Facts(Visitor):
-            SEES_LAYOUT = False
-
             def __init__(self):
                 self.fn: list = []
 
@@ -305,10 +303,10 @@ class ParallelPass(Pass):
                 wrapped = target
             model, alias = wrapped.value, target.value
             if alias != model:
-                rest = [s.visit(_Rename(f"{alias}.module", model, self.ctx.positions))
-                        .visit(_Rename(alias, model, self.ctx.positions)) for s in rest]
+                rest = [transform(transform(s, _Rename(f"{alias}.module", model, self.ctx.positions)),
+                                  _Rename(alias, model, self.ctx.positions)) for s in rest]
                 self.changed = True
-            rest = [s.visit(_Rename(f"{model}.module", model, self.ctx.positions)) for s in rest]
+            rest = [transform(s, _Rename(f"{model}.module", model, self.ctx.positions)) for s in rest]
             if qual in SYNC_BN:
                 self.report("T2J612", "convert_sync_batchnorm removed: BatchNorm statistics of the global batch "
                                       "are SyncBatchNorm's", stmt)

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import libcst as cst
 from libcst.metadata import PositionProvider
 
-from torch2jax.transform.walk import Visitor, walk
+from torch2jax.transform.walk import Visitor, is_layout, walk
 
 
 class Position(NamedTuple):
@@ -26,12 +26,13 @@ class Range(NamedTuple):
     end: Position
 
 
-def positions(module: cst.Module) -> dict:
-    """node -> Range, for every node of the module."""
+def positions(module: cst.Module, layout: bool = True) -> dict:
+    """node -> Range, for every node of the module; layout=False: for every node but layout (whitespace, brackets,
+    commas, operators: walk.is_layout), which no pass reports on (less than half the time of recording them all)."""
     computed: dict = {}
     try:
-        state = _State(default_indent=module.default_indent, default_newline=module.default_newline,
-                       provider=None)
+        state = (_State if layout else _ContentState)(default_indent=module.default_indent,
+                                                       default_newline=module.default_newline, provider=None)
         state.computed = computed
         module._codegen(state)
     except (AttributeError, TypeError):  # a libcst whose internals differ: its own provider
@@ -61,8 +62,10 @@ class _Syntactic:
     def __exit__(self, *exc) -> bool:
         state = self.state
         computed = state.computed
-        start = computed[self.start_node].start if self.start_node is not None else Position(self.line, self.column)
-        end = computed[self.end_node].end if self.end_node is not None else Position(state.line, state.column)
+        # a layout start or end node (an import's closing paren) is not recorded without layout: it is the first or
+        # last thing generated in the block
+        start = computed[self.start_node].start if self.start_node in computed else Position(self.line, self.column)
+        end = computed[self.end_node].end if self.end_node in computed else Position(state.line, state.column)
         computed[self.node] = Range(start, end)
         return False
 
@@ -88,6 +91,31 @@ class _State(PositionProvidingCodegenState):
 
     def record_syntactic_position(self, node: cst.CSTNode, *, start_node=None, end_node=None) -> _Syntactic:
         return _Syntactic(self, node, start_node, end_node)
+
+    def add_token(self, value: str) -> None:
+        self.tokens.append(value)
+        if "\n" in value or "\r" in value:
+            segments = NEWLINE_RE.split(value)
+            self.line += len(segments) - 1
+            self.column = len(segments[-1])
+        else:
+            self.column += len(value)
+
+
+class _ContentState(_State):
+    """_State without the layout nodes."""
+
+    __slots__ = ()
+
+    def before_codegen(self, node: cst.CSTNode) -> None:
+        if not is_layout(type(node)):
+            self._stack.append((self.line, self.column))
+
+    def after_codegen(self, node: cst.CSTNode) -> None:
+        if not is_layout(type(node)):
+            line, column = self._stack.pop()
+            if node not in self.computed:
+                self.computed[node] = Range(Position(line, column), Position(self.line, self.column))
 
 
 class CopiedCalls:
@@ -127,8 +155,6 @@ class CopiedCalls:
         positions = self.positions
 
         class V(Visitor):
-            SEES_LAYOUT = False
-
             def visit_Call(self, n: cst.Call) -> None:
                 pos = positions.get(n)
                 if pos is not None:

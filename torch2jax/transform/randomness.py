@@ -39,7 +39,7 @@ from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import dotted, self_calls
 from torch2jax.transform.ops import KEY_PLACEHOLDER
 from torch2jax.transform.walk import (LAMBDA, SEMICOLON, Transformer, Visitor, content_children, is_layout,
-                                      iter_statements, names_read, walk)
+                                      iter_statements, names_read, transform, walk)
 
 SEED_FUNCS = frozenset({"t2j.manual_seed"})
 CUDA_SEED_FUNCS = frozenset({"t2j.cuda_manual_seed"})
@@ -937,7 +937,7 @@ class _Rewriter:
         if not units:
             return expr
         keys = [key] if len(units) == 1 else [self.fold_in(key, j, s) for j in range(len(units))]
-        return expr.visit(self.replacer(dict(zip(units, keys)), s))
+        return transform(expr, self.replacer(dict(zip(units, keys)), s))
 
     # --- module, functions, classes
     def module(self, m: cst.Module) -> cst.Module:
@@ -1014,8 +1014,6 @@ class _Rewriter:
         found = []
 
         class V(Visitor):
-            SEES_LAYOUT = False
-
             def visit_Name(self, n) -> None:
                 if is_placeholder(n):
                     found.append(n)
@@ -1031,7 +1029,7 @@ class _Rewriter:
             counter[0] += 1
             self.report("T2J409", "a draw in a class body runs once, at class creation, with no key threaded "
                                   "to it: it uses a fixed jax.random.key", stmt)
-        new = stmt.visit(_NameSwap(mapping))
+        new = transform(stmt, _NameSwap(mapping))
         new = add_marker(new, self.pending) if self.pending else new
         self.pending = saved
         return new
@@ -1118,7 +1116,7 @@ class _Rewriter:
         """Keys for the units in a compound statement's header (tests, iterables, decorators, defaults)."""
         units = self.units(original, s)
         split, keys = self.keys(units, s) if units else (None, [])
-        result = new.visit(self.replacer(dict(zip(units, keys)), s, suites))
+        result = transform(new, self.replacer(dict(zip(units, keys)), s, suites))
         if split is None:
             return [result]
         split = split.with_changes(leading_lines=result.leading_lines)
@@ -1135,7 +1133,7 @@ class _Rewriter:
             if not units:
                 return [self._reports_only(line, s)]
             split, keys = self.keys(units, s)
-            new = line.visit(self.replacer(dict(zip(units, keys)), s))
+            new = transform(line, self.replacer(dict(zip(units, keys)), s))
             if split is None:
                 return [new]
             return [split.with_changes(leading_lines=line.leading_lines), new.with_changes(leading_lines=[])]
@@ -1147,7 +1145,7 @@ class _Rewriter:
     def _reports_only(self, node, s: Scope):
         if self.replacer_words.isdisjoint(self.ctx.words(node)):
             return node  # the replacer would give back the same code, and report nothing
-        return node.visit(self.replacer({}, s))
+        return transform(node, self.replacer({}, s))
 
     def smalls(self, smalls: list, s: Scope, in_loop: bool) -> list:
         out = []
@@ -1163,7 +1161,7 @@ class _Rewriter:
             split, keys = self.keys(units, s)
             if split is not None:
                 out += list(split.body)
-            out.append(small.visit(self.replacer(dict(zip(units, keys)), s)))
+            out.append(transform(small, self.replacer(dict(zip(units, keys)), s)))
         for i in range(len(out) - 1):
             if out[i].semicolon is cst.MaybeSentinel.DEFAULT:
                 out[i] = out[i].with_changes(semicolon=cst.Semicolon(
@@ -1230,7 +1228,7 @@ class _Rewriter:
             new_clause = None
             for c in reversed(range(len(clauses))):
                 clause, wrap = clauses[c], wraps[c]
-                it = first_iter if c == 0 else clause.iter.visit(rep)
+                it = first_iter if c == 0 else transform(clause.iter, rep)
                 target = clause.target
                 if wrap is not None and wrap[0] == "range":
                     _, kname, n, keep = wrap
@@ -1245,11 +1243,11 @@ class _Rewriter:
                         target = target.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
                     target = cst.Tuple([cst.Element(cst.Name(wrap[1])), cst.Element(target)], lpar=[], rpar=[])
                     it = _call("enumerate", it)
-                ifs = [i.with_changes(test=i.test.visit(rep)) for i in clause.ifs]
+                ifs = [i.with_changes(test=transform(i.test, rep)) for i in clause.ifs]
                 new_clause = clause.with_changes(target=target, iter=it, ifs=ifs, inner_for_in=new_clause)
             if isinstance(comp, cst.DictComp):
-                return comp.with_changes(key=comp.key.visit(rep), value=comp.value.visit(rep), for_in=new_clause)
-            return comp.with_changes(elt=comp.elt.visit(rep), for_in=new_clause)
+                return comp.with_changes(key=transform(comp.key, rep), value=transform(comp.value, rep), for_in=new_clause)
+            return comp.with_changes(elt=transform(comp.elt, rep), for_in=new_clause)
         finally:
             self.comp_taken -= added
 
@@ -1261,7 +1259,7 @@ class _Rewriter:
     def named_lambda(self, lam: cst.Lambda) -> cst.Lambda:
         ls = self.a.scope_of[lam]
         if not ls.needs_key:
-            return lam.with_changes(body=lam.body.visit(self.replacer({}, ls)))
+            return lam.with_changes(body=transform(lam.body, self.replacer({}, ls)))
         params = _add_kwonly(None, lam.params, ls.key_name, None)
         new = lam.with_changes(params=params, body=self.thread_expr(lam.body, cst.Name(ls.key_name), ls))
         if not lam.params.params and not lam.params.star_arg and isinstance(lam.whitespace_after_lambda,
@@ -1300,8 +1298,6 @@ def _used_as_value(scope_node: cst.CSTNode, name: str) -> bool:
     found = []
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_Call(self, n: cst.Call) -> bool:
             if not isinstance(n.func, cst.Name):
                 walk(n.func, self)
@@ -1416,7 +1412,7 @@ class _Replacer(Transformer):
             name = self.rw.a.call_key(original, self.s)
             return updated.with_changes(args=[*updated.args, _kwarg(name, key)])
         if isinstance(original, COMPS):
-            first = original.for_in.iter.visit(self)
+            first = transform(original.for_in.iter, self)
             return self.rw.comprehension(original, first, key, self.s)
         if isinstance(original, cst.Lambda):
             return self.rw.anon_lambda(original, key, self.s)

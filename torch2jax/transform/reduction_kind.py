@@ -20,6 +20,7 @@ from __future__ import annotations
 import libcst as cst
 
 from torch2jax.transform.names import dotted
+from torch2jax.transform.walk import walk
 
 MEAN, SUM, NEUTRAL = "mean", "sum", "neutral"
 
@@ -124,7 +125,7 @@ class KindFinder:
     def __init__(self, scope: cst.CSTNode, qual, functions: dict | None = None) -> None:
         finder = _Assignments()
         body = scope.body if isinstance(scope, cst.FunctionDef) else scope
-        body.visit(finder)
+        walk(body, finder)
         self.values, self.backward = finder.values, finder.backward
         self.qual = qual  # node -> torch qualified name (the pass's scopes)
         self.functions = functions or {}  # the file's module-level functions, by name: what their calls return
@@ -137,7 +138,7 @@ class KindFinder:
         if fn is None or fn.name.value in self._calling:
             return None
         returns = _Returns()
-        fn.body.visit(returns)
+        walk(fn.body, returns)
         inner = KindFinder(fn, self.qual, self.functions)
         inner._calling = self._calling | {fn.name.value}
         kinds = []

@@ -14,7 +14,7 @@ from functools import cache
 import libcst as cst
 
 from torch2jax.mappings import ALWAYS_IGNORED, Record
-from torch2jax.transform.walk import Transformer, Visitor, walk
+from torch2jax.transform.walk import Transformer, Visitor, transform, walk
 
 ATOMIC = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.Imaginary,
           cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.List, cst.Dict, cst.Set,
@@ -100,8 +100,6 @@ def parsed(template: str) -> tuple[cst.BaseExpression, frozenset, frozenset]:
     droppable, used = set(), set()
 
     class Scan(Visitor):
-        SEES_LAYOUT = False
-
         def visit_Arg(self, node: cst.Arg) -> bool:
             if (node.keyword is not None or node.star == "*") and isinstance(node.value, cst.Name):
                 droppable.add(node.value.value)
@@ -256,4 +254,5 @@ def render(template: str, bound: Bound, params: set[str], extra: dict[str, cst.B
         values.update(extra)
     if isinstance(expr, cst.Name) and expr.value in values:
         return values[expr.value]  # the template is one argument itself (nn.Parameter(data) -> data)
-    return expr.visit(_Substitute(values, (droppable & params) - values.keys(), bound.varargs or {}))
+    out = transform(expr, _Substitute(values, (droppable & params) - values.keys(), bound.varargs or {}))
+    return expr.deep_clone() if out is expr else out  # not the cached template itself: a pass maps nodes to places

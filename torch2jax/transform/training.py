@@ -37,7 +37,7 @@ from torch2jax.transform.ops import KEY_PLACEHOLDER
 from torch2jax.transform.training_facts import (OptimizerFacts, TrainingFacts, _bind_names, _calls,
                                                 _is_method_call_stmt, lists_parameters, manual_update_owner,
                                                 parameters_owners, strip_module_chain)
-from torch2jax.transform.walk import Transformer, Visitor, iter_statements, walk
+from torch2jax.transform.walk import Transformer, Visitor, iter_statements, transform, walk
 
 CLIP_FUNCTIONS = {"torch.nn.utils.clip_grad_norm_": "t2j.clip_grad_norm",
                   "torch.nn.utils.clip_grad_value_": "t2j.clip_grad_value",
@@ -58,8 +58,6 @@ def _code(node: cst.CSTNode) -> str:
 
 class _Names(Visitor):
     """Names read and written by some statements (not descending into nested functions)."""
-    SEES_LAYOUT = False
-
     def __init__(self) -> None:
         self.loads: list[str] = []  # in order of first read
         self.counts: dict[str, int] = {}
@@ -506,7 +504,7 @@ class TrainingPass(Pass):
             state_params.append(self._state_name_for_param(opt))
             fn = _insert_param(fn, opt, state_params[-1])
         threaded = ", ".join(trainer.model_params_trained + (["state"] if stateful else []) + state_params)
-        fn = fn.with_changes(body=fn.body.visit(_ReturnThreader(threaded)))
+        fn = fn.with_changes(body=transform(fn.body, _ReturnThreader(threaded)))
         body = list(fn.body.body)
         if not body or not isinstance(body[-1], cst.SimpleStatementLine) or not isinstance(body[-1].body[0], cst.Return):
             body.append(_stmt(f"return {threaded}"))
@@ -657,8 +655,6 @@ class TrainingPass(Pass):
         edited: list[str] = []
 
         class V(Visitor):
-            SEES_LAYOUT = False
-
             def visit_For(self, node: cst.For) -> None:
                 if isinstance(node.target, cst.Name) and isinstance(node.iter, (cst.Tuple, cst.List)):
                     names = [dotted(e.value) for e in node.iter.elements]
@@ -691,8 +687,6 @@ class TrainingPass(Pass):
         found = []
 
         class V(Visitor):
-            SEES_LAYOUT = False
-
             def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
                 if isinstance(node.target, cst.Subscript):
                     found.append(node)
@@ -842,8 +836,6 @@ class TrainingPass(Pass):
         uses_model = False
 
         class V(Visitor):
-            SEES_LAYOUT = False
-
             def visit_Attribute(self, node: cst.Attribute) -> bool:
                 nonlocal uses_model
                 path = dotted(node)
@@ -1026,7 +1018,7 @@ class TrainingPass(Pass):
         # batch slicing by Python numbers (X[i:i + 16]) happens before the step: inside it the numbers would be
         # static arguments and recompile the step for every value
         hoister = _BatchHoister(set(models), local_names - _names(region).stores.keys(), set(local_names))
-        region = [stmt.visit(hoister) for stmt in region]
+        region = [transform(stmt, hoister) for stmt in region]
         local_names = local_names | _names(hoister.hoisted).stores.keys()
         reads = _names(region).loads
         stores = _names(region).stores
@@ -1295,11 +1287,11 @@ class TrainingPass(Pass):
         for stmt in region:
             again = _code(stmt).strip() in recomputed
             model_calls.root = stmt
-            stmt = stmt.visit(model_calls)
+            stmt = transform(stmt, model_calls)
             if again:  # torch ran that forward once: the state it updated is already the caller's, and this
                 # forward reads a copy (Equinox refuses a state used twice)
-                stmt = stmt.visit(_Rename({v: "_" for v in model_calls.states.values()}, stores_only=True))
-                stmt = stmt.visit(_Rename({v: f"jax.tree_util.tree_map(lambda s: s, {v})"
+                stmt = transform(stmt, _Rename({v: "_" for v in model_calls.states.values()}, stores_only=True))
+                stmt = transform(stmt, _Rename({v: f"jax.tree_util.tree_map(lambda s: s, {v})"
                                            for v in model_calls.states.values()}, loads_only=True))
             new_region += model_calls.hoisted + [stmt]
             model_calls.hoisted = []
@@ -1391,7 +1383,7 @@ def _manual_update(update: _Update, grads: str, taken: set[str]) -> list:
     target = loop.target
     param = target.elements[1].value.value if isinstance(target, cst.Tuple) else target.value
     grad_name = _fresh(f"{param}_grad", taken)
-    body = loop.body.visit(_GradReads(param, grad_name))
+    body = transform(loop.body, _GradReads(param, grad_name))
     if len(stmts) == 1:  # a loop of `p -= lr * p.grad` that nothing rewrote yet: collect and replace here
         collected = _fresh("new_params", taken)
         body = body.with_changes(body=list(body.body) + [_stmt(f"{collected}.append({param})")])
@@ -1650,8 +1642,6 @@ def _tensor_branches(stmts, scopes) -> list:
     found = []
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_FunctionDef(self, node) -> bool:
             return False  # a nested function runs when it is called, not here
 
@@ -1716,7 +1706,7 @@ def _movable(stmt) -> bool:
             found.append(n)
             return False
 
-    stmt.visit(V())
+    walk(stmt, V())
     return not found
 
 
@@ -1764,7 +1754,7 @@ def _split_off_unneeded(region: list, loss_expr, models: set[str], taken: set[st
             taken.add(copy)
             renames[name] = copy
             kept.append(_stmt(f"{copy} = {name}"))
-        moved.append(stmt.visit(_Rename(renames)) if renames else stmt)
+        moved.append(transform(stmt, _Rename(renames)) if renames else stmt)
     if not kept:
         return region, []
     return kept, moved

@@ -125,8 +125,6 @@ def _calls(node: cst.CSTNode) -> list[cst.Call]:
     found = []
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_Call(self, n: cst.Call) -> None:
             found.append(n)
 
@@ -322,8 +320,6 @@ def manual_update_owner(stmt: cst.CSTNode) -> tuple[str, cst.For] | None:
     reads_grad, writes = [], []
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_Attribute(self, node: cst.Attribute) -> None:
             if node.attr.value == "grad" and isinstance(node.value, cst.Name) and node.value.value == target.value:
                 reads_grad.append(node)
@@ -352,8 +348,6 @@ def _trainer_pairs(fn: cst.FunctionDef, params: list[str], facts: TrainingFacts)
     steps: list = []
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_For(self, node: cst.For) -> None:
             found = manual_update_owner(node)
             if found is not None and found[0] in params:
@@ -412,8 +406,6 @@ def _model_param(fn: cst.FunctionDef, params: list[str], optimizer: str, facts: 
     called = set()
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_Call(self, call: cst.Call) -> None:
             name = dotted(call.func)
             if name in params:
@@ -444,8 +436,6 @@ def _find_model_params(module: cst.Module, facts: TrainingFacts, word_cache: dic
     """Function parameters that receive a model at some call site in the file, and the model's class."""
 
     class V(Visitor):
-        SEES_LAYOUT = False
-
         def visit_Call(self, call: cst.Call) -> None:
             name = dotted(call.func)
             fn = facts.functions.get(name or "")

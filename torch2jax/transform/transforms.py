@@ -40,6 +40,7 @@ import libcst as cst
 from torch2jax.transform.base import CarryPositions, Pass
 from torch2jax.transform.names import dotted
 from torch2jax.transform.templates import paren
+from torch2jax.transform.walk import transform, walk
 
 COMPILE_WRAPPERS = {"torch.compile", "torch.jit.script", "torch.jit.trace", "torch.jit.trace_module",
                     "torch.jit.optimize_for_inference", "torch.jit.freeze", "torch.compiler.compile"}
@@ -113,7 +114,7 @@ class _Effects(cst.CSTVisitor):
         self.stores.add(node.name.value)
         # the function's free names are read when it is called; count them as reads
         inner = _Effects()
-        node.body.visit(inner)
+        walk(node.body, inner)
         self.loads += [n for n in inner.loads if n not in inner.stores]
         return False
 
@@ -124,7 +125,7 @@ class _Effects(cst.CSTVisitor):
     def visit_Lambda(self, node: cst.Lambda) -> bool:
         params = {p.name.value for p in node.params.params}
         inner = _Effects()
-        node.body.visit(inner)
+        walk(node.body, inner)
         self.loads += [n for n in inner.loads if n not in params]
         return False
 
@@ -141,11 +142,11 @@ class _Effects(cst.CSTVisitor):
         self.loads.append(node.value)
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)
+        walk(node.value, self)
         return False
 
     def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)
+        walk(node.value, self)
         return False
 
     def _target(self, target) -> None:
@@ -162,7 +163,7 @@ class _Effects(cst.CSTVisitor):
                 root = root.value
             if isinstance(root, cst.Name):
                 self.stores.add(root.value)
-            target.visit(self)
+            walk(target, self)
 
     def visit_AssignTarget(self, node: cst.AssignTarget) -> bool:
         self._target(node.target)
@@ -176,7 +177,7 @@ class _Effects(cst.CSTVisitor):
     def visit_AnnAssign(self, node: cst.AnnAssign) -> bool:
         self._target(node.target)
         if node.value is not None:
-            node.value.visit(self)
+            walk(node.value, self)
         return False
 
     def visit_For(self, node: cst.For) -> None:
@@ -198,7 +199,7 @@ class _Effects(cst.CSTVisitor):
 
 def _effects(node: cst.CSTNode) -> _Effects:
     e = _Effects()
-    node.visit(e)
+    walk(node, e)
     return e
 
 
@@ -247,7 +248,7 @@ def _tensor_grad_reads(stmts: list) -> list[str]:
                 reads.append(node.value.value)
 
     for s in stmts:
-        s.visit(V())
+        walk(s, V())
     return [n for n in reads if n not in param_loops]
 
 
@@ -362,7 +363,7 @@ class TransformsPass(Pass):
                                  "init_scale")
                     pass_.ctx.__dict__["amp_loss_scale"] = _code(scale) if scale is not None else "2.0 ** 15"
 
-        module.visit(V())
+        walk(module, V())
         return found
 
     # ----- blocks: aliases, autograd lifting
@@ -403,7 +404,7 @@ class TransformsPass(Pass):
                                                                if target != wrapped else ""), stmt)
             rest = body[i + 1:]
             if target != wrapped:
-                rest = [s.visit(_Rename(target, wrapped, self.ctx.positions)) for s in rest]
+                rest = [transform(s, _Rename(target, wrapped, self.ctx.positions)) for s in rest]
                 self.changed_names = True
             if stmt.leading_lines and rest:
                 rest[0] = rest[0].with_changes(leading_lines=list(stmt.leading_lines) + list(rest[0].leading_lines))
@@ -460,7 +461,7 @@ class TransformsPass(Pass):
                     found.append(node)
 
         if isinstance(stmt, cst.SimpleStatementLine):
-            stmt.visit(V())
+            walk(stmt, V())
         return found
 
     def _taken_names(self, scope) -> set[str]:
@@ -565,7 +566,7 @@ class TransformsPass(Pass):
             expr = f"jax.vjp({name}, {args})[1]({_code(grad_outputs)})"
         self.need("jax")
         replacement = cst.parse_expression(expr)
-        stmt = body[i].visit(_ReplaceNode(call, replacement))
+        stmt = transform(body[i], _ReplaceNode(call, replacement))
         self.report("T2J605", f"torch.autograd.grad -> {'jax.grad' if grad_outputs is None else 'jax.vjp'} of "
                               f"{name}, the computation of {_code(outputs)} from {args} lifted into a function",
                     body[i])
@@ -590,7 +591,7 @@ class TransformsPass(Pass):
                     leaves.append(f.value.value)
 
         for s in prev:
-            s.visit(V())
+            walk(s, V())
         return list(dict.fromkeys(leaves))
 
     def _lift_backward(self, body, i, scope):
@@ -633,7 +634,7 @@ class TransformsPass(Pass):
             line = f"{targets} = jax.vjp({name}, {args})[1]({_code(gradient)})"
         self.need("jax")
         for n in inputs:
-            after = [s.visit(_Rename(f"{n}.grad", f"{n}_grad", self.ctx.positions)) for s in after]
+            after = [transform(s, _Rename(f"{n}.grad", f"{n}_grad", self.ctx.positions)) for s in after]
         if sum(".backward(" in _code(s) for s in after):
             self.report("T2J605", "torch accumulates .grad over several backward() calls; here each backward() "
                                   "gives fresh gradients (add them up explicitly)", stmt)
@@ -831,7 +832,7 @@ class AmpPass(Pass):
         if scale is not None:
             extra += f", loss_scale={scale}"
         wrapper = _WrapModuleCalls(self, dtype, extra)
-        body = updated.body.visit(wrapper)
+        body = transform(updated.body, wrapper)
         items = [it for j, it in enumerate(updated.items) if j != k]
         self.report("T2J602", f"autocast -> explicit compute dtype: module calls in the block run in {dtype} through "
                               f"t2j.amp.autocast (parameters stay float32, outputs come back float32); other ops "

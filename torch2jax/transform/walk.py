@@ -5,7 +5,8 @@ at every node, and finds its own no-op stubs for almost all of them. `Visitor` a
 once per (class, node type), skip the stubs, and have no per-attribute hooks (nothing here defines one).
 
 libcst's `node.visit(visitor)` also rebuilds every node of the tree even for a visitor that changes nothing.
-`walk(node, visitor)` calls a visitor's hooks on the same nodes in the same order, without the rebuilding.
+`walk(node, visitor)` calls a visitor's hooks on the same nodes in the same order, without the rebuilding, and
+`transform(node, transformer)` rebuilds only the nodes below which something changed.
 `words(node)` is a cheaper still summary of a subtree for the passes to decide whether to visit it at all.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ import libcst as cst
 _LAYOUT_BASES = (cst.BaseParenthesizableWhitespace, cst.EmptyLine, cst.TrailingWhitespace, cst.Newline, cst.Comment,
                  cst.LeftParen, cst.RightParen, cst.LeftSquareBracket, cst.RightSquareBracket, cst.LeftCurlyBrace,
                  cst.RightCurlyBrace, cst.Comma, cst.Dot, cst.Colon, cst.Semicolon, cst.AssignEqual, cst.BaseBinaryOp,
-                 cst.BaseBooleanOp, cst.BaseCompOp, cst.BaseUnaryOp, cst.BaseAugOp)
+                 cst.BaseBooleanOp, cst.BaseCompOp, cst.BaseUnaryOp, cst.BaseAugOp, cst.Asynchronous)
 _IS_LAYOUT: dict[type, bool] = {}
 
 
@@ -38,8 +39,8 @@ def _hook(cls: type, prefix: str, node_type: type):
 
 class Visitor(cst.CSTVisitor):
     # False: the visitor's hooks look at no layout node (whitespace, brackets, commas, operators), which walk() then
-    # leaves out (about half of all nodes)
-    SEES_LAYOUT = True
+    # leaves out (about half of all nodes). No visitor here looks at layout; a plain cst.CSTVisitor is shown it.
+    SEES_LAYOUT = False
     # node type -> the visit_/leave_ hook or None, filled as types are met; per instance, so that a hook set on the
     # class later (a test's monkeypatch) is seen by the next visitor
     _visit_hooks: dict | None = None
@@ -357,3 +358,66 @@ def nodes_reaching(stmt: cst.CSTNode, targets: set[str]) -> set[cst.CSTNode]:
         if not _holds_statements(type(child)):
             reaches(child)
     return found
+
+
+# --- transforming a tree: libcst's visit without rebuilding what did not change -----------------------------------
+def _removed_value(node: cst.CSTNode, name: str):
+    """What a field becomes when the transformer removed the node in it (libcst's visit_optional/visit_sentinel)."""
+    for f in dataclasses.fields(node):
+        if f.name == name:
+            if f.default is None:
+                return None
+            if isinstance(f.default, cst.MaybeSentinel):
+                return cst.MaybeSentinel.DEFAULT
+    raise TypeError(f"We got a RemovalSentinel while visiting a {type(getattr(node, name)).__name__}. This node's "
+                    "parent does not allow it to be removed.")
+
+
+def transform(node: cst.CSTNode, transformer: cst.CSTTransformer):
+    """`node.visit(transformer)` for a transformer that leaves layout alone (walk.Transformer): the same on_visit and
+    on_leave calls on the same content nodes in the same order, but a node whose children all came back unchanged
+    is handed to on_leave as it is instead of being rebuilt, and an unchanged tree comes back as the same object."""
+    result = _transform(node, transformer)
+    if type(node) is cst.Module and isinstance(result, cst.RemovalSentinel):
+        return node.with_changes(body=(), header=(), footer=())
+    return result
+
+
+def _transform(node: cst.CSTNode, t: cst.CSTTransformer):
+    updated = node
+    if t.on_visit(node):
+        changes = None
+        for name in _content_order(node):
+            value = getattr(node, name)
+            tv = type(value)
+            if tv is tuple or tv is list:
+                # a block's statements (libcst's visit_body_sequence): a line whose statements were all removed goes
+                body = name == "body" and (type(node) is cst.Module or type(node) is cst.IndentedBlock)
+                items = None
+                for i, child in enumerate(value):
+                    new = _transform(child, t)
+                    if new is not child and items is None:
+                        items = list(value[:i])
+                    if items is not None:
+                        if isinstance(new, cst.FlattenSentinel):
+                            items.extend(n for n in new if not (body and n._is_removable()
+                                                                and not child._is_removable()))
+                        elif not isinstance(new, cst.RemovalSentinel) and not (
+                                body and new is not child and new._is_removable() and not child._is_removable()):
+                            items.append(new)
+                if items is not None:
+                    if changes is None:
+                        changes = {}
+                    changes[name] = tuple(items)
+            elif is_node(tv):
+                new = _transform(value, t)
+                if new is not value:
+                    if isinstance(new, cst.FlattenSentinel):
+                        raise TypeError(f"We got a FlattenSentinel while visiting a {tv.__name__}. This node's "
+                                        "parent does not allow for it to be replaced with a sequence.")
+                    if changes is None:
+                        changes = {}
+                    changes[name] = _removed_value(node, name) if isinstance(new, cst.RemovalSentinel) else new
+        if changes:
+            updated = node.with_changes(**changes)
+    return t.on_leave(node, updated)
