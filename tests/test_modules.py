@@ -32,6 +32,8 @@ CASES = [
     ("SharedConvBlock", (), [RNG.standard_normal((2, 4, 7)).astype(np.float32)], True),
     ("ShortcutBlock", (), [RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)], True),
     ("AffineFlow", (), [RNG.standard_normal((4, 3)).astype(np.float32)], True),
+    ("CopyTransformer", (), [np.array([[3, 4, 5, 0], [6, 7, 8, 9]]), np.array([[1, 5, 4, 0, 0], [1, 9, 8, 7, 6]])],
+     True),
 ]
 
 

@@ -323,3 +323,39 @@ def test_a_training_function_that_updates_an_ema_it_does_not_return_is_reported(
                 update_ema(ema, model, 0.9)
         """), filename="ema.py")
     assert [d.line for d in result.diagnostics if d.code == "T2J306"] == [16], result.diagnostics
+
+
+def test_a_trainer_whose_optimizer_is_optional_is_reported_not_broken():
+    """`run_epoch(model, data, optimizer=None)` trains when given an optimizer and only evaluates without one: the
+    step under `if training:` is left and reported, and the optimizer state the callers pass it goes after
+    `optimizer=None` with a default of its own (a parameter without one there is not Python)."""
+    result = translate(textwrap.dedent("""\
+        import torch
+        import torch.nn as nn
+
+        def run_epoch(model, data, optimizer=None, batch_size=4):
+            x, y = data
+            training = optimizer is not None
+            total = 0.0
+            for i in range(0, len(x), batch_size):
+                loss = ((model(x[i:i + batch_size]) - y[i:i + batch_size]) ** 2).mean()
+                if training:
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                total += loss.item()
+            return total
+
+        def main():
+            model = nn.Linear(3, 1)
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            data = (torch.ones(8, 3), torch.zeros(8, 1))
+            for epoch in range(2):
+                train_loss = run_epoch(model, data, opt)
+                val_loss = run_epoch(model, data)
+        """))
+    codes = {d.code for d in result.diagnostics}
+    assert "T2J002" not in codes and not result.failed
+    assert "T2J506" in codes  # the step in the branch: left for a human, marked
+    assert "optimizer=None, opt_state=None, batch_size=4" in result.code
+    compile(result.code, "<translation>", "exec")

@@ -319,3 +319,23 @@ class AffineFlow(nn.Module):
             back = layer.inverse(back)
         square = torch.eye(3) * 2 + z[:3, :3] * 0.1
         return back, square.inverse()
+
+
+class CopyTransformer(nn.Module):
+    """An encoder-decoder nn.Transformer over token embeddings, with a causal target mask from the class's static
+    generate_square_subsequent_mask and padding masks. (The decoder ignores padded memory: torch's eval fast path
+    zeroes the encoder's outputs there, which the translation does not.)"""
+
+    def __init__(self, vocab=11, d=8):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.transformer = nn.Transformer(d_model=d, nhead=2, num_encoder_layers=1, num_decoder_layers=2,
+                                          dim_feedforward=16, dropout=0.0, batch_first=True)
+        self.out = nn.Linear(d, vocab)
+
+    def forward(self, src, tgt):
+        mask = nn.Transformer.generate_square_subsequent_mask(tgt.size(1))
+        pad = src == 0
+        h = self.transformer(self.embed(src), self.embed(tgt), tgt_mask=mask, src_key_padding_mask=pad,
+                             tgt_key_padding_mask=tgt == 0, memory_key_padding_mask=pad)
+        return self.out(h)

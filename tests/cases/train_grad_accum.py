@@ -2,7 +2,9 @@
 - backward() on every batch and the step on every second one inside an `if`, zero_grad after the step, a LambdaLR
   schedule stepping with the optimizer;
 - nanoGPT's inner loop over micro-steps (the loss divided by their number), then clipping and an AdamW step after
-  the loop, zero_grad(set_to_none=True)."""
+  the loop, zero_grad(set_to_none=True);
+- the same with backward() on the scaled loss itself (`(loss / micro_steps).backward()`), the printed loss being
+  the unscaled one."""
 import numpy as np
 import torch
 import torch.nn as nn
@@ -58,9 +60,21 @@ def main():
         opt2.zero_grad(set_to_none=True)
         print(f"step {step} loss {loss.item() * micro_steps:.6f}")
         step += 1
+    third = Net()
+    opt3 = torch.optim.SGD(third.parameters(), lr=0.2)
+    for it in range(3):
+        for micro in range(micro_steps):
+            start = (it * micro_steps + micro) * 4 % 64
+            loss = F.cross_entropy(third(X[start:start + 4]), y[start:start + 4])
+            (loss / micro_steps).backward()
+        opt3.step()
+        opt3.zero_grad()
+        print(f"step {step} loss {loss.item():.6f}")
+        step += 1
     with torch.no_grad():
         print(f"final accuracy {(model(X).argmax(1) == y).float().mean().item():.6f}")
         print(f"final second {(second(X).argmax(1) == y).float().mean().item():.6f}")
+        print(f"final third {F.cross_entropy(third(X), y).item():.6f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """A siamese network: forward returns a pair built through a helper method that reaches BatchNorm, the loop
 unpacks the pair (`ea, eb = model(a, b)`), the loss calls the helper method from outside the class
-(`model.embed(a)`), and a contrastive loss module without parameters."""
+(`model.embed(a)`) and a submodule holding BatchNorm (`model.body(b)`), and a contrastive loss module without
+parameters."""
 import numpy as np
 import torch
 import torch.nn as nn
@@ -44,7 +45,7 @@ def main():
         model.train()
         optimizer.zero_grad()
         ea, eb = model(a, b)
-        loss = criterion(ea, eb, same) + 0.01 * model.embed(a).pow(2).mean()
+        loss = criterion(ea, eb, same) + 0.01 * model.embed(a).pow(2).mean() + 0.01 * model.body(b).mean()
         loss.backward()
         optimizer.step()
         print(f"step {step} loss {loss.item():.6f}")
@@ -52,6 +53,7 @@ def main():
     with torch.no_grad():
         ea, eb = model(a, b)
         print(f"final loss {criterion(ea, eb, same).item() + model.embed(b).mean().item():.6f}")
+        print(f"body {model.body(a).sum().item():.6f}")
 
 
 if __name__ == "__main__":

@@ -128,7 +128,9 @@ def _loss_of(losses: list, taken: set[str]) -> tuple[cst.BaseExpression, str]:
     """The expression a step differentiates and its name: the one loss backward() was called on, or the sum of
     several (torch adds their gradients)."""
     if len(losses) == 1:
-        return losses[0], losses[0].value if isinstance(losses[0], cst.Name) else "loss"
+        # `(loss / k).backward()`: the differentiated value gets a name of its own; the region's `loss` is torch's
+        # unscaled loss, which the code after the step reads
+        return losses[0], losses[0].value if isinstance(losses[0], cst.Name) else _fresh("backward_loss", taken)
     return (cst.parse_expression(" + ".join(_code(_parenthesized_expr(l)) for l in losses)),
             _fresh("total_loss", taken))
 
@@ -441,11 +443,24 @@ class TrainingPass(Pass):
         return None
 
     def _stateful_methods_of(self, model: str) -> set[str]:
+        """The model's methods that thread the state, and its submodules that do (`model.encoder(x)` of a
+        stateful encoder, `model.bn1(x)`): each takes the model's state and returns (out, state)."""
         cls = self.facts.models.get(model)
         if cls is None and self.functions:
             cls = self.facts.model_params.get(self.functions[-1].name.value, {}).get(model)
         facts = self.modules.classes.get(cls or "")
-        return facts.stateful_methods if facts is not None else set()
+        if facts is None:
+            return set()
+        fields = {name for c in self._class_and_bases(facts) for name, f in c.fields.items()
+                  if f.kind == "module" and f.stateful and not f.dynamic}
+        return facts.stateful_methods | fields
+
+    def _class_and_bases(self, facts):
+        seen = []
+        while facts is not None and facts not in seen:
+            seen.append(facts)
+            facts = next((self.modules.classes[b] for b in facts.bases if b in self.modules.classes), None)
+        return seen
 
     def _is_stateful_model_call(self, node) -> bool:
         if not isinstance(node, cst.Call) or self.class_depth:
@@ -1025,7 +1040,9 @@ class TrainingPass(Pass):
         after = self._names_after(body, i_end, fn_node, _names(region).counts) | set(_names(moved).loads)
         aux = [n for n in stores if n in after and n != loss_name and n not in models]
         aux.sort(key=lambda n: reads.index(n) if n in reads else len(reads))
-        inputs = [n for n in reads if n in local_names and n not in models and n not in optimizers and
+        # with the names the loss expression reads beyond the region's (`(loss / accum_steps).backward()`)
+        read = reads + [n for n in _names([cst.SimpleStatementLine([cst.Expr(loss_expr)])]).loads if n not in reads]
+        inputs = [n for n in read if n in local_names and n not in models and n not in optimizers and
                   not _defined_before_use(region, n)]
         return region, moved, hoister.hoisted, inputs, aux, local_names
 
@@ -1475,7 +1492,11 @@ def _insert_param(fn: cst.FunctionDef, after: str, new: str) -> cst.FunctionDef:
     comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
     params[at - 1] = params[at - 1].with_changes(comma=comma)
     has_more = at < len(params) or fn.params.star_arg is not cst.MaybeSentinel.DEFAULT or fn.params.kwonly_params
-    params.insert(at, cst.Param(cst.Name(new), comma=comma if has_more else cst.MaybeSentinel.DEFAULT))
+    # after a parameter with a default (`optimizer=None`), the new one needs one too
+    default = cst.Name("None") if params[at - 1].default is not None else None
+    equal = cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")) if default else cst.MaybeSentinel.DEFAULT
+    params.insert(at, cst.Param(cst.Name(new), default=default, equal=equal,
+                                comma=comma if has_more else cst.MaybeSentinel.DEFAULT))
     return fn.with_changes(params=fn.params.with_changes(params=params))
 
 

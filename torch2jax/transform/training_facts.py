@@ -14,7 +14,7 @@ import libcst as cst
 
 from torch2jax.transform.module_facts import STATEFUL_LAYERS, ModuleFacts
 from torch2jax.transform.names import Scopes, dotted
-from torch2jax.transform.walk import Visitor, iter_statements, walk, words
+from torch2jax.transform.walk import Visitor, iter_statements, names_read, walk, words
 
 SCHEDULER_PREFIX = "torch.optim.lr_scheduler."
 MODULE_METHODS_CHAINED = ("to", "cuda", "cpu", "float", "double", "half", "train", "eval")
@@ -143,11 +143,27 @@ class _Collector:
         self.word_cache = word_cache
 
     def collect(self, module: cst.Module) -> None:
+        self.parameter_lists: dict[str, str] = {}  # list name -> the model whose parameters a loop appends to it
         for stmt in iter_statements(module):
             if isinstance(stmt, cst.FunctionDef):
                 self.visit_FunctionDef(stmt)
             elif isinstance(stmt, cst.Assign):
                 self.visit_Assign(stmt)
+            elif isinstance(stmt, cst.For):
+                self._parameter_lists(stmt)
+
+    def _parameter_lists(self, loop: cst.For) -> None:
+        """`for n, p in model.named_parameters(): (decay if p.ndim >= 2 else no_decay).append(p)`: the lists hold
+        model's parameters (nanoGPT's weight-decay groups)."""
+        owner = parameters_owner(loop.iter)
+        if owner is None:
+            return
+        for call in _calls(loop.body):
+            if isinstance(call.func, cst.Attribute) and call.func.attr.value == "append":
+                target = call.func.value
+                for t in (target.body, target.orelse) if isinstance(target, cst.IfExp) else (target,):
+                    if isinstance(t, cst.Name):
+                        self.parameter_lists[t.value] = owner
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.facts.functions.setdefault(node.name.value, node)
@@ -238,6 +254,10 @@ class _Collector:
             self.facts.schedulers[name] = opt
         elif _is_optimizer_class(qual):
             owner = parameters_owner(value.args[0].value) if value.args else None
+            if owner is None and value.args:  # groups of lists a loop filled with one model's parameters
+                owners = {self.parameter_lists[n] for n in names_read(value.args[0].value)
+                          if n in self.parameter_lists}
+                owner = owners.pop() if len(owners) == 1 else None
             self.facts.optimizers[name] = OptimizerFacts(name, owner)
         elif isinstance(value.func, cst.Name) and qual is None and local not in self.facts.functions \
                 and local not in self.modules.classes and not hasattr(builtins, local) \
