@@ -492,3 +492,23 @@ def test_random_outputs_compare_dicts_by_key_and_nan_where_both_have_it():
     j[:, 0] *= 3
     j[:, 1] = np.nan
     assert "standard deviation" in _moments([("", t)], [("", j)], 200, cmp.Comparison())[0]
+
+
+def test_dependence_flags_a_reused_key_and_not_sparse_masks():
+    """The statistical check behind "one key used for two draws?": two elements equal in every draw are flagged;
+    independent normals, and rare-event masks whose few joint hits make chance correlations, are not."""
+    import numpy as np
+
+    from torch2jax.check.functions import _dependence
+
+    rng = np.random.default_rng(0)
+    n = 200
+    independent = [(0, rng.standard_normal((n, 40)))]
+    same = rng.standard_normal((n, 40))
+    same[:, 7] = same[:, 3]  # a key used twice: two elements draw the same number
+    assert _dependence(independent, [(0, rng.standard_normal((n, 40)))]) == []
+    assert "one key used for two draws" in _dependence(independent, [(0, same)])[0]
+    # masks whose edge pixels are set in one or two draws of 200: correlations of 1.0 and 0.0 by chance
+    t_mask, j_mask = (rng.random((n, 300)) < 0.005).astype(float), (rng.random((n, 300)) < 0.005).astype(float)
+    t_mask[5, :2] = j_mask[9, 0] = j_mask[11, 1] = 1.0
+    assert _dependence([(0, t_mask)], [(0, j_mask)]) == []

@@ -107,12 +107,23 @@ def test_shape_forms():
     assert distinct(outs[0], outs[1], outs[3])
 
 
-def test_generator_argument_is_dropped_with_a_diagnostic():
-    r = tr("def make(n):\n    g = torch.Generator().manual_seed(3)\n    return torch.rand(n, generator=g)\n")
-    assert {"T2J401", "T2J410"} <= codes(r)
-    assert "generator" not in r.code.split("def make")[1].split("return")[1]
-    out = load(r.code)["make"](4, key=k(0))
-    assert out.shape == (4,)
+def test_a_seeded_generator_decides_its_draws():
+    """`torch.rand(n, generator=g)` with `g = torch.Generator().manual_seed(seed)`: the draw takes g's next key, so
+    the seed decides the numbers (the same seed, the same data at every call, as in torch); a draw without a
+    generator in the same function takes the threaded key."""
+    r = tr("def make(n, seed):\n    g = torch.Generator().manual_seed(seed)\n"
+           "    return torch.rand(n, generator=g), torch.randint(0, 9, (n,), generator=g)\n\n"
+           "def noisy(n, seed):\n    g = torch.Generator().manual_seed(seed)\n"
+           "    return torch.rand(n, generator=g) + torch.randn(n)\n")
+    assert "T2J410" in codes(r)
+    assert kwonly(r.code, "make") == {} and kwonly(r.code, "noisy") == {"key": None}, r.code
+    make = load(r.code)["make"]
+    (a1, i1), (a2, i2), (b, j) = make(64, 3), make(64, 3), make(64, 4)
+    assert a1.shape == (64,) and bool((a1 == a2).all()) and bool((i1 == i2).all())
+    assert distinct(a1, b) and not bool((i1 == j).all())
+    assert 0 <= int(i1.min()) and int(i1.max()) < 9
+    noisy = load(r.code)["noisy"]
+    assert distinct(noisy(8, 1, key=k(0)), noisy(8, 1, key=k(1)))
 
 
 # ------------------------------------------------------------------------------------------ the call graph

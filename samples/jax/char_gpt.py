@@ -310,11 +310,9 @@ WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "and", 
          "sleeps", "under", "a", "warm", "sun", "while", "birds", "sing"]
 
 
-def make_text(num_words, generator, *, key):
-    key, subkey = jax.random.split(key)
-    picks = jax.random.randint(subkey, (num_words,), 0, len(WORDS))
-    key, subkey = jax.random.split(key)
-    sentence_ends = jax.random.uniform(subkey, num_words) < 0.15
+def make_text(num_words, generator):
+    picks = jax.random.randint(generator.next_key(), (num_words,), 0, len(WORDS))
+    sentence_ends = jax.random.uniform(generator.next_key(), num_words) < 0.15
     out = []
     for w, end in zip(picks.tolist(), sentence_ends.tolist()):
         out.append(WORDS[w] + (".\n" if end else " "))
@@ -376,8 +374,7 @@ def main():
 
     # data: characters of a synthetic text, 90% train / 10% val
     g = t2j.Generator().manual_seed(args.seed)
-    key, subkey = jax.random.split(key)
-    text = make_text(400, g, key=subkey)
+    text = make_text(400, g)
     chars = sorted(list(set(text)))
     vocab_size = len(chars)
     stoi = {ch: i for i, ch in enumerate(chars)}

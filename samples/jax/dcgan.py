@@ -91,16 +91,13 @@ class Discriminator(eqx.Module):
         return t2j.squeeze(jnp.reshape(output, (-1, 1)), 1), state
 
 
-def make_stripes(num_samples, generator, image_size=64, nc=3, *, key):
+def make_stripes(num_samples, generator, image_size=64, nc=3):
     """Coloured sinusoidal stripes at random angles and frequencies, in [-1, 1]."""
     coords = jnp.linspace(-1, 1, image_size)
     yy, xx = jnp.meshgrid(coords, coords, indexing='ij')
-    key, subkey = jax.random.split(key)
-    angle = jax.random.uniform(subkey, (num_samples, 1, 1, 1)) * 3.14159
-    key, subkey = jax.random.split(key)
-    freq = jax.random.uniform(subkey, (num_samples, 1, 1, 1)) * 6 + 2
-    key, subkey = jax.random.split(key)
-    colour = jax.random.uniform(subkey, (num_samples, nc, 1, 1)) * 2 - 1
+    angle = jax.random.uniform(generator.next_key(), (num_samples, 1, 1, 1)) * 3.14159
+    freq = jax.random.uniform(generator.next_key(), (num_samples, 1, 1, 1)) * 6 + 2
+    colour = jax.random.uniform(generator.next_key(), (num_samples, nc, 1, 1)) * 2 - 1
     proj = xx * jnp.cos(angle) + yy * jnp.sin(angle)
     return jnp.sin(freq * proj) * colour
 
@@ -158,8 +155,7 @@ def main():
     nc = 3
 
     g = t2j.Generator().manual_seed(opt.manualSeed)
-    key, subkey = jax.random.split(key)
-    dataset = t2j.data.TensorDataset(make_stripes(32, g, opt.imageSize, nc, key=subkey))
+    dataset = t2j.data.TensorDataset(make_stripes(32, g, opt.imageSize, nc))
     dataloader = t2j.data.DataLoader(dataset, batch_size=opt.batchSize, shuffle=False)
 
     key, subkey = jax.random.split(key)

@@ -33,14 +33,12 @@ class MLPRegressor(eqx.Module):
         return t2j.squeeze(self.net(x, key=key), -1)
 
 
-def make_regression(num_samples, generator, in_features=8, *, key):
-    key, subkey = jax.random.split(key)
-    x = jax.random.normal(subkey, (num_samples, in_features))
+def make_regression(num_samples, generator, in_features=8):
+    x = jax.random.normal(generator.next_key(), (num_samples, in_features))
     x = x.at[:, 0].set(jnp.abs(x[:, 0]) * 3)  # a skewed, size-like feature
     w = jnp.linspace(-1.0, 1.0, in_features)
     y = x @ w + 0.5 * jnp.sin(2 * x[:, 1]) * x[:, 2] + 0.1 * x[:, 0] ** 2
-    key, subkey = jax.random.split(key)
-    y = y + 0.1 * jax.random.normal(subkey, num_samples)
+    y = y + 0.1 * jax.random.normal(generator.next_key(), num_samples)
     return x, y
 
 
@@ -70,8 +68,7 @@ def main():
     device = t2j.device('cuda' if False else 'cpu')
 
     g = t2j.Generator().manual_seed(args.seed)
-    key, subkey = jax.random.split(key)
-    x, y = make_regression(96, g, key=subkey)
+    x, y = make_regression(96, g)
     x_train, y_train = x[:64], y[:64]
     x_val, y_val = x[64:], y[64:]
 

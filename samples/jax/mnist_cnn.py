@@ -101,12 +101,10 @@ def test(model, device, test_loader, *, key):
     return accuracy
 
 
-def make_fake_mnist(num_samples, prototypes, generator, *, key):
+def make_fake_mnist(num_samples, prototypes, generator):
     # Each class is a fixed random "digit" plus pixel noise, so the task is learnable.
-    key, subkey = jax.random.split(key)
-    labels = jax.random.randint(subkey, (num_samples,), 0, 10)
-    key, subkey = jax.random.split(key)
-    noise = jax.random.uniform(subkey, (num_samples, 1, 28, 28))
+    labels = jax.random.randint(generator.next_key(), (num_samples,), 0, 10)
+    noise = jax.random.uniform(generator.next_key(), (num_samples, 1, 28, 28))
     images = t2j.clamp(0.6 * prototypes[labels] + 0.4 * noise, min=0.0, max=1.0)
     # Normalised like real MNIST: mean 0.1307, std 0.3081.
     images = (images - 0.1307) / 0.3081
@@ -143,12 +141,9 @@ def main():
     test_kwargs = {'batch_size': args.test_batch_size}
 
     g = t2j.Generator().manual_seed(args.seed)
-    key, subkey = jax.random.split(key)
-    prototypes = jax.random.uniform(subkey, (10, 1, 28, 28))
-    key, subkey = jax.random.split(key)
-    dataset1 = make_fake_mnist(args.train_size, prototypes, g, key=subkey)
-    key, subkey = jax.random.split(key)
-    dataset2 = make_fake_mnist(args.test_size, prototypes, g, key=subkey)
+    prototypes = jax.random.uniform(g.next_key(), (10, 1, 28, 28))
+    dataset1 = make_fake_mnist(args.train_size, prototypes, g)
+    dataset2 = make_fake_mnist(args.test_size, prototypes, g)
     train_loader = t2j.data.DataLoader(dataset1, **train_kwargs)
     test_loader = t2j.data.DataLoader(dataset2, **test_kwargs)
 

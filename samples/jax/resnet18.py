@@ -170,14 +170,12 @@ def resnet18(*, key, **kwargs):
     return ResNet(BasicBlock, [2, 2, 2, 2], **kwargs, key=key)
 
 
-def make_fake_cifar(num_samples, class_colour, class_pattern, generator, *, key):
+def make_fake_cifar(num_samples, class_colour, class_pattern, generator):
     """Images whose per-class colour and low-frequency pattern make the label recoverable."""
     num_classes = class_colour.shape[0]
-    key, subkey = jax.random.split(key)
-    labels = jax.random.randint(subkey, (num_samples,), 0, num_classes)
+    labels = jax.random.randint(generator.next_key(), (num_samples,), 0, num_classes)
     pattern = t2j.nn.functional.interpolate(class_pattern[labels], size=(32, 32), mode='bilinear', align_corners=False)
-    key, subkey = jax.random.split(key)
-    noise = jax.random.normal(subkey, (num_samples, 3, 32, 32))
+    noise = jax.random.normal(generator.next_key(), (num_samples, 3, 32, 32))
     images = class_colour[labels] + pattern + 0.5 * noise
     return images, labels
 
@@ -248,14 +246,10 @@ def main():
     device = t2j.device('cuda' if False else 'cpu')
 
     g = t2j.Generator().manual_seed(args.seed)
-    key, subkey = jax.random.split(key)
-    class_colour = jax.random.normal(subkey, (args.num_classes, 3, 1, 1))
-    key, subkey = jax.random.split(key)
-    class_pattern = jax.random.normal(subkey, (args.num_classes, 1, 8, 8))
-    key, subkey = jax.random.split(key)
-    train_x, train_y = make_fake_cifar(64, class_colour, class_pattern, g, key=subkey)
-    key, subkey = jax.random.split(key)
-    test_x, test_y = make_fake_cifar(32, class_colour, class_pattern, g, key=subkey)
+    class_colour = jax.random.normal(g.next_key(), (args.num_classes, 3, 1, 1))
+    class_pattern = jax.random.normal(g.next_key(), (args.num_classes, 1, 8, 8))
+    train_x, train_y = make_fake_cifar(64, class_colour, class_pattern, g)
+    test_x, test_y = make_fake_cifar(32, class_colour, class_pattern, g)
     train_loader = t2j.data.DataLoader(t2j.data.TensorDataset(train_x, train_y), batch_size=args.batch_size, shuffle=False)
     test_loader = t2j.data.DataLoader(t2j.data.TensorDataset(test_x, test_y), batch_size=args.batch_size)
 

@@ -130,16 +130,14 @@ class AttnDecoderRNN(eqx.Module):
         return output, hidden, attn_weights
 
 
-def make_pairs(num_pairs, generator, min_len=3, max_len=MAX_LENGTH - 1, *, key):
+def make_pairs(num_pairs, generator, min_len=3, max_len=MAX_LENGTH - 1):
     """Source: random digits; target: the digits reversed and shifted by one. Both end in EOS."""
     src = jnp.full((num_pairs, MAX_LENGTH), EOS_token, dtype=jnp.int64)
     tgt = jnp.full((num_pairs, MAX_LENGTH), EOS_token, dtype=jnp.int64)
-    key, subkey = jax.random.split(key)
-    lengths = jax.random.randint(subkey, (num_pairs,), min_len, max_len + 1)
+    lengths = jax.random.randint(generator.next_key(), (num_pairs,), min_len, max_len + 1)
     for n in range(num_pairs):
         length = lengths[n].item()
-        key, subkey = jax.random.split(key)
-        digits = jax.random.randint(subkey, (length,), 0, 10)
+        digits = jax.random.randint(generator.next_key(), (length,), 0, 10)
         src = src.at[n, :length].set(digits + PAD_OFFSET)
         tgt = tgt.at[n, :length].set((jnp.flip(digits, axis=0) + 1) % 10 + PAD_OFFSET)
     return src, tgt
@@ -215,10 +213,8 @@ def main():
 
     vocab_size = 10 + PAD_OFFSET
     g = t2j.Generator().manual_seed(args.seed)
-    key, subkey = jax.random.split(key)
-    train_src, train_tgt = make_pairs(48, g, key=subkey)
-    key, subkey = jax.random.split(key)
-    test_src, test_tgt = make_pairs(16, g, key=subkey)
+    train_src, train_tgt = make_pairs(48, g)
+    test_src, test_tgt = make_pairs(16, g)
     train_dataloader = t2j.data.DataLoader(t2j.data.TensorDataset(train_src, train_tgt),
                                   batch_size=args.batch_size, shuffle=True,
                                   generator=t2j.Generator().manual_seed(args.seed))

@@ -100,18 +100,14 @@ class TransformerClassifier(eqx.Module):
         return self.classifier(pooled)
 
 
-def make_sentences(num_samples, vocab_size, num_classes, max_len, generator, *, key):
+def make_sentences(num_samples, vocab_size, num_classes, max_len, generator):
     """Filler tokens plus a few copies of one of `num_classes` keyword tokens; the keyword is the label."""
     first_filler = num_classes + 1
-    key, subkey = jax.random.split(key)
-    labels = jax.random.randint(subkey, (num_samples,), 0, num_classes)
-    key, subkey = jax.random.split(key)
-    lengths = jax.random.randint(subkey, (num_samples,), max_len // 2, max_len + 1)
-    key, subkey = jax.random.split(key)
-    tokens = jax.random.randint(subkey, (num_samples, max_len), first_filler, vocab_size)
+    labels = jax.random.randint(generator.next_key(), (num_samples,), 0, num_classes)
+    lengths = jax.random.randint(generator.next_key(), (num_samples,), max_len // 2, max_len + 1)
+    tokens = jax.random.randint(generator.next_key(), (num_samples, max_len), first_filler, vocab_size)
     positions = jnp.expand_dims(jnp.arange(max_len), 0)
-    key, subkey = jax.random.split(key)
-    keyword_spots = jax.random.uniform(subkey, (num_samples, max_len)) < 0.2
+    keyword_spots = jax.random.uniform(generator.next_key(), (num_samples, max_len)) < 0.2
     tokens = jnp.where(keyword_spots, jnp.expand_dims(labels + 1, 1), tokens)
     tokens = jnp.where(positions >= jnp.expand_dims(lengths, 1), PAD_IDX, tokens)  # torch2jax: T2J307 the mask positions >= lengths.unsqueeze(1) must have the shape of tokens for where(); a mask over leading dimensions needs mask[..., None]
     return tokens, labels
@@ -169,10 +165,8 @@ def main():
     device = t2j.device('cuda' if False else 'cpu')
 
     g = t2j.Generator().manual_seed(args.seed)
-    key, subkey = jax.random.split(key)
-    train_x, train_y = make_sentences(64, args.vocab_size, args.num_classes, args.max_len, g, key=subkey)
-    key, subkey = jax.random.split(key)
-    test_x, test_y = make_sentences(32, args.vocab_size, args.num_classes, args.max_len, g, key=subkey)
+    train_x, train_y = make_sentences(64, args.vocab_size, args.num_classes, args.max_len, g)
+    test_x, test_y = make_sentences(32, args.vocab_size, args.num_classes, args.max_len, g)
     train_loader = t2j.data.DataLoader(t2j.data.TensorDataset(train_x, train_y), batch_size=args.batch_size, shuffle=False)
     test_loader = t2j.data.DataLoader(t2j.data.TensorDataset(test_x, test_y), batch_size=args.batch_size)
 

@@ -183,24 +183,19 @@ def dice_loss(input, target):
     return 1 - dice_coeff(input, target, reduce_batch_first=True)
 
 
-def make_shapes(num_samples, size, generator, *, key):
+def make_shapes(num_samples, size, generator):
     """Random filled discs on a noisy background; the target mask is the union of the discs."""
     coords = jnp.arange(size, dtype=jnp.float32)
     yy, xx = jnp.meshgrid(coords, coords, indexing='ij')
     masks = jnp.zeros((num_samples, size, size))
     for _ in range(3):
-        key, subkey = jax.random.split(key)
-        cy = jax.random.uniform(subkey, (num_samples, 1, 1)) * size
-        key, subkey = jax.random.split(key)
-        cx = jax.random.uniform(subkey, (num_samples, 1, 1)) * size
-        key, subkey = jax.random.split(key)
-        r = jax.random.uniform(subkey, (num_samples, 1, 1)) * size / 6 + size / 12
+        cy = jax.random.uniform(generator.next_key(), (num_samples, 1, 1)) * size
+        cx = jax.random.uniform(generator.next_key(), (num_samples, 1, 1)) * size
+        r = jax.random.uniform(generator.next_key(), (num_samples, 1, 1)) * size / 6 + size / 12
         disc = ((yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2).astype(jnp.float32)
         masks = jnp.maximum(masks, disc)
-    key, subkey = jax.random.split(key)
-    tint = jax.random.uniform(subkey, (num_samples, 3, 1, 1)) + 0.5
-    key, subkey = jax.random.split(key)
-    images = jnp.expand_dims(masks, 1) * tint + 0.3 * jax.random.normal(subkey, (num_samples, 3, size, size))
+    tint = jax.random.uniform(generator.next_key(), (num_samples, 3, 1, 1)) + 0.5
+    images = jnp.expand_dims(masks, 1) * tint + 0.3 * jax.random.normal(generator.next_key(), (num_samples, 3, size, size))
     return images, masks
 
 
@@ -309,8 +304,7 @@ def main():
     device = t2j.device('cuda' if False else 'cpu')
 
     g = t2j.Generator().manual_seed(0)
-    key, subkey = jax.random.split(key)
-    images, masks = make_shapes(32, args.size, g, key=subkey)
+    images, masks = make_shapes(32, args.size, g)
     dataset = t2j.data.TensorDataset(images, masks)
 
     key, subkey = jax.random.split(key)

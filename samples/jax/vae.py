@@ -65,14 +65,12 @@ def loss_function(recon_x, x, mu, logvar):
     return BCE + KLD
 
 
-def make_blobs(num_samples, generator, size=28, *, key):
+def make_blobs(num_samples, generator, size=28):
     """Gaussian blobs at random centres: a stand-in for handwritten digits."""
     coords = jnp.arange(size, dtype=jnp.float32)
     yy, xx = jnp.meshgrid(coords, coords, indexing='ij')
-    key, subkey = jax.random.split(key)
-    centres = jax.random.uniform(subkey, (num_samples, 2)) * (size - 8) + 4
-    key, subkey = jax.random.split(key)
-    widths = jax.random.uniform(subkey, (num_samples, 1, 1)) * 3 + 2
+    centres = jax.random.uniform(generator.next_key(), (num_samples, 2)) * (size - 8) + 4
+    widths = jax.random.uniform(generator.next_key(), (num_samples, 1, 1)) * 3 + 2
     d2 = (yy - centres[:, 0, None, None]) ** 2 + (xx - centres[:, 1, None, None]) ** 2
     images = jnp.exp(-d2 / (2 * widths ** 2))
     return jnp.expand_dims(images, 1)  # N x 1 x 28 x 28
@@ -142,10 +140,8 @@ def main():
     device = t2j.device("cuda" if False else "cpu")
 
     g = t2j.Generator().manual_seed(args.seed)
-    key, subkey = jax.random.split(key)
-    train_data = make_blobs(64, g, key=subkey)
-    key, subkey = jax.random.split(key)
-    test_data = make_blobs(32, g, key=subkey)
+    train_data = make_blobs(64, g)
+    test_data = make_blobs(32, g)
     train_loader = t2j.data.DataLoader(
         t2j.data.TensorDataset(train_data),
         batch_size=args.batch_size, shuffle=False)

@@ -276,11 +276,9 @@ def param_groups_weight_decay(model, weight_decay=1e-5, no_weight_decay_list=())
         {'params': decay, 'weight_decay': weight_decay}]
 
 
-def make_dataset(num_samples, templates, generator, *, key):
-    key, subkey = jax.random.split(key)
-    labels = jax.random.randint(subkey, (num_samples,), 0, templates.shape[0])
-    key, subkey = jax.random.split(key)
-    images = templates[labels] + 0.8 * jax.random.normal(subkey, (num_samples, 3, 32, 32))
+def make_dataset(num_samples, templates, generator):
+    labels = jax.random.randint(generator.next_key(), (num_samples,), 0, templates.shape[0])
+    images = templates[labels] + 0.8 * jax.random.normal(generator.next_key(), (num_samples, 3, 32, 32))
     return t2j.data.TensorDataset(images, labels)
 
 
@@ -319,13 +317,10 @@ def main():
     device = t2j.device('cuda' if False else 'cpu')
 
     g = t2j.Generator().manual_seed(args.seed)
-    key, subkey = jax.random.split(key)
-    templates = jax.random.normal(subkey, (10, 3, 32, 32))
-    key, subkey = jax.random.split(key)
-    train_loader = t2j.data.DataLoader(make_dataset(64, templates, g, key=subkey), batch_size=args.batch_size, shuffle=True,
+    templates = jax.random.normal(g.next_key(), (10, 3, 32, 32))
+    train_loader = t2j.data.DataLoader(make_dataset(64, templates, g), batch_size=args.batch_size, shuffle=True,
                               drop_last=True, generator=t2j.Generator().manual_seed(args.seed))
-    key, subkey = jax.random.split(key)
-    val_loader = t2j.data.DataLoader(make_dataset(32, templates, g, key=subkey), batch_size=args.batch_size, shuffle=False)
+    val_loader = t2j.data.DataLoader(make_dataset(32, templates, g), batch_size=args.batch_size, shuffle=False)
 
     key, subkey = jax.random.split(key)
     model = VisionTransformer(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth,

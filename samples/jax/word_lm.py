@@ -95,16 +95,14 @@ class RNNModel(eqx.Module):
             return jnp.zeros((self.nlayers, bsz, self.nhid), dtype=weight.dtype)
 
 
-def make_corpus(length, ntokens, generator, *, key):
+def make_corpus(length, ntokens, generator):
     """A Markov chain whose transition matrix is sparse-ish (each word has a few likely successors)."""
-    key, subkey = jax.random.split(key)
-    logits = jax.random.normal(subkey, (ntokens, ntokens)) * 3.0
+    logits = jax.random.normal(generator.next_key(), (ntokens, ntokens)) * 3.0
     probs = jax.nn.softmax(logits, axis=1)
     tokens = jnp.empty(length, dtype=jnp.int64)
     tokens = tokens.at[0].set(0)
     for t in range(1, length):
-        key, subkey = jax.random.split(key)
-        tokens = tokens.at[t].set(t2j.drop_leading_ones(t2j.multinomial(subkey, probs[tokens[t - 1]], 1), tokens[t].ndim))
+        tokens = tokens.at[t].set(t2j.drop_leading_ones(t2j.multinomial(generator.next_key(), probs[tokens[t - 1]], 1), tokens[t].ndim))
     return tokens
 
 
@@ -240,8 +238,7 @@ def main():
     # Load data
     ###############################################################################
     g = t2j.Generator().manual_seed(args.seed)
-    key, subkey = jax.random.split(key)
-    corpus = make_corpus(600, args.ntokens, g, key=subkey)
+    corpus = make_corpus(600, args.ntokens, g)
     eval_batch_size = 4
     train_data = batchify(corpus[:400], args.batch_size, device)
     val_data = batchify(corpus[400:500], eval_batch_size, device)

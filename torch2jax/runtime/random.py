@@ -54,8 +54,9 @@ def cuda_manual_seed(seed):
 
 
 class Generator:
-    """Stands in for torch.Generator so seeding code still runs. The draws that took `generator=` use the
-    translated function's key instead; `.key` holds the key this generator was seeded with."""
+    """Stands in for torch.Generator: a key stream. The draws that took `generator=g` draw with `g.next_key()`, so
+    a generator seeded with a number gives the same draws at every run, as torch's does (not torch's numbers).
+    Kept outside jitted code (a key it hands out inside a traced function would leak from the trace)."""
 
     def __init__(self, device=None):
         self._seed = 67280421310721  # torch's default seed
@@ -65,6 +66,10 @@ class Generator:
         self._seed = int(seed)
         self.key = jax.random.key(self._seed)
         return self
+
+    def next_key(self):
+        self.key, sub = jax.random.split(self.key)
+        return sub
 
     def initial_seed(self):
         return self._seed

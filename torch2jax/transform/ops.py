@@ -9,7 +9,7 @@ from torch2jax.transform.base import FileContext, Pass
 from torch2jax.transform.names import dotted
 from torch2jax.transform.positions import CopiedCalls
 from torch2jax.transform.training_facts import MODULE_METHODS_CHAINED
-from torch2jax.transform.templates import BindError, Bound, bind, carry_layout, choose, parsed, render
+from torch2jax.transform.templates import BindError, Bound, bind, carry_layout, choose, paren, parsed, render
 from torch2jax.transform.transforms import _Rename
 from torch2jax.transform.walk import Visitor, transform, walk
 
@@ -592,6 +592,12 @@ class OpsPass(Pass):
     def emit(self, record: Record, template: str, bound: Bound) -> cst.BaseExpression:
         params = {p.name for p in record.params}
         extra = {"KEY": cst.Name(KEY_PLACEHOLDER)}  # the randomness pass puts a fresh subkey here
+        generator = bound.args.get("generator")
+        if "KEY" in template and generator is not None and not (
+                isinstance(generator, cst.Name) and generator.value == "None"):
+            # torch.randint(..., generator=g): the draw takes the next key of g's own stream (t2j.Generator), so
+            # what g's seed decides stays decided by it
+            extra["KEY"] = cst.Call(cst.Attribute(paren(generator), cst.Name("next_key")))
         self.need_for(template)
         if record.safety == "unsafe":
             self.report("T2J104", f"{record.name}: {record.note}")

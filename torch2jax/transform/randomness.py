@@ -51,6 +51,9 @@ KEYED_LAYERS = frozenset({
     "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
     "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder", "Transformer",
 })
+# the submodules of a keyed layer that draw too, called on their own (`self.transformer.encoder(src)`)
+KEYED_SUBLAYERS = {"Transformer": frozenset({"encoder", "decoder"}),
+                   "TransformerEncoder": frozenset({"layers"}), "TransformerDecoder": frozenset({"layers"})}
 # layers that draw only when built with dropout: the positional index of torch's `dropout` argument
 DROPOUT_ARG = {"LSTM": 5, "GRU": 5, "RNN": 6, "MultiheadAttention": 2}
 DROPOUT_KWARGS = ("dropout", "dropout_p")
@@ -563,6 +566,12 @@ class Analysis:
                 if meth is not None:
                     return self._scope_key(meth)
             return None
+        if isinstance(v, cst.Attribute) and isinstance(v.value, cst.Name) and s.cls is not None \
+                and v.value.value == s.self_name:
+            for e, es in self.find_attr(s.cls, v.attr.value):  # self.transformer.encoder(src): a keyed layer's part
+                layer = (dotted(e.func) or "").rsplit(".", 1)[-1] if isinstance(e, cst.Call) else ""
+                if m in KEYED_SUBLAYERS.get(layer, ()) and self._value_call_key(e, es, depth + 1):
+                    return "key"
         cls = self._instance_class(v, s, depth + 1)
         if cls is not None:
             meth = self.find_method(cls, m)
@@ -1375,9 +1384,10 @@ class _Replacer(Transformer):
         if isinstance(node, cst.Call):
             self.calls.append(dotted(node.func) or "")
             if dotted(node.func) in GENERATOR_FUNCS:
-                self.rw.report("T2J410", "torch.Generator: the draws that took generator= use the threaded key "
-                                         "instead (a JAX key is the stream); this object only keeps seeding code "
-                                         "running", where=self.where[-1])
+                self.rw.report("T2J410", "torch.Generator -> t2j.Generator, a key stream: the draws that took "
+                                         "generator= draw with its next_key(), so its seed decides them as in "
+                                         "torch (other numbers than torch's); keep it out of jitted code",
+                               where=self.where[-1])
             self._value_refs(node)
         if isinstance(node, cst.BaseSuite):
             return False  # blocks are rewritten by the rewriter (and swapped in by on_leave)

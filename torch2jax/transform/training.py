@@ -1850,6 +1850,14 @@ def _first_use(stmts: list, name: str) -> str | None:
                 stmt.target, cst.AddAssign(), cst.Integer("0"))])]).stores \
                 and name not in _names([cst.SimpleStatementLine([cst.Expr(stmt.iter)])]).loads:
             found = "store"  # the loop's own variable: its body reads what the loop assigned
+        elif isinstance(stmt, (cst.For, cst.While)) and isinstance(stmt.body, cst.IndentedBlock):
+            header = stmt.iter if isinstance(stmt, cst.For) else stmt.test
+            if name in _names([cst.SimpleStatementLine([cst.Expr(header)])]).loads:
+                return "load"
+            # a name the body assigns before reading it is the body's own (a rollout's `logits`); it is not read
+            # from outside the loop (one read after a loop that never ran is torch's NameError too)
+            inner = [_first_use(list(stmt.body.body), name), _else_first_use(stmt.orelse, name)]
+            found = "load" if "load" in inner else "store" if "store" in inner else None
         else:
             n = _names([stmt])
             found = "load" if name in n.loads else "store" if name in n.stores else None
