@@ -390,3 +390,57 @@ def test_cell_bad_arguments():
         jm(jnp.ones((2, 3)), (jnp.ones((2, 5)), jnp.ones((2, 5))))
     with pytest.raises(ValueError, match="hidden"):
         jm(jnp.ones(3), (jnp.ones((1, 4)), jnp.ones((1, 4))))
+
+
+@pytest.mark.parametrize("cls,ctor,batch_first", [
+    ("LSTM", dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True), True),
+    ("GRU", dict(input_size=3, hidden_size=5, bidirectional=True), False),
+    ("RNN", dict(input_size=3, hidden_size=4, num_layers=2), False),
+])
+def test_packed_sequences_match_torch(cls, ctor, batch_first):
+    """pack_padded_sequence -> the layer -> pad_packed_sequence, lengths unsorted (enforce_sorted=False): padded
+    outputs (zeros past each end), h_n (each sequence's last step, the reverse direction's first) and the
+    gradients of the input and every parameter match torch's."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    rng = np.random.default_rng(1)
+    ctor = dict(ctor, batch_first=batch_first)
+    tm, jm = build(cls, ctor)
+    lengths = [4, 6, 2]
+    x = rng.standard_normal((3, 6, 3) if batch_first else (6, 3, 3)).astype(np.float32)
+
+    tx = torch.tensor(x, requires_grad=True)
+    t_out, t_h = tm(pack_padded_sequence(tx, torch.tensor(lengths), batch_first=batch_first, enforce_sorted=False))
+    t_padded, t_lengths = pad_packed_sequence(t_out, batch_first=batch_first)
+    t_h = t_h if isinstance(t_h, tuple) else (t_h,)
+    (t_padded.sum() + sum((h * h).sum() for h in t_h)).backward()
+
+    def run(model, x):
+        packed = t2j.nn.rnn_utils.pack_padded_sequence(x, jnp.array(lengths), batch_first=batch_first,
+                                                       enforce_sorted=False)
+        out, h = model(packed)
+        padded, _ = t2j.nn.rnn_utils.pad_packed_sequence(out, batch_first=batch_first)
+        return padded, (h if isinstance(h, tuple) else (h,))
+
+    def loss(model, x):
+        padded, h = run(model, x)
+        return padded.sum() + sum((hh * hh).sum() for hh in h)
+
+    padded, h = run(jm, jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(padded), t_padded.detach().numpy(), rtol=RTOL, atol=ATOL)
+    for got, want in zip(h, t_h):
+        np.testing.assert_allclose(np.asarray(got), want.detach().numpy(), rtol=RTOL, atol=ATOL)
+    g_model, g_x = eqx.filter_jit(eqx.filter_grad(lambda mx: loss(*mx)))((jm, jnp.asarray(x)))
+    np.testing.assert_allclose(np.asarray(g_x), tx.grad.numpy(), rtol=RTOL, atol=ATOL)
+    for pname, p in tm.named_parameters():
+        np.testing.assert_allclose(np.asarray(get_path(g_model, pname)), p.grad.numpy(), rtol=RTOL, atol=ATOL,
+                                   err_msg=pname)
+
+
+def test_pad_sequence_and_total_length():
+    xs = [jnp.ones((2, 3)), jnp.ones((4, 3))]
+    assert t2j.nn.rnn_utils.pad_sequence(xs, batch_first=True).shape == (2, 4, 3)
+    packed = t2j.nn.rnn_utils.pack_padded_sequence(jnp.ones((5, 2, 3)), jnp.array([3, 2]))
+    out, lengths = t2j.nn.rnn_utils.pad_packed_sequence(packed, total_length=5, padding_value=-1.0)
+    assert out.shape == (5, 2, 3) and float(out[4, 0, 0]) == -1.0 and float(out[2, 0, 0]) == 1.0
+    assert t2j.nn.rnn_utils.pad_packed_sequence(packed)[0].shape == (3, 2, 3)  # the longest sequence's length

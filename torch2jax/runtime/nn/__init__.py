@@ -28,6 +28,7 @@ from torch2jax.runtime.nn.upsampling import (
     PixelShuffle, PixelUnshuffle, Upsample, UpsamplingBilinear2d, UpsamplingNearest2d,
 )
 from torch2jax.runtime.nn.attention import MultiheadAttention
+from torch2jax.runtime.nn import rnn_utils
 from torch2jax.runtime.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from torch2jax.runtime.nn.transformer import (
     Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,

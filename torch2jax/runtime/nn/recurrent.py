@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from torch2jax.runtime import init
 from torch2jax.runtime.nn import functional as F
 from torch2jax.runtime.nn._common import param_dtype, split_key
+from torch2jax.runtime.nn.rnn_utils import PackedSequence
 
 _weight_classes = {}
 
@@ -128,29 +129,49 @@ class _RNNBase(eqx.Module):
     def _cell(self, state, x_proj, h_proj):
         """One time step: the new state tuple from the old one and the two projections."""
 
-    def _layer(self, x, state, layer):
+    def _layer(self, x, state, layer, lengths=None):
         """One layer, both directions in one scan, over the sequence x (L, N, in); state: tuple of (D, N, H).
 
-        Direction d's weights are stacked along a leading axis; the reverse direction reads time backwards.
+        Direction d's weights are stacked along a leading axis; the reverse direction reads time backwards. With
+        `lengths` (N,) (a PackedSequence), sequence n has lengths[n] steps: its state stops changing after them and
+        its outputs there are zeros, and the reverse direction starts at its last step, not at the padding.
         """
         suffixes = [f"_l{layer}", f"_l{layer}_reverse"][: 2 if self.bidirectional else 1]
         stack = lambda name: jnp.stack([getattr(self, name + s) for s in suffixes])
         w_ih, w_hh = stack("weight_ih"), stack("weight_hh")
         b_ih = stack("bias_ih")[:, None] if self.bias else 0.0
         b_hh = stack("bias_hh")[:, None] if self.bias else 0.0
-        xs = jnp.stack([x, x[::-1]][: len(suffixes)], axis=1)  # (L, D, N, in)
+        if lengths is None:
+            valid, backwards = None, x[::-1]
+        else:
+            t = jnp.arange(x.shape[0])[:, None]
+            valid = t < lengths[None, :]  # (L, N)
+            order = jnp.where(valid, lengths[None, :] - 1 - t, t)  # each sequence's steps reversed in place
+            backwards = jnp.take_along_axis(x, order[:, :, None], axis=0)
+        xs = jnp.stack([x, backwards][: len(suffixes)], axis=1)  # (L, D, N, in)
         # The input projection does not depend on the recurrence: one matmul for all time steps.
         x_proj = jnp.einsum("ldni,dgi->ldng", xs, w_ih) + b_ih
 
-        def step(state, x_t):
-            state = self._cell(state, x_t, jnp.einsum("dnh,dgh->dng", state[0], w_hh) + b_hh)
-            return state, state[0]
+        def step(state, inputs):
+            x_t, valid_t = inputs
+            new = self._cell(state, x_t, jnp.einsum("dnh,dgh->dng", state[0], w_hh) + b_hh)
+            if valid_t is None:
+                return new, new[0]
+            keep = valid_t[None, :, None]
+            new = tuple(jnp.where(keep, n, old) for n, old in zip(new, state))
+            return new, jnp.where(keep, new[0], 0.0)
 
-        final, out = jax.lax.scan(step, state, x_proj)  # out: (L, D, N, H)
-        outputs = [out[:, 0], out[::-1, 1]][: len(suffixes)]
-        return final, jnp.concatenate(outputs, axis=-1)
+        final, out = jax.lax.scan(step, state, (x_proj, valid))  # out: (L, D, N, H)
+        if len(suffixes) == 1:
+            return final, out[:, 0]
+        back = out[::-1, 1] if lengths is None else jnp.take_along_axis(out[:, 1], order[:, :, None], axis=0)
+        return final, jnp.concatenate([out[:, 0], back], axis=-1)
 
     def _forward(self, input, hx, key):
+        packed = isinstance(input, PackedSequence)  # sequence-first inside, whatever batch_first is
+        lengths = input.lengths if packed else None
+        if packed:
+            input = input.padded
         if input.ndim not in (2, 3):
             raise ValueError(f"{type(self).__name__} expects 2-D (unbatched) or 3-D input, got {input.ndim}-D")
         batched = input.ndim == 3
@@ -159,7 +180,7 @@ class _RNNBase(eqx.Module):
                 f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {input.shape[-1]}"
             )
         # Work sequence-first: (L, N, features).
-        x = input if not batched or not self.batch_first else jnp.swapaxes(input, 0, 1)
+        x = input if not batched or not self.batch_first or packed else jnp.swapaxes(input, 0, 1)
         if not batched:
             x = x[:, None]
         num_directions = 2 if self.bidirectional else 1
@@ -185,14 +206,16 @@ class _RNNBase(eqx.Module):
         finals = []
         for layer in range(self.num_layers):
             rows = slice(layer * num_directions, (layer + 1) * num_directions)
-            final, x = self._layer(x, tuple(h[rows] for h in hx), layer)
+            final, x = self._layer(x, tuple(h[rows] for h in hx), layer, lengths)
             finals.append(final)
             # torch drops out every layer's output except the last one's.
             if use_dropout and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, key=keys[layer])
 
         output = x if batched else x[:, 0]
-        if batched and self.batch_first:
+        if packed:
+            output = PackedSequence(output, lengths)
+        elif batched and self.batch_first:
             output = jnp.swapaxes(output, 0, 1)
         # h_n rows in torch's order: layer 0 forward, layer 0 reverse, layer 1 forward, ...
         h_n = tuple(jnp.concatenate(s) for s in zip(*finals))
