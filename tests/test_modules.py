@@ -133,6 +133,23 @@ def test_blocks_in_a_module_dict_entry_get_keys_for_their_dropout():
 
 
 
+def test_parameter_loops_in_init_skip_batchnorm_statistics():
+    """`for p in self.parameters(): p.copy_(...)` in the __init__ of a model holding BatchNorm: the values land on
+    torch's parameters, in torch's order; BatchNorm's running statistics (state, whose initial arrays Equinox keeps
+    in the module until make_with_state takes them) stay zeros and ones."""
+    torch_model = load_source(SOURCE, "torch_case")["FilledBN"]()
+    model, state = eqx.nn.make_with_state(load_source(translate_clean(SOURCE).code, "jax_case")["FilledBN"])(
+        key=jax.random.key(0))
+    expected = [(n, p.detach().numpy()) for n, p in torch_model.named_parameters()]
+    got = t2j.named_parameters(model)
+    assert [n for n, _ in got] == [n for n, _ in expected]
+    for (name, g), (_, e) in zip(got, expected):
+        np.testing.assert_allclose(np.asarray(g), e, rtol=1e-6, atol=1e-6, err_msg=name)
+    stats = t2j.to_state_dict(model, state)
+    np.testing.assert_array_equal(stats["body.1.running_mean"], np.zeros(8))
+    np.testing.assert_array_equal(stats["body.1.running_var"], np.ones(8))
+
+
 def test_tied_weights_are_one_parameter():
     """torch lists a shared Parameter once, under its first name: so do the translation's parameter listings, its
     state_dict holds both keys, and an optimizer step keeps the two places equal."""

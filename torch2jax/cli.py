@@ -262,7 +262,7 @@ def check_command(
     train: list[str] = typer.Option([], "--train", help="A script, or a function of the file, to run on both sides "
                                     "comparing the losses it prints (repeatable)."),
     steps: int = typer.Option(3, "--steps", help="SGD steps in the module training stage."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Seconds per entry and stage."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds per entry and stage (a script's replaying run, JIT off, gets 5 times as long)."),
     memory: int = typer.Option(4096, "--memory", help="MiB of address space user code may add (0: no limit)."),
     examples: Optional[int] = typer.Option(None, "--examples", help="Hypothesis examples per function."),
     allow_torch: bool = typer.Option(False, "--allow-torch", help="Go on when the translation still imports torch."),

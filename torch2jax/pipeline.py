@@ -10,6 +10,7 @@ from torch2jax.diagnostics import Diagnostic
 from torch2jax.mappings import load_tables
 from torch2jax.result import Translation
 from torch2jax.transform.base import FileContext, file_suppressed, suppressed
+from torch2jax.transform.branched_step import BranchedStepPass
 from torch2jax.transform.freezing import FreezingPass
 from torch2jax.transform.grad_mode import GradModePass
 from torch2jax.transform.host_random import HostRandomPass
@@ -36,10 +37,12 @@ from torch2jax.transform.walk import Transformer, iter_statements, transform
 # AmpPass runs after the training pass, so the autocast blocks it rewrites are already inside the jitted step and
 # the model calls there already take their keys; the module and ops passes then translate what it produced.
 # HostRandomPass runs after the training pass, which jits the step: it reports Python/NumPy draws in traced code.
+# BranchedStepPass puts the loss computation before a branch that holds the step (`if training:`) into both arms,
+# for the training pass to find the loss and its step in one block.
 # FreezingPass drops requires_grad settings on models no optimizer trains before the in-place and module-updates
 # passes would rewrite them.
-PASSES = (GradModePass, ParallelPass, TransformsPass, FreezingPass, InplacePass, ModuleUpdatesPass, TrainingPass,
-          HostRandomPass, AmpPass, ModulePass, ModuleApplyPass, OpsPass, RandomnessPass)
+PASSES = (GradModePass, BranchedStepPass, ParallelPass, TransformsPass, FreezingPass, InplacePass, ModuleUpdatesPass,
+          TrainingPass, HostRandomPass, AmpPass, ModulePass, ModuleApplyPass, OpsPass, RandomnessPass)
 
 
 def _python_syntax_error(source: str) -> tuple[int, int, str] | None:

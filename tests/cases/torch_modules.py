@@ -339,3 +339,21 @@ class CopyTransformer(nn.Module):
         h = self.transformer(self.embed(src), self.embed(tgt), tgt_mask=mask, src_key_padding_mask=pad,
                              tgt_key_padding_mask=tgt == 0, memory_key_padding_mask=pad)
         return self.out(h)
+
+
+class FilledBN(nn.Module):
+    """`for p in self.parameters(): p.copy_(...)` in __init__ over a model holding BatchNorm: the values go to the
+    parameters in torch's order (not to the BatchNorm statistics' initial arrays, which Equinox keeps in the module
+    until make_with_state takes them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+        scale = 1.0
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.linspace(-1.0, 1.0, p.numel()).reshape(p.shape) * scale)
+                scale += 1.0
+
+    def forward(self, x):
+        return self.body(x)

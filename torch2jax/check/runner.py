@@ -137,6 +137,11 @@ def _inputs_dict(inputs) -> dict:
     return out
 
 
+# The replaying run has JIT off (each draw is matched to torch's as it happens): it gets this many times the
+# timeout of a plain run.
+REPLAY_SLOWDOWN = 5
+
+
 class Checker:
     def __init__(self, report: Report, *, entries, inputs, args, train, timeout, examples, steps, memory_mb,
                  allow_torch, samples, on_result, keep_worker=False):
@@ -162,6 +167,9 @@ class Checker:
         self.script_runs: dict = {}
 
     # ------------------------------------------------------------------------------------------ plumbing
+    def _script_timeout(self, replay) -> float:
+        return self.timeout * (REPLAY_SLOWDOWN if replay and replay[0] == "replay" else 1)
+
     def emit(self, fp: FilePair, entry: str, stage: str, status: str, message: str = "", **kw) -> StageResult:
         r = self.report.add(StageResult(fp.display, entry, stage, status, message, **kw))
         if self.on_result is not None:
@@ -287,7 +295,7 @@ class Checker:
         key = (fp.original.read_bytes(), str(fp.original_root), call)  # the same original runs once per check
         what = f"{call}()" if call else "script"
         run = lambda path, torch_blocked, replay=(): run_script(  # noqa: E731
-            str(path), self.timeout, self.memory_mb, torch_blocked, call, cwd, replay)
+            str(path), self._script_timeout(replay), self.memory_mb, torch_blocked, call, cwd, replay)
         if key not in self.script_runs:
             draws = self.tmp / f"draws{len(self.script_runs)}.npz"
             self.script_runs[key] = dict(run(fp.original, False, ("record", str(draws))), draws=draws)
@@ -312,7 +320,8 @@ class Checker:
                 return
             before = j_run["stdout"].split(DIVERGED)[0] if DIVERGED in j_run["stdout"] else None
             if j_run["timed_out"]:  # the replaying run has JIT off: slower than the plain one
-                replay = {"why": f"the replaying run (JIT off) timed out after {self.timeout:g} s"}
+                limit = self._script_timeout(("replay",))
+                replay = {"why": f"the replaying run (JIT off) timed out after {limit:g} s"}
                 before = None
             if replay.get("ok") or j_run["rc"] not in (0, None):
                 replay_note = f", torch's {replay.get('used', 0)} random draws replayed"

@@ -15,6 +15,8 @@ def _own_and_children(node, prefix: str, buffers_wanted: bool = False, dedupe: b
     weights (`_t2j_ties`, runtime/ties.py) are listed once, under the first name, as torch lists a shared
     Parameter once; `dedupe=False` lists every member."""
     own, children = [], []
+    if isinstance(node, eqx.nn.StateIndex):
+        return []  # state (BatchNorm's statistics): its initial arrays sit here until make_with_state takes them
     if isinstance(node, eqx.Module):
         buffers = set(getattr(type(node), "_t2j_buffers", ()))
         transparent = getattr(type(node), "_t2j_transparent", None)

@@ -542,7 +542,9 @@ class TrainingPass(Pass):
             return None  # its callers rebind what it returns already
         model_args = [bound.get(m) for m in trainer.model_params_trained]
         opt_args = [bound.get(o) for o in trainer.optimizer_params]
-        if None in model_args or None in opt_args:
+        optional = {p.name.value for p in callee.params.params if p.default is not None}  # `optimizer=None`
+        if None in model_args or any(a is None and o not in optional
+                                     for o, a in zip(trainer.optimizer_params, opt_args)):
             self.report("T2J505", f"the call of {name} does not pass the model and optimizer by name; "
                                   f"rebind the returned state by hand", call)
             return None
@@ -553,6 +555,9 @@ class TrainingPass(Pass):
             cparams = _with_inserted(cparams, state_param, "state")
         caller_states = []
         for opt_param, opt_arg in zip(trainer.optimizer_params, opt_args):
+            if opt_arg is None:  # an optional optimizer not given (an evaluation run): its state comes back None
+                caller_states.append("_")
+                continue
             caller_states.append(self._caller_state_name(opt_arg))
             call = _insert_arg(call, cparams, opt_param, self._state_name_for_param(opt_param), caller_states[-1])
             cparams = _with_inserted(cparams, opt_param, self._state_name_for_param(opt_param))
