@@ -489,3 +489,17 @@ def test_layers_with_list_arguments_jit():
     torch_layer = torch.nn.Sequential(torch.nn.MaxPool2d([2, 2], stride=[1, 2]), torch.nn.AdaptiveAvgPool2d([3, None]),
                                       torch.nn.Upsample(size=[4, 4]))
     _close(eqx.filter_jit(layer)(jnp.asarray(x)), torch_layer(torch.as_tensor(x)))
+
+
+@pytest.mark.parametrize("name", ["hardsigmoid", "hardswish", "hardtanh", "relu6"])
+def test_piecewise_activations_match_torch_gradients_at_their_kinks(name):
+    """At the kinks themselves (-3 and 3, -1 and 1, 0 and 6) torch picks one side's slope: the translation's
+    gradient is torch's there too (jnp.clip's is not)."""
+    x = np.array([-4.0, -3.0, -1.0, -0.5, 0.0, 1.0, 2.5, 3.0, 4.0, 6.0, 7.0], dtype=np.float32)
+    tx = torch.tensor(x, requires_grad=True)
+    getattr(TF, name)(tx).sum().backward()
+    fn = getattr(t2j.nn.functional, name)
+    np.testing.assert_allclose(np.asarray(fn(jnp.asarray(x))), getattr(TF, name)(torch.tensor(x)).numpy(),
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.grad(lambda v: fn(v).sum())(jnp.asarray(x))), tx.grad.numpy(),
+                               rtol=1e-6, atol=1e-6)

@@ -555,11 +555,15 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
 
 
 def hardsigmoid(input, inplace=False):
-    return jnp.clip(input / 6 + 0.5, 0, 1)
+    # torch's gradient: 1/6 strictly inside (-3, 3), 0 at and beyond the kinks (jnp.clip's is not 0 at a bound)
+    inside = (input > -3) & (input < 3)
+    return jnp.where(inside, input / 6 + 0.5, jnp.where(input >= 3, 1.0, 0.0).astype(input.dtype))
 
 
 def hardswish(input, inplace=False):
-    return input * jnp.clip(input / 6 + 0.5, 0, 1)
+    # torch's gradient: 0 up to -3, x / 3 + 0.5 strictly between, 1 from 3 on
+    middle = input * (input + 3) / 6
+    return jnp.where(input <= -3, jnp.zeros_like(input), jnp.where(input < 3, middle, input))
 
 
 def logsigmoid(input):
