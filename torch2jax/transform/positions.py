@@ -92,15 +92,6 @@ class _State(PositionProvidingCodegenState):
     def record_syntactic_position(self, node: cst.CSTNode, *, start_node=None, end_node=None) -> _Syntactic:
         return _Syntactic(self, node, start_node, end_node)
 
-    def add_token(self, value: str) -> None:
-        self.tokens.append(value)
-        if "\n" in value or "\r" in value:
-            segments = NEWLINE_RE.split(value)
-            self.line += len(segments) - 1
-            self.column = len(segments[-1])
-        else:
-            self.column += len(value)
-
 
 class _ContentState(_State):
     """_State without the layout nodes."""
