@@ -667,3 +667,17 @@ def main():
 """
     r = translate(source)
     assert [d.line for d in r.diagnostics if d.code == "T2J411"] == [13], r.diagnostics
+
+
+def test_a_generator_seeded_like_the_script_draws_other_keys():
+    """`torch.manual_seed(s)` then `torch.Generator().manual_seed(s)` (mlp_regression's data): the script's key and
+    the generator's stream start apart, so no key is drawn in two places (the checker would call it a reused key)."""
+    import torch2jax.runtime as t2j
+
+    script = jax.random.key(3)
+    firsts = {tuple(np.asarray(jax.random.key_data(k)).ravel()) for k in jax.random.split(script)}
+    gen = t2j.Generator().manual_seed(3)
+    drawn = [gen.next_key() for _ in range(4)]
+    assert not firsts & {tuple(np.asarray(jax.random.key_data(k)).ravel()) for k in drawn}
+    again = t2j.Generator().manual_seed(3)
+    assert all(bool((jax.random.key_data(a) == jax.random.key_data(again.next_key())).all()) for a in drawn)

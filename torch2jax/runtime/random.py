@@ -53,18 +53,24 @@ def cuda_manual_seed(seed):
     return None
 
 
+_GENERATOR_STREAM = 0x6E6  # folded into a generator's seeded key (see Generator)
+
+
 class Generator:
     """Stands in for torch.Generator: a key stream. The draws that took `generator=g` draw with `g.next_key()`, so
     a generator seeded with a number gives the same draws at every run, as torch's does (not torch's numbers).
-    Kept outside jitted code (a key it hands out inside a traced function would leak from the trace)."""
+    Kept outside jitted code (a key it hands out inside a traced function would leak from the trace).
+
+    Its stream is not the one `jax.random.key(seed)` starts: a script that seeds torch and a generator with one
+    number (`torch.manual_seed(s)`, `Generator().manual_seed(s)`) would otherwise draw the same keys in two places,
+    which reads as a key used twice."""
 
     def __init__(self, device=None):
-        self._seed = 67280421310721  # torch's default seed
-        self.key = jax.random.key(self._seed)
+        self.manual_seed(67280421310721)  # torch's default seed
 
     def manual_seed(self, seed):
         self._seed = int(seed)
-        self.key = jax.random.key(self._seed)
+        self.key = jax.random.fold_in(jax.random.key(self._seed), _GENERATOR_STREAM)
         return self
 
     def next_key(self):
