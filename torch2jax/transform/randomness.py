@@ -1255,7 +1255,8 @@ class _Rewriter:
                 ifs = [i.with_changes(test=transform(i.test, rep)) for i in clause.ifs]
                 new_clause = clause.with_changes(target=target, iter=it, ifs=ifs, inner_for_in=new_clause)
             if isinstance(comp, cst.DictComp):
-                return comp.with_changes(key=transform(comp.key, rep), value=transform(comp.value, rep), for_in=new_clause)
+                return comp.with_changes(key=transform(comp.key, rep), value=transform(comp.value, rep),
+                                         for_in=new_clause)
             return comp.with_changes(elt=transform(comp.elt, rep), for_in=new_clause)
         finally:
             self.comp_taken -= added

@@ -456,6 +456,7 @@ class TrainingPass(Pass):
         return facts.stateful_methods | fields
 
     def _class_and_bases(self, facts):
+        """A module class's facts and its user base classes' (the fields a subclass inherits)."""
         seen = []
         while facts is not None and facts not in seen:
             seen.append(facts)
@@ -1314,7 +1315,7 @@ class TrainingPass(Pass):
                 # forward reads a copy (Equinox refuses a state used twice)
                 stmt = transform(stmt, _Rename({v: "_" for v in model_calls.states.values()}, stores_only=True))
                 stmt = transform(stmt, _Rename({v: f"jax.tree_util.tree_map(lambda s: s, {v})"
-                                           for v in model_calls.states.values()}, loads_only=True))
+                                                for v in model_calls.states.values()}, loads_only=True))
             new_region += model_calls.hoisted + [stmt]
             model_calls.hoisted = []
         region = new_region
