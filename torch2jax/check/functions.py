@@ -14,6 +14,7 @@ outputs torch draws independently are not equal (or correlated) in JAX: a reused
 from __future__ import annotations
 
 import inspect
+import math
 import time
 import warnings
 
@@ -466,10 +467,15 @@ def _moments(t_samples, j_samples, K, stats) -> list[str]:
 
 
 def _spread(cols, share: float = 0.1) -> np.ndarray:
-    """Per column: at least `share` of the draws differ from the column's most common value."""
+    """Per column: at least `share` of the draws differ from the column's most common value. (A value held by m
+    or more draws spans m places of the sorted column: one comparison over all columns at once, not a count per
+    column, which a function drawing images has hundreds of thousands of.)"""
     n = cols.shape[0]
-    most = np.array([np.unique(c, return_counts=True)[1].max() for c in cols.T]) if cols.size else np.zeros(0)
-    return (n - most) >= share * n
+    m = math.floor(n - share * n) + 1  # a most common value held this often leaves too few other draws
+    if m > n:
+        return np.ones(cols.shape[1], bool)
+    ordered = np.sort(cols, axis=0)
+    return ~np.any(ordered[:n - m + 1] == ordered[m - 1:], axis=0)
 
 
 def _dependence(t_samples, j_samples, limit: int = 400) -> list[str]:

@@ -22,24 +22,13 @@ import libcst as cst
 
 from torch2jax.transform.base import Pass
 from torch2jax.transform.names import dotted
+from torch2jax.transform.training import _names
 from torch2jax.transform.training_facts import _is_method_call_stmt
 from torch2jax.transform.walk import names_read
 
 
 def _calls_method(stmts, method: str) -> cst.Call | None:
     return next((c for c in (_is_method_call_stmt(s, method) for s in stmts) if c is not None), None)
-
-
-def _assigned(stmts) -> set[str]:
-    out: set[str] = set()
-    for stmt in stmts:
-        if isinstance(stmt, cst.SimpleStatementLine):
-            for small in stmt.body:
-                targets = [t.target for t in small.targets] if isinstance(small, cst.Assign) else (
-                    [small.target] if isinstance(small, (cst.AugAssign, cst.AnnAssign)) else [])
-                for t in targets:
-                    out |= names_read(t)
-    return out
 
 
 class BranchedStepPass(Pass):
@@ -68,10 +57,10 @@ class BranchedStepPass(Pass):
         if backward is None or _calls_method(arm, "step") is None:
             return None
         loss = dotted(backward.func.value)
-        if loss is None or loss in _assigned(arm) or loss not in _assigned(before):
+        if loss is None or loss in _names(arm).stores or loss not in _names(before).stores:
             return None  # the loss is computed in the arm itself (the training pass's own case), or not seen
         if any(isinstance(s, (cst.Return, cst.FunctionDef, cst.ClassDef)) for s in before) \
-                or not names_read(stmt.test).isdisjoint(_assigned(before)):
+                or not names_read(stmt.test).isdisjoint(_names(before).stores):
             return None  # the branch's test reads what the moved statements compute: they must run first
         orelse = stmt.orelse
         if orelse is None:

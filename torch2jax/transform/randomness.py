@@ -52,8 +52,7 @@ KEYED_LAYERS = frozenset({
     "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder", "Transformer",
 })
 # the submodules of a keyed layer that draw too, called on their own (`self.transformer.encoder(src)`)
-KEYED_SUBLAYERS = {"Transformer": frozenset({"encoder", "decoder"}),
-                   "TransformerEncoder": frozenset({"layers"}), "TransformerDecoder": frozenset({"layers"})}
+KEYED_SUBLAYERS = {"Transformer": frozenset({"encoder", "decoder"})}
 # layers that draw only when built with dropout: the positional index of torch's `dropout` argument
 DROPOUT_ARG = {"LSTM": 5, "GRU": 5, "RNN": 6, "MultiheadAttention": 2}
 DROPOUT_KWARGS = ("dropout", "dropout_p")

@@ -141,9 +141,9 @@ class _Collector:
         self.modules = modules
         self.facts = facts
         self.word_cache = word_cache
+        self.parameter_lists: dict[str, str] = {}  # list name -> the model whose parameters a loop appends to it
 
     def collect(self, module: cst.Module) -> None:
-        self.parameter_lists: dict[str, str] = {}  # list name -> the model whose parameters a loop appends to it
         for stmt in iter_statements(module):
             if isinstance(stmt, cst.FunctionDef):
                 self.visit_FunctionDef(stmt)
