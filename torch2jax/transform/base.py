@@ -131,7 +131,9 @@ class Pass(Transformer):
     def __init__(self, ctx: FileContext) -> None:
         super().__init__()
         self.ctx = ctx
-        self._where: list[tuple[int, int]] = [(1, 0)]
+        # the nodes being visited, outermost first: a report without a node of its own points at the innermost one
+        # with a source position (looked up only then: most visits report nothing)
+        self._visiting: list[cst.CSTNode] = []
         self._markers: list[list[Diagnostic]] = [[]]
         self._skipping: set[int] = set()  # ids of the `# torch2jax: skip` statements being left alone
         self._reaching: set[cst.CSTNode] = set()  # with expression_words: the nodes below statements to visit
@@ -148,8 +150,7 @@ class Pass(Transformer):
         kind = _kind(tp)
         if kind == _OTHER and not self._enters(node):
             return False  # kept as it is
-        pos = self.ctx.positions.get(node)
-        self._where.append((pos.start.line, pos.start.column) if pos else self._where[-1])
+        self._visiting.append(node)
         if kind == _STATEMENT:
             self._markers.append([])
             if (self.ctx.may_suppress and suppressed(node)) or not self.wants(node):
@@ -168,16 +169,17 @@ class Pass(Transformer):
             return original
         if self._skipping and id(original) in self._skipping:  # neither its children nor its leave_ method ran
             self._skipping.discard(id(original))
-            self._where.pop()
+            self._visiting.pop()
             if type(original) is not cst.Module:
                 self._markers.pop()
             return original
         result = super().on_leave(original, updated)
-        self._where.pop()
+        self._visiting.pop()
         # a rebuilt node (one with a changed child) carries the original's position over, for later passes' reports
-        pos = self.ctx.positions.get(original)
-        if pos is not None and is_node(type(result)):
-            self.ctx.positions.setdefault(result, pos)
+        if result is not original and is_node(type(result)):
+            pos = self.ctx.positions.get(original)
+            if pos is not None:
+                self.ctx.positions.setdefault(result, pos)
         if _kind(type(original)) == _STATEMENT:
             pending = self._markers.pop()
             if pending and is_statement(type(result)):
@@ -191,7 +193,16 @@ class Pass(Transformer):
         pos = positions.get(node) if node is not None else None
         if pos is None and isinstance(node, (cst.FunctionDef, cst.ClassDef)):
             pos = positions.get(node.name)
-        return (pos.start.line, pos.start.column) if pos else self._where[-1]
+        return (pos.start.line, pos.start.column) if pos else self.here()
+
+    def here(self) -> tuple[int, int]:
+        """Where the innermost node being visited that has a source position is in the input."""
+        positions = self.ctx.positions
+        for node in reversed(self._visiting):
+            pos = positions.get(node)
+            if pos is not None:
+                return pos.start.line, pos.start.column
+        return 1, 0
 
     def report(self, code: str, message: str, node: cst.CSTNode | None = None) -> Diagnostic:
         line, col = self._position(node)

@@ -33,6 +33,7 @@ import libcst as cst
 from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import BUILTIN_CLASH
+from torch2jax.transform.positions import start_line
 from torch2jax.transform.templates import BindError, bind, paren
 from torch2jax.transform.walk import AUGASSIGN, SETITEM, Transformer, Visitor, names_read, transform, walk
 
@@ -234,9 +235,9 @@ class _FactsCollector(Visitor):
         self.line = 1
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        pos = self.p.ctx.positions.get(node)
-        if pos is not None:
-            self.line = pos.start.line
+        line = start_line(self.p.ctx.positions, node)
+        if line is not None:
+            self.line = line
         return super().on_visit(node)
 
     def _line(self, node) -> tuple[int, int]:
@@ -670,7 +671,7 @@ class InplacePass(Pass):
 
     def _lines(self, node) -> tuple[int, int]:
         pos = self.ctx.positions.get(node)
-        return (pos.start.line, pos.end.line) if pos else self._where[-1][:1] * 2
+        return (pos.start.line, pos.end.line) if pos else self.here()[:1] * 2
 
     @staticmethod
     def _line_of(small: cst.BaseSmallStatement) -> cst.SimpleStatementLine:
@@ -1040,7 +1041,7 @@ class InplacePass(Pass):
         if kind == "out":
             args = [a for a in updated.args if not (a.keyword is not None and a.keyword.value == "out")]
             out_arg = next(a for a in updated.args if a.keyword is not None and a.keyword.value == "out").value
-            value = updated.with_changes(args=_strip_last_comma(args))
+            value = self._carried(updated.with_changes(args=_strip_last_comma(args)), original)
             if isinstance(out_arg, cst.Tuple):
                 if not all(isinstance(e.value, cst.Name) for e in out_arg.elements) or not hoister.hoistable():
                     raise Unsupported("out= with a tuple of non-names: assign the results by hand")
@@ -1062,10 +1063,10 @@ class InplacePass(Pass):
             func = updated.func
             new_func = func.with_changes(attr=cst.Name(func.attr.value[:-1])) if isinstance(
                 func, cst.Attribute) else func.with_changes(value=func.value[:-1])
-            value = updated.with_changes(func=new_func)
+            value = self._carried(updated.with_changes(func=new_func), original)
         else:
             args = [a for a in updated.args if not (a.keyword is not None and a.keyword.value == "inplace")]
-            value = updated.with_changes(args=_strip_last_comma(args))
+            value = self._carried(updated.with_changes(args=_strip_last_comma(args)), original)
             record = self.ctx.tables.records.get(self.ctx.scopes.qualname(original.func))
             bound = bind(record, list(original.args))
             first = bound.args.get(record.params[0].name, first)
@@ -1073,6 +1074,15 @@ class InplacePass(Pass):
         if tgt is None:
             return value
         return self._emit(original, tgt, value, hoister, what=_code(original.func))
+
+    def _carried(self, value, original: cst.Call):
+        """The out-of-place call built for an in-place one reports at its source position (a later pass's
+        diagnostic about it points at the call, not at its statement)."""
+        if type(value) is cst.Call and value is not original:
+            pos = self.ctx.positions.get(original)
+            if pos is not None:
+                self.ctx.positions.setdefault(value, pos)
+        return value
 
     def _rewrite_method(self, original: cst.Call, updated: cst.Call, hoister: "_Hoister"):
         name = original.func.attr.value
@@ -1083,7 +1093,7 @@ class InplacePass(Pass):
             tgt = chained
         else:
             tgt = self.resolve(recv_orig)
-        value = self.functional(name, recv, list(updated.args), original)
+        value = self._carried(self.functional(name, recv, list(updated.args), original), original)
         if value is recv:
             return recv  # requires_grad_(): nothing to update
         if hoister.continues_chain():

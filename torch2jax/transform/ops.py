@@ -212,7 +212,6 @@ class OpsPass(Pass):
             pos = self.copied_calls.position(node)
             if pos is not None:  # this pass's reports, and the randomness pass's (T2J401), point at the torch call
                 self.ctx.positions[node] = pos
-                self._where[-1] = (pos.start.line, pos.start.column)
         self.call_funcs.add(node.func)
         self._place_listings(node)
         func = node.func

@@ -81,7 +81,7 @@ class ParallelPass(Pass):
     def report_removed(self, code: str, message: str, stmt) -> None:
         """Report on a statement that is removed: its marker goes above the statement that follows."""
         pos = self.ctx.positions.get(stmt)
-        line, col = (pos.start.line, pos.start.column) if pos else self._where[-1]
+        line, col = (pos.start.line, pos.start.column) if pos else self.here()
         d = self.ctx.report(code, message, line, col)
         if d.safety in ("manual", "unsafe"):
             self.pending.append(d)
@@ -263,7 +263,7 @@ class ParallelPass(Pass):
         """The statement kept as it is, with the diagnostic's marker on its own line (a block rewrite reports
         from the enclosing statement, whose line would otherwise get the marker)."""
         pos = self.ctx.positions.get(stmt)
-        line, col = (pos.start.line, pos.start.column) if pos else self._where[-1]
+        line, col = (pos.start.line, pos.start.column) if pos else self.here()
         d = self.ctx.report(code, message, line, col)
         return [self._carry(add_marker(stmt, [d]), stmt)], rest
 

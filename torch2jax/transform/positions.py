@@ -1,17 +1,21 @@
-"""Every node's position in the input, as libcst's PositionProvider gives it, about a third faster.
+"""Every node's position in the input, as libcst's PositionProvider gives it, in about a third of its time.
 
-PositionProvider generates the code and records where each node starts and ends. Its cost is in the recording: a
-generator-based context manager per expression, and two frozen dataclasses per node. The state below records the
-same positions with a plain context manager and named tuples (`.start.line`, `.start.column`, `.end.line`, as the
-passes read them); tests/test_walk.py checks it against PositionProvider. Where libcst's internals differ from what
-this relies on, positions() falls back to PositionProvider itself.
+PositionProvider generates the code and records where each node starts and ends as line and column: it splits
+every token on newlines, and builds two frozen dataclasses per node. The state below counts characters instead
+(one addition per token) and records each node's start and end offsets packed in one int; `Positions` turns them
+into lines and columns when a pass asks for a node (most are never asked for). tests/test_walk.py checks the result
+against PositionProvider. Where libcst's internals differ from what this relies on, positions() falls back to
+PositionProvider itself.
 """
 from __future__ import annotations
 
+import bisect
 from typing import NamedTuple
 
 import libcst as cst
+from libcst._nodes.internal import CodegenState
 from libcst.metadata import PositionProvider
+from libcst.metadata.position_provider import NEWLINE_RE
 
 from torch2jax.transform.walk import Visitor, is_layout, walk
 
@@ -26,87 +30,154 @@ class Range(NamedTuple):
     end: Position
 
 
+_SHIFT = 32  # a node's offsets packed in one int: start << _SHIFT | end
+_LOW = (1 << _SHIFT) - 1
+
+
+class Positions(dict):
+    """node -> Range. The input's nodes hold their packed offsets until first asked for; nodes the passes add (the
+    rebuilt ones that carry an original's position) hold Ranges."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__()
+        self._line_starts = [0] + [m.end() for m in NEWLINE_RE.finditer(code)]
+
+    def _range(self, packed: int) -> Range:
+        return Range(self._position(packed >> _SHIFT), self._position(packed & _LOW))
+
+    def _position(self, offset: int) -> Position:
+        line = bisect.bisect_right(self._line_starts, offset)
+        return Position(line, offset - self._line_starts[line - 1])
+
+    def get(self, node, default=None):
+        value = dict.get(self, node, default)
+        if type(value) is int:
+            value = self._range(value)
+            dict.__setitem__(self, node, value)
+        return value
+
+    def __getitem__(self, node) -> Range:
+        value = dict.__getitem__(self, node)
+        if type(value) is int:
+            value = self._range(value)
+            dict.__setitem__(self, node, value)
+        return value
+
+    def line(self, node) -> int | None:
+        """The line node starts on, without building its Range (a walk that follows lines asks at every node)."""
+        value = dict.get(self, node)
+        if type(value) is int:
+            return bisect.bisect_right(self._line_starts, value >> _SHIFT)
+        return None if value is None else value.start.line
+
+    def setdefault(self, node, default=None):
+        return dict.setdefault(self, node, default) if node not in self else self[node]
+
+    def values(self):
+        return [self[node] for node in self]
+
+    def items(self):
+        return [(node, self[node]) for node in self]
+
+
+def start_line(positions: dict, node) -> int | None:
+    """The line node starts on (Positions.line for a Positions, which skips building the Range)."""
+    if type(positions) is Positions:
+        return positions.line(node)
+    pos = positions.get(node)
+    return None if pos is None else pos.start.line
+
+
 def positions(module: cst.Module, layout: bool = True) -> dict:
     """node -> Range, for every node of the module; layout=False: for every node but layout (whitespace, brackets,
-    commas, operators: walk.is_layout), which no pass reports on (less than half the time of recording them all)."""
-    computed: dict = {}
+    commas, operators: walk.is_layout), which no pass reports on."""
     try:
-        state = (_State if layout else _ContentState)(default_indent=module.default_indent,
-                                                       default_newline=module.default_newline, provider=None)
-        state.computed = computed
+        state = (_OffsetState if layout else _ContentOffsetState)(module.default_indent, module.default_newline)
         module._codegen(state)
     except (AttributeError, TypeError):  # a libcst whose internals differ: its own provider
         provider = PositionProvider()
         provider._gen_impl(module)
         return dict(provider._computed)
-    return computed
-
-
-try:
-    from libcst.metadata.position_provider import NEWLINE_RE, PositionProvidingCodegenState
-except ImportError:  # pragma: no cover - a libcst without them: positions() takes the provider's way
-    NEWLINE_RE, PositionProvidingCodegenState = None, object
+    found = Positions("".join(state.tokens) + state.popped)
+    dict.update(found, state.computed)
+    return found
 
 
 class _Syntactic:
-    """What PositionProvidingCodegenState.record_syntactic_position records, as a plain context manager."""
+    """What PositionProvidingCodegenState.record_syntactic_position records, as a plain context manager: a node's
+    position set from inside its code generation (a def starts at `def`, not at its decorators)."""
 
-    __slots__ = ("state", "node", "start_node", "end_node", "line", "column")
+    __slots__ = ("state", "node", "start_node", "end_node", "start")
 
-    def __init__(self, state: "_State", node, start_node, end_node) -> None:
+    def __init__(self, state: "_OffsetState", node, start_node, end_node) -> None:
         self.state, self.node, self.start_node, self.end_node = state, node, start_node, end_node
 
     def __enter__(self) -> None:
-        self.line, self.column = self.state.line, self.state.column
+        self.start = self.state.offset
 
     def __exit__(self, *exc) -> bool:
         state = self.state
         computed = state.computed
         # a layout start or end node (an import's closing paren) is not recorded without layout: it is the first or
         # last thing generated in the block
-        start = computed[self.start_node].start if self.start_node in computed else Position(self.line, self.column)
-        end = computed[self.end_node].end if self.end_node in computed else Position(state.line, state.column)
-        computed[self.node] = Range(start, end)
+        start = computed[self.start_node] >> _SHIFT if self.start_node in computed else self.start
+        end = computed[self.end_node] & _LOW if self.end_node in computed else state.offset
+        computed[self.node] = start << _SHIFT | end
         return False
 
 
-class _State(PositionProvidingCodegenState):
-    __slots__ = ("computed",)
+class _OffsetState(CodegenState):
+    """Code generation that records each node's start and end offsets (characters into the generated code)."""
 
-    def _update_position(self, value: str) -> None:
-        if "\n" in value or "\r" in value:
-            segments = NEWLINE_RE.split(value)
-            self.line += len(segments) - 1
-            self.column = len(segments[-1])
-        else:
-            self.column += len(value)
+    __slots__ = ("computed", "offset", "_stack", "popped")
+
+    def __init__(self, default_indent: str, default_newline: str) -> None:
+        super().__init__(default_indent=default_indent, default_newline=default_newline)
+        self.computed: dict = {}
+        self.offset = 0
+        self._stack: list[int] = []
+        self.popped = ""
+
+    def add_indent_tokens(self) -> None:
+        self.tokens.extend(self.indent_tokens)
+        for token in self.indent_tokens:
+            self.offset += len(token)
+
+    def add_token(self, value: str) -> None:
+        self.tokens.append(value)
+        self.offset += len(value)
+
+    def pop_trailing_newline(self) -> None:
+        # as PositionProvider: the module still ends after it (a file without a final newline)
+        if self.tokens:
+            self.popped = self.tokens.pop()
 
     def before_codegen(self, node: cst.CSTNode) -> None:
-        self._stack.append((self.line, self.column))
+        self._stack.append(self.offset)
 
     def after_codegen(self, node: cst.CSTNode) -> None:
-        line, column = self._stack.pop()
+        start = self._stack.pop()
         if node not in self.computed:  # a syntactic position recorded inside stays
-            self.computed[node] = Range(Position(line, column), Position(self.line, self.column))
+            self.computed[node] = start << _SHIFT | self.offset
 
     def record_syntactic_position(self, node: cst.CSTNode, *, start_node=None, end_node=None) -> _Syntactic:
         return _Syntactic(self, node, start_node, end_node)
 
 
-class _ContentState(_State):
-    """_State without the layout nodes."""
+class _ContentOffsetState(_OffsetState):
+    """_OffsetState without the layout nodes."""
 
     __slots__ = ()
 
     def before_codegen(self, node: cst.CSTNode) -> None:
         if not is_layout(type(node)):
-            self._stack.append((self.line, self.column))
+            self._stack.append(self.offset)
 
     def after_codegen(self, node: cst.CSTNode) -> None:
         if not is_layout(type(node)):
-            line, column = self._stack.pop()
+            start = self._stack.pop()
             if node not in self.computed:
-                self.computed[node] = Range(Position(line, column), Position(self.line, self.column))
+                self.computed[node] = start << _SHIFT | self.offset
 
 
 class CopiedCalls:
@@ -153,8 +224,9 @@ class CopiedCalls:
 
         walk(self.module, V())
         by_pos: dict[str, dict] = {}
-        for node, pos in list(positions.items()):
-            if type(node) is cst.Call and pos not in present:
+        for node in [n for n in positions if type(n) is cst.Call]:
+            pos = positions[node]
+            if pos not in present:
                 name = _last_name(node.func)
                 if name is not None:
                     by_pos.setdefault(name, {}).setdefault(pos, []).append(node)

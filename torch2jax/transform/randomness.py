@@ -838,9 +838,9 @@ class _Rewriter:
         self.default_inserted = False
         self.comp_taken: set[str] = set()
         self._units: dict = {}  # (node, scope) -> units: counted (_count) before they are rewritten
-        # the innermost statement being rewritten whose source position is known: where a diagnostic about a node
-        # an earlier pass built (no position of its own) points
-        self.here: list[tuple[int, int]] = [(1, 0)]
+        # the statements being rewritten, outermost first: a diagnostic about a node an earlier pass built (no
+        # position of its own) points at the innermost one with a source position (looked up only then)
+        self.here: list = []
         # words of a statement that the replacer can report on or change without any unit in it: a generator,
         # a lambda bound to a name, a function that takes a key passed as a value (_Replacer._value_refs)
         self.replacer_words = {"Generator", LAMBDA} | {
@@ -852,14 +852,18 @@ class _Rewriter:
     # --- diagnostics
     def report(self, code: str, message: str, node=None, where=None) -> None:
         pos = _first_position(self.ctx.positions, node) if node is not None else None
-        line, col = (pos.start.line, pos.start.column) if pos else (where or self.here[-1])
+        line, col = (pos.start.line, pos.start.column) if pos else (where or self.innermost(self.here))
         d = self.ctx.report(code, message, line, col)
         if d.safety in ("manual", "unsafe"):
             self.pending.append(d)
 
-    def where(self, node) -> tuple[int, int] | None:
-        pos = self.ctx.positions.get(node)
-        return (pos.start.line, pos.start.column) if pos else None
+    def innermost(self, nodes: list) -> tuple[int, int]:
+        """Where the last of nodes with a source position is (1, 0 when none has one)."""
+        for node in reversed(nodes):
+            pos = self.ctx.positions.get(node)
+            if pos is not None:
+                return pos.start.line, pos.start.column
+        return 1, 0
 
     # --- units: the key uses of one statement (draws, key-taking calls, comprehensions and lambdas that draw)
     def units(self, node, s: Scope) -> list:
@@ -1059,7 +1063,7 @@ class _Rewriter:
 
     def statement(self, stmt, s: Scope, in_loop: bool, top: bool = False) -> list:
         saved, self.pending = self.pending, []
-        self.here.append(self.where(stmt) or self.here[-1])
+        self.here.append(stmt)
         try:
             result = self._statement(stmt, s, in_loop, top)
             if self.pending and result:
@@ -1374,20 +1378,19 @@ class _Replacer(Transformer):
         self.mapping = mapping
         self.suites = suites
         self.calls: list[str] = []
-        self.where: list = [rw.here[-1]]  # the innermost node with a known position: the draw call itself, mostly
+        self.visiting: list = list(rw.here)  # where reports point: the draw call itself, mostly (rw.innermost)
 
     def on_visit(self, node) -> bool:
         if is_layout(type(node)):
             return False  # left as it is (walk.is_layout)
-        pos = self.rw.where(node)
-        self.where.append(pos or self.where[-1])
+        self.visiting.append(node)
         if isinstance(node, cst.Call):
             self.calls.append(dotted(node.func) or "")
             if dotted(node.func) in GENERATOR_FUNCS:
                 self.rw.report("T2J410", "torch.Generator -> t2j.Generator, a key stream: the draws that took "
                                          "generator= draw with its next_key(), so its seed decides them as in "
                                          "torch (other numbers than torch's); keep it out of jitted code",
-                               where=self.where[-1])
+                               where=self.rw.innermost(self.visiting))
             self._value_refs(node)
         if isinstance(node, cst.BaseSuite):
             return False  # blocks are rewritten by the rewriter (and swapped in by on_leave)
@@ -1400,7 +1403,7 @@ class _Replacer(Transformer):
     def on_leave(self, original, updated):
         if is_layout(type(original)):
             return updated
-        self.where.pop()
+        self.visiting.pop()
         if isinstance(original, cst.Call):
             self.calls.pop()
         if original in self.suites:
@@ -1416,7 +1419,7 @@ class _Replacer(Transformer):
             # a sampling function; not a layer's construction (the module pass's business) nor a user's function
             if inner.startswith(("jax.random.", "t2j.")) and not last[:1].isupper():
                 self.rw.report("T2J401", f"{inner or 'draw'}: random stream differs from torch's: same "
-                                         "distribution, different numbers", where=self.where[-1])
+                                         "distribution, different numbers", where=self.rw.innermost(self.visiting))
             return key.with_changes(lpar=original.lpar, rpar=original.rpar) if isinstance(key, cst.Name) else key
         if isinstance(original, cst.Call):
             name = self.rw.a.call_key(original, self.s)
@@ -1438,7 +1441,7 @@ class _Replacer(Transformer):
                 if found and found[0] == "func" and found[1].needs_key and not found[1].closure:
                     self.rw.report("T2J406", f"{a.value.value} takes a key now, but it is passed as a value here: "
                                              "whoever calls it must pass key= (wrap it: "
-                                             f"functools.partial({a.value.value}, key=...))", where=self.where[-1])
+                                             f"functools.partial({a.value.value}, key=...))", where=self.rw.innermost(self.visiting))
 
 
 def _mode_switch_of(value, name: str) -> bool:

@@ -739,9 +739,8 @@ class TrainingPass(Pass):
         self.step_functions = []
         for stmt in body:
             # once per statement (not per pending function: a file of many training loops stays linear)
-            code = _code(stmt) if pending else ""
-            uses = set(_names([stmt]).loads) if pending else set()
-            ready = [f for f in pending if f.name.value in uses or f.name.value in code]
+            uses = self.ctx.words(stmt) if pending else set()
+            ready = [f for f in pending if f.name.value in uses]
             for f in ready:
                 result.append(f.with_changes(leading_lines=[cst.EmptyLine(), cst.EmptyLine()]))
                 pending.remove(f)
