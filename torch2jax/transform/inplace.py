@@ -461,6 +461,22 @@ class Unsupported(Exception):
     """A mutation this pass cannot rewrite: the reason is reported and the code left as it is."""
 
 
+def _table_words(tables, inplace_names: frozenset) -> tuple[frozenset, frozenset, frozenset]:
+    """What InplacePass's statement words test that the tables decide (the same for every file): the words of an
+    in-place method or function, those of a function that takes inplace, and the qualified names of the latter.
+    Kept on the tables."""
+    cached = tables.__dict__.get("_inplace_words")
+    if cached is None:
+        records, methods = tables.records, tables.methods
+        mutation = {"out=", AUGASSIGN, SETITEM} | inplace_names
+        mutation |= {m + "_" for m in methods if m not in BUILTIN_CLASH and not m.startswith("_")}
+        mutation |= {q.rsplit(".", 1)[-1] + "_" for q in records}
+        takes_inplace = frozenset(q for q, r in records.items() if r.param("inplace") is not None)
+        cached = tables.__dict__["_inplace_words"] = (
+            frozenset(mutation), frozenset(q.rsplit(".", 1)[-1] for q in takes_inplace), takes_inplace)
+    return cached
+
+
 class InplacePass(Pass):
     EXPRESSIONS = False  # its hooks are on statements and blocks; expressions are rewritten by _Hoister
     def __init__(self, ctx) -> None:
@@ -479,14 +495,10 @@ class InplacePass(Pass):
         # words without which a statement mutates nothing (mutation_kind, _set_item, _aug_assign): an in-place
         # method (add_) or torch function (relu_), out=, an item assignment, an augmented assignment; or True
         # with a function that takes inplace (F.relu(x, inplace=True), F.relu(x, True))
-        records, methods, aliases = ctx.tables.records, ctx.tables.methods, ctx.scopes.aliases
-        self.mutation_words = {"out=", AUGASSIGN, SETITEM} | self.inplace_names()
-        self.mutation_words |= {m + "_" for m in methods if m not in BUILTIN_CLASH and not m.startswith("_")}
-        self.mutation_words |= {q.rsplit(".", 1)[-1] + "_" for q in records}
-        self.mutation_words |= {k for k, q in aliases.items() if q.endswith("_")}
-        takes_inplace = {q for q, r in records.items() if r.param("inplace") is not None}
-        self.inplace_words = {q.rsplit(".", 1)[-1] for q in takes_inplace}
-        self.inplace_words |= {k for k, q in aliases.items() if q in takes_inplace}
+        aliases = ctx.scopes.aliases
+        table_words, inplace_words, takes_inplace = _table_words(ctx.tables, self.inplace_names())
+        self.mutation_words = table_words | {k for k, q in aliases.items() if q.endswith("_")}
+        self.inplace_words = inplace_words | {k for k, q in aliases.items() if q in takes_inplace}
 
     def _may_mutate(self, node: cst.CSTNode) -> bool:
         words = self.ctx.words(node)
