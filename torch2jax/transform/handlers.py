@@ -251,17 +251,15 @@ def _pure(node) -> bool:
     """No calls inside: the expression may be evaluated twice (the run-time choice below)."""
     import libcst as cst
 
-    from torch2jax.transform.walk import walk
+    from torch2jax.transform.walk import content_children
 
-    class Finder(cst.CSTVisitor):
-        found = False
-
-        def visit_Call(self, n) -> bool:
-            Finder.found = True
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if type(n) is cst.Call:
             return False
-
-    walk(node, Finder())
-    return not Finder.found
+        stack.extend(content_children(n))
+    return True
 
 
 def _legacy_argument(node) -> str:

@@ -159,7 +159,7 @@ class _ApplyCalls(Visitor):
 def _returns_value(fn: cst.FunctionDef) -> bool:
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_FunctionDef(self, node) -> bool:
             return node is fn
 
@@ -183,7 +183,7 @@ def _modules_loop(loop: cst.For) -> tuple[str | None, str | None]:
 def _rebinds(body, name: str) -> bool:
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_FunctionDef(self, node) -> bool:
             return False
 
@@ -198,7 +198,7 @@ def _rebinds(body, name: str) -> bool:
 def _has_break(body) -> bool:
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_For(self, node) -> bool:
             return False
 

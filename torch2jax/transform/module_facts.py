@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from torch2jax.transform.names import Scopes, dotted, self_calls
-from torch2jax.transform.walk import CLASS, Visitor, walk, words
+from torch2jax.transform.walk import CLASS, Visitor, find_all, walk, words
 
 MODULE_BASES = {"torch.nn.Module", "torch.nn.modules.module.Module"}
 # torch layers whose forward updates buffers: Equinox state
@@ -221,25 +221,11 @@ def self_calls(fn: cst.FunctionDef) -> set[str]:
 
 
 def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
-    found = []
-
-    class V(Visitor):
-        def visit_Call(self, n: cst.Call) -> None:
-            found.append(n)
-
-    walk(node, V())
-    return found
+    return find_all(node, cst.Call)
 
 
 def _assigns(node: cst.CSTNode) -> list[cst.Assign]:
-    found = []
-
-    class V(Visitor):
-        def visit_Assign(self, n: cst.Assign) -> None:
-            found.append(n)
-
-    walk(node, V())
-    return found
+    return find_all(node, cst.Assign)
 
 
 def _bind(params: list[str], args) -> list[tuple[str, cst.BaseExpression]]:
@@ -265,18 +251,13 @@ def _list_contents(fn: cst.FunctionDef | None, name: str) -> list[cst.CSTNode]:
     if fn is None:
         return []
     found: list[cst.CSTNode] = list(_assigned(fn, name))
-
-    class V(Visitor):
-        def visit_Call(self, n: cst.Call) -> None:
-            if isinstance(n.func, cst.Attribute) and dotted(n.func.value) == name \
-                    and n.func.attr.value in ("append", "extend", "insert"):
-                found.extend(a.value for a in n.args)
-
-        def visit_AugAssign(self, n: cst.AugAssign) -> None:
+    for n in find_all(fn, cst.Call, cst.AugAssign):
+        if type(n) is cst.AugAssign:
             if dotted(n.target) == name:
                 found.append(n.value)
-
-    walk(fn, V())
+        elif isinstance(n.func, cst.Attribute) and dotted(n.func.value) == name \
+                and n.func.attr.value in ("append", "extend", "insert"):
+            found.extend(a.value for a in n.args)
     return found
 
 

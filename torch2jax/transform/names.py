@@ -199,7 +199,7 @@ def return_values(fn: cst.FunctionDef) -> list:
     """The values of fn's `return` statements (None for a bare return), not counting nested functions."""
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_FunctionDef(self, node) -> bool:
             return node is fn
 

@@ -142,7 +142,7 @@ def _assigns_to(node: cst.CSTNode, path: str) -> bool:
     """Whether `path = ...` (or an augmented assignment to it) appears under node."""
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_AssignTarget(self, n: cst.AssignTarget) -> None:
             if dotted(n.target) == path:
                 found.append(n)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import libcst as cst
 
 from torch2jax.transform.names import dotted
-from torch2jax.transform.walk import walk
+from torch2jax.transform.walk import Visitor, walk
 
 MEAN, SUM, NEUTRAL = "mean", "sum", "neutral"
 
@@ -66,7 +66,7 @@ class _Element:
         self.of, self.index = of, index
 
 
-class _Returns(cst.CSTVisitor):
+class _Returns(Visitor):
     def __init__(self) -> None:
         self.values: list = []
 
@@ -77,7 +77,7 @@ class _Returns(cst.CSTVisitor):
         self.values.append(node.value)
 
 
-class _Assignments(cst.CSTVisitor):
+class _Assignments(Visitor):
     """Every value assigned to each name of a function (not descending into nested functions)."""
 
     def __init__(self) -> None:

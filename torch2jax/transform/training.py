@@ -1718,7 +1718,7 @@ def _movable(stmt) -> bool:
         return False
     found = []
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_Return(self, n) -> None:
             found.append(n)
 

@@ -40,7 +40,7 @@ import libcst as cst
 from torch2jax.transform.base import CarryPositions, Pass
 from torch2jax.transform.names import dotted
 from torch2jax.transform.templates import paren
-from torch2jax.transform.walk import transform, walk
+from torch2jax.transform.walk import Visitor, transform, walk
 
 COMPILE_WRAPPERS = {"torch.compile", "torch.jit.script", "torch.jit.trace", "torch.jit.trace_module",
                     "torch.jit.optimize_for_inference", "torch.jit.freeze", "torch.compiler.compile"}
@@ -102,7 +102,7 @@ def _arg(call: cst.Call, position: int | None, keyword: str):
 
 # ----------------------------------------------------------------- names read and written by statements
 
-class _Effects(cst.CSTVisitor):
+class _Effects(Visitor):
     """Names a statement reads and the names it (re)binds or mutates (not descending into nested functions)."""
 
     def __init__(self) -> None:
@@ -236,7 +236,7 @@ def _tensor_grad_reads(stmts: list) -> list[str]:
     optimizer step, `for p in model.parameters(): p.data.add_(p.grad, ...)`, is the training loop's business)."""
     reads, param_loops = [], set()
 
-    class V(cst.CSTVisitor):
+    class V(Visitor):
         def visit_For(self, node: cst.For) -> None:
             it = node.iter
             if isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute) \
@@ -354,7 +354,7 @@ class TransformsPass(Pass):
         found = set()
         pass_ = self
 
-        class V(cst.CSTVisitor):
+        class V(Visitor):
             def visit_Assign(self, node: cst.Assign) -> None:
                 if len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name) \
                         and isinstance(node.value, cst.Call) and pass_.qual(node.value.func) in GRAD_SCALERS:
@@ -449,7 +449,7 @@ class TransformsPass(Pass):
         found = []
         pass_ = self
 
-        class V(cst.CSTVisitor):
+        class V(Visitor):
             def visit_FunctionDef(self, node) -> bool:
                 return False
 
@@ -576,7 +576,7 @@ class TransformsPass(Pass):
         """Names marked as requiring gradients in these statements, in order of marking."""
         leaves: list[str] = []
 
-        class V(cst.CSTVisitor):
+        class V(Visitor):
             def visit_Assign(self, node: cst.Assign) -> None:
                 if len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name):
                     code = _code(node.value)
