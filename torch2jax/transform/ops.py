@@ -11,7 +11,7 @@ from torch2jax.transform.positions import CopiedCalls
 from torch2jax.transform.training_facts import MODULE_METHODS_CHAINED
 from torch2jax.transform.templates import BindError, Bound, bind, carry_layout, choose, paren, parsed, render
 from torch2jax.transform.transforms import _Rename
-from torch2jax.transform.walk import Visitor, transform, walk
+from torch2jax.transform.walk import Visitor, find_all, transform, walk
 
 # Short names a template may use, and the import each needs (imports.py adds them).
 IMPORT_ROOTS = ("jnp", "jax", "lax", "eqx", "optax", "t2j", "np", "math")
@@ -138,21 +138,9 @@ def _without_requires_grad(comp: cst.CompFor) -> list:
     return [c for c in comp.ifs if dotted(c.test) != f"{target.value}.requires_grad"]
 
 
-def _assigns_to(node: cst.CSTNode, path: str) -> bool:
-    """Whether `path = ...` (or an augmented assignment to it) appears under node."""
-    found = []
-
-    class V(Visitor):
-        def visit_AssignTarget(self, n: cst.AssignTarget) -> None:
-            if dotted(n.target) == path:
-                found.append(n)
-
-        def visit_AugAssign(self, n: cst.AugAssign) -> None:
-            if dotted(n.target) == path:
-                found.append(n)
-
-    walk(node, V())
-    return bool(found)
+def _assigned_paths(node: cst.CSTNode) -> set:
+    """What `path = ...` (or an augmented assignment) assigns under node: the dotted paths (None for others)."""
+    return {dotted(n.target) for n in find_all(node, cst.AssignTarget, cst.AugAssign)}
 
 
 def is_torch(qual: str | None) -> bool:
@@ -244,7 +232,7 @@ class OpsPass(Pass):
         """`for pe, pm in zip(ema.parameters(), model.parameters()): pe.copy_(...)`: a loop that writes what it
         lists cannot update the Equinox model in place; its listings stay, to fail loudly."""
         self.placed_listings.add(node.iter)
-        if any(_assigns_to(node.body, n) for n in _loop_names(node.target)):
+        if not _assigned_paths(node.body).isdisjoint(_loop_names(node.target)):
             self.placed_listings.update(_listings_in(node.iter))
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
@@ -310,7 +298,7 @@ class OpsPass(Pass):
             return updated
         target = updated.target.elements[-1].value if isinstance(updated.target, cst.Tuple) else updated.target
         flag = f"{target.value}.requires_grad" if isinstance(target, cst.Name) else None
-        if flag is not None and _assigns_to(original.body, flag):
+        if flag is not None and flag in _assigned_paths(original.body):
             return updated  # `p.requires_grad = False`: freezing, which the runtime's listing cannot express
         method, owner = listing
         self.need("t2j")

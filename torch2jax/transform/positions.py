@@ -164,20 +164,42 @@ class _OffsetState(CodegenState):
         return _Syntactic(self, node, start_node, end_node)
 
 
+class _Unrecorded:
+    """record_syntactic_position for a node whose position is not kept."""
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+
+_UNRECORDED = _Unrecorded()
+# libcst's layout node types (all its node types are in its namespace), for a set lookup at every node; a layout type
+# missing here would only have its position recorded
+_LAYOUT_TYPES = frozenset(tp for tp in vars(cst).values()
+                          if isinstance(tp, type) and issubclass(tp, cst.CSTNode) and is_layout(tp))
+
+
 class _ContentOffsetState(_OffsetState):
     """_OffsetState without the layout nodes."""
 
     __slots__ = ()
 
     def before_codegen(self, node: cst.CSTNode) -> None:
-        if not is_layout(type(node)):
+        if type(node) not in _LAYOUT_TYPES:
             self._stack.append(self.offset)
 
     def after_codegen(self, node: cst.CSTNode) -> None:
-        if not is_layout(type(node)):
+        if type(node) not in _LAYOUT_TYPES:
             start = self._stack.pop()
             if node not in self.computed:
                 self.computed[node] = start << _SHIFT | self.offset
+
+    def record_syntactic_position(self, node: cst.CSTNode, *, start_node=None, end_node=None):
+        if type(node) in _LAYOUT_TYPES:
+            return _UNRECORDED
+        return _Syntactic(self, node, start_node, end_node)
 
 
 class CopiedCalls:
