@@ -109,6 +109,7 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
         del aliases[name]
     ctx = FileContext(filename=filename, scopes=Scopes(aliases, rebound, positions), tables=load_tables(),
                       positions=positions, may_suppress="skip" in source)
+    ctx.input_words = ctx.words(module)
     ctx.module_facts = collect_module_facts(module, ctx.scopes, word_cache=ctx.word_cache)
     if TrainingPass.applies(source, ctx):  # the training pass is the one that reads them
         ctx.training_facts = collect_training_facts(module, ctx.scopes, ctx.module_facts, ctx.word_cache)

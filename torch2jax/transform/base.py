@@ -95,6 +95,7 @@ class FileContext:
     training_facts: object = None  # optimizers, schedulers, models, trainer functions (training_facts.py)
     word_cache: dict = field(default_factory=dict)  # node -> its words (walk.words), shared by the passes
     may_suppress: bool = True  # False when the source has no "skip": no statement can be `# torch2jax: skip`
+    input_words: frozenset | set = frozenset()  # the words of the input module (walk.words)
 
     def words(self, node: cst.CSTNode) -> set[str]:
         return words(node, self.word_cache)
@@ -108,11 +109,16 @@ class FileContext:
 class Pass(Transformer):
     """A transformer that knows where it is in the original source and marks the statements it reports on."""
 
-    # source words without which the pass has nothing to do: a cheap test that saves a whole tree walk
+    # source text without which the pass has nothing to do: a cheap test that saves a whole tree walk
     TRIGGERS: tuple[str, ...] = ()
+    # ... or identifiers (walk.words) of the input, one of which the file must use (a word in a comment or string
+    # does not count)
+    TRIGGER_WORDS: frozenset[str] = frozenset()
 
     @classmethod
     def applies(cls, source: str, ctx: "FileContext") -> bool:
+        if cls.TRIGGER_WORDS and cls.TRIGGER_WORDS.isdisjoint(ctx.input_words):
+            return False
         return not cls.TRIGGERS or any(word in source for word in cls.TRIGGERS)
 
     def wants(self, node: cst.CSTNode) -> bool:

@@ -64,8 +64,8 @@ def _env_key(node) -> str | None:
 
 
 class ParallelPass(Pass):
-    # a file without these words has no process group, DDP wrapper or launcher to rewrite
-    TRIGGERS = ("distributed", "DataParallel", "multiprocessing")
+    # a file that uses none of these names has no process group, DDP wrapper or launcher to rewrite
+    TRIGGER_WORDS = frozenset({"distributed", "DataParallel", "DistributedDataParallel", "multiprocessing"})
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)

@@ -813,6 +813,8 @@ class RandomnessPass(Pass):
             words = self.ctx.words(original)
             if words.isdisjoint(RANDOM_WORDS) or words.isdisjoint(RANDOM_NAMES) or not _mentions_random(original):
                 return updated
+            if not (words & RANDOM_WORDS) - {"key"} and not _takes_key(original):
+                return updated  # `key` only as another name (a dict's key, attention's key argument)
         analysis = Analysis(original, self.ctx, project)
         return _Rewriter(self, analysis).module(original)
 
@@ -823,6 +825,12 @@ RANDOM_NAMES = frozenset({KEY_PLACEHOLDER, "t2j", "eqx"})
 # statements, which smalls() drops.
 RANDOM_WORDS = frozenset({KEY_PLACEHOLDER, "key", "manual_seed", "cuda_manual_seed", "Generator", SEMICOLON,
                           *KEYED_LAYERS, *DROPOUT_ARG})
+
+
+def _takes_key(module: cst.Module) -> bool:
+    """Some function has a keyword-only `key` parameter (Analysis._choose_key_name: a PRNG key)."""
+    return any(type(stmt) is cst.FunctionDef and any(p.name.value == "key" for p in stmt.params.kwonly_params)
+               for stmt in iter_statements(module))
 
 
 def _mentions_random(module: cst.Module) -> bool:
