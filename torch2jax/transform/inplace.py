@@ -461,6 +461,19 @@ class Unsupported(Exception):
     """A mutation this pass cannot rewrite: the reason is reported and the code left as it is."""
 
 
+def _outside_functions(stmts):
+    """The statements that run in the module's frame: those of the module and of class bodies, not of methods or
+    functions (which have frames of their own)."""
+    for stmt in stmts:
+        if type(stmt) is cst.ClassDef:
+            if isinstance(stmt.body, cst.IndentedBlock):
+                yield from _outside_functions(stmt.body.body)
+            else:
+                yield stmt
+        elif type(stmt) is not cst.FunctionDef:
+            yield stmt
+
+
 def _table_words(tables, inplace_names: frozenset) -> tuple[frozenset, frozenset, frozenset]:
     """What InplacePass's statement words test that the tables decide (the same for every file): the words of an
     in-place method or function, those of a function that takes inplace, and the qualified names of the latter.
@@ -492,6 +505,7 @@ class InplacePass(Pass):
         self._inplace_names: frozenset | None = None
         self._torch_alias = next((k for k, v in ctx.scopes.aliases.items() if v == "torch"), None)
         self.module_level_mutates = True
+        self._module_words: set[str] | None = None  # _module_level_words
         # words without which a statement mutates nothing (mutation_kind, _set_item, _aug_assign): an in-place
         # method (add_) or torch function (relu_), out=, an item assignment, an augmented assignment; or True
         # with a function that takes inplace (F.relu(x, inplace=True), F.relu(x, True))
@@ -527,7 +541,7 @@ class InplacePass(Pass):
 
     def visit_Module(self, node: cst.Module) -> None:
         self.module = node
-        self.module_level_mutates = any(self._may_mutate(s) for s in node.body if not isinstance(s, cst.FunctionDef))
+        self.module_level_mutates = any(self._may_mutate(s) for s in _outside_functions(node.body))
         scopes = self.ctx.scopes
         aliases = dict(scopes.aliases)
 
@@ -913,6 +927,12 @@ class InplacePass(Pass):
         stmts = self.mutate(tgt, value, orig, op=op, set_value=parent_new)
         return stmts
 
+    def _module_level_words(self) -> set[str]:
+        """The words of the statements that run in the module's frame (not inside functions or methods)."""
+        if self._module_words is None:
+            self._module_words = set().union(*(self.ctx.words(s) for s in _outside_functions(self.module.body)))
+        return self._module_words
+
     def _looks_tensor(self, tgt: Target, kind: str, value) -> bool:
         f = self.frame.facts
         root = tgt.key.split(".")[0]
@@ -928,8 +948,11 @@ class InplacePass(Pass):
         if tgt.key in f.tensors or tgt.key in self.frame.tracked or tgt.key in f.arrays and tgt.key not in f.ints:
             return True
         if self.frame.is_function and root not in self.frame.bound:
-            outer = [fr.facts for fr in self.frames[:-1] if not fr.is_function or root in fr.bound]
-            if outer and (root in outer[-1].tensors or root in outer[-1].arrays):
+            # the innermost enclosing frame that binds it; the module's facts (a walk of the whole file) only when
+            # the module's own statements mention it
+            outer = next((fr for fr in reversed(self.frames[:-1]) if not fr.is_function or root in fr.bound), None)
+            if outer is not None and (outer.is_function or root in self._module_level_words()) \
+                    and (root in outer.facts.tensors or root in outer.facts.arrays):
                 return True
         if kind == "mask":
             return True
