@@ -37,7 +37,7 @@ from torch2jax.transform.ops import KEY_PLACEHOLDER
 from torch2jax.transform.training_facts import (OptimizerFacts, TrainingFacts, _bind_names, _calls,
                                                 _is_method_call_stmt, lists_parameters, manual_update_owner,
                                                 parameters_owners, strip_module_chain)
-from torch2jax.transform.walk import Transformer, Visitor, iter_statements, transform, walk
+from torch2jax.transform.walk import Transformer, Visitor, find_all, iter_statements, names_read, transform, walk
 
 CLIP_FUNCTIONS = {"torch.nn.utils.clip_grad_norm_": "t2j.clip_grad_norm",
                   "torch.nn.utils.clip_grad_value_": "t2j.clip_grad_value",
@@ -183,6 +183,7 @@ class TrainingPass(Pass):
         # "nonlocal" | "global" (`model.eval()` in a closure: `model = eqx.nn.inference_mode(model, True)`)
         self.class_depth = 0
         self._follow_ups: set[int] = set()  # ids of statements this pass inserted after another one
+        self._elifs: set[int] = set()  # ids of the `elif` branches (If nodes in another If's orelse)
         # the nodes whose ids the sets below hold, kept alive: a node freed mid-pass would hand its id to a new one
         self._recorded: list = []
         self.step_functions: list[cst.BaseStatement] = []  # to insert before the current top-level statement
@@ -273,11 +274,58 @@ class TrainingPass(Pass):
         if len(updated.body) != 1:
             return updated
         small = updated.body[0]
+        hoisted = self._hoist_trainer_calls(small)
+        if hoisted is not None:
+            pre, small = hoisted
+            return cst.FlattenSentinel([*pre, updated.with_changes(body=[small])])
         if isinstance(small, cst.Assign):
             return self._assignment(original, updated, small)
         if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
             return self._call_statement(updated, small.value)
         return updated
+
+    def visit_If(self, node: cst.If) -> None:
+        if isinstance(node.orelse, cst.If):
+            self._elifs.add(id(node.orelse))  # its test runs only when the one above fails: nothing goes before it
+
+    def leave_If(self, original: cst.If, updated: cst.If):
+        if id(original) in self._elifs:
+            for call in find_all(updated.test, cst.Call):
+                if dotted(call.func) in self.facts.trainers and not self.class_depth:
+                    self.report("T2J505", f"{dotted(call.func)} is called in an elif test: the model and optimizer "
+                                          "state it returns are not rebound; call it in a statement of its own",
+                                original.test)
+            return updated
+        hoisted = self._hoist_trainer_calls(updated.test)
+        if hoisted is None:
+            return updated
+        pre, test = hoisted
+        return cst.FlattenSentinel([*pre, updated.with_changes(test=test)])
+
+    def leave_For(self, original: cst.For, updated: cst.For):
+        hoisted = self._hoist_trainer_calls(updated.iter)  # evaluated once, before the loop
+        if hoisted is None:
+            return updated
+        pre, iterable = hoisted
+        return cst.FlattenSentinel([*pre, updated.with_changes(iter=iterable)])
+
+    def _hoist_trainer_calls(self, small: cst.CSTNode):
+        """A trainer called inside an expression (`print(f"{train(model, data, opt):.4f}")`,
+        `history.append(train(...))`, `return evaluate(...) + train(...)`): each call goes into a statement of its
+        own before this one, which rebinds the model and optimizer state, and the expression reads its result.
+        None when there is no such call (a trainer call that is the whole statement or assigned value is
+        rewritten in place)."""
+        if self.class_depth or not self.facts.trainers:
+            return None
+        whole = small.value if isinstance(small, (cst.Expr, cst.Assign, cst.Return)) else None
+        nested = [c for c in find_all(small, cst.Call) if c is not whole and dotted(c.func) in self.facts.trainers]
+        if not nested:
+            return None
+        taken = set(self._local_names(self.functions[-1] if self.functions else None, [], not self.functions))
+        taken |= names_read(small)
+        hoister = _TrainerCallHoister(self, set(nested), taken)
+        new = transform(small, hoister)
+        return (hoister.pre, new) if hoister.pre else None
 
     def _assignment(self, original, stmt: cst.SimpleStatementLine, assign: cst.Assign):
         target = assign.targets[0].target if len(assign.targets) == 1 else None
@@ -1693,6 +1741,46 @@ def _reads_tensor(test: cst.BaseExpression, scopes) -> bool:
                 and not (isinstance(func.value, cst.Name) and scopes.is_import(func.value.value)):
             return True
     return False
+
+
+class _TrainerCallHoister(Transformer):
+    """Takes trainer calls out of an expression (TrainingPass._hoist_trainer_calls), innermost first, in evaluation
+    order. Not out of a lambda, comprehension, conditional expression or `and`/`or`: those may run the call
+    several times or not at all, so the call is reported and left."""
+
+    def __init__(self, owner: "TrainingPass", calls: set, taken: set[str]) -> None:
+        super().__init__()
+        self.owner, self.calls, self.taken = owner, calls, taken
+        self.pre: list[cst.SimpleStatementLine] = []
+        self.guarded = 0  # inside a lambda, comprehension, conditional expression or boolean operation
+
+    def on_visit(self, node) -> bool:
+        if isinstance(node, _GUARDS):
+            self.guarded += 1
+        return super().on_visit(node)
+
+    def on_leave(self, original, updated):
+        if isinstance(original, _GUARDS):
+            self.guarded -= 1
+        if original not in self.calls or not isinstance(updated, cst.Call):
+            return super().on_leave(original, updated)
+        name = dotted(original.func)
+        if self.guarded:
+            self.owner.report("T2J505", f"{name} is called inside a lambda, comprehension, conditional expression or "
+                                        f"boolean operation: the model and optimizer state it returns are not "
+                                        f"rebound; call it in a statement of its own", original)
+            return updated
+        callee = self.owner.facts.functions.get(name or "")
+        returns = callee is not None and any(v is not None for v in return_values(callee))
+        result = _fresh(f"{name.rsplit('.', 1)[-1]}_result", self.taken) if returns else None
+        threaded = self.owner._trainer_call(updated, [cst.Name(result)] if result else [])
+        if threaded is None:
+            return updated
+        self.pre.append(cst.SimpleStatementLine([threaded]))
+        return cst.Name(result) if result else cst.Name("None")
+
+
+_GUARDS = (cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp, cst.IfExp, cst.BooleanOperation)
 
 
 def _fresh(name: str, taken: set[str]) -> str:
