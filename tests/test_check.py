@@ -272,6 +272,25 @@ def test_translator_output_is_checked():
     assert not [r for r in report.results if "checker error" in r.message], report.format()
 
 
+def test_integer_inputs_index_every_embedding_table(tmp_path):
+    """A user id and an item id index tables of different sizes: the probed ids stay inside the smaller one (drawn
+    up to the first table's size, torch raises an index error and the module could not be checked)."""
+    source = tmp_path / "factorization.py"
+    source.write_text(
+        "import torch\nimport torch.nn as nn\n\n\n"
+        "class Factorization(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.users = nn.Embedding(30, 4)\n"
+        "        self.items = nn.Embedding(6, 4)\n\n"
+        "    def forward(self, user, item):\n"
+        "        return (self.users(user) * self.items(item)).sum(-1)\n")
+    report = check(source, entries=["Factorization"], timeout=120)
+    assert report.ok, report.format()
+    assert stages(report, "Factorization")["numbers"].inputs == \
+        "user: int64[3,5]:0..5, item: int64[3,5]:0..5 (probed from Embedding)"
+
+
 # ---------------------------------------------------------------------------------------------- random code
 RANDOM_TORCH, RANDOM_JAX = CASES / "random_torch.py", CASES / "random_jax.py"
 

@@ -333,7 +333,10 @@ GENERIC = [(8,), (3, 16, 16), (1, 28, 28), (3, 32, 32), (16,), (5, 8), (1, 16, 1
 
 
 def module_candidates(module, params: list[str], B: int = 3):
-    """(specs, where) candidates for a torch module's forward inputs (every required input gets the same shape)."""
+    """(specs, where) candidates for a torch module's forward inputs (every required input gets the same shape).
+    Integer inputs stay below every embedding table's size: the inputs may index different tables (a user and an
+    item id), or one input several tables."""
+    tables = [m.num_embeddings for m in module.modules() if type(m).__name__ in ("Embedding", "EmbeddingBag")]
     seen = set()
     for layer in _first_layers(module):
         for dtype, shape, rng in _layer_shapes(layer, B):
@@ -341,6 +344,8 @@ def module_candidates(module, params: list[str], B: int = 3):
                 continue
             seen.add((dtype, shape))
             lo, hi = rng if rng else (None, None)
+            if rng and tables:
+                hi = min(hi, min(tables) - 1)
             specs = [ArgSpec(p, "tensor", dtype, shape, lo, hi) for p in params]
             yield specs, f"probed from {type(layer).__name__}"
     for rest in GENERIC:
