@@ -150,6 +150,44 @@ def test_parameter_loops_in_init_skip_batchnorm_statistics():
     np.testing.assert_array_equal(stats["body.1.running_var"], np.ones(8))
 
 
+COUNTED_INIT = """
+import torch
+import torch.nn as nn
+
+
+class Counted(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(3, 4)
+        self.fc2 = nn.Linear(4, 2)
+        for i, p in enumerate(self.parameters(), 1):
+            if p.dim() > 1:
+                nn.init.constant_(p, 0.1 * i)
+            else:
+                nn.init.zeros_(p)
+        for k, (name, p) in enumerate(self.named_parameters()):
+            if name.endswith("bias"):
+                nn.init.constant_(p, -k)
+
+    def forward(self, x):
+        return self.fc2(torch.tanh(self.fc1(x)))
+"""
+
+
+def test_parameter_loops_over_enumerate_in_init_put_the_values_back():
+    """`for i, p in enumerate(self.parameters())` in __init__: the new values land on the parameters, as the loop
+    without enumerate (before, the loop rebound its variable and nothing came back)."""
+    torch_model = load_source(COUNTED_INIT, "torch_counted")["Counted"]()
+    result = translate_clean(COUNTED_INIT)
+    assert "T2J202" in {d.code for d in result.diagnostics}
+    model = load_source(result.code, "jax_counted")["Counted"](key=jax.random.key(0))
+    expected = [(n, p.detach().numpy()) for n, p in torch_model.named_parameters()]
+    got = t2j.named_parameters(model)
+    assert [n for n, _ in got] == [n for n, _ in expected]
+    for (name, g), (_, e) in zip(got, expected):
+        np.testing.assert_array_equal(np.asarray(g), e, err_msg=name)
+
+
 def test_tied_weights_are_one_parameter():
     """torch lists a shared Parameter once, under its first name: so do the translation's parameter listings, its
     state_dict holds both keys, and an optimizer step keeps the two places equal."""

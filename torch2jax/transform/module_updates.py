@@ -191,18 +191,22 @@ class ModuleUpdatesPass(Pass):
         """`for p in model.parameters(): p = ...` -> collect the new values and put them back. The same for the
         one listing of a zip whose element the loop rebinds (an EMA or target-network update:
         `for p_ema, p in zip(ema.parameters(), model.parameters()): p_ema.mul_(d).add_(p, alpha=1 - d)`)."""
-        it = updated.iter
-        zipped = _zipped_listings(it, updated.target)
+        it, target = updated.iter, updated.target
+        # `for i, p in enumerate(model.parameters())`: the loop over the listing, with its count kept
+        counted = isinstance(it, cst.Call) and dotted(it.func) == "enumerate" and it.args and not it.args[0].star \
+            and it.args[0].keyword is None and _listing(it.args[0].value) \
+            and isinstance(target, cst.Tuple) and len(target.elements) == 2
+        if counted:
+            it, target = it.args[0].value, target.elements[1].value
+        zipped = _zipped_listings(it, target)
         if zipped is not None:
             rebound = [(var, owner) for var, owner in zipped if _rebinds(updated.body, var)]
             if len(rebound) != 1:
                 return updated
             var, owner = cst.Name(rebound[0][0]), rebound[0][1]
             new_iter = cst.parse_expression("zip(" + ", ".join(f"t2j.parameters({o})" for _, o in zipped) + ")")
-        elif isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute) \
-                and it.func.attr.value in ("parameters", "named_parameters") and not it.args:
+        elif _listing(it):
             owner = _code(it.func.value)
-            target = updated.target
             var = target.elements[-1].value if isinstance(target, cst.Tuple) and it.func.attr.value == \
                 "named_parameters" else target
             helper = "t2j.named_parameters" if it.func.attr.value == "named_parameters" else "t2j.parameters"
@@ -211,6 +215,9 @@ class ModuleUpdatesPass(Pass):
             return updated
         if not isinstance(var, cst.Name) or not _rebinds(updated.body, var.value):
             return updated
+        if counted:
+            new_iter = updated.iter.with_changes(args=[updated.iter.args[0].with_changes(value=new_iter),
+                                                       *updated.iter.args[1:]])
         self.need("t2j")
         body = list(updated.body.body) + [cst.parse_statement(f"new_params.append({var.value})\n")]
         loop = updated.with_changes(iter=new_iter, body=updated.body.with_changes(body=body))
@@ -272,6 +279,12 @@ def _argument(call: cst.Call, param: str, index: int):
     if any(a.star for a in positional[:index + 1]) or index >= len(positional):
         return None
     return positional[index].value
+
+
+def _listing(node) -> bool:
+    """`model.parameters()` or `model.named_parameters()`."""
+    return isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and not node.args \
+        and node.func.attr.value in ("parameters", "named_parameters")
 
 
 def _zipped_listings(it: cst.BaseExpression, target: cst.BaseExpression) -> list[tuple[str, str]] | None:
