@@ -109,7 +109,7 @@ def make_sentences(num_samples, vocab_size, num_classes, max_len, generator):
     positions = jnp.expand_dims(jnp.arange(max_len), 0)
     keyword_spots = jax.random.uniform(generator.next_key(), (num_samples, max_len)) < 0.2
     tokens = jnp.where(keyword_spots, jnp.expand_dims(labels + 1, 1), tokens)
-    tokens = jnp.where(positions >= jnp.expand_dims(lengths, 1), PAD_IDX, tokens)  # torch2jax: T2J307 the mask positions >= lengths.unsqueeze(1) must have the shape of tokens for where(); a mask over leading dimensions needs mask[..., None]
+    tokens = t2j.masked_set(tokens, positions >= jnp.expand_dims(lengths, 1), PAD_IDX)
     return tokens, labels
 
 

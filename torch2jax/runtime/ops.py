@@ -19,7 +19,7 @@ __all__ = [
     "flatten", "unflatten", "gather", "scatter", "scatter_add", "index_add", "index_copy", "index_fill", "narrow",
     "norm", "vector_norm", "cdist", "div", "to", "device", "type_as_string", "unfold", "cartesian_prod",
     "hann_window", "nonzero", "std_mean", "var_mean", "movedim", "tensor_type", "assert_close", "diag_embed",
-    "cummax", "cummin", "std", "clamp", "drop_leading_ones",
+    "cummax", "cummin", "std", "clamp", "drop_leading_ones", "masked_set",
 ]
 
 
@@ -525,3 +525,19 @@ def assert_close(actual, expected, *, rtol=None, atol=None, equal_nan=False, che
     d_rtol, d_atol = defaults.get(a.dtype, (0.0, 0.0))
     np.testing.assert_allclose(a, e, rtol=d_rtol if rtol is None else rtol, atol=d_atol if atol is None else atol,
                                equal_nan=equal_nan, err_msg=msg or "")
+
+
+def masked_set(input, mask, value):
+    """torch's `input[mask] = value` (a boolean mask over input's leading dimensions): `value` broadcasts against
+    the selected elements, of shape (number selected, *the dimensions after the mask's). One value for every
+    selected element (value of shape (n, ...)) is written in the mask's order; n is value's own static size, so this
+    traces under jit (jnp.nonzero with size=n)."""
+    input = jnp.asarray(input)
+    mask = jnp.asarray(mask).astype(bool)
+    value = jnp.asarray(value).astype(input.dtype)
+    rest = input.shape[mask.ndim:]
+    if value.ndim > len(rest) and value.shape[0] == 1:
+        value = value[0]  # one row for all: the same as no leading dimension
+    if value.ndim <= len(rest):  # the same value for every selected element
+        return jnp.where(mask.reshape(mask.shape + (1,) * len(rest)), value, input)
+    return input.at[jnp.nonzero(mask, size=value.shape[0])].set(value)

@@ -906,17 +906,20 @@ class InplacePass(Pass):
             mask = last.index[0].slice.value
             if op is None:
                 new_value = value
-                if isinstance(value, cst.Subscript) and len(value.slice) == 1 \
-                        and value.slice[0].slice.deep_equals(last.index[0].slice):
-                    new_value = value.value  # x[m] = y[m]  ->  where(m, y, x)
-                elif not self._scalar_like(value):
-                    self.report("T2J307", f"{_code(target)} = {_code(value)} became a where(): the value must "
-                                          f"broadcast against {_code(parent)} (torch also takes one value per "
-                                          f"selected element)", orig)
-                if not self._mask_has_shape_of(mask, parent):
-                    self.report("T2J307", f"the mask {_code(mask)} must have the shape of {_code(parent)} for "
-                                          f"where(); a mask over leading dimensions needs mask[..., None]", orig)
-                parent_new = self._where_call(mask, new_value, parent)
+                same_mask = isinstance(value, cst.Subscript) and len(value.slice) == 1 \
+                    and value.slice[0].slice.deep_equals(last.index[0].slice)
+                if same_mask:
+                    if not self._mask_has_shape_of(mask, parent):
+                        self.report("T2J307", f"the mask {_code(mask)} must have the shape of {_code(parent)} for "
+                                              f"where(); a mask over leading dimensions needs mask[..., None]", orig)
+                    parent_new = self._where_call(mask, value.value, parent)  # x[m] = y[m]  ->  where(m, y, x)
+                elif self._scalar_like(value) and self._mask_has_shape_of(mask, parent):
+                    parent_new = self._where_call(mask, value, parent)
+                else:
+                    # a value per selected element, or a mask over leading dimensions: torch's semantics at run time
+                    self.need("t2j")
+                    parent_new = cst.Call(cst.parse_expression("t2j.masked_set"),
+                                          [cst.Arg(parent), cst.Arg(mask), cst.Arg(value)])
             else:
                 parent_new = self._where_call(mask, cst.BinaryOperation(
                     left=paren(parent), operator=AUG_TO_BINOP[op](), right=paren(value)), parent)
