@@ -115,3 +115,34 @@ def test_scalar_conversions_of_one_element_tensors():
     assert jax_ns["untouched"](jnp.array(x), 2) == torch_ns["untouched"](torch.tensor(x), 2)
     a, b, n = jax_ns["drawn"](4, key=jax.random.key(0))
     assert type(a) is int and 0 <= a < 4 and b is True and n == 4
+
+
+NUMPY_METHODS = """
+import numpy as np
+import torch
+
+
+def numpy_stats(a):
+    return a.std(), a.var(), a.max(0), a.min(1), a.std(0), a[:3].mean()
+
+
+def tensor_stats(t):
+    return t.std(), t.var(), t.max(0)[0], t.min(1).values, t.std(0), t[:3].mean()
+"""
+
+
+def test_numpy_array_methods_keep_numpy_semantics():
+    """`a.std()` on an array a numpy function made is numpy's (divides by n; max(axis) gives the values): the
+    translator cannot tell it from a tensor's method, the runtime can (a tensor of the translation is a JAX array);
+    a tensor's methods stay torch's."""
+    import numpy as np
+
+    from module_harness import load_source
+
+    ours = load_source(translate(NUMPY_METHODS).code, "jax_numpy_methods")
+    theirs = load_source(NUMPY_METHODS, "torch_numpy_methods")
+    a = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    for got, want in zip(ours["numpy_stats"](a), theirs["numpy_stats"](a)):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
+    for got, want in zip(ours["tensor_stats"](jnp.asarray(a)), theirs["tensor_stats"](torch.from_numpy(a))):
+        np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-5, atol=1e-6)

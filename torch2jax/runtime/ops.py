@@ -13,13 +13,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "ValuesIndices", "max", "min", "median", "kthvalue", "sort", "topk", "split", "chunk", "squeeze", "expand",
     "flatten", "unflatten", "gather", "scatter", "scatter_add", "index_add", "index_copy", "index_fill", "narrow",
     "norm", "vector_norm", "cdist", "div", "to", "device", "type_as_string", "unfold", "cartesian_prod",
     "hann_window", "nonzero", "std_mean", "var_mean", "movedim", "tensor_type", "assert_close", "diag_embed",
-    "cummax", "cummin", "std", "clamp", "drop_leading_ones", "masked_set",
+    "cummax", "cummin", "std", "var", "clamp", "drop_leading_ones", "masked_set",
 ]
 
 
@@ -59,6 +60,8 @@ def max(input, dim=None, keepdim=False):  # noqa: A001 - torch's name
         return jnp.max(input)
     if not isinstance(dim, int):
         return jnp.maximum(input, dim)
+    if _numpy_receiver(input):
+        return jnp.max(input, axis=dim, keepdims=keepdim)  # numpy's a.max(axis): the values
     return _reduce_with_index(input, dim, keepdim, jnp.argmax)
 
 
@@ -69,6 +72,8 @@ def min(input, dim=None, keepdim=False):  # noqa: A001 - torch's name
         return jnp.min(input)
     if not isinstance(dim, int):
         return jnp.minimum(input, dim)
+    if _numpy_receiver(input):
+        return jnp.min(input, axis=dim, keepdims=keepdim)  # numpy's a.min(axis): the values
     return _reduce_with_index(input, dim, keepdim, jnp.argmin)
 
 
@@ -486,10 +491,24 @@ def _ddof(unbiased, correction):
     return 1 if unbiased is None else int(unbiased)
 
 
+def _numpy_receiver(input) -> bool:
+    """A numpy array where torch's method was translated: the source called numpy's own method (`a.std()` on an
+    array a numpy function made), whose defaults differ (ddof 0; max(axis) gives the values only). A tensor of the
+    translation is a JAX array, never a numpy one."""
+    return isinstance(input, np.ndarray)
+
+
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """torch.std: n - 1 in the denominator unless told otherwise (jnp.std: n), and gradient 0 where the standard
-    deviation is 0 (a constant input; jnp.std's gradient is nan there)."""
-    return _safe_root(jnp.var(input, axis=_dims(dim), ddof=_ddof(unbiased, correction), keepdims=keepdim), 2)
+    deviation is 0 (a constant input; jnp.std's gradient is nan there). numpy's `a.std()`: n."""
+    ddof = 0 if _numpy_receiver(input) and unbiased is None and correction is None else _ddof(unbiased, correction)
+    return _safe_root(jnp.var(input, axis=_dims(dim), ddof=ddof, keepdims=keepdim), 2)
+
+
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """torch.var: n - 1 in the denominator unless told otherwise (jnp.var: n). numpy's `a.var()`: n."""
+    ddof = 0 if _numpy_receiver(input) and unbiased is None and correction is None else _ddof(unbiased, correction)
+    return jnp.var(input, axis=_dims(dim), ddof=ddof, keepdims=keepdim)
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
