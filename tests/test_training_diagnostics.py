@@ -408,3 +408,22 @@ def test_a_trainer_called_inside_an_expression_is_taken_out_before_its_statement
     assert "T2J505" not in codes
     assert "net, net_opt_state, fit_result2 = fit(net, net_opt, net_opt_state, key=subkey)" in code
     assert 'print(f"{fit_result2:.3f}", fit_result)' in code
+
+
+def test_a_mode_switch_in_a_conditional_expression_sets_inference_mode():
+    """`model.train() if training else model.eval()` (either order): Equinox's inference mode, chosen by the test
+    (left as it was, the model had no train() or eval() and the call raised)."""
+    code, _ = _translate("""\
+        def run(model, batch, training):
+            model.train() if training else model.eval()
+            return model(batch)
+
+        def run_eval_first(model, batch, evaluating):
+            model.eval() if evaluating else model.train()
+            return model(batch)
+
+        out = run(enc, x, True) + run_eval_first(enc, x, False)
+        """)
+    assert "model = eqx.nn.inference_mode(model, not (training))" in code
+    assert "model = eqx.nn.inference_mode(model, evaluating)" in code
+    assert ".train()" not in code and ".eval()" not in code

@@ -282,7 +282,27 @@ class TrainingPass(Pass):
             return self._assignment(original, updated, small)
         if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
             return self._call_statement(updated, small.value)
+        if isinstance(small, cst.Expr) and isinstance(small.value, cst.IfExp):
+            return self._mode_switch(updated, small.value)
         return updated
+
+    def _mode_switch(self, stmt: cst.SimpleStatementLine, choice: cst.IfExp):
+        """`model.train() if training else model.eval()` -> `model = eqx.nn.inference_mode(model, not (training))`
+        (either order, one model)."""
+        arms = []
+        for arm in (choice.body, choice.orelse):
+            if not (isinstance(arm, cst.Call) and not arm.args and isinstance(arm.func, cst.Attribute)
+                    and arm.func.attr.value in ("train", "eval")):
+                return stmt
+            arms.append((arm.func.attr.value, dotted(arm.func.value)))
+        (first, owner), (second, other) = arms
+        if owner is None or owner != other or "." in owner or first == second or not self._is_model(owner):
+            return stmt
+        test = _code(choice.test)
+        inference = test if first == "eval" else f"not ({test})"
+        self.need("eqx")
+        self._rebinding(owner)
+        return stmt.with_changes(body=[_stmt(f"{owner} = eqx.nn.inference_mode({owner}, {inference})").body[0]])
 
     def visit_If(self, node: cst.If) -> None:
         if isinstance(node.orelse, cst.If):
