@@ -825,7 +825,7 @@ class TrainingPass(Pass):
         # the backward() calls whose gradients these updates apply: those since the previous update (torch adds
         # up the gradients of several backward() calls, so the step differentiates the sum of their losses)
         boundary = next((k + 1 for k in range(i_start - 1, -1, -1)
-                         if id(body[k]) in self._step_calls or self._update_at(body[k]) is not None), 0)
+                         if self._holds_step_call(body[k]) or self._update_at(body[k]) is not None), 0)
         backs = [k for k in range(boundary, i_start) if _is_method_call_stmt(body[k], "backward")]
         if not backs:
             return self._apply_accumulated(body, updates, boundary, top_level)
@@ -945,6 +945,14 @@ class TrainingPass(Pass):
             walk(stmt, V())
         return [] if uses_model else reads
 
+    def _holds_step_call(self, stmt) -> bool:
+        """A step call this pass wrote is this statement, or inside it (a discriminator's steps in an inner loop,
+        before the generator's loss): a later step's loss starts after it."""
+        if id(stmt) in self._step_calls:
+            return True
+        return not isinstance(stmt, cst.SimpleStatementLine) and any(
+            id(s) in self._step_calls for s in iter_statements(stmt, enter=lambda s: type(s) is not cst.FunctionDef))
+
     def _function_name(self, prefix: str) -> str:
         """train_step, train_step2, ...: one numbering per kind of extracted function."""
         self.step_counts[prefix] = self.step_counts.get(prefix, 0) + 1
@@ -968,7 +976,7 @@ class TrainingPass(Pass):
         gradients come from a jitted function, and the gradients are added to the model's accumulator, which the
         step half (_apply_accumulated) applies and clears."""
         backs = [k for k, st in enumerate(body) if _is_method_call_stmt(st, "backward")]
-        boundary = next((k + 1 for k in range(backs[0] - 1, -1, -1) if id(body[k]) in self._step_calls), 0)
+        boundary = next((k + 1 for k in range(backs[0] - 1, -1, -1) if self._holds_step_call(body[k])), 0)
         backs = [k for k in backs if k >= boundary]
         if not backs or not self._in_scope("step"):
             return None
