@@ -188,6 +188,46 @@ def test_parameter_loops_over_enumerate_in_init_put_the_values_back():
         np.testing.assert_array_equal(np.asarray(g), e, err_msg=name)
 
 
+PLAIN_TENSORS = """
+import torch
+import torch.nn as nn
+
+
+def rotations(dim, n):
+    freqs = 1.0 / (10000 ** (torch.arange(0, dim, 2).float() / dim))
+    return torch.outer(torch.arange(n).float(), freqs)
+
+
+class Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.table = torch.arange(4).float() + 1.0
+        self.angles = rotations(4, 3)
+
+    def forward(self, x):
+        return self.fc(x) * self.table + self.angles.sum()
+"""
+
+
+def test_plain_tensor_attributes_are_neither_trained_nor_saved():
+    """`self.table = torch.arange(4) + 1` and a helper's tensor (LLaMA's freqs_cis): neither a Parameter nor a
+    buffer in torch, so not in parameters() or the state_dict, and an optimizer step (weight decay included) leaves
+    them as they are; before, they were trainable leaves of the Equinox model."""
+    torch_model = load_source(PLAIN_TENSORS, "torch_plain")["Scaled"]()
+    model = load_source(translate_clean(PLAIN_TENSORS).code, "jax_plain")["Scaled"](key=jax.random.key(0))
+    assert [n for n, _ in t2j.named_parameters(model)] == [n for n, _ in torch_model.named_parameters()]
+    assert set(t2j.to_state_dict(model)) == set(torch_model.state_dict())
+    optimizer = t2j.optim.AdamW(lr=0.1, weight_decay=0.5)
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
+    grads = eqx.filter_grad(lambda m: (m(jax.numpy.ones((2, 4))) ** 2).sum())(model)
+    updates, _ = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
+    stepped = eqx.apply_updates(model, updates)
+    np.testing.assert_array_equal(stepped.table, torch_model.table.numpy())
+    np.testing.assert_allclose(stepped.angles, torch_model.angles.numpy(), rtol=1e-6)
+    assert not np.allclose(stepped.fc.weight, model.fc.weight)
+
+
 def test_tied_weights_are_one_parameter():
     """torch lists a shared Parameter once, under its first name: so do the translation's parameter listings, its
     state_dict holds both keys, and an optimizer step keeps the two places equal."""

@@ -35,6 +35,13 @@ class FieldFacts:
     own_stateful: bool | None = None  # `stateful` from torch layers alone, before ModuleFacts.close adds user classes
 
 
+def _plain_tensor(name: str, conditional: bool) -> FieldFacts:
+    """`self.table = torch.arange(4) + 1`: a tensor attribute that is neither a Parameter nor a registered buffer.
+    torch neither trains it nor saves it: a buffer outside the state_dict (trained, it would drift under the
+    optimizer, weight decay included)."""
+    return FieldFacts(name, "buffer", persistent=False, conditional=conditional)
+
+
 @dataclass
 class ClassFacts:
     name: str
@@ -534,6 +541,9 @@ class _Collector(Visitor):
                 # self.layer1 = self._make_layer(...): whatever the helper builds, called like a module
                 return FieldFacts(name, "module", stateful=self._builds_stateful(builder, set()), conditional=cond,
                                   dynamic=True, holds=tuple(_user_classes_in(builder, self.facts)))
+            if builder is not None and self._builds_tensor(builder):
+                # self.freqs_cis = precompute_freqs_cis(dim, n): a helper that computes a tensor from torch ops
+                return _plain_tensor(name, cond)
         if isinstance(value, cst.Call):
             qual = self.scopes.qualname(value.func)
             local = dotted(value.func)
@@ -559,13 +569,13 @@ class _Collector(Visitor):
             if local in self.sequential_classes:  # called like the runtime's Sequential it subclasses
                 return FieldFacts(name, "module", local, stateful=self.sequential_classes[local], conditional=cond)
             if qual is not None and qual.startswith("torch"):
-                return FieldFacts(name, "array", conditional=cond)
+                return _plain_tensor(name, cond)
         if isinstance(value, (cst.List, cst.ListComp)):
             inner = self._member_type(value)
             if inner is not None:
                 return FieldFacts(name, "list", inner, stateful=self._is_stateful_type(inner), conditional=cond)
         if self._mentions_tensor(value):
-            return FieldFacts(name, "array", conditional=cond)
+            return _plain_tensor(name, cond)
         if is_config(value):
             return FieldFacts(name, "static", literal_type(value), conditional=cond)
         # unknown: a plain field (a module passed in stays trainable; a number stays static under filter_jit)
@@ -650,6 +660,15 @@ class _Collector(Visitor):
             if (not surely or None not in classes) and any(self._is_stateful_type(c) for c in classes):
                 return True  # Sequential(conv, norm_layer(c)) with norm_layer = nn.BatchNorm2d
         return False
+
+    def _builds_tensor(self, fn: cst.FunctionDef) -> bool:
+        """fn computes with torch's tensor functions and builds no module (no torch.nn layer, no user class)."""
+        quals = [self.scopes.qualname(call.func) or "" for call in _calls_in(fn)]
+        if any(q.startswith("torch.nn.") and q.rsplit(".", 1)[1][:1].isupper() for q in quals):
+            return False
+        if any(dotted(call.func) in self.facts.classes for call in _calls_in(fn)):
+            return False
+        return any(q.startswith("torch") and not q.startswith("torch.nn.") for q in quals)
 
     def _mentions_tensor(self, node: cst.CSTNode) -> bool:
         for call in _calls_in(node):
