@@ -228,6 +228,50 @@ def test_plain_tensor_attributes_are_neither_trained_nor_saved():
     assert not np.allclose(stepped.fc.weight, model.fc.weight)
 
 
+LIST_INIT = """
+import torch
+import torch.nn as nn
+
+
+class Tables(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embs = nn.ModuleList([nn.Embedding(10, 4) for _ in range(2)])
+        for emb in self.embs:
+            nn.init.constant_(emb.weight, 0.25)
+        self.heads = nn.ModuleList([nn.Linear(4, 2), nn.Linear(4, 2)])
+        for head in self.heads:
+            nn.init.zeros_(head.bias)
+            head.weight.data.fill_(0.5)
+        self.body = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+        for layer in self.body:
+            nn.init.zeros_(layer.bias)
+        self.named = nn.ModuleDict({"user": nn.Embedding(5, 4), "item": nn.Embedding(7, 4)})
+        for table in self.named.values():
+            nn.init.constant_(table.weight, -1.5)
+
+    def forward(self, a, b):
+        return self.heads[0](self.embs[0](a)) + self.heads[1](self.named["item"](b))
+"""
+
+
+def test_updates_of_a_module_list_in_a_loop_in_init_are_put_back():
+    """`for emb in self.embs: nn.init.constant_(emb.weight, ...)` in __init__: the rebuilt elements go back into the
+    list (before, only the loop variable was rebound and the model kept its first initialisation, silently). A
+    loop whose collection cannot take them back (a Sequential) is reported."""
+    torch_model = load_source(LIST_INIT, "torch_list_init")["Tables"]()
+    result = translate_clean(LIST_INIT)
+    at = {(d.line, d.code) for d in result.diagnostics}
+    line = next(i for i, text in enumerate(LIST_INIT.splitlines(), 1) if "for layer in self.body" in text)
+    assert (line, "T2J302") in at
+    assert not [d for d in result.diagnostics if d.code == "T2J302" and d.line != line], result.diagnostics
+    model = load_source(result.code, "jax_list_init")["Tables"](key=jax.random.key(0))
+    expected = dict((n, p.detach().numpy()) for n, p in torch_model.named_parameters() if not n.startswith("body"))
+    got = dict(t2j.named_parameters(model))
+    for name, value in expected.items():
+        np.testing.assert_array_equal(np.asarray(got[name]), value, err_msg=name)
+
+
 def test_tied_weights_are_one_parameter():
     """torch lists a shared Parameter once, under its first name: so do the translation's parameter listings, its
     state_dict holds both keys, and an optimizer step keeps the two places equal."""

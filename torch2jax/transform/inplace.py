@@ -218,7 +218,7 @@ class ScopeFacts:
     bools: set[str] = field(default_factory=set)
     tensors: set[str] = field(default_factory=set)
     containers: set[str] = field(default_factory=set)
-    loop_targets: dict[str, str] = field(default_factory=dict)  # name -> "range" | "parameters" | "other"
+    loop_targets: dict[str, str] = field(default_factory=dict)  # name -> "range", "parameters", "self.<field>", "other"
     mask_defs: dict[str, cst.BaseExpression] = field(default_factory=dict)
     arrays: set[str] = field(default_factory=set)  # operands or results of arithmetic: arrays, not lists or dicts
     assign_lines: dict[str, list[int]] = field(default_factory=dict)  # name -> lines of plain assignments
@@ -283,6 +283,8 @@ class _FactsCollector(Visitor):
             return
         kind = "other"
         it = node.iter
+        if isinstance(it, cst.Attribute) and dotted(it.value) == "self":
+            kind = "self." + it.attr.value  # for layer in self.layers: a list field, rebuilt in __init__ (below)
         if isinstance(it, cst.Call):
             fname = dotted(it.func) or ""
             if fname == "range":
@@ -1545,7 +1547,9 @@ class InplacePass(Pass):
         self._caller_check(root, node)
         for k in updated:
             loop_kind = frame.facts.loop_targets.get(k.split(".")[0])
-            if loop_kind == "other":
+            if loop_kind == "other" or loop_kind is not None and loop_kind.startswith("self.") and not (
+                    frame.method == "__init__" and getattr(self._field(loop_kind), "kind", None) == "list"):
+                # (the module-updates pass collects a list field's rebuilt elements in __init__ and puts them back)
                 self.report("T2J302", f"{k} is a loop variable: the collection it came from keeps the old value",
                             node)
         for k, t in list(frame.tracked.items()):

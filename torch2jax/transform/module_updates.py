@@ -181,16 +181,58 @@ class ModuleUpdatesPass(Pass):
         return cst.parse_statement(
             f"{root} = eqx.tree_at(lambda m: m{path}, {root}, {_code(assign.value)})\n").body[0]
 
-    def _is_dict_field(self, name: str) -> bool:
+    def _field_kind(self, name: str) -> str | None:
         facts = self.ctx.module_facts
         cls = facts.classes.get(self.class_names[-1]) if facts is not None and self.class_names else None
         field = cls.fields.get(name) if cls is not None else None
-        return field is not None and field.kind == "dict"
+        return None if field is None else field.kind
+
+    def _is_dict_field(self, name: str) -> bool:
+        return self._field_kind(name) == "dict"
+
+    def _rebuilt_field_loop(self, original: cst.For, updated: cst.For):
+        """`for emb in self.embs: nn.init.normal_(emb.weight)` in __init__ (or a method only it calls), over a list
+        or a dict's values: each element comes back rebuilt (`emb = eqx.tree_at(...)`), and rebinding the loop
+        variable would lose it. The loop collects the new elements and the field takes them back."""
+        found = _field_loop(updated)
+        in_init = self.class_depth and self.methods and self.methods[-1] in self.initialising[-1]
+        if found is None or not in_init or updated.orelse is not None:
+            return None
+        var, name, kind = found
+        if not _rebinds(updated.body, var) or self._field_kind(name) != kind:
+            return None
+        field, collected = f"self.{name}", f"new_{name}"
+        self.report("T2J202", f"the elements of {field} updated in a loop: collected and put back into {field}",
+                    original)
+        body = list(updated.body.body) + [cst.parse_statement(f"{collected}.append({var})\n")]
+        loop = updated.with_changes(body=updated.body.with_changes(body=body), leading_lines=[])
+        # a ModuleDict is a dict in the translation: its keys, in order, with the new values
+        put_back = collected if kind == "list" else f"dict(zip({field}, {collected}))"
+        return cst.FlattenSentinel([
+            cst.parse_statement(f"{collected} = []\n").with_changes(leading_lines=updated.leading_lines), loop,
+            cst.parse_statement(f"{field} = {put_back}\n")])
+
+    def _report_lost_rebuilds(self, original: cst.For, updated: cst.For) -> None:
+        """A loop variable this pass rebuilt (`layer = eqx.tree_at(...)` for `nn.init.zeros_(layer.bias)`) in a loop
+        whose collection is not put back: the collection keeps the old modules. Reported, never silent."""
+        it = original.iter
+        if isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute) and it.func.attr.value in MODULE_LISTINGS:
+            return  # for m in self.modules(): the module-apply pass makes it a function applied to every submodule
+        targets = [original.target] if not isinstance(original.target, cst.Tuple) else [
+            e.value for e in original.target.elements]
+        for t in targets:
+            if isinstance(t, cst.Name) and _rebinds(updated.body, t.value) and not _rebinds(original.body, t.value):
+                self.report("T2J302", f"{t.value} is a loop variable: its rebuilt module is not put back into "
+                                      f"{_code(original.iter)}, which keeps the old one; update the collection "
+                                      "by hand", original)
 
     def leave_For(self, original: cst.For, updated: cst.For):
         """`for p in model.parameters(): p = ...` -> collect the new values and put them back. The same for the
         one listing of a zip whose element the loop rebinds (an EMA or target-network update:
         `for p_ema, p in zip(ema.parameters(), model.parameters()): p_ema.mul_(d).add_(p, alpha=1 - d)`)."""
+        rebuilt = self._rebuilt_field_loop(original, updated)
+        if rebuilt is not None:
+            return rebuilt
         it, target = updated.iter, updated.target
         # `for i, p in enumerate(model.parameters())`: the loop over the listing, with its count kept
         counted = isinstance(it, cst.Call) and dotted(it.func) == "enumerate" and it.args and not it.args[0].star \
@@ -212,6 +254,7 @@ class ModuleUpdatesPass(Pass):
             helper = "t2j.named_parameters" if it.func.attr.value == "named_parameters" else "t2j.parameters"
             new_iter = cst.parse_expression(f"{helper}({owner})")
         else:
+            self._report_lost_rebuilds(original, updated)
             return updated
         if not isinstance(var, cst.Name) or not _rebinds(updated.body, var.value):
             return updated
@@ -279,6 +322,24 @@ def _argument(call: cst.Call, param: str, index: int):
     if any(a.star for a in positional[:index + 1]) or index >= len(positional):
         return None
     return positional[index].value
+
+
+MODULE_LISTINGS = frozenset({"modules", "named_modules", "children", "named_children"})
+
+
+def _field_loop(loop: cst.For) -> tuple[str, str, str] | None:
+    """`for layer in self.layers:` -> ("layer", "layers", "list"); `for emb in self.tables.values():` ->
+    ("emb", "tables", "dict"): a field's elements one by one."""
+    it, target = loop.iter, loop.target
+    if not isinstance(target, cst.Name):
+        return None
+    if isinstance(it, cst.Attribute) and dotted(it.value) == "self":
+        return target.value, it.attr.value, "list"
+    if isinstance(it, cst.Call) and not it.args and isinstance(it.func, cst.Attribute) \
+            and it.func.attr.value == "values" and isinstance(it.func.value, cst.Attribute) \
+            and dotted(it.func.value.value) == "self":
+        return target.value, it.func.value.attr.value, "dict"
+    return None
 
 
 def _listing(node) -> bool:
