@@ -681,3 +681,57 @@ def test_a_generator_seeded_like_the_script_draws_other_keys():
     assert not firsts & {tuple(np.asarray(jax.random.key_data(k)).ravel()) for k in drawn}
     again = t2j.Generator().manual_seed(3)
     assert all(bool((jax.random.key_data(a) == jax.random.key_data(again.next_key())).all()) for a in drawn)
+
+
+ZIPPED_AND_STATEFUL = """import torch
+import torch.nn as nn
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.drop(self.fc(x))
+
+
+class DropPath(nn.Module):
+    def forward(self, x):
+        if not self.training:
+            return x
+        return x * (torch.rand(x.shape[0], 1) > 0.5).float() * 2.0
+
+
+class Net(nn.Module):
+    def __init__(self, use_drop):
+        super().__init__()
+        self.norms = nn.ModuleList([nn.LayerNorm(4) for _ in range(2)])
+        self.blocks = nn.ModuleList([Block() for _ in range(2)])
+        self.bn = nn.BatchNorm1d(4)
+        self.drop_path = DropPath() if use_drop else nn.Identity()
+
+    def forward(self, x):
+        for i, (norm, blk) in enumerate(zip(self.norms, self.blocks)):
+            x = x + blk(norm(x))
+        return x + self.drop_path(self.bn(x))
+
+
+def main():
+    model = Net(True)
+    model.train()
+    return model(torch.ones(3, 4))
+"""
+
+
+def test_keys_reach_modules_through_zip_and_call_with_state():
+    """A block called through a zip() loop variable, a module of either kind (DropPath or Identity) called through
+    t2j.nn.call_with_state in a stateful model, and a model built by eqx.nn.make_with_state: all get keys (before,
+    none did, and dropout in training mode raised for want of one)."""
+    r = tr(ZIPPED_AND_STATEFUL)
+    assert "x = x + blk(norm(x), key=subkey)" in r.code, r.code
+    assert "t2j.nn.call_with_state(self.drop_path, bn_out, state=state, key=" in r.code, r.code
+    main = load(r.code)["main"]
+    a, b = main(key=k(0)), main(key=k(1))
+    assert distinct(a, b)

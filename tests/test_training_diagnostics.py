@@ -427,3 +427,27 @@ def test_a_mode_switch_in_a_conditional_expression_sets_inference_mode():
     assert "model = eqx.nn.inference_mode(model, not (training))" in code
     assert "model = eqx.nn.inference_mode(model, evaluating)" in code
     assert ".train()" not in code and ".eval()" not in code
+
+
+def test_a_boolean_mask_index_in_the_step_is_reported():
+    """`out[train_mask]` in the loss (a GNN's node split): inside the jitted step the mask is traced and the index
+    fails; reported at the subscript, with what to write instead."""
+    code, codes = _translate("""\
+        labels = torch.zeros(2, dtype=torch.long)
+        train_mask = torch.zeros(2, dtype=torch.bool)
+        for i in range(3):
+            out = dec(enc(x))
+            loss = nn.functional.mse_loss(out[train_mask], x[train_mask, :1])
+            loss.backward()
+            dec_opt.step()
+        """)
+    assert "T2J520" in codes
+    plain, plain_codes = _translate("""\
+        rows = torch.arange(2)
+        for i in range(3):
+            out = dec(enc(x))
+            loss = (out[rows] ** 2).mean()
+            loss.backward()
+            dec_opt.step()
+        """)
+    assert "T2J520" not in plain_codes

@@ -194,7 +194,8 @@ def main():
             # train with fake
             key, subkey = jax.random.split(key)
             noise = jax.random.normal(subkey, (batch_size, nz, 1, 1))
-            fake, netG_state = netG(noise, netG_state)
+            key, subkey = jax.random.split(key)
+            fake, netG_state = netG(noise, netG_state, key=subkey)
 
             key, subkey = jax.random.split(key)
             netD, netD_state, optimizerD_state, total_loss, output, label, errD_real, output_1, errD_fake = train_step(netD, netD_state, optimizerD_state, optimizerD, real_cpu, criterion, label, fake_label, fake, key=subkey)
@@ -214,8 +215,10 @@ def main():
 
     netG = eqx.nn.inference_mode(netG, True)
     netD = eqx.nn.inference_mode(netD, True)
-    fake, netG_state = netG(fixed_noise, netG_state)
-    final_loss = criterion(netD(fake, netD_state)[0], jnp.full((fake.shape[0],), real_label,
+    key, subkey = jax.random.split(key)
+    fake, netG_state = netG(fixed_noise, netG_state, key=subkey)
+    key, subkey = jax.random.split(key)
+    final_loss = criterion(netD(fake, netD_state, key=subkey)[0], jnp.full((fake.shape[0],), real_label,
                                                   dtype=fake.dtype))
     print(f"final loss {final_loss.item():.6f}")
 

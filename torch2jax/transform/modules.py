@@ -82,6 +82,14 @@ class ModulePass(Pass):
         if at < len(body) and decls:
             decls[0] = decls[0].with_changes(leading_lines=body[at].leading_lines)
             body[at] = body[at].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
+        if cls.uses_training and not self._base_uses_training(cls) and not any(
+                isinstance(b.value, cst.Name) and b.value.value in self.facts.classes for b in updated.bases) \
+                and not any(isinstance(s, cst.FunctionDef) and s.name.value == "__init__" for s in body):
+            # no __init__ (torch's Module.__init__ ran): one that starts in training mode, as torch's modules do
+            init = cst.parse_statement("def __init__(self):\n    self.inference = False\n")
+            if at < len(body):
+                body[at] = body[at].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
+            body.insert(at, init.with_changes(leading_lines=[cst.EmptyLine(indent=False)]))
         body = body[:at] + decls + body[at:]
         return updated.with_changes(bases=bases, body=updated.body.with_changes(body=body))
 

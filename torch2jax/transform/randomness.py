@@ -45,6 +45,7 @@ SEED_FUNCS = frozenset({"t2j.manual_seed"})
 CUDA_SEED_FUNCS = frozenset({"t2j.cuda_manual_seed"})
 GENERATOR_FUNCS = frozenset({"t2j.Generator"})
 KEY_FORWARDING_CALLS = frozenset({"t2j.apply", "t2j.apply_in_init"})  # hand a key on to the function they call
+STATE_CALL = "t2j.nn.call_with_state"  # calls the module it is given (its first argument), key included
 LAYER_PREFIXES = ("t2j.nn.", "eqx.nn.")
 # runtime layers whose call draws (their `key` keyword is optional: passing one always is fine)
 KEYED_LAYERS = frozenset({
@@ -348,17 +349,31 @@ class Analysis:
             elif isinstance(t, cst.Attribute) and isinstance(t.value, cst.Name) and s.cls is not None \
                     and t.value.value == s.self_name:
                 s.cls.attrs.setdefault(t.attr.value, []).append((value, s))
+            elif isinstance(t, cst.Tuple) and t.elements and isinstance(t.elements[0].value, cst.Name) \
+                    and isinstance(value, cst.Call) and isinstance(value.func, cst.Call) \
+                    and dotted(value.func.func) == "eqx.nn.make_with_state" and value.func.args:
+                # model, state = eqx.nn.make_with_state(Net)(args): model is what Net(args) builds
+                built = cst.Call(value.func.args[0].value, value.args)
+                s.values.setdefault(t.elements[0].value.value, []).append(built)
 
     def _bind_loop(self, target, it, s: Scope) -> None:
+        """A loop variable's elements come from `it`: `for blk in self.blocks`, and through enumerate, zip and
+        dict.items() (`for i, (norm, blk) in enumerate(zip(self.norms, self.blocks))`)."""
         if isinstance(target, cst.Name):
             s.elems.setdefault(target.value, []).append(it)
-        elif isinstance(target, cst.Tuple) and len(target.elements) == 2 and isinstance(it, cst.Call):
-            second = target.elements[1].value
-            func = dotted(it.func)
-            if isinstance(second, cst.Name) and func == "enumerate" and it.args:
-                s.elems.setdefault(second.value, []).append(it.args[0].value)
-            elif isinstance(second, cst.Name) and isinstance(it.func, cst.Attribute) and it.func.attr.value == "items":
-                s.elems.setdefault(second.value, []).append(it.func.value)
+            return
+        if not (isinstance(target, (cst.Tuple, cst.List)) and isinstance(it, cst.Call)):
+            return
+        parts = [e.value for e in target.elements]
+        func = dotted(it.func)
+        if func == "enumerate" and len(parts) == 2 and it.args:
+            self._bind_loop(parts[1], it.args[0].value, s)
+        elif func == "zip" and len(parts) == len(it.args) and not any(a.star or a.keyword for a in it.args):
+            for part, arg in zip(parts, it.args):
+                self._bind_loop(part, arg.value, s)
+        elif len(parts) == 2 and isinstance(parts[1], cst.Name) and isinstance(it.func, cst.Attribute) \
+                and it.func.attr.value == "items":
+            s.elems.setdefault(parts[1].value, []).append(it.func.value)
 
     def _choose_key_name(self, s: Scope) -> None:
         if s.kind == "function" or s.kind == "method":
@@ -429,6 +444,13 @@ class Analysis:
             fn = call.args[1].value
             return "key" if (self._name_call_key(fn, s, 0) if isinstance(fn, cst.Name) else
                              self._attr_call_key(fn, s, 0) if isinstance(fn, cst.Attribute) else None) else None
+        if dotted(f) == STATE_CALL and call.args:
+            # t2j.nn.call_with_state(self.drop_path, x, state=state): keyed when the module it calls is; the
+            # key goes through to that module
+            f = call.args[0].value
+            if isinstance(f, (cst.Name, cst.Attribute, cst.Subscript, cst.Call)):
+                return "key" if self.call_key(cst.Call(f), s) else None
+            return None
         if isinstance(f, cst.Name):
             return self._name_call_key(f, s, 0)
         if isinstance(f, cst.Attribute):

@@ -875,6 +875,13 @@ class TrainingPass(Pass):
             self.report("T2J518", f"`{_code(test)}` is a tensor inside the jitted training step: a Python branch on "
                                   "it fails when the step is traced; use jnp.where or jax.lax.cond, or decide it "
                                   "outside the step", test)
+        scope = list(fn_node.body.body) if fn_node is not None else self._module_statements(list(self.file_node.body))
+        masks = _boolean_names(scope) | _boolean_names(region)
+        for sub in _mask_indexing(region, masks):
+            self.report("T2J520", f"`{_code(sub)}` indexes with a boolean mask inside the jitted training step: its "
+                                  "shape depends on the mask's values, which jit cannot trace (NonConcreteBoolean"
+                                  "IndexError); reduce with the mask instead (jnp.where(mask, per_element, 0).sum() "
+                                  "/ mask.sum()), or index with integer positions computed outside the step", sub)
         io = self._loss_region(body, region, loss_expr, loss_name, models, optimizers, i_end, fn_node, local_names)
         region, moved, hoisted, inputs, aux, local_names = io
         manual = [u for u in updates if u.optimizer is None]
@@ -1758,6 +1765,35 @@ def _tensor_branches(stmts, scopes) -> list:
     for stmt in stmts:
         walk(stmt, V())
     return found
+
+
+def _boolean_names(stmts) -> set[str]:
+    """Names these statements bind to a boolean mask: a comparison, `~m`, `a & b`, `x.bool()`, a tensor built
+    with dtype=torch.bool; or named as one (`train_mask`)."""
+    found = set()
+    for n in (n for stmt in stmts for n in find_all(stmt, cst.Assign)):
+        names = [t.target.value for t in n.targets if isinstance(t.target, cst.Name)]
+        value = n.value
+        boolean = isinstance(value, cst.Comparison) or (
+            isinstance(value, cst.UnaryOperation) and isinstance(value.operator, cst.BitInvert)) or (
+            isinstance(value, cst.BinaryOperation) and isinstance(value.operator, (cst.BitAnd, cst.BitOr))) or (
+            isinstance(value, cst.Call) and (
+                isinstance(value.func, cst.Attribute) and value.func.attr.value == "bool" or any(
+                    a.keyword is not None and a.keyword.value == "dtype" and dotted(a.value) in ("torch.bool", "bool")
+                    for a in value.args)))
+        found.update(name for name in names if boolean or "mask" in name.lower())
+    return found
+
+
+def _mask_indexing(stmts, masks: set[str]) -> list:
+    """The subscripts `x[m]` in stmts whose one index is a boolean mask (a name in masks), not inside nested
+    functions; at most the first, for one report per step."""
+    for stmt in stmts:
+        for sub in find_all(stmt, cst.Subscript):
+            if len(sub.slice) == 1 and isinstance(sub.slice[0].slice, cst.Index) \
+                    and isinstance(sub.slice[0].slice.value, cst.Name) and sub.slice[0].slice.value.value in masks:
+                return [sub]
+    return []
 
 
 def _reads_tensor(test: cst.BaseExpression, scopes) -> bool:
