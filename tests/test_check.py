@@ -291,6 +291,16 @@ def test_integer_inputs_index_every_embedding_table(tmp_path):
         "user: int64[3,5]:0..5, item: int64[3,5]:0..5 (probed from Embedding)"
 
 
+def test_functions_returning_numpy_arrays_are_checked(tmp_path):
+    """A data helper that returns a numpy array (no tensor, no gradient): compared, not a checker error."""
+    source = tmp_path / "series.py"
+    source.write_text("import numpy as np\nimport torch\n\n\n"
+                      "def scaled(x):\n"
+                      "    return torch.tanh(x) * 2.0, np.ones(3, dtype=np.float32)\n")
+    report = check(source, entries=["scaled"], timeout=120)
+    assert report.ok and report.summary() == "1 passed, 0 failed, 0 skipped", report.format()
+
+
 # ---------------------------------------------------------------------------------------------- random code
 RANDOM_TORCH, RANDOM_JAX = CASES / "random_torch.py", CASES / "random_jax.py"
 

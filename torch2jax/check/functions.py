@@ -153,7 +153,8 @@ class Runner:
         c = cmp.Comparison()
         float_in = [s.name for s in self.specs if s.is_float]
         t_leaves = cmp.float_leaves(t_out)
-        used = [i for i, (_, leaf) in enumerate(t_leaves) if leaf.requires_grad]
+        # (a numpy array among the outputs carries no gradient)
+        used = [i for i, (_, leaf) in enumerate(t_leaves) if getattr(leaf, "requires_grad", False)]
         if not float_in or not used:
             self.grad_note = "no gradients (no floating input reaches a floating output)"
             return c
