@@ -272,6 +272,38 @@ def test_updates_of_a_module_list_in_a_loop_in_init_are_put_back():
         np.testing.assert_array_equal(np.asarray(got[name]), value, err_msg=name)
 
 
+DATA_INIT = """
+import torch
+import torch.nn as nn
+
+
+def init_weights(m):
+    for name, param in m.named_parameters():
+        if "weight" in name:
+            nn.init.constant_(param.data, 0.3)
+        else:
+            nn.init.zeros_(param.data)
+
+
+def build():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    model.apply(init_weights)
+    return model
+"""
+
+
+def test_inits_of_param_data_in_an_applied_function_fill_the_parameters():
+    """`nn.init.constant_(param.data, v)` in a function handed to model.apply: `param.data` is `param` (left as it
+    was, the translation assigned to `.data` of an array and raised AttributeError)."""
+    torch_model = load_source(DATA_INIT, "torch_data_init")["build"]()
+    model = load_source(translate_clean(DATA_INIT).code, "jax_data_init")["build"](key=jax.random.key(0))
+    got = t2j.named_parameters(model)
+    expected = [(n, p.detach().numpy()) for n, p in torch_model.named_parameters()]
+    assert [n for n, _ in got] == [n for n, _ in expected]
+    for (name, g), (_, e) in zip(got, expected):
+        np.testing.assert_array_equal(np.asarray(g), e, err_msg=name)
+
+
 def test_tied_weights_are_one_parameter():
     """torch lists a shared Parameter once, under its first name: so do the translation's parameter listings, its
     state_dict holds both keys, and an optimizer step keeps the two places equal."""

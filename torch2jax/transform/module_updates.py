@@ -124,9 +124,14 @@ class ModuleUpdatesPass(Pass):
         if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
             qual = self.ctx.scopes.qualname(small.value.func)
             if qual and qual.startswith("torch.nn.init.") and qual.endswith("_") and small.value.args:
-                # an in-place init as a statement: assign its result to the tensor it filled
-                target = small.value.args[0].value
-                assign = cst.Assign([cst.AssignTarget(target)], small.value)
+                # an in-place init as a statement: assign its result to the tensor it filled (`p.data` is `p`)
+                call, target = small.value, small.value.args[0].value
+                while isinstance(target, cst.Attribute) and target.attr.value == "data":
+                    target = target.value
+                if target is not call.args[0].value:
+                    self.report("T2J106", ".data dropped: the init fills the array itself", call.args[0].value)
+                    call = call.with_changes(args=[call.args[0].with_changes(value=target), *call.args[1:]])
+                assign = cst.Assign([cst.AssignTarget(target)], call)
                 return updated.with_changes(body=[self._attribute_update(assign) or assign])
         if isinstance(small, cst.Assign):
             new = self._attribute_update(small)
