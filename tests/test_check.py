@@ -358,8 +358,8 @@ def test_planted_bugs_in_random_modules_fail(tmp_path):
 
 def test_seeded_script_replays_torch_draws(tmp_path):
     """Random initial weights, data, shuffling and dropout: the translated run gets torch's draws, so its printed
-    losses match (until a draw it cannot replay); a changed constant, a dropped bias, a stop_gradient or a key used
-    twice fails the training stage."""
+    losses match (until a draw it cannot replay); a changed constant, a dropped bias, a stop_gradient, a key used
+    twice or a draw without a key fails the training stage."""
     torch_script, jax_script = CASES / "seeded_train_torch.py", CASES / "seeded_train_jax.py"
     report = check(torch_script, jax_script, timeout=120)
     last = report.results[-1]
@@ -373,7 +373,10 @@ def test_seeded_script_replays_torch_draws(tmp_path):
                       (source.replace("jnp.mean((m(xb, key=key) - yb) ** 2)",
                                       "jnp.mean((jax.lax.stop_gradient(m(xb, key=key)) - yb) ** 2)"), "metric line 2"),
                       (source.replace("0.1 * jax.random.normal(k2,", "0.1 * jax.random.normal(k1,"),
-                       "uses one key twice")]:
+                       "uses one key twice"),
+                      # a draw without a key raises outside the replay: it must not pass inside it
+                      (source.replace("0.1 * jax.random.normal(k2,", "0.1 * jax.random.normal(None,"),
+                       "without a key")]:
         assert bad != source
         wrong = tmp_path / "seeded_train_jax.py"
         wrong.write_text(bad)

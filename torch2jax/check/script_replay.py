@@ -117,7 +117,9 @@ def install_replayer(path: str, status_path: str) -> None:
         """Two draws from one key are one draw (torch's are independent), and a key drawn from must not be split
         as well. Deriving keys from one key more than once is allowed: fold_in(key, i) for distinct i gives
         independent keys (apply_in_init's per-module keys), and splitting twice the same way gives the same keys
-        (the draws tell)."""
+        (the draws tell). A draw without a key raises, as JAX's own draw would outside the replay."""
+        if key is None:
+            raise TypeError(f"unexpected PRNG key type {type(key)}: a draw ({what}) without a key")
         try:
             data = np.asarray(jax.random.key_data(key)).tobytes() if jnp.issubdtype(
                 key.dtype, jax.dtypes.prng_key) else np.asarray(key).tobytes()
