@@ -301,6 +301,22 @@ def test_functions_returning_numpy_arrays_are_checked(tmp_path):
     assert report.ok and report.summary() == "1 passed, 0 failed, 0 skipped", report.format()
 
 
+def test_a_module_without_forward_passes_the_interface_stage(tmp_path):
+    """A module used through its other methods (a DDPM's loss and sample): no forward, so no __call__ to compare
+    (it failed with "__call__ does not accept key=None")."""
+    source = tmp_path / "schedule.py"
+    source.write_text("import torch\nimport torch.nn as nn\n\n\n"
+                      "class Schedule(nn.Module):\n"
+                      "    def __init__(self):\n"
+                      "        super().__init__()\n"
+                      "        self.net = nn.Linear(3, 3)\n\n"
+                      "    def loss(self, x):\n"
+                      "        return (self.net(x) ** 2).mean()\n")
+    report = check(source, entries=["Schedule"], timeout=120)
+    assert stages(report, "Schedule")["interface"].status == "PASS", report.format()
+    assert report.ok, report.format()
+
+
 # ---------------------------------------------------------------------------------------------- random code
 RANDOM_TORCH, RANDOM_JAX = CASES / "random_torch.py", CASES / "random_jax.py"
 

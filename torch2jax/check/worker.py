@@ -163,7 +163,9 @@ def _entries(info: dict, config: dict | None = None) -> list[dict]:
                     problems.append(f"{name} is not an equinox Module in the translation")
                 else:
                     fwd, call = itf.method_signature(obj, "forward"), itf.method_signature(t, "__call__")
-                    if call is None:
+                    if getattr(obj, "forward", None) is torch.nn.Module.forward:
+                        pass  # no forward: a module used through its other methods (a DDPM's loss, sample)
+                    elif call is None:
                         problems.append(f"{name} has no __call__")
                     elif fwd is not None:
                         problems += itf.compare_signatures(fwd, call, f"{name}.forward -> __call__")
