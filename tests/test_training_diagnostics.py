@@ -442,6 +442,17 @@ def test_a_boolean_mask_index_in_the_step_is_reported():
             dec_opt.step()
         """)
     assert "T2J520" in codes
+    _, attribute_codes = _translate("""\
+        class Graph:
+            train_mask = torch.ones(2) > 0
+
+        data = Graph()
+        for i in range(3):
+            loss = dec(enc(x))[data.train_mask].mean()
+            loss.backward()
+            dec_opt.step()
+        """)
+    assert "T2J520" in attribute_codes  # PyG's data.train_mask
     plain, plain_codes = _translate("""\
         rows = torch.arange(2)
         for i in range(3):

@@ -1790,8 +1790,10 @@ def _mask_indexing(stmts, masks: set[str]) -> list:
     functions; at most the first, for one report per step."""
     for stmt in stmts:
         for sub in find_all(stmt, cst.Subscript):
-            if len(sub.slice) == 1 and isinstance(sub.slice[0].slice, cst.Index) \
-                    and isinstance(sub.slice[0].slice.value, cst.Name) and sub.slice[0].slice.value.value in masks:
+            index = sub.slice[0].slice if len(sub.slice) == 1 else None
+            value = index.value if isinstance(index, cst.Index) else None
+            if isinstance(value, cst.Name) and value.value in masks or (
+                    isinstance(value, cst.Attribute) and "mask" in value.attr.value.lower()):  # data.train_mask
                 return [sub]
     return []
 
