@@ -365,26 +365,30 @@ def test_a_trainer_whose_optimizer_is_optional_trains_in_one_arm():
     compile(result.code, "<translation>", "exec")
 
 
+FIT = """\
+def fit(model, opt):
+    opt.zero_grad()
+    loss = model(x).mean()
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+net = nn.Linear(3, 1)
+net_opt = torch.optim.SGD(net.parameters(), lr=0.1)
+"""
+
+
 def test_a_trainer_called_where_its_state_cannot_be_rebound_is_reported():
     """In a comprehension, a conditional expression, `or`, or an elif test the call may run several times or
     not at all: it is not taken out, and the call without its optimizer state is marked, never silently wrong."""
-    code, codes = _translate("""\
-        def fit(model, opt):
-            opt.zero_grad()
-            loss = model(x).mean()
-            loss.backward()
-            opt.step()
-            return loss.item()
-
-        net = nn.Linear(3, 1)
-        net_opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    code, codes = _translate(FIT + textwrap.dedent("""\
         losses = [fit(net, net_opt) for _ in range(2)]
         last = 0 or fit(net, net_opt)
         if last > 10:
             pass
         elif fit(net, net_opt) > 5:
             pass
-        """)
+        """))
     assert "T2J505" in codes
     lines = [line for line in code.splitlines() if "fit(net, net_opt" in line]
     assert len(lines) == 3 and all("# torch2jax: T2J505" in line or line.lstrip().startswith("elif") for line in lines)
@@ -392,19 +396,10 @@ def test_a_trainer_called_where_its_state_cannot_be_rebound_is_reported():
 
 
 def test_a_trainer_called_inside_an_expression_is_taken_out_before_its_statement():
-    code, codes = _translate("""\
-        def fit(model, opt):
-            opt.zero_grad()
-            loss = model(x).mean()
-            loss.backward()
-            opt.step()
-            return loss.item()
-
-        net = nn.Linear(3, 1)
-        net_opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    code, codes = _translate(FIT + textwrap.dedent("""\
         fit_result = 0.0
         print(f"{fit(net, net_opt):.3f}", fit_result)
-        """)
+        """))
     assert "T2J505" not in codes
     assert "net, net_opt_state, fit_result2 = fit(net, net_opt, net_opt_state, key=subkey)" in code
     assert 'print(f"{fit_result2:.3f}", fit_result)' in code
