@@ -317,6 +317,19 @@ def test_a_module_without_forward_passes_the_interface_stage(tmp_path):
     assert report.ok, report.format()
 
 
+def test_a_probed_example_torch_rejects_with_gradients_is_skipped(tmp_path):
+    """Probing runs torch without gradients; LLaMA's precompute_freqs_cis(dim, end) with a float tensor for `end`
+    then fails in the checked run (arange of a tensor that requires grad): the inputs were the checker's guess, so
+    the verdict is SKIP, not a checker error."""
+    source = tmp_path / "rope.py"
+    source.write_text("import torch\n\n\ndef ramp(dim, end):\n"
+                      "    freqs = 1.0 / (10000 ** (torch.arange(0, dim, 2)[: (dim // 2)].float() / dim))\n"
+                      "    return torch.outer(torch.arange(end), freqs)\n")
+    report = check(source, entries=["ramp"], timeout=120)
+    numbers = stages(report, "ramp")["numbers"]
+    assert numbers.status == "SKIP" and "give the inputs with -i" in numbers.message, report.format()
+
+
 # ---------------------------------------------------------------------------------------------- random code
 RANDOM_TORCH, RANDOM_JAX = CASES / "random_torch.py", CASES / "random_jax.py"
 

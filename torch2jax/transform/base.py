@@ -11,7 +11,7 @@ from torch2jax.diagnostics import Diagnostic
 from torch2jax.mappings import Tables
 from torch2jax.transform.module_facts import ModuleFacts
 from torch2jax.transform.names import Scopes
-from torch2jax.transform.walk import Transformer, is_layout, is_node, nodes_reaching, words
+from torch2jax.transform.walk import Transformer, is_layout, is_node, is_statement, nodes_reaching, words
 
 MARKER = "torch2jax:"
 SKIP = re.compile(r"#.*\btorch2jax:\s*skip\b")  # `# torch2jax: skip`: leave this statement (or file) as it is
@@ -48,18 +48,6 @@ def _kind(tp: type) -> int:
         kind = _KINDS[tp] = (_MODULE if tp is cst.Module else _STATEMENT if is_statement(tp)
                              else _BLOCK if issubclass(tp, _BLOCKS) else _OTHER)
     return kind
-
-
-_STATEMENT_TYPES: dict[type, bool] = {}
-
-
-def is_statement(tp: type) -> bool:
-    """isinstance(node, (SimpleStatementLine, BaseCompoundStatement)) by the node's type, cached: this runs at every
-    node of every pass, and an isinstance test against libcst's abstract classes is slow."""
-    known = _STATEMENT_TYPES.get(tp)
-    if known is None:
-        known = _STATEMENT_TYPES[tp] = issubclass(tp, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
-    return known
 
 
 def suppressed(node: cst.CSTNode) -> bool:

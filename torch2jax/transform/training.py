@@ -1786,8 +1786,8 @@ def _boolean_names(stmts) -> set[str]:
 
 
 def _mask_indexing(stmts, masks: set[str]) -> list:
-    """The subscripts `x[m]` in stmts whose one index is a boolean mask (a name in masks), not inside nested
-    functions; at most the first, for one report per step."""
+    """The subscripts `x[m]` in stmts whose one index is a boolean mask (a name in masks, or an attribute named as
+    one: `data.train_mask`); at most the first, for one report per step."""
     for stmt in stmts:
         for sub in find_all(stmt, cst.Subscript):
             index = sub.slice[0].slice if len(sub.slice) == 1 else None

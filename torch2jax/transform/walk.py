@@ -283,7 +283,9 @@ LAMBDA = "<lambda>"  # a lambda
 _IS_STATEMENT: dict[type, bool] = {}
 
 
-def _is_statement(tp: type) -> bool:
+def is_statement(tp: type) -> bool:
+    """isinstance(node, (SimpleStatementLine, BaseCompoundStatement)) by the node's type, cached: this runs at every
+    node of every pass, and an isinstance test against libcst's abstract classes is slow."""
     known = _IS_STATEMENT.get(tp)
     if known is None:
         known = _IS_STATEMENT[tp] = issubclass(tp, _STATEMENTS)
@@ -330,7 +332,7 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
             value = n.value
             out.add(value)
             continue
-        if n is not node and _is_statement(tp):
+        if n is not node and is_statement(tp):
             out |= words(n, cache)
             continue
         if tp is cst.Assign:
