@@ -385,32 +385,37 @@ def test_planted_bugs_in_random_modules_fail(tmp_path):
         assert says in results[-1].message, (name, results[-1].message)
 
 
-def test_seeded_script_replays_torch_draws(tmp_path):
+SEEDED_TORCH, SEEDED_JAX = CASES / "seeded_train_torch.py", CASES / "seeded_train_jax.py"
+
+
+def test_seeded_script_replays_torch_draws():
     """Random initial weights, data, shuffling and dropout: the translated run gets torch's draws, so its printed
-    losses match (until a draw it cannot replay); a changed constant, a dropped bias, a stop_gradient, a key used
-    twice or a draw without a key fails the training stage."""
-    torch_script, jax_script = CASES / "seeded_train_torch.py", CASES / "seeded_train_jax.py"
-    report = check(torch_script, jax_script, timeout=120)
+    losses match (until a draw it cannot replay)."""
+    report = check(SEEDED_TORCH, SEEDED_JAX, timeout=120)
     last = report.results[-1]
     assert (last.stage, last.status) == ("training", "PASS"), report.format()
     assert ("6 printed metric lines match, torch's first 14 random draws replayed; then the translation draws with "
             "jax.random.gumbel") in last.message and "the 1 metric lines after that are not compared" in last.message
-    source = jax_script.read_text()
-    for bad, says in [(source.replace("-0.05 * g", "-0.06 * g"), "metric line 2"),
-                      (source.replace("t2j.nn.Linear(16, 1, key=k2)", "t2j.nn.Linear(16, 1, bias=False, key=k2)"),
-                       "metric line 1"),
-                      (source.replace("jnp.mean((m(xb, key=key) - yb) ** 2)",
-                                      "jnp.mean((jax.lax.stop_gradient(m(xb, key=key)) - yb) ** 2)"), "metric line 2"),
-                      (source.replace("0.1 * jax.random.normal(k2,", "0.1 * jax.random.normal(k1,"),
-                       "uses one key twice"),
-                      # a draw without a key raises outside the replay: it must not pass inside it
-                      (source.replace("0.1 * jax.random.normal(k2,", "0.1 * jax.random.normal(None,"),
-                       "without a key")]:
-        assert bad != source
-        wrong = tmp_path / "seeded_train_jax.py"
-        wrong.write_text(bad)
-        last = check(torch_script, wrong, timeout=120).results[-1]
-        assert (last.stage, last.status) == ("training", "FAIL") and says in last.message, last.format()
+
+
+@pytest.mark.parametrize("good,bad,says", [
+    ("-0.05 * g", "-0.06 * g", "metric line 2"),
+    ("t2j.nn.Linear(16, 1, key=k2)", "t2j.nn.Linear(16, 1, bias=False, key=k2)", "metric line 1"),
+    ("jnp.mean((m(xb, key=key) - yb) ** 2)", "jnp.mean((jax.lax.stop_gradient(m(xb, key=key)) - yb) ** 2)",
+     "metric line 2"),
+    ("0.1 * jax.random.normal(k2,", "0.1 * jax.random.normal(k1,", "uses one key twice"),
+    # a draw without a key raises outside the replay: it must not pass inside it
+    ("0.1 * jax.random.normal(k2,", "0.1 * jax.random.normal(None,", "without a key"),
+], ids=["constant", "bias", "stop_gradient", "reused_key", "no_key"])
+def test_planted_bugs_in_a_seeded_script_fail_its_training_stage(tmp_path, good, bad, says):
+    """A changed constant, a dropped bias, a stop_gradient, a key used twice or a draw without a key fails the
+    replayed training stage."""
+    source = SEEDED_JAX.read_text()
+    assert source.count(good) == 1
+    wrong = tmp_path / "seeded_train_jax.py"
+    wrong.write_text(source.replace(good, bad))
+    last = check(SEEDED_TORCH, wrong, timeout=120).results[-1]
+    assert (last.stage, last.status) == ("training", "FAIL") and says in last.message, last.format()
 
 
 # ---------------------------------------------------------------------------------------------- modules without a key
