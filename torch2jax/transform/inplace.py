@@ -365,7 +365,7 @@ class _FactsCollector(Visitor):
         f.tensors |= f.annotated_tensors | self.receivers
         for _ in range(3):
             for name, value in self.assigns:
-                if self.p.is_mask_expr(value, f):
+                if is_mask_expr(value, f.bools):
                     f.bools.add(name)
                     f.mask_defs.setdefault(name, value)
                 if self.p.is_tensor_expr(value, f):
@@ -461,6 +461,33 @@ class Frame:
 
 class Unsupported(Exception):
     """A mutation this pass cannot rewrite: the reason is reported and the code left as it is."""
+
+
+def is_mask_expr(node, bools: set[str]) -> bool:
+    """A boolean tensor: a comparison, ~m, m1 & m2, isnan(x), x.bool(), dtype=torch.bool, or a name in bools."""
+    node = _bare(node)
+    if isinstance(node, cst.Comparison):
+        return all(isinstance(c.operator, (cst.LessThan, cst.GreaterThan, cst.LessThanEqual,
+                                           cst.GreaterThanEqual, cst.Equal, cst.NotEqual))
+                   for c in node.comparisons)
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.BitInvert):
+        return is_mask_expr(node.expression, bools)
+    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.BitAnd, cst.BitOr,
+                                                                            cst.BitXor)):
+        return is_mask_expr(node.left, bools) or is_mask_expr(node.right, bools)
+    if isinstance(node, cst.Name):
+        return node.value in bools
+    if isinstance(node, cst.Call):
+        func = node.func
+        name = func.attr.value if isinstance(func, cst.Attribute) else dotted(func)
+        if name in BOOL_CALLS:
+            return name != "bernoulli" or False
+        if name in ("to", "type") and node.args and "bool" in _code(node.args[0].value):
+            return True
+        if any(a.keyword is not None and a.keyword.value == "dtype" and _code(a.value).endswith("bool")
+               for a in node.args):
+            return True
+    return False
 
 
 def _outside_functions(stmts):
@@ -1339,7 +1366,7 @@ class InplacePass(Pass):
                 kinds.append("basic")
                 continue
             v = _bare(el.slice.value)
-            if self.is_mask_expr(v, self.frame.facts):
+            if is_mask_expr(v, self.frame.facts.bools):
                 kinds.append("mask")
             elif isinstance(v, (cst.Integer, cst.Ellipsis)) or isinstance(v, cst.Name) and v.value == "None":
                 kinds.append("basic")
@@ -1667,31 +1694,6 @@ class InplacePass(Pass):
         pass
 
     # --- expression facts ----------------------------------------------------------------------------------
-    def is_mask_expr(self, node, facts: ScopeFacts) -> bool:
-        node = _bare(node)
-        if isinstance(node, cst.Comparison):
-            return all(isinstance(c.operator, (cst.LessThan, cst.GreaterThan, cst.LessThanEqual,
-                                               cst.GreaterThanEqual, cst.Equal, cst.NotEqual))
-                       for c in node.comparisons)
-        if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.BitInvert):
-            return self.is_mask_expr(node.expression, facts)
-        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.BitAnd, cst.BitOr,
-                                                                                cst.BitXor)):
-            return self.is_mask_expr(node.left, facts) or self.is_mask_expr(node.right, facts)
-        if isinstance(node, cst.Name):
-            return node.value in facts.bools
-        if isinstance(node, cst.Call):
-            func = node.func
-            name = func.attr.value if isinstance(func, cst.Attribute) else dotted(func)
-            if name in BOOL_CALLS:
-                return name != "bernoulli" or False
-            if name in ("to", "type") and node.args and "bool" in _code(node.args[0].value):
-                return True
-            if any(a.keyword is not None and a.keyword.value == "dtype" and _code(a.value).endswith("bool")
-                   for a in node.args):
-                return True
-        return False
-
     def is_tensor_expr(self, node, facts: ScopeFacts) -> bool:
         node = _bare(node)
         if isinstance(node, cst.Name):

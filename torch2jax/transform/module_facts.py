@@ -663,10 +663,11 @@ class _Collector(Visitor):
 
     def _builds_tensor(self, fn: cst.FunctionDef) -> bool:
         """fn computes with torch's tensor functions and builds no module (no torch.nn layer, no user class)."""
-        quals = [self.scopes.qualname(call.func) or "" for call in _calls_in(fn)]
+        calls = _calls_in(fn)
+        quals = [self.scopes.qualname(call.func) or "" for call in calls]
         if any(q.startswith("torch.nn.") and q.rsplit(".", 1)[1][:1].isupper() for q in quals):
             return False
-        if any(dotted(call.func) in self.facts.classes for call in _calls_in(fn)):
+        if any(dotted(call.func) in self.facts.classes for call in calls):
             return False
         return any(q.startswith("torch") and not q.startswith("torch.nn.") for q in quals)
 

@@ -377,12 +377,11 @@ class Analysis:
 
     def _choose_key_name(self, s: Scope) -> None:
         if s.kind == "function" or s.kind == "method":
-            for p in s.node.params.kwonly_params:
-                # Equinox's convention: a keyword-only `key` is a PRNG key (attention's positional `key` is not)
-                if p.name.value == "key":
-                    s.key_name, s.has_key_param = "key", True
-                    s.optional = s.optional or (p.default is not None)
-                    return
+            p = _kwonly_key(s.node)
+            if p is not None:
+                s.key_name, s.has_key_param = "key", True
+                s.optional = s.optional or (p.default is not None)
+                return
         s.key_name = _fresh(s.names, *KEY_NAMES)
 
     # --- candidate key uses, with whether a seed covers them
@@ -849,10 +848,15 @@ RANDOM_WORDS = frozenset({KEY_PLACEHOLDER, "key", "manual_seed", "cuda_manual_se
                           *KEYED_LAYERS, *DROPOUT_ARG})
 
 
+def _kwonly_key(fn: cst.FunctionDef) -> cst.Param | None:
+    """fn's keyword-only `key` parameter: Equinox's convention for a PRNG key (attention's positional `key` is
+    not one)."""
+    return next((p for p in fn.params.kwonly_params if p.name.value == "key"), None)
+
+
 def _takes_key(module: cst.Module) -> bool:
-    """Some function has a keyword-only `key` parameter (Analysis._choose_key_name: a PRNG key)."""
-    return any(type(stmt) is cst.FunctionDef and any(p.name.value == "key" for p in stmt.params.kwonly_params)
-               for stmt in iter_statements(module))
+    """Some function takes a PRNG key (_kwonly_key)."""
+    return any(type(stmt) is cst.FunctionDef and _kwonly_key(stmt) is not None for stmt in iter_statements(module))
 
 
 def _mentions_random(module: cst.Module) -> bool:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import libcst as cst
 
 from torch2jax.transform.base import CarryPositions, Pass
+from torch2jax.transform.inplace import is_mask_expr
 from torch2jax.transform.names import bound_in_function, dotted, return_values
 from torch2jax.transform.ops import KEY_PLACEHOLDER
 from torch2jax.transform.training_facts import (OptimizerFacts, TrainingFacts, _bind_names, _calls,
@@ -1768,20 +1769,13 @@ def _tensor_branches(stmts, scopes) -> list:
 
 
 def _boolean_names(stmts) -> set[str]:
-    """Names these statements bind to a boolean mask: a comparison, `~m`, `a & b`, `x.bool()`, a tensor built
-    with dtype=torch.bool; or named as one (`train_mask`)."""
-    found = set()
+    """Names these statements bind to a boolean mask (the in-place pass's test: a comparison, `~m`, `a & b`,
+    `x.bool()`, dtype=torch.bool, a name bound to one before), or named as one (`train_mask`)."""
+    found: set[str] = set()
     for n in (n for stmt in stmts for n in find_all(stmt, cst.Assign)):
-        names = [t.target.value for t in n.targets if isinstance(t.target, cst.Name)]
-        value = n.value
-        boolean = isinstance(value, cst.Comparison) or (
-            isinstance(value, cst.UnaryOperation) and isinstance(value.operator, cst.BitInvert)) or (
-            isinstance(value, cst.BinaryOperation) and isinstance(value.operator, (cst.BitAnd, cst.BitOr))) or (
-            isinstance(value, cst.Call) and (
-                isinstance(value.func, cst.Attribute) and value.func.attr.value == "bool" or any(
-                    a.keyword is not None and a.keyword.value == "dtype" and dotted(a.value) in ("torch.bool", "bool")
-                    for a in value.args)))
-        found.update(name for name in names if boolean or "mask" in name.lower())
+        boolean = is_mask_expr(n.value, found)
+        found.update(t.target.value for t in n.targets
+                     if isinstance(t.target, cst.Name) and (boolean or "mask" in t.target.value.lower()))
     return found
 
 

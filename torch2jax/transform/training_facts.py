@@ -14,7 +14,7 @@ import libcst as cst
 
 from torch2jax.transform.module_facts import STATEFUL_LAYERS, ModuleFacts
 from torch2jax.transform.names import Scopes, dotted
-from torch2jax.transform.walk import Visitor, iter_statements, names_read, walk, words
+from torch2jax.transform.walk import Visitor, find_all, iter_statements, names_read, walk, words
 
 SCHEDULER_PREFIX = "torch.optim.lr_scheduler."
 MODULE_METHODS_CHAINED = ("to", "cuda", "cpu", "float", "double", "half", "train", "eval")
@@ -122,14 +122,7 @@ def parameters_owners(node: cst.BaseExpression) -> set[str]:
 
 
 def _calls(node: cst.CSTNode) -> list[cst.Call]:
-    found = []
-
-    class V(Visitor):
-        def visit_Call(self, n: cst.Call) -> None:
-            found.append(n)
-
-    walk(node, V())
-    return found
+    return find_all(node, cst.Call)
 
 
 class _Collector:
