@@ -23,7 +23,8 @@ from torch2jax.transform.modules import ModulePass
 from torch2jax.transform.names import ImportCollector, Scopes, module_level_rebinds
 from torch2jax.transform.ops import OpsPass
 from torch2jax.transform.parallel import ParallelPass
-from torch2jax.transform.positions import positions as source_positions
+from torch2jax.transform.codegen import generate
+from torch2jax.transform.positions import Positions, positions as source_positions
 from torch2jax.transform.randomness import RandomnessPass
 from torch2jax.transform.training import TrainingPass
 from torch2jax.transform.training_facts import collect_training_facts
@@ -98,6 +99,7 @@ def _translate(source: str, filename: str) -> Translation:
 
 def _translate_module(module: cst.Module, source: str, filename: str) -> Translation:
     original_body = list(module.body)
+    default_indent, default_newline = module.default_indent, module.default_newline
     collector = ImportCollector().scan(module)
     aliases = collector.aliases
     if not any(q == "torch" or q.startswith("torch.") for q in aliases.values()) and not any(
@@ -125,7 +127,8 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
         line = next((positions[s].start.line for s in original_body if _imports_torch(s) and s in positions), 1)
         ctx.changes.append(diagnostics.make("T2J010", "imports: torch imports no longer used removed, the JAX "
                                             "imports the translation uses added", line, 0, filename))
-    code = module.code
+    code = generate(module, positions.statements, positions.code, default_indent, default_newline) \
+        if isinstance(positions, Positions) else module.code
     diags = sorted(ctx.diagnostics, key=lambda d: (d.line, d.column, d.code))
     changes = sorted(ctx.changes, key=lambda d: (d.line, d.column, d.code))
     return Translation(code, _dedupe(diags), filename, changes=_dedupe(changes))

@@ -17,6 +17,7 @@ from libcst._nodes.internal import CodegenState
 from libcst.metadata import PositionProvider
 from libcst.metadata.position_provider import NEWLINE_RE
 
+from torch2jax.transform.codegen import OWN_STATES, STATEMENT_TYPES
 from torch2jax.transform.walk import Visitor, is_layout, walk
 
 
@@ -40,6 +41,10 @@ class Positions(dict):
 
     def __init__(self, code: str) -> None:
         super().__init__()
+        self.code = code
+        # input statement -> (start, end, indentation): its whole text, leading lines and final newline included
+        # (codegen.generate copies it), and the indentation it was generated at
+        self.statements: dict = {}
         self._line_starts = [0] + [m.end() for m in NEWLINE_RE.finditer(code)]
 
     def _range(self, packed: int) -> Range:
@@ -100,6 +105,7 @@ def positions(module: cst.Module, layout: bool = True) -> dict:
         return dict(provider._computed)
     found = Positions("".join(state.tokens) + state.popped)
     dict.update(found, state.computed)
+    found.statements = state.statements
     return found
 
 
@@ -127,9 +133,10 @@ class _Syntactic:
 
 
 class _OffsetState(CodegenState):
-    """Code generation that records each node's start and end offsets (characters into the generated code)."""
+    """Code generation that records each node's start and end offsets (characters into the generated code), and
+    each statement's whole span."""
 
-    __slots__ = ("computed", "offset", "_stack", "popped")
+    __slots__ = ("computed", "offset", "_stack", "popped", "statements")
 
     def __init__(self, default_indent: str, default_newline: str) -> None:
         super().__init__(default_indent=default_indent, default_newline=default_newline)
@@ -137,6 +144,7 @@ class _OffsetState(CodegenState):
         self.offset = 0
         self._stack: list[int] = []
         self.popped = ""
+        self.statements: dict = {}
 
     def add_indent_tokens(self) -> None:
         self.tokens.extend(self.indent_tokens)
@@ -157,11 +165,39 @@ class _OffsetState(CodegenState):
 
     def after_codegen(self, node: cst.CSTNode) -> None:
         start = self._stack.pop()
+        if type(node) in STATEMENT_TYPES:
+            self.statements[node] = (start, self.offset, "".join(self.indent_tokens))
         if node not in self.computed:  # a syntactic position recorded inside stays
             self.computed[node] = start << _SHIFT | self.offset
 
     def record_syntactic_position(self, node: cst.CSTNode, *, start_node=None, end_node=None) -> _Syntactic:
         return _Syntactic(self, node, start_node, end_node)
+
+    def parens(self, node) -> "_RecordedParens":
+        return _RecordedParens(node, self)
+
+
+class _RecordedParens:
+    """libcst's _parenthesize for a state that records positions: an expression's position is inside its
+    parentheses."""
+
+    __slots__ = ("node", "state", "start")
+
+    def __init__(self, node, state: "_OffsetState") -> None:
+        self.node, self.state = node, state
+
+    def __enter__(self) -> None:
+        state = self.state
+        for lpar in self.node.lpar:
+            lpar._codegen(state)
+        self.start = state.offset
+
+    def __exit__(self, *exc) -> bool:
+        state = self.state
+        state.computed[self.node] = self.start << _SHIFT | state.offset
+        for rpar in self.node.rpar:
+            rpar._codegen(state)
+        return False
 
 
 class _Unrecorded:
@@ -193,6 +229,8 @@ class _ContentOffsetState(_OffsetState):
     def after_codegen(self, node: cst.CSTNode) -> None:
         if type(node) not in _LAYOUT_TYPES:
             start = self._stack.pop()
+            if type(node) in STATEMENT_TYPES:
+                self.statements[node] = (start, self.offset, "".join(self.indent_tokens))
             if node not in self.computed:
                 self.computed[node] = start << _SHIFT | self.offset
 
@@ -200,6 +238,9 @@ class _ContentOffsetState(_OffsetState):
         if type(node) in _LAYOUT_TYPES:
             return _UNRECORDED
         return _Syntactic(self, node, start_node, end_node)
+
+
+OWN_STATES.update((_OffsetState, _ContentOffsetState))
 
 
 class CopiedCalls:
