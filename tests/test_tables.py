@@ -184,6 +184,9 @@ def test_layer_matches_torch(record, expr):
     rtol = record.tol or 1e-4
 
     initial = {k: v.clone() for k, v in t_layer.state_dict().items()}
+    # jitted: compiled once per mode for all examples (called eagerly, a scan-based layer compiles at every call)
+    call = eqx.filter_jit(lambda layer, args, state: layer(*args, state) if stateful else layer(*args))
+    grad_fns = _layer_grad_fns(stateful)
 
     @given(st.tuples(*(array_strategy(record.inputs[n]) for n in names)))
     def check(arrays):
@@ -193,7 +196,7 @@ def test_layer_matches_torch(record, expr):
             layer = eqx.nn.inference_mode(j_layer, mode == "eval")
             t_args = [torch.from_numpy(np.array(a)) for a in arrays]
             expected = t_layer(*t_args)
-            actual = layer(*map(jnp.asarray, arrays), fresh_state()) if stateful else layer(*map(jnp.asarray, arrays))
+            actual = call(layer, tuple(map(jnp.asarray, arrays)), fresh_state())
             if stateful:
                 actual, new_state = actual
                 if mode == "train":  # the running statistics torch updated, in the returned state
@@ -201,15 +204,31 @@ def test_layer_matches_torch(record, expr):
                     for k, v in t_layer.state_dict().items():
                         np.testing.assert_allclose(got[k], v.numpy(), rtol=rtol, atol=rtol, err_msg=f"{expr}: {k}")
             assert_close(expected, actual, rtol, rtol, f"{expr} {mode} output")
-        _check_layer_grads(t_layer, layer, fresh_state, stateful, arrays, expected, rtol, expr)
+        _check_layer_grads(t_layer, layer, grad_fns, fresh_state, arrays, expected, rtol, expr)
 
     check()
 
 
-def _check_layer_grads(t_layer, j_layer, fresh_state, stateful, arrays, expected, rtol, expr):
-    """Gradients of a random projection of the (first) output w.r.t. every parameter and floating input."""
+def _layer_grad_fns(stateful: bool):
+    """Jitted (once per test) gradients of sum(first output * cot): with respect to every parameter, and to the
+    floating inputs."""
     import equinox as eqx
 
+    def scalar(layer, cot, state, *args):
+        out = layer(*args, state)[0] if stateful else layer(*args)
+        return jnp.sum(jax.tree.leaves(out)[0] * cot)
+
+    param_grads = eqx.filter_jit(eqx.filter_grad(scalar))
+
+    @eqx.filter_jit
+    def input_grads(layer, cot, state, float_idx, *args):
+        return jax.grad(lambda *a: scalar(layer, cot, state, *a), argnums=float_idx)(*args)
+
+    return param_grads, input_grads
+
+
+def _check_layer_grads(t_layer, j_layer, grad_fns, fresh_state, arrays, expected, rtol, expr):
+    """Gradients of a random projection of the (first) output w.r.t. every parameter and floating input."""
     import torch2jax.runtime as t2j
 
     out0 = flatten(to_numpy_tree(expected))[0]
@@ -222,23 +241,20 @@ def _check_layer_grads(t_layer, j_layer, fresh_state, stateful, arrays, expected
     t_out = flatten_torch(t_layer(*(t.clone() for t in t_args)))[0]
     (t_out * torch.from_numpy(cot)).sum().backward()
 
-    def scalar(layer, *args):
-        out = layer(*args, fresh_state())[0] if stateful else layer(*args)
-        return jnp.sum(jax.tree.leaves(out)[0] * cot)
-
-    float_idx = tuple(i + 1 for i, a in enumerate(arrays) if a.dtype.kind == "f")
-    grads = eqx.filter_grad(lambda layer, *args: scalar(layer, *args))(j_layer, *map(jnp.asarray, arrays))
+    param_grads, input_grads = grad_fns
+    args = tuple(map(jnp.asarray, arrays))
+    grads = param_grads(j_layer, jnp.asarray(cot), fresh_state(), *args)
     got = t2j.to_state_dict(grads, fresh_state())  # buffers (read from the state) have no gradient to compare
     for name, p in t_layer.named_parameters():
         if p.grad is not None:
             np.testing.assert_allclose(got[name], p.grad.numpy(), rtol=max(rtol, 1e-4), atol=max(rtol, 1e-4),
                                        err_msg=f"{expr}: gradient of {name}")
+    float_idx = tuple(i for i, a in enumerate(arrays) if a.dtype.kind == "f")
     if float_idx:
-        g_in = jax.grad(lambda *a: scalar(j_layer, *a), argnums=tuple(i - 1 for i in float_idx))(
-            *map(jnp.asarray, arrays))
+        g_in = input_grads(j_layer, jnp.asarray(cot), fresh_state(), float_idx, *args)
         for i, g in zip(float_idx, g_in):
-            np.testing.assert_allclose(np.asarray(g), t_args[i - 1].grad.numpy(), rtol=max(rtol, 1e-4),
-                                       atol=max(rtol, 1e-4), err_msg=f"{expr}: gradient of input {i - 1}")
+            np.testing.assert_allclose(np.asarray(g), t_args[i].grad.numpy(), rtol=max(rtol, 1e-4),
+                                       atol=max(rtol, 1e-4), err_msg=f"{expr}: gradient of input {i}")
 
 
 # ---- random records (`random = true`): no bit-for-bit comparison with torch; shapes, dtype kinds, keys, moments
