@@ -112,6 +112,26 @@ def test_record_matches_torch(record, expr):
     check()
 
 
+_JAX_GRADS: dict = {}
+
+
+def _jax_grads(f_jax):
+    """grads(args, float_idx, cotangents): the gradients of sum(output leaf i * cotangent i) with respect to the
+    floating arguments, jitted once per function: eager, every backward primitive compiles on its own."""
+    if f_jax not in _JAX_GRADS:
+        def scalar(float_args, args, float_idx, cotangents):
+            args = list(args)
+            for i, v in zip(float_idx, float_args):
+                args[i] = v
+            leaves = jax.tree.leaves(f_jax(*args))
+            return sum(jnp.sum(leaves[i] * c) for i, c in cotangents.items())
+
+        grad = jax.jit(jax.grad(scalar), static_argnums=2)
+        _JAX_GRADS[f_jax] = lambda args, float_idx, cotangents: grad(
+            tuple(args[i] for i in float_idx), args, float_idx, cotangents)
+    return _JAX_GRADS[f_jax]
+
+
 def _check_grads(f_torch, f_jax, arrays, expected, seed, rtol, expr):
     """torch autograd against jax.vjp with the same random cotangent, for every floating input."""
     float_idx = [i for i, a in enumerate(arrays) if a.dtype.kind == "f"]
@@ -130,14 +150,8 @@ def _check_grads(f_torch, f_jax, arrays, expected, seed, rtol, expr):
     else:  # the output does not depend on the inputs (torch.zeros(3), x.shape): JAX's gradients must be 0 too
         t_grads = [None] * len(float_idx)
 
-    def scalar(*float_args):
-        args = [jnp.asarray(a) for a in arrays]
-        for i, v in zip(float_idx, float_args):
-            args[i] = v
-        leaves = jax.tree.leaves(f_jax(*args))
-        return sum(jnp.sum(leaves[i] * c) for i, c in cotangents.items())
-
-    j_grads = jax.grad(scalar, argnums=tuple(range(len(float_idx))))(*(jnp.asarray(arrays[i]) for i in float_idx))
+    j_grads = _jax_grads(f_jax)(tuple(jnp.asarray(a) for a in arrays), tuple(float_idx),
+                                {i: jnp.asarray(c) for i, c in cotangents.items()})
     for k, (tg, jg) in enumerate(zip(t_grads, j_grads)):
         if tg is not None and tg.layout != torch.strided:  # F.embedding(sparse=True): compared as the dense gradient
             tg = tg.to_dense()
