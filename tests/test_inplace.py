@@ -615,8 +615,7 @@ def inplace_only(source: str):
 
     module = cst.parse_module(source)
     positions = dict(MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider))
-    collector = ImportCollector()
-    module.visit(collector)
+    collector = ImportCollector().scan(module)
     ctx = FileContext(filename="t.py", scopes=Scopes(collector.aliases), tables=_stub_tables(), positions=positions)
     ctx.module_facts = collect_module_facts(module, ctx.scopes)
     for pass_cls in (GradModePass, InplacePass):

@@ -23,7 +23,7 @@ from torch2jax.transform.modules import ModulePass
 from torch2jax.transform.names import ImportCollector, Scopes, module_level_rebinds
 from torch2jax.transform.ops import OpsPass
 from torch2jax.transform.parallel import ParallelPass
-from torch2jax.transform.codegen import generate
+from torch2jax.transform.codegen import code_of, generate
 from torch2jax.transform.positions import Positions, positions as source_positions
 from torch2jax.transform.randomness import RandomnessPass
 from torch2jax.transform.training import TrainingPass
@@ -166,7 +166,7 @@ class _RestoreSuppressed(Transformer):
 
 
 def _imports_torch(stmt) -> bool:
-    code = cst.Module([]).code_for_node(stmt) if isinstance(stmt, cst.SimpleStatementLine) else ""
+    code = code_of(stmt) if isinstance(stmt, cst.SimpleStatementLine) else ""
     return code.lstrip().startswith(("import torch", "from torch"))
 
 

@@ -11,6 +11,7 @@ from torch2jax.diagnostics import Diagnostic
 from torch2jax.mappings import Tables
 from torch2jax.transform.module_facts import ModuleFacts
 from torch2jax.transform.names import Scopes
+from torch2jax.transform.positions import carry
 from torch2jax.transform.walk import Transformer, is_layout, is_node, is_statement, nodes_reaching, words
 
 MARKER = "torch2jax:"
@@ -171,9 +172,7 @@ class Pass(Transformer):
         self._visiting.pop()
         # a rebuilt node (one with a changed child) carries the original's position over, for later passes' reports
         if result is not original and is_node(type(result)):
-            pos = self.ctx.positions.get(original)
-            if pos is not None:
-                self.ctx.positions.setdefault(result, pos)
+            carry(self.ctx.positions, original, result)
         if _kind(type(original)) == _STATEMENT:
             pending = self._markers.pop()
             if pending and is_statement(type(result)):
@@ -223,9 +222,8 @@ class CarryPositions(Transformer):
 
     def on_leave(self, original, updated):
         result = super().on_leave(original, updated)
-        pos = self.positions.get(original)
-        if pos is not None and isinstance(result, cst.CSTNode):
-            self.positions.setdefault(result, pos)
+        if result is not original and is_node(type(result)):
+            carry(self.positions, original, result)
         return result
 
 

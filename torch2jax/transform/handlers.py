@@ -25,12 +25,12 @@ def _literal(node):
     """The Python value of a literal argument ('tanh', False, 0.0, -1, None), or _NOT_LITERAL."""
     import ast
 
-    import libcst as cst
+    from torch2jax.transform.codegen import code_of
 
     if node is None:
         return _NOT_LITERAL
     try:
-        return ast.literal_eval(cst.Module([]).code_for_node(node))
+        return ast.literal_eval(code_of(node))
     except (ValueError, SyntaxError, TypeError):
         return _NOT_LITERAL
 
@@ -297,7 +297,7 @@ def legacy_tensor(pass_, record, bound, node):
     tuple and is read as data."""
     import libcst as cst
 
-    code = cst.Module([]).code_for_node
+    from torch2jax.transform.codegen import code_of as code
     short = record.name.rsplit(".", 1)[-1]
     dtype = "jnp." + TENSOR_TYPE_DTYPES.get(short, "float32")  # torch.Tensor: the default dtype
     pass_.need("jnp")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from torch2jax.transform.codegen import code_of
 from torch2jax.transform.names import dotted
 from torch2jax.transform.walk import Transformer, names_read, transform
 
@@ -72,7 +73,7 @@ def _existing_imports(module: cst.Module) -> set[str]:
         if isinstance(stmt, cst.SimpleStatementLine):
             for small in stmt.body:
                 if isinstance(small, (cst.Import, cst.ImportFrom)):
-                    out.add(cst.Module([]).code_for_node(small).strip())
+                    out.add(code_of(small).strip())
     return out
 
 

@@ -30,6 +30,7 @@ from typing import Callable
 
 import libcst as cst
 
+from torch2jax.transform.codegen import code_of
 from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import BUILTIN_CLASH
@@ -130,10 +131,6 @@ CONTAINER_LITERALS = (cst.List, cst.Dict, cst.Set, cst.ListComp, cst.DictComp, c
                       cst.ConcatenatedString, cst.FormattedString)
 NOT_LVALUE_NAMES = frozenset({"True", "False", "None", "self", "cls", "super"})
 TORCH_MODULE_QUAL = ("torch.nn.", "torch.optim.", "torch.utils.")
-
-
-def _code(node: cst.CSTNode) -> str:
-    return cst.Module([]).code_for_node(node)
 
 
 def _name_arg(args) -> list[cst.Arg]:
@@ -248,7 +245,7 @@ class _FactsCollector(Visitor):
         if node is self.root:
             for p in list(node.params.posonly_params) + list(node.params.params) + list(node.params.kwonly_params):
                 self.facts.params.append(p.name.value)
-                ann = _code(p.annotation.annotation) if p.annotation else ""
+                ann = code_of(p.annotation.annotation) if p.annotation else ""
                 if "Tensor" in ann:
                     self.facts.annotated_tensors.add(p.name.value)
             return True
@@ -482,9 +479,9 @@ def is_mask_expr(node, bools: set[str]) -> bool:
         name = func.attr.value if isinstance(func, cst.Attribute) else dotted(func)
         if name in BOOL_CALLS:
             return name != "bernoulli" or False
-        if name in ("to", "type") and node.args and "bool" in _code(node.args[0].value):
+        if name in ("to", "type") and node.args and "bool" in code_of(node.args[0].value):
             return True
-        if any(a.keyword is not None and a.keyword.value == "dtype" and _code(a.value).endswith("bool")
+        if any(a.keyword is not None and a.keyword.value == "dtype" and code_of(a.value).endswith("bool")
                for a in node.args):
             return True
     return False
@@ -875,7 +872,7 @@ class InplacePass(Pass):
         pre: list = []
         value = self.hoist(small.value, pre)
         out.extend((s, False) for s in pre)
-        op = _code(small.operator).strip()
+        op = code_of(small.operator).strip()
         target = small.target
         if isinstance(target, cst.Subscript):
             stmts = self._set_item(orig, target, value, op=op)
@@ -925,9 +922,9 @@ class InplacePass(Pass):
             return None
         kind = tgt.steps[-1].kind
         if not self._looks_tensor(tgt, kind, value):
-            self.report("T2J305", f"cannot tell whether {_code(tgt.owner)} is a tensor or a list/dict: the item "
+            self.report("T2J305", f"cannot tell whether {code_of(tgt.owner)} is a tensor or a list/dict: the item "
                                   f"assignment is left as it is (a JAX array needs "
-                                  f"`{_code(tgt.owner)} = {_code(tgt.owner)}.at[...].set(...)`)", orig)
+                                  f"`{code_of(tgt.owner)} = {code_of(tgt.owner)}.at[...].set(...)`)", orig)
             return None
         last = tgt.steps[-1]
         parent = last.parent
@@ -939,7 +936,7 @@ class InplacePass(Pass):
                     and value.slice[0].slice.deep_equals(last.index[0].slice)
                 if same_mask:
                     if not self._mask_has_shape_of(mask, parent):
-                        self.report("T2J307", f"the mask {_code(mask)} must have the shape of {_code(parent)} for "
+                        self.report("T2J307", f"the mask {code_of(mask)} must have the shape of {code_of(parent)} for "
                                               f"where(); a mask over leading dimensions needs mask[..., None]", orig)
                     parent_new = self._where_call(mask, value.value, parent)  # x[m] = y[m]  ->  where(m, y, x)
                 elif self._scalar_like(value) and self._mask_has_shape_of(mask, parent):
@@ -1113,7 +1110,7 @@ class InplacePass(Pass):
                 if not all(isinstance(e.value, cst.Name) for e in out_arg.elements) or not hoister.hoistable():
                     raise Unsupported("out= with a tuple of non-names: assign the results by hand")
                 hoister.pre.append(_assign(out_arg.with_changes(lpar=[], rpar=[]), value))
-                self.report("T2J301", f"out={_code(out_arg)} becomes an assignment of the result", original)
+                self.report("T2J301", f"out={code_of(out_arg)} becomes an assignment of the result", original)
                 for e in out_arg.elements:
                     hoister.pre.extend(self.propagate(e.value.value, original))
                 return out_arg
@@ -1121,7 +1118,7 @@ class InplacePass(Pass):
                 self.resolve(out_arg)
             if tgt is None:
                 return value
-            return self._emit(original, tgt, value, hoister, what=f"out={_code(out_arg)}")
+            return self._emit(original, tgt, value, hoister, what=f"out={code_of(out_arg)}")
         # torch.relu_(x, ...) / F.relu(x, inplace=True): the first argument is updated
         if not updated.args or updated.args[0].keyword is not None and kind == "function_":
             return updated
@@ -1140,7 +1137,7 @@ class InplacePass(Pass):
         tgt = self.resolve(first)
         if tgt is None:
             return value
-        return self._emit(original, tgt, value, hoister, what=_code(original.func))
+        return self._emit(original, tgt, value, hoister, what=code_of(original.func))
 
     def _carried(self, value, original: cst.Call):
         """The out-of-place call built for an in-place one reports at its source position (a later pass's
@@ -1169,14 +1166,14 @@ class InplacePass(Pass):
         if tgt is None:
             return value  # a temporary: the out-of-place form computes the same value
         if tgt.steps and any(s.kind in ("mask", "copy") for s in tgt.steps):
-            self.report("T2J301", f"{_code(tgt.steps[-1].expr)} is a copy in torch (advanced indexing): "
-                                  f"{name} does not change {_code(tgt.owner)}; written out of place", original)
+            self.report("T2J301", f"{code_of(tgt.steps[-1].expr)} is a copy in torch (advanced indexing): "
+                                  f"{name} does not change {code_of(tgt.owner)}; written out of place", original)
             return value
         return self._emit(original, tgt, value, hoister, what=f".{name}()")
 
     def _emit(self, original, tgt: Target, value, hoister: "_Hoister", what: str):
         if not hoister.hoistable():
-            raise Unsupported(f"in-place update {_code(original)} inside a lambda, comprehension or conditional "
+            raise Unsupported(f"in-place update {code_of(original)} inside a lambda, comprehension or conditional "
                               f"expression: rewrite it as statements by hand")
         if hoister.read_before(tgt.key, original):
             self.report("T2J302", f"{tgt.key} is read earlier in this statement than its in-place update "
@@ -1264,7 +1261,7 @@ class InplacePass(Pass):
                     if not steps and setitem:
                         return None  # xs[i] = v: a list item assignment stays
                     self._merge_int_indices(steps)
-                    return Target(first.expr, _code(first.expr), steps, _bare(node))
+                    return Target(first.expr, code_of(first.expr), steps, _bare(node))
                 self._merge_int_indices(steps)
                 return Target(cur, key, steps, _bare(node))
             step = self.view_step(cur, last=not steps and setitem)
@@ -1272,9 +1269,9 @@ class InplacePass(Pass):
                 return None
             if step.kind == "opaque":
                 if not steps and not setitem:
-                    raise Unsupported(f"in-place update through {_code(cur)}, a view with no simple inverse: "
+                    raise Unsupported(f"in-place update through {code_of(cur)}, a view with no simple inverse: "
                                       f"the base is not updated; rewrite it by hand")
-                raise Unsupported(f"assignment through {_code(cur)}, a view with no simple inverse: rewrite it by "
+                raise Unsupported(f"assignment through {code_of(cur)}, a view with no simple inverse: rewrite it by "
                                   f"hand")
             steps.append(step)
             cur = _bare(step.parent)
@@ -1330,7 +1327,7 @@ class InplacePass(Pass):
         out = []
         for v in values:
             try:
-                out.append(int(_code(v)))
+                out.append(int(code_of(v)))
             except ValueError:
                 return None
         return out
@@ -1458,7 +1455,7 @@ class InplacePass(Pass):
             return op.with_changes(func=op.func.with_changes(value=paren(child_new)))
         if step.kind == "permute":
             return step.op.with_changes(func=step.op.func.with_changes(value=paren(child_new)))
-        raise Unsupported(f"{_code(step.expr)} has no simple inverse: its base is not updated")
+        raise Unsupported(f"{code_of(step.expr)} has no simple inverse: its base is not updated")
 
     def _fit_slot(self, step: Step, value: cst.BaseExpression) -> cst.BaseExpression:
         """`t2j.drop_leading_ones(v, x[i].ndim)` for a value that may carry size-1 dims in front of the slot's."""
@@ -1594,7 +1591,7 @@ class InplacePass(Pass):
             out.append(_assign(cst.parse_expression(k), t.fwd))
             updated.append(k)
         if len(out):
-            rebound = [_code(s.targets[0].target) for s in out]
+            rebound = [code_of(s.targets[0].target) for s in out]
             self.report("T2J301", f"aliases of {key} rebound after its in-place update: {', '.join(rebound)}", node)
         return out
 

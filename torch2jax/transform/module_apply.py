@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from torch2jax.transform.codegen import code_of
 from torch2jax.transform.base import Pass
 from torch2jax.transform.inplace import init_helpers
 from torch2jax.transform.module_facts import MODULE_LIKE_NAMES
@@ -109,7 +110,7 @@ class ModuleApplyPass(Pass):
         target = _apply_target(call, None)
         if target is None or _fn_name(call.args[0].value) not in self.init_functions:
             return updated
-        fn = cst.Module([]).code_for_node(call.args[0].value)
+        fn = code_of(call.args[0].value)
         self.need("t2j")
         if target == "self":
             if not (self.in_init and self.in_init[-1]):

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import libcst as cst
 
+from torch2jax.transform.codegen import code_of
 from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.inplace import init_helpers, parameter_listing
 from torch2jax.transform.module_facts import weight_tie
 from torch2jax.transform.names import dotted, return_values
 from torch2jax.transform.walk import SETATTR, Visitor, walk
-
-
-def _code(node: cst.CSTNode) -> str:
-    return cst.Module([]).code_for_node(node)
 
 
 def _chain(node: cst.BaseExpression) -> tuple[str, str] | None:
@@ -35,7 +32,7 @@ def _chain(node: cst.BaseExpression) -> tuple[str, str] | None:
         if isinstance(node, cst.Attribute):
             parts.append("." + node.attr.value)
         else:
-            parts.append(_code(node).removeprefix(_code(node.value)))
+            parts.append(code_of(node).removeprefix(code_of(node.value)))
         node = node.value
     if not isinstance(node, cst.Name) or not parts:
         return None
@@ -184,7 +181,7 @@ class ModuleUpdatesPass(Pass):
         self.report("T2J201", f"{root}{path} set through eqx.tree_at: Equinox modules are immutable",
                     assign.targets[0].target)
         return cst.parse_statement(
-            f"{root} = eqx.tree_at(lambda m: m{path}, {root}, {_code(assign.value)})\n").body[0]
+            f"{root} = eqx.tree_at(lambda m: m{path}, {root}, {code_of(assign.value)})\n").body[0]
 
     def _field_kind(self, name: str) -> str | None:
         facts = self.ctx.module_facts
@@ -228,7 +225,7 @@ class ModuleUpdatesPass(Pass):
         for t in targets:
             if isinstance(t, cst.Name) and _rebinds(updated.body, t.value) and not _rebinds(original.body, t.value):
                 self.report("T2J302", f"{t.value} is a loop variable: its rebuilt module is not put back into "
-                                      f"{_code(original.iter)}, which keeps the old one; update the collection "
+                                      f"{code_of(original.iter)}, which keeps the old one; update the collection "
                                       "by hand", original)
 
     def leave_For(self, original: cst.For, updated: cst.For):
@@ -253,7 +250,7 @@ class ModuleUpdatesPass(Pass):
             var, owner = cst.Name(rebound[0][0]), rebound[0][1]
             new_iter = cst.parse_expression("zip(" + ", ".join(f"t2j.parameters({o})" for _, o in zipped) + ")")
         elif _listing(it):
-            owner = _code(it.func.value)
+            owner = code_of(it.func.value)
             var = target.elements[-1].value if isinstance(target, cst.Tuple) and it.func.attr.value == \
                 "named_parameters" else target
             helper = "t2j.named_parameters" if it.func.attr.value == "named_parameters" else "t2j.parameters"
@@ -311,7 +308,7 @@ def _updated_parameter(fn: cst.FunctionDef) -> str | None:
             it = node.iter
             zipped = _zipped_listings(it, node.target)
             if zipped is None and parameter_listing(it) and isinstance(node.target, cst.Name):
-                zipped = [(node.target.value, _code(it.func.value))]
+                zipped = [(node.target.value, code_of(it.func.value))]
             found.extend(owner for var, owner in zipped or () if owner in params and _rebinds(node.body, var))
 
     walk(fn, V())
@@ -364,7 +361,7 @@ def _zipped_listings(it: cst.BaseExpression, target: cst.BaseExpression) -> list
         if not (isinstance(element.value, cst.Name) and arg.keyword is None and not arg.star
                 and parameter_listing(v)):
             return None
-        out.append((element.value.value, _code(v.func.value)))
+        out.append((element.value.value, code_of(v.func.value)))
     return out
 
 

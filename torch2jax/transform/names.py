@@ -15,9 +15,10 @@ from torch2jax.transform.walk import Visitor, content_children, iter_statements,
 
 def dotted(node: cst.BaseExpression) -> str | None:
     """`a.b.c` as a string, or None when the expression is not a plain dotted name."""
-    if isinstance(node, cst.Name):
+    tp = type(node)  # exact types: libcst's classes are ABCs, slow in isinstance, and this runs everywhere
+    if tp is cst.Name:
         return node.value
-    if isinstance(node, cst.Attribute):
+    if tp is cst.Attribute:
         base = dotted(node.value)
         return f"{base}.{node.attr.value}" if base else None
     return None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from torch2jax.transform.codegen import code_of
 from torch2jax.mappings import Record
 from torch2jax.transform import handlers
 from torch2jax.transform.base import FileContext, Pass
@@ -99,7 +100,7 @@ def _listing(node) -> tuple[str, str] | None:
         root = root.value
     if not isinstance(root, cst.Name) or root.value == "self":
         return None
-    return node.func.attr.value, cst.Module([]).code_for_node(node.func.value)
+    return node.func.attr.value, code_of(node.func.value)
 
 
 def _listings_in(node: cst.CSTNode) -> list[cst.Call]:
@@ -259,7 +260,7 @@ class OpsPass(Pass):
             self._drop_module_cast(original.body[0].value, original)
             return cst.RemoveFromParent()
         if len(original.body) == 1 and isinstance(original.body[0], cst.Expr) and _placement_call(original.body[0]):
-            self.report("T2J103", f"{cst.Module([]).code_for_node(original.body[0].value.func)}() dropped: JAX "
+            self.report("T2J103", f"{code_of(original.body[0].value.func)}() dropped: JAX "
                                   "places arrays on its default device", original)
             return cst.RemoveFromParent()
         return updated
@@ -418,7 +419,7 @@ class OpsPass(Pass):
                 args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
             args.append(cst.Arg(cst.Name(KEY_PLACEHOLDER), keyword=cst.Name("key"),
                                 equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
-        self.report("T2J108", f"{cst.Module([]).code_for_node(original.func)}: the torch.nn layer named at run time "
+        self.report("T2J108", f"{code_of(original.func)}: the torch.nn layer named at run time "
                               "becomes the runtime layer of that name (t2j.nn); a name it lacks raises AttributeError "
                               "there", original)
         return updated.with_changes(func=lookup, args=args)
@@ -514,7 +515,7 @@ class OpsPass(Pass):
         self.report("T2J106", ".data -> jax.lax.stop_gradient: JAX differentiates only what a transformation asks "
                               "for", original)
         self.need("jax")
-        return cst.parse_expression(f"jax.lax.stop_gradient({cst.Module([]).code_for_node(updated.value)})")
+        return cst.parse_expression(f"jax.lax.stop_gradient({code_of(updated.value)})")
 
     def reference(self, qual: str, original, updated) -> cst.BaseExpression:
         """A torch name used as a value: a constant (torch.float32) or a function passed around (F.relu)."""

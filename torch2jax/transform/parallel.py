@@ -26,7 +26,8 @@ import libcst as cst
 from torch2jax.transform.base import Pass, add_marker, marker_text
 from torch2jax.transform.names import dotted
 from torch2jax.transform.reduction_kind import MEAN, NEUTRAL, SUM, KindFinder
-from torch2jax.transform.transforms import _arg, _code, _effects, _Rename, _stmt
+from torch2jax.transform.codegen import code_of
+from torch2jax.transform.transforms import _arg, _effects, _Rename, _stmt
 from torch2jax.transform.walk import Visitor, transform, walk
 
 DDP = {"torch.nn.parallel.DistributedDataParallel", "torch.nn.parallel.distributed.DistributedDataParallel",
@@ -174,13 +175,13 @@ class ParallelPass(Pass):
             if fn is not None:
                 rest = ""
                 if isinstance(extra, cst.Tuple):
-                    rest = "".join(", " + _code(e.value) for e in extra.elements)
+                    rest = "".join(", " + code_of(e.value) for e in extra.elements)
                 elif extra is not None:
-                    rest = f", *{_code(extra)}"
+                    rest = f", *{code_of(extra)}"
                 self.need("jax")
                 self.report("T2J611", "mp.spawn -> one call: one JAX process drives every device (multi-host: run "
                                       "it once per host after jax.distributed.initialize())", original)
-                return cst.parse_expression(f"{_code(fn)}(jax.process_index(){rest})")
+                return cst.parse_expression(f"{code_of(fn)}(jax.process_index(){rest})")
         return updated
 
     def leave_With(self, original: cst.With, updated: cst.With):
@@ -299,7 +300,7 @@ class ParallelPass(Pass):
             if not isinstance(wrapped, cst.Name):
                 # model = DDP(Net().to(rank)): the model is built first under the wrapper's name (the training
                 # pass then sees a Net), and wrapped next
-                built = [self._carry(_stmt(f"{target.value} = {_code(wrapped)}"), stmt)]
+                built = [self._carry(_stmt(f"{target.value} = {code_of(wrapped)}"), stmt)]
                 wrapped = target
             model, alias = wrapped.value, target.value
             if alias != model:
@@ -346,14 +347,14 @@ class ParallelPass(Pass):
                 self.report("T2J616", "all_gather -> the global value split in rank order (right for per-sample "
                                       "tensors of a global batch; a per-rank statistic has no global counterpart)",
                             stmt)
-                return [_stmt(f"{out.value} = t2j.parallel.split_global({_code(value)}, len({out.value}))")], rest
+                return [_stmt(f"{out.value} = t2j.parallel.split_global({code_of(value)}, len({out.value}))")], rest
         if qual in GATHER_INTO and target is None:
             out, value = _arg(call, 0, "output_tensor" if "gather" in qual else "output"), _arg(call, 1, "input_tensor"
                                                                                                 if "gather" in qual
                                                                                                 else "input")
             if isinstance(out, cst.Name) and value is not None:
                 self.report("T2J615", f"{qual.rsplit('.', 1)[1]} -> the global value itself", stmt)
-                return [_stmt(f"{out.value} = {_code(value)}")], rest
+                return [_stmt(f"{out.value} = {code_of(value)}")], rest
         return None, None
 
     def _all_reduce(self, stmt, call, rest, op_position=1):
@@ -365,7 +366,7 @@ class ParallelPass(Pass):
                                               "computed on the global batch, or use jax.shard_map with "
                                               "t2j.parallel.all_reduce", rest)
         name = tensor.value
-        op = _code(_arg(call, op_position, "op") or cst.Name("SUM")).rsplit(".", 1)[-1].upper()  # reduce(t, dst, op)
+        op = code_of(_arg(call, op_position, "op") or cst.Name("SUM")).rsplit(".", 1)[-1].upper()  # reduce(t, dst, op)
         scope = self.functions[-1] if self.functions else self.module_node
         functions = {s.name.value: s for s in self.module_node.body if isinstance(s, cst.FunctionDef)}
         kind = KindFinder(scope, self.qual, functions).name_kind(name)
@@ -414,7 +415,7 @@ class ParallelPass(Pass):
             divisor = small.value.args[0].value
         if divisor is None:
             return False
-        text = _code(divisor)
+        text = code_of(divisor)
         return "world" in text.lower() or "get_world_size" in text or "nprocs" in text or "WORLD" in text \
             or _effects(divisor).loads and all("size" in n.lower() or "world" in n.lower() for n in
                                                 _effects(divisor).loads)

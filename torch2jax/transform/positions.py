@@ -17,7 +17,7 @@ from libcst._nodes.internal import CodegenState
 from libcst.metadata import PositionProvider
 from libcst.metadata.position_provider import NEWLINE_RE
 
-from torch2jax.transform.codegen import OWN_STATES, STATEMENT_TYPES
+from torch2jax.transform.codegen import OWN_STATES, STATEMENT_TYPES, code_of
 from torch2jax.transform.walk import Visitor, is_layout, walk
 
 
@@ -83,6 +83,14 @@ class Positions(dict):
 
     def items(self):
         return [(node, self[node]) for node in self]
+
+
+def carry(positions: dict, original, result) -> None:
+    """result (a node rebuilt from original) takes original's position, unless it has one; a packed position is
+    copied as it is."""
+    value = dict.get(positions, original)
+    if value is not None and result not in positions:
+        dict.__setitem__(positions, result, value)
 
 
 def start_line(positions: dict, node) -> int | None:
@@ -307,4 +315,4 @@ def _last_name(func: cst.BaseExpression) -> str | None:
 
 def _squeezed(node: cst.CSTNode) -> str:
     """A node's code without whitespace: copies made from code compare equal to their source."""
-    return "".join(cst.Module([]).code_for_node(node).split())
+    return "".join(code_of(node).split())

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from torch2jax.transform.codegen import code_of
 from torch2jax.transform.base import CarryPositions, Pass
 from torch2jax.transform.inplace import is_mask_expr
 from torch2jax.transform.names import bound_in_function, dotted, return_values
@@ -51,10 +52,6 @@ CLIP_PARAMS = {"t2j.clip_grad_norm": ("max_norm", "norm_type"), "t2j.clip_grad_v
 
 def _stmt(code: str) -> cst.BaseStatement:
     return cst.parse_statement(code + "\n")
-
-
-def _code(node: cst.CSTNode) -> str:
-    return cst.Module([]).code_for_node(node)
 
 
 class _Names(Visitor):
@@ -132,7 +129,7 @@ def _loss_of(losses: list, taken: set[str]) -> tuple[cst.BaseExpression, str]:
         # `(loss / k).backward()`: the differentiated value gets a name of its own; the region's `loss` is torch's
         # unscaled loss, which the code after the step reads
         return losses[0], losses[0].value if isinstance(losses[0], cst.Name) else _fresh("backward_loss", taken)
-    return (cst.parse_expression(" + ".join(_code(_parenthesized_expr(l)) for l in losses)),
+    return (cst.parse_expression(" + ".join(code_of(_parenthesized_expr(l)) for l in losses)),
             _fresh("total_loss", taken))
 
 
@@ -299,7 +296,7 @@ class TrainingPass(Pass):
         (first, owner), (second, other) = arms
         if owner is None or owner != other or "." in owner or first == second or not self._is_model(owner):
             return stmt
-        test = _code(choice.test)
+        test = code_of(choice.test)
         inference = test if first == "eval" else f"not ({test})"
         self.need("eqx")
         self._rebinding(owner)
@@ -368,11 +365,11 @@ class TrainingPass(Pass):
                 # an optimizer class handed in: t2j's optimizers take the parameter arrays as their one group
                 params = assign.value.args[0].value
                 self.need("t2j")
-                listed = cst.parse_expression(f"t2j.parameters({_code(params.func.value)})")
+                listed = cst.parse_expression(f"t2j.parameters({code_of(params.func.value)})")
                 args = [assign.value.args[0].with_changes(value=listed), *assign.value.args[1:]]
                 stmt = stmt.with_changes(body=[assign.with_changes(value=assign.value.with_changes(args=args))])
-                self.report("T2J512", f"{_code(assign.value.func)}(...) builds the optimizer {name}: "
-                                      f"{_code(params)} -> {_code(listed)}, and it must be a t2j.optim optimizer "
+                self.report("T2J512", f"{code_of(assign.value.func)}(...) builds the optimizer {name}: "
+                                      f"{code_of(params)} -> {code_of(listed)}, and it must be a t2j.optim optimizer "
                                       "(torch.optim classes handed to it are translated)")
             return cst.FlattenSentinel([stmt, self._follow_up(init)])
         if name is not None and name in self.facts.schedulers:
@@ -445,14 +442,14 @@ class TrainingPass(Pass):
             if method in ("train", "eval") and owner is not None and "." not in owner and self._is_model(owner):
                 inference = "True" if method == "eval" else "False"
                 if method == "train" and call.args:
-                    inference = f"not ({_code(call.args[0].value)})"
+                    inference = f"not ({code_of(call.args[0].value)})"
                 self.need("eqx")
                 self._rebinding(owner)
                 return stmt.with_changes(body=[_stmt(f"{owner} = eqx.nn.inference_mode({owner}, {inference})").body[0]])
             if method == "step" and owner in self.facts.schedulers:
                 opt = self.facts.optimizer(self.facts.schedulers[owner] or "") or OptimizerFacts(
                     self.facts.schedulers[owner] or "optimizer", None)
-                args = "".join(", " + _code(a) for a in call.args)
+                args = "".join(", " + code_of(a) for a in call.args)
                 return stmt.with_changes(body=[_stmt(
                     f"{opt.state_name} = {owner}.step({opt.state_name}{args})").body[0]])
             if method == "load_state_dict" and owner is not None and "." not in owner and self._is_model(owner) \
@@ -467,7 +464,7 @@ class TrainingPass(Pass):
         """`model.load_state_dict(sd)` -> `model = t2j.load_state_dict(model, sd)` (Equinox modules are immutable);
         a stateful model's BatchNorm statistics go into its state."""
         self.need("t2j")
-        args = ", ".join(_code(a.with_changes(comma=cst.MaybeSentinel.DEFAULT)) for a in call.args)
+        args = ", ".join(code_of(a.with_changes(comma=cst.MaybeSentinel.DEFAULT)) for a in call.args)
         if owner in self._stateful_model_names():
             state = self._state_var(owner)
             line = f"{owner}, {state} = t2j.load_state_dict({owner}, {args}, state={state})"
@@ -676,7 +673,7 @@ class TrainingPass(Pass):
             small = stmt.body[0]
             if not isinstance(small, cst.Assign) or len(small.targets) != 1 or not isinstance(small.value, cst.Call):
                 return None
-            return _code(small.targets[0].target), _code(small.value.func)
+            return code_of(small.targets[0].target), code_of(small.value.func)
 
         def same(a, b) -> bool:
             return key(a) is not None and key(a) == key(b)
@@ -718,7 +715,7 @@ class TrainingPass(Pass):
         updates = [(s, found) for s in body if (found := self._update_at(s)) is not None]
         steps = [(s, who) for s, (kind, who) in updates if kind == "step" and self._is_optimizer(who)]
         if backs and not updates:
-            self.report("T2J515", f"{_code(_is_method_call_stmt(backs[0], 'backward').func.value)}.backward() has "
+            self.report("T2J515", f"{code_of(_is_method_call_stmt(backs[0], 'backward').func.value)}.backward() has "
                                   "no optimizer step after it in its block (gradient accumulation?): not translated",
                         backs[0])
         elif steps and not backs:
@@ -873,13 +870,13 @@ class TrainingPass(Pass):
                                       f"is zero; compute the loss from a call of {m} inside the step (store its "
                                       "inputs, not its outputs)", body[i_back])
         for test in _tensor_branches(region, self.ctx.scopes):
-            self.report("T2J518", f"`{_code(test)}` is a tensor inside the jitted training step: a Python branch on "
+            self.report("T2J518", f"`{code_of(test)}` is a tensor inside the jitted training step: a Python branch on "
                                   "it fails when the step is traced; use jnp.where or jax.lax.cond, or decide it "
                                   "outside the step", test)
         scope = list(fn_node.body.body) if fn_node is not None else self._module_statements(list(self.file_node.body))
         masks = _boolean_names(scope) | _boolean_names(region)
         for sub in _mask_indexing(region, masks):
-            self.report("T2J520", f"`{_code(sub)}` indexes with a boolean mask inside the jitted training step: its "
+            self.report("T2J520", f"`{code_of(sub)}` indexes with a boolean mask inside the jitted training step: its "
                                   "shape depends on the mask's values, which jit cannot trace (NonConcreteBoolean"
                                   "IndexError); reduce with the mask instead (jnp.where(mask, per_element, 0).sum() "
                                   "/ mask.sum()), or index with integer positions computed outside the step", sub)
@@ -1032,7 +1029,7 @@ class TrainingPass(Pass):
     def _stepped_here(self) -> set[str]:
         """The models whose optimizers the enclosing function (or the file) names: those a step there can update."""
         scope = self.functions[-1] if self.functions else None
-        text = _code(scope) if scope is not None else self.file_code
+        text = code_of(scope) if scope is not None else self.file_code
         models = {o.model for o in self.facts.optimizers.values() if o.model and f"{o.name}.step(" in text}
         if scope is not None and scope.name.value in self.facts.trainers:
             models |= set(self.facts.trainers[scope.name.value].model_params_trained)
@@ -1264,7 +1261,7 @@ class TrainingPass(Pass):
                     and dotted(small.value.func) == "t2j.replace_parameters" \
                     and dotted(small.targets[0].target) == model and len(small.value.args) == 2:
                 collected = dotted(small.value.args[1].value)
-                if j > 0 and _code(body[j - 1]).strip() == f"{collected} = []":
+                if j > 0 and code_of(body[j - 1]).strip() == f"{collected} = []":
                     first, last = j - 1, j + 1
         return first, last, body[first:last + 1]
 
@@ -1336,7 +1333,7 @@ class TrainingPass(Pass):
         lines, params = [], []
 
         def value(expr, name: str) -> str:
-            code = _code(expr)
+            code = code_of(expr)
             if not set(_names([cst.SimpleStatementLine([cst.Expr(expr)])]).loads) & local_names:
                 return code  # a literal or a global: read inside the step as it is
             if isinstance(expr, cst.Name) and expr.value not in taken:
@@ -1358,7 +1355,7 @@ class TrainingPass(Pass):
             if len(models) == 1:
                 owners = tuple(models)  # one trained model: its gradients are the ones there are
             elif not owners:
-                self.report("T2J509", f"cannot tell whose gradients {_code(call.func)} clips among "
+                self.report("T2J509", f"cannot tell whose gradients {code_of(call.func)} clips among "
                                       f"{', '.join(models)}; the step is left as it is", clip)
                 return None
             target = CLIP_FUNCTIONS[self.ctx.scopes.qualname(call.func)]
@@ -1387,11 +1384,11 @@ class TrainingPass(Pass):
         threaded.update({f"{m}.{method}": st for m, st in list(threaded.items())
                          for method in self._stateful_methods_of(m)})
         model_calls = _ModelCalls(self.ctx.positions, called, threaded)
-        model_calls.total = sum(_code(stmt).count(f"{m}(") for stmt in region for m in called)
+        model_calls.total = sum(code_of(stmt).count(f"{m}(") for stmt in region for m in called)
         new_region = []
-        recomputed = {_code(s).strip() for s in self._recomputed}
+        recomputed = {code_of(s).strip() for s in self._recomputed}
         for stmt in region:
-            again = _code(stmt).strip() in recomputed
+            again = code_of(stmt).strip() in recomputed
             model_calls.root = stmt
             stmt = transform(stmt, model_calls)
             if again:  # torch ran that forward once: the state it updated is already the caller's, and this
@@ -1414,7 +1411,7 @@ class TrainingPass(Pass):
         rebound = [n for n in inputs if n in _names(region).stores]
         differentiated = models[0] if len(models) == 1 else _fresh("models", taken)
         loss_params = ", ".join([differentiated] + model_states + rebound)
-        ret = _code(loss_expr)
+        ret = code_of(loss_expr)
         aux_vals = model_states + aux
         if aux_vals:
             ret = f"{ret}, ({', '.join(aux_vals)}{',' if len(aux_vals) == 1 else ''})"
@@ -1468,7 +1465,7 @@ GRADS = "__t2j_grads__"
 def _is_sync_of(following: list, syncs: list) -> bool:
     """The syncs are there already (the input was translated before): translating twice changes nothing."""
     return len(following) == len(syncs) and all(
-        isinstance(a, cst.SimpleStatementLine) and _code(a).strip() == _code(b).strip()
+        isinstance(a, cst.SimpleStatementLine) and code_of(a).strip() == code_of(b).strip()
         for a, b in zip(following, syncs))
 
 
@@ -1493,17 +1490,17 @@ def _manual_update(update: _Update, grads: str, taken: set[str]) -> list:
     if len(stmts) == 1:  # a loop of `p -= lr * p.grad` that nothing rewrote yet: collect and replace here
         collected = _fresh("new_params", taken)
         body = body.with_changes(body=list(body.body) + [_stmt(f"{collected}.append({param})")])
-        it = _code(loop.iter)
+        it = code_of(loop.iter)
         if isinstance(loop.iter, cst.Call) and isinstance(loop.iter.func, cst.Attribute):
             named = loop.iter.func.attr.value == "named_parameters"
             it = f"t2j.{'named_parameters' if named else 'parameters'}({update.model})"
         loop = loop.with_changes(iter=cst.parse_expression(it))
         stmts = [_stmt(f"{collected} = []"), loop,
                  _stmt(f"{update.model} = t2j.replace_parameters({update.model}, {collected})")]
-    pair = cst.parse_expression(f"(({_code(target)}), {grad_name})" if isinstance(target, cst.Tuple)
-                                else f"({_code(target)}, {grad_name})")
+    pair = cst.parse_expression(f"(({code_of(target)}), {grad_name})" if isinstance(target, cst.Tuple)
+                                else f"({code_of(target)}, {grad_name})")
     pair = pair.with_changes(lpar=[], rpar=[])
-    zipped = cst.parse_expression(f"zip({_code(loop.iter)}, t2j.parameters({grads}))")
+    zipped = cst.parse_expression(f"zip({code_of(loop.iter)}, t2j.parameters({grads}))")
     new_loop = loop.with_changes(target=pair, iter=zipped, body=body)
     return [new_loop if isinstance(s, cst.For) else s.with_changes(leading_lines=[]) for s in stmts]
 
@@ -1529,12 +1526,12 @@ class _GradReads(Transformer):
 
     def leave_AugAssign(self, original: cst.AugAssign, updated: cst.AugAssign):
         if dotted(updated.target) == self.param:
-            op = _code(updated.operator).strip().rstrip("=")
-            return cst.parse_statement(f"{self.param} = {self.param} {op} ({_code(updated.value)})\n").body[0]
+            op = code_of(updated.operator).strip().rstrip("=")
+            return cst.parse_statement(f"{self.param} = {self.param} {op} ({code_of(updated.value)})\n").body[0]
         return updated
 
     def leave_SimpleStatementLine(self, original, updated):
-        code = _code(original)
+        code = code_of(original)
         if f"{self.param}.grad.zero_()" in code or f"{self.param}.grad = None" in code \
                 or f"m.grad, {self.param}" in code:
             return cst.RemoveFromParent()
@@ -1545,7 +1542,7 @@ def _reads_gradients_or(stmt, models: set[str]) -> bool:
     """Whether a statement between backward() and step() reads a trained model or some `.grad`: after the step,
     where it now runs, the model is the updated one and there are no .grad attributes."""
     n = _names([stmt])
-    return bool(models & set(n.loads)) or "grad" in _code(stmt)
+    return bool(models & set(n.loads)) or "grad" in code_of(stmt)
 
 
 def _parenthesized_expr(node):
@@ -1661,7 +1658,7 @@ class _BatchHoister(Transformer):
         while name in self.taken:
             name, i = f"{original.value.value}_batch{i}", i + 1
         self.taken.add(name)
-        self.hoisted.append(_stmt(f"{name} = {_code(updated)}"))
+        self.hoisted.append(_stmt(f"{name} = {code_of(updated)}"))
         return cst.Name(name)
 
 
@@ -1693,10 +1690,10 @@ class _ModelCalls(CarryPositions):
         """`model(x, state)[0]` inside an expression: in the step, the new state must be kept."""
         value = updated.value
         model = dotted(value.func) if isinstance(value, cst.Call) else None
-        if model in self.states and _has_state_arg(value, self.states[model]) and _code(updated).endswith("[0]"):
+        if model in self.states and _has_state_arg(value, self.states[model]) and code_of(updated).endswith("[0]"):
             base = model.replace(".", "_")
             tmp = f"{base}_out" if not self.hoisted else f"{base}_out{len(self.hoisted) + 1}"
-            self.hoisted.append(_stmt(f"{tmp}, {self.states[model]} = {_code(value)}"))
+            self.hoisted.append(_stmt(f"{tmp}, {self.states[model]} = {code_of(value)}"))
             return cst.Name(tmp)
         return updated
 
@@ -1708,7 +1705,7 @@ class _ModelCalls(CarryPositions):
         key = "key" if self.total <= 1 else f"jax.random.fold_in(key, {self.count})"
         state = self.states.get(model)
         extra = f", {state}" if state is not None and not _has_state_arg(updated, state) else ""
-        args = ", ".join([_code(a.with_changes(comma=cst.MaybeSentinel.DEFAULT)) for a in updated.args])
+        args = ", ".join([code_of(a.with_changes(comma=cst.MaybeSentinel.DEFAULT)) for a in updated.args])
         return cst.parse_expression(f"{model}({args}{extra}, key={key})")
 
     def leave_Assign(self, original: cst.Assign, updated: cst.Assign):
@@ -1738,7 +1735,7 @@ class _ReturnThreader(Transformer):
         value = updated.value
         if isinstance(value, cst.Tuple) and not value.lpar:
             value = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-        return updated.with_changes(value=cst.parse_expression(f"{self.threaded}, {_code(value)}"))
+        return updated.with_changes(value=cst.parse_expression(f"{self.threaded}, {code_of(value)}"))
 
 
 # Tensor methods whose result a Python branch would read as a number (a bool, a count, a value)
@@ -1966,7 +1963,7 @@ def _filled_containers(before: list, region: list) -> list:
     """The `losses = []` statements before the loss region whose list the region fills (`losses.append(...)`):
     they move into the step, where the list is made and filled (a list from outside would be filled with the
     trace's values). Only when nothing between reads the name."""
-    region_code = "".join(_code(s) for s in region)
+    region_code = "".join(code_of(s) for s in region)
     out = []
     for k, stmt in enumerate(before):
         if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1

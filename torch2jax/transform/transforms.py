@@ -37,6 +37,7 @@ import ast
 
 import libcst as cst
 
+from torch2jax.transform.codegen import code_of
 from torch2jax.transform.base import CarryPositions, Pass
 from torch2jax.transform.names import dotted
 from torch2jax.transform.templates import paren
@@ -69,10 +70,6 @@ _QUALNAMES = COMPILE_DECORATORS | VMAP | GRAD_AND_VALUE | STACK_MODULE_STATE | F
 TRANSFORM_WORDS = {q.rsplit(".", 1)[1] for q in _QUALNAMES} | {"backward"} | set(NAMED_ARRAYS)
 
 
-def _code(node: cst.CSTNode) -> str:
-    return cst.Module([]).code_for_node(node)
-
-
 def _stmt(code: str) -> cst.BaseStatement:
     return cst.parse_statement(code + "\n")
 
@@ -81,7 +78,7 @@ def _literal(node):
     if node is None:
         return _NOT_LITERAL
     try:
-        return ast.literal_eval(_code(node))
+        return ast.literal_eval(code_of(node))
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return _NOT_LITERAL
 
@@ -361,7 +358,7 @@ class TransformsPass(Pass):
                     found.add(node.targets[0].target.value)
                     scale = _arg(node.value, 1 if pass_.qual(node.value.func) == "torch.amp.GradScaler" else 0,
                                  "init_scale")
-                    pass_.ctx.__dict__["amp_loss_scale"] = _code(scale) if scale is not None else "2.0 ** 15"
+                    pass_.ctx.__dict__["amp_loss_scale"] = code_of(scale) if scale is not None else "2.0 ** 15"
 
         walk(module, V())
         return found
@@ -399,7 +396,7 @@ class TransformsPass(Pass):
                 i += 1
                 continue
             target, wrapped = alias
-            self.report("T2J601", f"{_code(stmt.body[0].value.func)} removed: the translated step is compiled with "
+            self.report("T2J601", f"{code_of(stmt.body[0].value.func)} removed: the translated step is compiled with "
                                   f"eqx.filter_jit already" + (f"; `{target}` is `{wrapped}` from here on"
                                                                if target != wrapped else ""), stmt)
             rest = body[i + 1:]
@@ -472,7 +469,7 @@ class TransformsPass(Pass):
 
     def _make_function(self, name: str, params: list[str], stmts: list, ret: cst.BaseExpression) -> cst.FunctionDef:
         header = cst.parse_statement(f"def {name}({', '.join(params)}):\n    pass\n")
-        inner = [s.with_changes(leading_lines=[]) for s in stmts] + [_stmt(f"return {_code(ret)}")]
+        inner = [s.with_changes(leading_lines=[]) for s in stmts] + [_stmt(f"return {code_of(ret)}")]
         return header.with_changes(body=header.body.with_changes(body=inner))
 
     def _movable(self, chosen: list, ret: cst.BaseExpression, scope, grad_stmt) -> bool:
@@ -495,20 +492,20 @@ class TransformsPass(Pass):
         needed = set(_effects(output).loads)
         chosen = _backward_slice(prev, needed, set(inputs))
         if chosen is None:
-            self.report("T2J606", f"{what}: the statements computing {_code(output)} from {', '.join(inputs)} "
+            self.report("T2J606", f"{what}: the statements computing {code_of(output)} from {', '.join(inputs)} "
                                   "cannot be lifted into a function (a return/break inside them, or an input "
                                   "reassigned on the way); differentiate a function with jax.grad by hand", body[i])
             return None
         if any("autograd" in self.ctx.words(s) for s in chosen):
             # a torch.autograd.grad left as it was (T2J606) would be lifted with them, and found again inside
-            self.report("T2J606", f"{what}: the statements computing {_code(output)} hold a torch.autograd.grad "
+            self.report("T2J606", f"{what}: the statements computing {code_of(output)} hold a torch.autograd.grad "
                                   "that is not translated; differentiate a function with jax.grad by hand", body[i])
             return None
         reads = set(_effects(output).loads)
         for s in chosen:
             reads |= set(_effects(s).loads)
         if not reads & set(inputs):
-            self.report("T2J606", f"{what}: cannot see how {_code(output)} is computed from {', '.join(inputs)} in "
+            self.report("T2J606", f"{what}: cannot see how {code_of(output)} is computed from {', '.join(inputs)} in "
                                   "this block; differentiate a function with jax.grad by hand", body[i])
             return None
         base = output.value if isinstance(output, cst.Name) else "out"
@@ -563,12 +560,12 @@ class TransformsPass(Pass):
             argnums = _argnums(len(inputs))
             expr = f"jax.grad({name}, argnums={argnums})({args})"
         else:
-            expr = f"jax.vjp({name}, {args})[1]({_code(grad_outputs)})"
+            expr = f"jax.vjp({name}, {args})[1]({code_of(grad_outputs)})"
         self.need("jax")
         replacement = cst.parse_expression(expr)
         stmt = transform(body[i], _ReplaceNode(call, replacement))
         self.report("T2J605", f"torch.autograd.grad -> {'jax.grad' if grad_outputs is None else 'jax.vjp'} of "
-                              f"{name}, the computation of {_code(outputs)} from {args} lifted into a function",
+                              f"{name}, the computation of {code_of(outputs)} from {args} lifted into a function",
                     body[i])
         return self._place(body, i, fn, chosen, moved, stmt)
 
@@ -579,7 +576,7 @@ class TransformsPass(Pass):
         class V(Visitor):
             def visit_Assign(self, node: cst.Assign) -> None:
                 if len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name):
-                    code = _code(node.value)
+                    code = code_of(node.value)
                     if "requires_grad_(" in code and "requires_grad_(False)" not in code \
                             or "requires_grad=True" in code:
                         leaves.append(node.targets[0].target.value)
@@ -603,12 +600,12 @@ class TransformsPass(Pass):
         if not (isinstance(call.func, cst.Attribute) and call.func.attr.value == "backward"):
             return None
         after = body[i + 1:]
-        if any(".step(" in _code(s) for s in after) or ".step(" in _code(scope if scope is not None else stmt) \
+        if any(".step(" in code_of(s) for s in after) or ".step(" in code_of(scope if scope is not None else stmt) \
                 and self._in_training(scope):
             return None  # a training step: the training pass extracts it
         leaves = self._leaves(body[:i])
         output = call.func.value
-        read_grads = [n for n in leaves if any(f"{n}.grad" in _code(s) for s in after)]
+        read_grads = [n for n in leaves if any(f"{n}.grad" in code_of(s) for s in after)]
         if not leaves or not read_grads:
             if _tensor_grad_reads(after):
                 self.report("T2J606", "backward() outside a training step: cannot tell which tensors' .grad are read "
@@ -631,14 +628,14 @@ class TransformsPass(Pass):
         if gradient is None:
             line = f"{targets} = jax.grad({name}, argnums={_argnums(len(inputs))})({args})"
         else:
-            line = f"{targets} = jax.vjp({name}, {args})[1]({_code(gradient)})"
+            line = f"{targets} = jax.vjp({name}, {args})[1]({code_of(gradient)})"
         self.need("jax")
         for n in inputs:
             after = [transform(s, _Rename(f"{n}.grad", f"{n}_grad", self.ctx.positions)) for s in after]
-        if sum(".backward(" in _code(s) for s in after):
+        if sum(".backward(" in code_of(s) for s in after):
             self.report("T2J605", "torch accumulates .grad over several backward() calls; here each backward() "
                                   "gives fresh gradients (add them up explicitly)", stmt)
-        self.report("T2J605", f"backward() -> jax.grad of {name}, the computation of {_code(output)} from {args} "
+        self.report("T2J605", f"backward() -> jax.grad of {name}, the computation of {code_of(output)} from {args} "
                               f"lifted into a function; {', '.join(f'{n}.grad' for n in inputs)} -> "
                               f"{', '.join(f'{n}_grad' for n in inputs)}", stmt)
         new_body, j = self._place(body, i, fn, chosen, moved, _stmt(line))
@@ -743,20 +740,20 @@ class TransformsPass(Pass):
         fn = _arg(vmap_call, 0, "func")
         in_dims = _arg(vmap_call, 1, "in_dims")
         out_dims = _arg(vmap_call, 2, "out_dims")
-        args = [_code(fn)]
+        args = [code_of(fn)]
         if in_dims is not None:
             if isinstance(in_dims, cst.Tuple):
                 elements = []
                 for k, e in enumerate(in_dims.elements):
-                    code = _code(e.value)
+                    code = code_of(e.value)
                     if k in positions and _literal(e.value) == 0:
                         code = "eqx.if_array(0)"
                     elements.append(code)
                 args.append(f"in_axes=({', '.join(elements)}{',' if len(elements) == 1 else ''})")
             elif _literal(in_dims) != 0:
-                args.append(f"in_axes={_code(in_dims)}")
+                args.append(f"in_axes={code_of(in_dims)}")
         if out_dims is not None:
-            args.append(f"out_axes={_code(out_dims)}")
+            args.append(f"out_axes={code_of(out_dims)}")
         self.need("eqx")
         self.report("T2J604", "vmap over a stacked ensemble -> eqx.filter_vmap: the stacked module's arrays are "
                               "mapped, its other fields broadcast", original)
@@ -811,7 +808,7 @@ class AmpPass(Pass):
         if dtype is None:
             dtype_code = default
         else:
-            dtype_code = LOW_DTYPES.get(self.ctx.scopes.qualname(dtype) or "", _code(dtype))
+            dtype_code = LOW_DTYPES.get(self.ctx.scopes.qualname(dtype) or "", code_of(dtype))
         return dtype_code, enabled
 
     def leave_With(self, original: cst.With, updated: cst.With):
@@ -828,7 +825,7 @@ class AmpPass(Pass):
         scale = self.ctx.__dict__.get("amp_loss_scale") if dtype == "jnp.float16" else None
         extra = ""
         if enabled is not None and _literal(enabled) is not True:
-            extra += f", enabled={_code(enabled)}"
+            extra += f", enabled={code_of(enabled)}"
         if scale is not None:
             extra += f", loss_scale={scale}"
         wrapper = _WrapModuleCalls(self, dtype, extra)

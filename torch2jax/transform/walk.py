@@ -16,6 +16,8 @@ import typing
 
 import libcst as cst
 
+from torch2jax.transform import node_identity  # noqa: F401  (node hashing in C)
+
 
 # Layout: whitespace and comments, brackets, commas, dots, colons, operators. No pass looks at these nodes, and they
 # are more than half of all nodes: transformers leave them as they are, unvisited.
@@ -52,7 +54,11 @@ def _hook(cls: type, prefix: str, node_type: type):
     return None if fn is None or getattr(fn, "_is_no_op", False) else fn
 
 
-class Visitor(cst.CSTVisitor):
+class Visitor:
+    """A visitor for walk(): visit_<Type>(node) (False: not into its children) and leave_<Type>(node) hooks, as a
+    cst.CSTVisitor's. Not a cst.CSTVisitor itself: that is an ABC with hundreds of stub methods, and making one of
+    its subclasses costs more than most walks (the passes define visitor classes inside functions)."""
+
     # False: the visitor's hooks look at no layout node (whitespace, brackets, commas, operators), which walk() then
     # leaves out (about half of all nodes). No visitor here looks at layout; a plain cst.CSTVisitor is shown it.
     SEES_LAYOUT = False
@@ -369,7 +375,8 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
 
 def names_read(node: cst.CSTNode, skip: tuple[type, ...] = ()) -> set[str]:
     """The names used in node: every Name but an attribute's (`self.key` does not use `key`) and a keyword's
-    (`f(key=k)` neither), and none inside a node of a type in `skip` (node itself included)."""
+    (`f(key=k)` neither), and none inside a node of a type in `skip` (concrete node types; node itself
+    included)."""
     out: set[str] = set()
     stack = [node]
     while stack:
@@ -379,7 +386,7 @@ def names_read(node: cst.CSTNode, skip: tuple[type, ...] = ()) -> set[str]:
             out.add(n.value)
         elif tp is cst.Attribute or tp is cst.Arg:
             stack.append(n.value)
-        elif not (skip and isinstance(n, skip)):
+        elif not (skip and tp in skip):
             for name in _fields(tp):
                 value = getattr(n, name)
                 tv = type(value)
@@ -500,11 +507,13 @@ def _transform(node: cst.CSTNode, t: cst.CSTTransformer):
                     if new is not child and items is None:
                         items = list(value[:i])
                     if items is not None:
-                        if isinstance(new, cst.FlattenSentinel):
+                        if new is child:
+                            items.append(new)
+                        elif type(new) is cst.FlattenSentinel:
                             items.extend(n for n in new if not (body and n._is_removable()
                                                                 and not child._is_removable()))
-                        elif not isinstance(new, cst.RemovalSentinel) and not (
-                                body and new is not child and new._is_removable() and not child._is_removable()):
+                        elif type(new) is not cst.RemovalSentinel and not (
+                                body and new._is_removable() and not child._is_removable()):
                             items.append(new)
                 if items is not None:
                     if changes is None:
@@ -513,12 +522,12 @@ def _transform(node: cst.CSTNode, t: cst.CSTTransformer):
             elif is_node(tv):
                 new = _transform(value, t)
                 if new is not value:
-                    if isinstance(new, cst.FlattenSentinel):
+                    if type(new) is cst.FlattenSentinel:
                         raise TypeError(f"We got a FlattenSentinel while visiting a {tv.__name__}. This node's "
                                         "parent does not allow for it to be replaced with a sequence.")
                     if changes is None:
                         changes = {}
-                    changes[name] = _removed_value(node, name) if isinstance(new, cst.RemovalSentinel) else new
+                    changes[name] = _removed_value(node, name) if type(new) is cst.RemovalSentinel else new
         if changes:
             updated = node.with_changes(**changes)
     return t.on_leave(node, updated)
