@@ -84,3 +84,25 @@ def test_other_code_generation_is_libcst_own():
     module = cst.parse_module(source)
     assert module.code == source
     assert cst.Module([]).code_for_node(module.body[1]) == "if x:\n    y = [1,\n      2]\n"
+
+
+@pytest.mark.parametrize("path", FILES[:6] + [ROOT / "torch2jax" / "transform" / "codegen.py"], ids=lambda p: p.name)
+def test_code_of_writes_what_code_for_node_writes(path):
+    module = cst.parse_module(path.read_text())
+    nodes = [module, *module.body]
+    for stmt in module.body:
+        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            nodes += [stmt.body, *stmt.body.body, stmt.name]
+    for node in nodes:
+        assert codegen.code_of(node) == cst.Module([]).code_for_node(node)
+
+
+def test_nodes_hash_and_compare_by_identity():
+    # node_identity gives libcst's node classes object's own __hash__ and __eq__: identity, as libcst's
+    a, b = cst.Name("x"), cst.Name("x")
+    assert a == a and a != b and not (a == b)
+    assert {a: 1, b: 2} == {a: 1, b: 2} and len({a, b}) == 2
+    assert {a: 1}.get(b) is None and {a: 1}[a] == 1
+    assert type(a).__hash__ is object.__hash__
+    module = cst.parse_module("x = 1\n")
+    assert module.deep_equals(cst.parse_module("x = 1\n")) and module != cst.parse_module("x = 1\n")
