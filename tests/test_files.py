@@ -184,7 +184,7 @@ def broken_pass(monkeypatch):
     def boom(self, *args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(OpsPass, "leave_Call", boom)
+    monkeypatch.setattr(OpsPass, "wants", boom)
 
 
 def test_internal_error_leaves_file_unchanged(tmp_path, broken_pass):

@@ -11,8 +11,7 @@ from __future__ import annotations
 import libcst as cst
 
 from torch2jax.transform.base import Pass
-from torch2jax.transform.module_facts import self_calls
-from torch2jax.transform.names import dotted
+from torch2jax.transform.names import dotted, self_calls
 from torch2jax.transform.positions import CopiedCalls
 
 HOST_RANDOM = ("random.", "numpy.random.")

@@ -36,7 +36,7 @@ from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import BUILTIN_CLASH
 from torch2jax.transform.positions import start_line
 from torch2jax.transform.templates import BindError, bind, paren
-from torch2jax.transform.walk import AUGASSIGN, SETITEM, Transformer, Visitor, names_read, transform, walk
+from torch2jax.transform.walk import AUGASSIGN, SETITEM, Transformer, Visitor, find_all, names_read, transform, walk
 
 # Tensor in-place methods of torch (beyond those named in the tables): recognised even without a record, so that
 # a missing mapping is reported rather than left silently.
@@ -710,16 +710,7 @@ class InplacePass(Pass):
     def _mentions_mutation(self, node: cst.CSTNode) -> bool:
         if not self._may_mutate(node):
             return False
-        found = []
-        pass_ = self
-
-        class V(Visitor):
-            def visit_Call(self, n: cst.Call) -> None:
-                if pass_.mutation_kind(n) is not None:
-                    found.append(n)
-
-        walk(node, V())
-        return bool(found)
+        return any(self.mutation_kind(n) is not None for n in find_all(node, cst.Call))
 
     def _lines(self, node) -> tuple[int, int]:
         pos = self.ctx.positions.get(node)
@@ -910,7 +901,6 @@ class InplacePass(Pass):
     # --- index assignment --------------------------------------------------------------------------------
     def _set_item(self, orig, target: cst.Subscript, value: cst.BaseExpression, op: str | None):
         """`x[idx] = value` (op None) or `x[idx] op= value`: statements, or None to leave it as it is."""
-        f = self.frame.facts
         index = list(target.slice)
         if any(isinstance(el.slice, cst.Index) and isinstance(el.slice.value, (
                 cst.SimpleString, cst.FormattedString, cst.ConcatenatedString)) for el in index):
@@ -931,7 +921,6 @@ class InplacePass(Pass):
         if kind == "mask":
             mask = last.index[0].slice.value
             if op is None:
-                new_value = value
                 same_mask = isinstance(value, cst.Subscript) and len(value.slice) == 1 \
                     and value.slice[0].slice.deep_equals(last.index[0].slice)
                 if same_mask:
@@ -1800,16 +1789,9 @@ def init_helpers(cls: cst.ClassDef) -> set[str]:
     methods = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}
     calls: dict[str, set[str]] = {}
     for name, fn in methods.items():
-        found: set[str] = set()
-
-        class V(Visitor):
-            def visit_Call(self, n: cst.Call) -> None:
-                if isinstance(n.func, cst.Attribute) and isinstance(n.func.value, cst.Name) \
-                        and n.func.value.value == "self" and n.func.attr.value in methods:
-                    found.add(n.func.attr.value)
-
-        walk(fn, V())
-        calls[name] = found
+        calls[name] = {n.func.attr.value for n in find_all(fn, cst.Call)
+                       if type(n.func) is cst.Attribute and type(n.func.value) is cst.Name
+                       and n.func.value.value == "self" and n.func.attr.value in methods}
     reached, todo = set(), ["__init__"] if "__init__" in methods else []
     while todo:
         for callee in calls.get(todo.pop(), ()):
@@ -1821,17 +1803,7 @@ def init_helpers(cls: cst.ClassDef) -> set[str]:
 
 
 def _all_refs(node: cst.CSTNode) -> list[cst.BaseExpression]:
-    found = []
-
-    class V(Visitor):
-        def visit_Name(self, n) -> None:
-            found.append(n)
-
-        def visit_Attribute(self, n) -> None:
-            found.append(n)
-
-    walk(node, V())
-    return found
+    return find_all(node, cst.Name, cst.Attribute)
 
 
 def parameter_listing(node: cst.BaseExpression) -> bool:

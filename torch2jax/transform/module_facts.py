@@ -221,12 +221,6 @@ def fields_held(value: cst.BaseExpression) -> list[str]:
     return found
 
 
-def self_calls(fn: cst.FunctionDef) -> set[str]:
-    """What a method calls through self: `self.enc(x)`, `self.helper()` -> {"enc", "helper"}."""
-    return {path[5:] for path in (dotted(c.func) for c in _calls_in(fn))
-            if path and path.startswith("self.") and path.count(".") == 1}
-
-
 def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
     return find_all(node, cst.Call)
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import libcst as cst
 
-from torch2jax.transform.walk import Visitor, content_children, iter_statements, walk
+from torch2jax.transform.walk import Visitor, content_children, find_all, iter_statements, walk
 
 
 def dotted(node: cst.BaseExpression) -> str | None:
@@ -26,15 +26,8 @@ def dotted(node: cst.BaseExpression) -> str | None:
 
 def self_calls(node: cst.CSTNode) -> set[str]:
     """The X of every `self.X(...)` under node: methods called, or fields used as callables."""
-    found: set[str] = set()
-
-    class V(Visitor):
-        def visit_Call(self, n: cst.Call) -> None:
-            if isinstance(n.func, cst.Attribute) and dotted(n.func.value) == "self":
-                found.add(n.func.attr.value)
-
-    walk(node, V())
-    return found
+    return {n.func.attr.value for n in find_all(node, cst.Call)
+            if type(n.func) is cst.Attribute and dotted(n.func.value) == "self"}
 
 
 def root_name(node: cst.BaseExpression) -> str | None:

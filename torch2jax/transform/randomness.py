@@ -39,7 +39,7 @@ from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import dotted, self_calls
 from torch2jax.transform.ops import KEY_PLACEHOLDER
 from torch2jax.transform.walk import (LAMBDA, SEMICOLON, Transformer, Visitor, content_children, is_layout,
-                                      iter_statements, names_read, transform, walk)
+                                      find_all, iter_statements, names_read, transform, walk)
 
 SEED_FUNCS = frozenset({"t2j.manual_seed"})
 CUDA_SEED_FUNCS = frozenset({"t2j.cuda_manual_seed"})
@@ -1057,14 +1057,7 @@ class _Rewriter:
 
     def _class_body_stmt(self, stmt, counter):
         """A draw in a class body runs once, at class creation, where no key is threaded: a fixed key."""
-        found = []
-
-        class V(Visitor):
-            def visit_Name(self, n) -> None:
-                if is_placeholder(n):
-                    found.append(n)
-
-        walk(stmt, V())
+        found = [n for n in find_all(stmt, cst.Name) if is_placeholder(n)]
         if not found:
             return stmt
         saved, self.pending = self.pending, []

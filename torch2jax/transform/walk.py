@@ -46,6 +46,17 @@ def _hook_names(cls: type) -> frozenset[str]:
     return names
 
 
+def _class_hooks(cls: type, prefix: str) -> dict:
+    """node type -> cls's hook for it or None, filled as types are met: one table per class, shared by its
+    instances (visitors are made by the thousand)."""
+    attr = "_hooks_" + prefix
+    hooks = cls.__dict__.get(attr)
+    if hooks is None:
+        hooks = {}
+        setattr(cls, attr, hooks)
+    return hooks
+
+
 def _hook(cls: type, prefix: str, node_type: type):
     name = prefix + node_type.__name__
     if name not in _hook_names(cls):
@@ -62,15 +73,14 @@ class Visitor:
     # False: the visitor's hooks look at no layout node (whitespace, brackets, commas, operators), which walk() then
     # leaves out (about half of all nodes). No visitor here looks at layout; a plain cst.CSTVisitor is shown it.
     SEES_LAYOUT = False
-    # node type -> the visit_/leave_ hook or None, filled as types are met; per instance, so that a hook set on the
-    # class later (a test's monkeypatch) is seen by the next visitor
+    # node type -> the visit_/leave_ hook or None: the class's table (_class_hooks), looked up once per instance
     _visit_hooks: dict | None = None
     _leave_hooks: dict | None = None
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         hooks = self._visit_hooks
         if hooks is None:
-            hooks = self._visit_hooks = {}
+            hooks = self._visit_hooks = _class_hooks(type(self), "visit_")
         try:
             fn = hooks[type(node)]
         except KeyError:
@@ -80,7 +90,7 @@ class Visitor:
     def on_leave(self, original_node: cst.CSTNode) -> None:
         hooks = self._leave_hooks
         if hooks is None:
-            hooks = self._leave_hooks = {}
+            hooks = self._leave_hooks = _class_hooks(type(self), "leave_")
         try:
             fn = hooks[type(original_node)]
         except KeyError:
@@ -104,7 +114,7 @@ class Transformer(cst.CSTTransformer):
             return False
         hooks = self._visit_hooks
         if hooks is None:
-            hooks = self._visit_hooks = {}
+            hooks = self._visit_hooks = _class_hooks(type(self), "visit_")
         try:
             fn = hooks[type(node)]
         except KeyError:
@@ -114,7 +124,7 @@ class Transformer(cst.CSTTransformer):
     def on_leave(self, original_node, updated_node):
         hooks = self._leave_hooks
         if hooks is None:
-            hooks = self._leave_hooks = {}
+            hooks = self._leave_hooks = _class_hooks(type(self), "leave_")
         try:
             fn = hooks[type(original_node)]
         except KeyError:
@@ -228,7 +238,9 @@ def walk(node: cst.CSTNode, visitor: cst.CSTVisitor) -> None:
         if cls.on_visit is Visitor.on_visit and cls.on_leave is Visitor.on_leave:
             # the hooks called directly: a third of the time of going through on_visit and on_leave
             if visitor._visit_hooks is None:
-                visitor._visit_hooks, visitor._leave_hooks = {}, {}
+                visitor._visit_hooks = _class_hooks(cls, "visit_")
+            if visitor._leave_hooks is None:
+                visitor._leave_hooks = _class_hooks(cls, "leave_")
             _walk_hooks(node, visitor, visitor._visit_hooks, visitor._leave_hooks, cls)
         else:
             _walk(node, visitor, _node_fields)
