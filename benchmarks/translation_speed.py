@@ -38,6 +38,28 @@ def _best(fn, repeat: int) -> float:
     return min(times)
 
 
+_FLOOR = """
+import sys, time
+import libcst as cst
+sources = [open(path).read() for path in sys.argv[1:]]
+times = []
+for _ in range(2):  # the first round warms the process up
+    start = time.perf_counter()
+    for s in sources:
+        cst.parse_module(s).code
+    times.append(time.perf_counter() - start)
+print(min(times))
+"""
+
+
+def _floor(files: list[Path]) -> float:
+    """libcst parsing and regenerating the files, timed inside a fresh process (its start-up and first round not
+    counted)."""
+    out = subprocess.run([sys.executable, "-c", _FLOOR, *map(str, files)], capture_output=True, text=True,
+                         check=True)
+    return float(out.stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -45,14 +67,6 @@ def main() -> None:
     files = _inputs()
     sources = [f.read_text() for f in files]
     lines = sum(s.count("\n") for s in sources)
-
-    def floor():
-        for s in sources:
-            cst.parse_module(s).code
-
-    # the floor first, with libcst as it is: importing torch2jax swaps a few of libcst's code generation and node
-    # hashing methods for faster ones of its own (transform/codegen.py, transform/node_identity.py)
-    t_floor = _best(floor, args.repeat)
 
     from torch2jax import translate
 
@@ -62,7 +76,14 @@ def main() -> None:
         for f, s in zip(files, sources):
             translate(s, filename=str(f))
 
-    t_single = _best(single, args.repeat)
+    # floor and translation in alternate rounds (this machine's speed drifts), best of each; the floor in a process
+    # of its own, with libcst as it is: importing torch2jax swaps a few of libcst's code generation and node hashing
+    # methods for faster ones of its own (transform/codegen.py, transform/node_identity.py)
+    floors, singles = [], []
+    for _ in range(args.repeat):
+        floors.append(_floor(files))
+        singles.append(_best(single, 1))
+    t_floor, t_single = min(floors), min(singles)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in"
         src.mkdir()

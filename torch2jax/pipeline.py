@@ -109,8 +109,9 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     rebound = module_level_rebinds(module, aliases)
     for name in rebound:
         del aliases[name]
-    ctx = FileContext(filename=filename, scopes=Scopes(aliases, rebound, positions), tables=load_tables(),
-                      positions=positions, may_suppress="skip" in source)
+    word_cache: dict = {}
+    ctx = FileContext(filename=filename, scopes=Scopes(aliases, rebound, positions, word_cache), tables=load_tables(),
+                      positions=positions, may_suppress="skip" in source, word_cache=word_cache)
     ctx.input_words = ctx.words(module)
     ctx.module_facts = collect_module_facts(module, ctx.scopes, word_cache=ctx.word_cache)
     if TrainingPass.applies(source, ctx):  # the training pass is the one that reads them

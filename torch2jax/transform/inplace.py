@@ -36,7 +36,8 @@ from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import BUILTIN_CLASH
 from torch2jax.transform.positions import start_line
 from torch2jax.transform.templates import BindError, bind, paren
-from torch2jax.transform.walk import AUGASSIGN, SETITEM, Transformer, Visitor, find_all, names_read, transform, walk
+from torch2jax.transform.walk import (AUGASSIGN, SETITEM, Transformer, Visitor, find_all, names_read, transform, walk,
+                                      words)
 
 # Tensor in-place methods of torch (beyond those named in the tables): recognised even without a record, so that
 # a missing mapping is reported rather than left silently.
@@ -1502,7 +1503,8 @@ class InplacePass(Pass):
         if class_name not in self.init_helpers:
             finder = _FirstClass(class_name)
             walk(self.module, finder)
-            self.init_helpers[class_name] = init_helpers(finder.found) if finder.found is not None else set()
+            self.init_helpers[class_name] = init_helpers(finder.found, self.ctx.word_cache) \
+                if finder.found is not None else set()
         return self.init_helpers[class_name]
 
     def _note_loop(self, key: str) -> None:
@@ -1784,11 +1786,14 @@ class _FirstClass(Visitor):
         return self.found is None and not isinstance(node, cst.BaseExpression)  # no class inside an expression
 
 
-def init_helpers(cls: cst.ClassDef) -> set[str]:
-    """Methods that `__init__` calls on self (transitively) and nothing else calls."""
+def init_helpers(cls: cst.ClassDef, word_cache: dict) -> set[str]:
+    """Methods that `__init__` calls on self (transitively) and nothing else calls. word_cache: walk.words'."""
     methods = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}
     calls: dict[str, set[str]] = {}
     for name, fn in methods.items():
+        fn_words = words(fn, word_cache)
+        if not any("." + m in fn_words for m in methods):
+            continue  # calls no method (the words have `.m` for every attribute m)
         calls[name] = {n.func.attr.value for n in find_all(fn, cst.Call)
                        if type(n.func) is cst.Attribute and type(n.func.value) is cst.Name
                        and n.func.value.value == "self" and n.func.attr.value in methods}

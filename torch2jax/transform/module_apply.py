@@ -46,8 +46,8 @@ class ModuleApplyPass(Pass):
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         # torchvision's `self._initialize_weights()` at the end of __init__: its loop over self.modules() runs
         # while the module is being built, as if it were written in __init__
-        self.init_methods.append({"__init__"} | init_helpers(node) if isinstance(node.body, cst.IndentedBlock)
-                                 else {"__init__"})
+        helpers = init_helpers(node, self.ctx.word_cache) if isinstance(node.body, cst.IndentedBlock) else set()
+        self.init_methods.append({"__init__"} | helpers)
         self.kinds.append("class")
 
     def leave_ClassDef(self, original, updated):

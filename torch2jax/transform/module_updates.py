@@ -70,7 +70,8 @@ class ModuleUpdatesPass(Pass):
     def visit_ClassDef(self, node) -> None:
         self.class_depth += 1
         self.class_names.append(node.name.value)
-        self.initialising.append({"__init__"} | init_helpers(node))  # __init__ and the methods only it calls
+        # __init__ and the methods only it calls
+        self.initialising.append({"__init__"} | init_helpers(node, self.ctx.word_cache))
 
     def leave_ClassDef(self, original, updated):
         self.class_depth -= 1

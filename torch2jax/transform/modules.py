@@ -58,9 +58,10 @@ class ModulePass(Pass):
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         if self.cls is None:
             self.cls = self.facts.classes.get(node.name.value)
-            self.init_helpers = init_helpers(node) if self.cls is not None and self._ties(self.cls) else set()
+            self.init_helpers = init_helpers(node, self.ctx.word_cache) \
+                if self.cls is not None and self._ties(self.cls) else set()
             self.stateful_methods = self.cls.stateful_methods if self.cls is not None else set()
-            self.init_only = init_helpers(node) if self.cls is not None else set()
+            self.init_only = init_helpers(node, self.ctx.word_cache) if self.cls is not None else set()
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         cls = self.facts.classes.get(original.name.value)

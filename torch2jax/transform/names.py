@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import libcst as cst
 
-from torch2jax.transform.walk import Visitor, content_children, find_all, iter_statements, walk
+from torch2jax.transform.walk import Visitor, content_children, find_all, iter_statements, walk, words
 
 
 def dotted(node: cst.BaseExpression) -> str | None:
@@ -150,9 +150,10 @@ def module_level_rebinds(module: cst.Module, aliases: dict[str, str]) -> set[str
 class Scopes:
     """The alias table plus a stack of function scopes, to resolve a dotted expression to a qualified name."""
 
-    def __init__(self, aliases: dict[str, str], rebound: set[str] = frozenset(), positions: dict | None = None
-                 ) -> None:
+    def __init__(self, aliases: dict[str, str], rebound: set[str] = frozenset(), positions: dict | None = None,
+                 word_cache: dict | None = None) -> None:
         self.aliases = aliases
+        self.word_cache = word_cache  # walk.words': a function none of whose words is an alias shadows none
         self.rebound = set(rebound)  # import names the module rebinds to something else (`F = np`)
         self.shadow_stack: list[set[str]] = []
         self.positions = positions if positions is not None else {}
@@ -162,7 +163,10 @@ class Scopes:
         pos = self.positions.get(fn)
         where = (pos.start.line, pos.start.column) if pos is not None else None
         if where is None or where not in self._shadowed:
-            shadowed = bound_in_function(fn) & self.aliases.keys()
+            if self.word_cache is not None and self.aliases.keys().isdisjoint(words(fn, self.word_cache)):
+                shadowed = frozenset()
+            else:
+                shadowed = bound_in_function(fn) & self.aliases.keys()
             if where is None:
                 self.shadow_stack.append(shadowed)
                 return

@@ -10,9 +10,10 @@ from torch2jax.transform.base import FileContext, Pass
 from torch2jax.transform.names import dotted
 from torch2jax.transform.positions import CopiedCalls
 from torch2jax.transform.training_facts import MODULE_METHODS_CHAINED
-from torch2jax.transform.templates import BindError, Bound, bind, carry_layout, choose, paren, parsed, render
+from torch2jax.transform.templates import (BindError, Bound, bind, carry_layout, choose, expression, paren, parsed,
+                                          render)
 from torch2jax.transform.transforms import _Rename
-from torch2jax.transform.walk import Visitor, find_all, transform, walk
+from torch2jax.transform.walk import Visitor, find_all, iter_statements, transform, walk
 
 # Short names a template may use, and the import each needs (imports.py adds them).
 IMPORT_ROOTS = ("jnp", "jax", "lax", "eqx", "optax", "t2j", "np", "math")
@@ -54,21 +55,19 @@ MODULE_CASTS = {"float": "float32", "double": "float64", "half": "float16", "bfl
 def _module_names(module: cst.Module, pass_) -> set[str]:
     """Names the file binds to a module it builds (`net = Net()`, `lin = nn.Linear(3, 1).double()`)."""
     names: set[str] = set()
-
-    class V(Visitor):
-        def visit_Assign(self, node: cst.Assign) -> None:
-            value = node.value
-            while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) \
-                    and value.func.attr.value in MODULE_METHODS_CHAINED:
-                value = value.func.value
-            if not isinstance(value, cst.Call):
-                return
-            qual = pass_.scopes.qualname(value.func) or ""
-            if dotted(value.func) in pass_.ctx.module_facts.classes or (
-                    qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper()):
-                names.update(t.target.value for t in node.targets if isinstance(t.target, cst.Name))
-
-    walk(module, V())
+    for node in iter_statements(module):  # assignments are statements: no expression needs reading
+        if type(node) is not cst.Assign:
+            continue
+        value = node.value
+        while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) \
+                and value.func.attr.value in MODULE_METHODS_CHAINED:
+            value = value.func.value
+        if not isinstance(value, cst.Call):
+            continue
+        qual = pass_.scopes.qualname(value.func) or ""
+        if dotted(value.func) in pass_.ctx.module_facts.classes or (
+                qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper()):
+            names.update(t.target.value for t in node.targets if isinstance(t.target, cst.Name))
     return names
 
 
@@ -533,7 +532,7 @@ class OpsPass(Pass):
             self.report("T2J102", f"{qual} is used as a value; only calls of it can be translated", original)
             return updated
         self.need_for(record.templates[0])
-        return cst.parse_expression(target)
+        return expression(target)
 
     def tensor_receiver(self, receiver: cst.BaseExpression, call: cst.CSTNode) -> bool:
         """Whether `receiver.method(...)` is plausibly a Tensor method call and not numpy/str/list/module use."""

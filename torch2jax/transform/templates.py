@@ -133,6 +133,17 @@ def choose(record: Record, bound: Bound) -> str | None:
     return None
 
 
+def expression(text: str) -> cst.BaseExpression:
+    """cst.parse_expression(text), built directly for a dotted name (`jax.nn.relu`): a parse costs more."""
+    parts = text.split(".")
+    if not all(p.isidentifier() for p in parts):
+        return cst.parse_expression(text)
+    node: cst.BaseExpression = cst.Name(parts[0])
+    for part in parts[1:]:
+        node = cst.Attribute(node, cst.Name(part))
+    return node
+
+
 def paren(node: cst.BaseExpression) -> cst.BaseExpression:
     if isinstance(node, ATOMIC) or node.lpar:
         return node
