@@ -115,9 +115,15 @@ def test_record_matches_torch(record, expr):
 _JAX_GRADS: dict = {}
 
 
+# what jit refuses and an eager call allows: a value-dependent shape (torch.repeat_interleave with tensor repeats)
+_NEEDS_VALUES = (jax.errors.ConcretizationTypeError, jax.errors.NonConcreteBooleanIndexError,
+                 jax.errors.TracerArrayConversionError, jax.errors.TracerIntegerConversionError)
+
+
 def _jax_grads(f_jax):
     """grads(args, float_idx, cotangents): the gradients of sum(output leaf i * cotangent i) with respect to the
-    floating arguments, jitted once per function: eager, every backward primitive compiles on its own."""
+    floating arguments, jitted once per function (eager, every backward primitive compiles on its own); eager for a
+    function whose output shape depends on its values."""
     if f_jax not in _JAX_GRADS:
         def scalar(float_args, args, float_idx, cotangents):
             args = list(args)
@@ -126,9 +132,20 @@ def _jax_grads(f_jax):
             leaves = jax.tree.leaves(f_jax(*args))
             return sum(jnp.sum(leaves[i] * c) for i, c in cotangents.items())
 
-        grad = jax.jit(jax.grad(scalar), static_argnums=2)
-        _JAX_GRADS[f_jax] = lambda args, float_idx, cotangents: grad(
-            tuple(args[i] for i in float_idx), args, float_idx, cotangents)
+        eager = jax.grad(scalar)
+        jitted = jax.jit(eager, static_argnums=2)
+
+        def grads(args, float_idx, cotangents):
+            float_args = tuple(args[i] for i in float_idx)
+            if _JAX_GRADS.get((f_jax, "eager")):
+                return eager(float_args, args, float_idx, cotangents)
+            try:
+                return jitted(float_args, args, float_idx, cotangents)
+            except _NEEDS_VALUES:
+                _JAX_GRADS[(f_jax, "eager")] = True
+                return eager(float_args, args, float_idx, cotangents)
+
+        _JAX_GRADS[f_jax] = grads
     return _JAX_GRADS[f_jax]
 
 
