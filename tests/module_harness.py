@@ -66,7 +66,7 @@ class Pair:
         self.torch.eval()
         with torch.no_grad():
             expected = self.torch(*[torch.from_numpy(np.asarray(a)) for a in arrays])
-        actual, _ = self.call_jax(eqx.nn.inference_mode(self.model), arrays)
+        actual, _ = eqx.filter_jit(self.call_jax)(eqx.nn.inference_mode(self.model), arrays)
         assert_tree_close(expected, actual, rtol, atol, "eval output")
 
     def compare_train(self, arrays, rtol=1e-3, atol=1e-4):
@@ -85,7 +85,8 @@ class Pair:
             return jnp.sum(out0 * cot), (out, state)
 
         float_idx = [i for i, a in enumerate(arrays) if np.asarray(a).dtype.kind == "f"]
-        (_, (actual, new_state)), grads = eqx.filter_value_and_grad(scalar, has_aux=True)(model, *arrays)
+        (_, (actual, new_state)), grads = eqx.filter_jit(eqx.filter_value_and_grad(scalar, has_aux=True))(
+            model, *arrays)
         assert_tree_close(expected, actual, rtol, atol, "train output")
         if self.stateful:
             got = t2j.to_state_dict(self.model, new_state)
@@ -98,7 +99,7 @@ class Pair:
                 np.testing.assert_allclose(got[name], p.grad.numpy(), rtol=rtol, atol=atol,
                                            err_msg=f"gradient of {name}")
         if float_idx:
-            in_grads = jax.grad(lambda *a: scalar(model, *a)[0], argnums=tuple(float_idx))(
+            in_grads = jax.jit(jax.grad(lambda *a: scalar(model, *a)[0], argnums=tuple(float_idx)))(
                 *[jnp.asarray(a) for a in arrays])
             for i, g in zip(float_idx, in_grads):
                 np.testing.assert_allclose(np.asarray(g), t_args[i].grad.numpy(), rtol=rtol, atol=atol,
