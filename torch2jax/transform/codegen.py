@@ -13,6 +13,8 @@ from libcst._nodes.internal import CodegenState
 
 
 class _NoPosition:
+    """record_syntactic_position for a node whose position is not kept."""
+
     def __enter__(self) -> None:
         pass
 
@@ -20,7 +22,7 @@ class _NoPosition:
         return False
 
 
-_NO_POSITION = _NoPosition()
+NO_POSITION = _NoPosition()
 
 
 class _Parens:
@@ -55,7 +57,7 @@ class _CopyingState(CodegenState):
         self.copied_last = False
 
     def record_syntactic_position(self, node, *, start_node=None, end_node=None) -> "_NoPosition":
-        return _NO_POSITION  # libcst's is a generator context manager, entered at every statement and more
+        return NO_POSITION  # libcst's is a generator context manager, entered at every statement and more
 
     def parens(self, node) -> _Parens:
         return _Parens(node, self)

@@ -17,7 +17,7 @@ from libcst._nodes.internal import CodegenState
 from libcst.metadata import PositionProvider
 from libcst.metadata.position_provider import NEWLINE_RE
 
-from torch2jax.transform.codegen import OWN_STATES, STATEMENT_TYPES, code_of
+from torch2jax.transform.codegen import NO_POSITION, OWN_STATES, STATEMENT_TYPES, code_of
 from torch2jax.transform.walk import Visitor, is_layout, walk
 
 
@@ -208,17 +208,6 @@ class _RecordedParens:
         return False
 
 
-class _Unrecorded:
-    """record_syntactic_position for a node whose position is not kept."""
-
-    def __enter__(self) -> None:
-        pass
-
-    def __exit__(self, *exc) -> bool:
-        return False
-
-
-_UNRECORDED = _Unrecorded()
 # libcst's layout node types (all its node types are in its namespace), for a set lookup at every node; a layout type
 # missing here would only have its position recorded
 _LAYOUT_TYPES = frozenset(tp for tp in vars(cst).values()
@@ -244,7 +233,7 @@ class _ContentOffsetState(_OffsetState):
 
     def record_syntactic_position(self, node: cst.CSTNode, *, start_node=None, end_node=None):
         if type(node) in _LAYOUT_TYPES:
-            return _UNRECORDED
+            return NO_POSITION  # its position is not kept
         return _Syntactic(self, node, start_node, end_node)
 
 
