@@ -11,6 +11,7 @@ from torch2jax.mappings import load_tables
 from torch2jax.result import Translation
 from torch2jax.transform.base import FileContext, file_suppressed, suppressed
 from torch2jax.transform.branched_step import BranchedStepPass
+from torch2jax.transform.codegen import code_of, generate
 from torch2jax.transform.freezing import FreezingPass
 from torch2jax.transform.grad_mode import GradModePass
 from torch2jax.transform.host_random import HostRandomPass
@@ -23,7 +24,6 @@ from torch2jax.transform.modules import ModulePass
 from torch2jax.transform.names import ImportCollector, Scopes, module_level_rebinds
 from torch2jax.transform.ops import OpsPass
 from torch2jax.transform.parallel import ParallelPass
-from torch2jax.transform.codegen import code_of, generate
 from torch2jax.transform.positions import Positions, positions as source_positions
 from torch2jax.transform.randomness import RandomnessPass
 from torch2jax.transform.training import TrainingPass
