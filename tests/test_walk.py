@@ -9,7 +9,7 @@ import pytest
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from torch2jax.transform.positions import positions
-from torch2jax.transform.walk import Transformer, is_layout, iter_statements, transform, walk, words
+from torch2jax.transform.walk import Transformer, find_all, is_layout, iter_statements, transform, walk, words
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = sorted((ROOT / "samples").glob("*.py")) + sorted((ROOT / "tests" / "cases").rglob("*.py")) + sorted(
@@ -158,3 +158,23 @@ def test_transform_keeps_what_did_not_change(source):
     renamed = transform(module, Rewrite())
     kept = {id(s) for s in renamed.body}
     assert any(id(s) in kept for s in module.body if "a" not in cst.Module([s]).code)
+
+
+@pytest.mark.parametrize("source", [(ROOT / "samples" / "char_gpt.py").read_text(), EXTRA], ids=["char_gpt", "extra"])
+def test_find_all_in_visit_order(source):
+    module = cst.parse_module(source)
+    types = (cst.Call, cst.Name, cst.Attribute, cst.FunctionDef)
+
+    class Seen(cst.CSTVisitor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.nodes: list = []
+
+        def on_visit(self, node) -> bool:
+            if type(node) in types:
+                self.nodes.append(node)
+            return True
+
+    seen = Seen()
+    module.visit(seen)
+    assert find_all(module, *types) == seen.nodes

@@ -157,11 +157,12 @@ class Scopes:
         self.rebound = set(rebound)  # import names the module rebinds to something else (`F = np`)
         self.shadow_stack: list[set[str]] = []
         self.positions = positions if positions is not None else {}
-        self._shadowed: dict = {}  # function's source position -> the aliases it shadows (same in every pass)
+        self._shadowed: dict = {}  # function's stored source position -> the aliases it shadows
 
     def push(self, fn: cst.FunctionDef) -> None:
-        pos = self.positions.get(fn)
-        where = (pos.start.line, pos.start.column) if pos is not None else None
+        # the function's source position as stored (a rebuilt function carries its original's): one cache entry
+        # for the function in every pass
+        where = dict.get(self.positions, fn)
         if where is None or where not in self._shadowed:
             if self.word_cache is not None and self.aliases.keys().isdisjoint(words(fn, self.word_cache)):
                 shadowed = frozenset()

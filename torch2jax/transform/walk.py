@@ -222,12 +222,26 @@ def find_all(node: cst.CSTNode, *types: type) -> list:
     class (a class made per call costs more than the walk)."""
     out = []
     stack = [node]
+    backwards = _BACKWARD_FIELDS
     while stack:
         n = stack.pop()
-        if type(n) in types:
+        tp = type(n)
+        if tp in types:
             out.append(n)
-        stack.extend(reversed(content_children(n)))
+        names = backwards.get(tp)
+        if names is None:
+            names = backwards[tp] = tuple(reversed(_node_fields(n)))
+        for name in names:  # children pushed last first: they come off the stack in source order
+            value = getattr(n, name)
+            tv = type(value)
+            if tv is tuple or tv is list:
+                stack.extend(reversed(value))
+            elif is_node(tv):
+                stack.append(value)
     return out
+
+
+_BACKWARD_FIELDS: dict[type, tuple[str, ...]] = {}  # _node_fields, last first
 
 
 def walk(node: cst.CSTNode, visitor: cst.CSTVisitor) -> None:
@@ -334,6 +348,19 @@ def _has_subscript(target) -> bool:
     return False
 
 
+# what words() notes at a node besides its identifiers, by the node's type (one lookup per node)
+_W_OTHER, _W_NAME, _W_ASSIGN, _W_AUG, _W_CLASS, _W_LAMBDA, _W_ATTRIBUTE, _W_ARG, _W_LINE = range(9)
+_WORD_KIND = {cst.Name: _W_NAME, cst.Assign: _W_ASSIGN, cst.AugAssign: _W_AUG, cst.ClassDef: _W_CLASS,
+              cst.Lambda: _W_LAMBDA, cst.Attribute: _W_ATTRIBUTE, cst.Arg: _W_ARG,
+              cst.SimpleStatementLine: _W_LINE, cst.SimpleStatementSuite: _W_LINE}
+_WORD_PLANS: dict[type, tuple[int, bool, tuple[str, ...]]] = {}  # type -> (kind, is a statement, its node fields)
+
+
+def _word_plan(tp: type) -> tuple[int, bool, tuple[str, ...]]:
+    plan = _WORD_PLANS[tp] = (_WORD_KIND.get(tp, _W_OTHER), is_statement(tp), _fields(tp))
+    return plan
+
+
 def words(node: cst.CSTNode, cache: dict) -> set[str]:
     """Every identifier in node (names, attribute names, keywords, def, class and parameter names), plus the
     markers above. Cached by node (nodes are immutable) for node and every statement inside it: a pass that left a
@@ -343,38 +370,42 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
         return found
     out: set[str] = set()
     stack = [node]
+    plans = _WORD_PLANS
     while stack:
         n = stack.pop()
         tp = type(n)
-        if tp is cst.Name:
-            value = n.value
-            out.add(value)
+        plan = plans.get(tp) or _word_plan(tp)
+        kind = plan[0]
+        if kind == _W_NAME:
+            out.add(n.value)
             continue
-        if n is not node and is_statement(tp):
+        if plan[1] and n is not node:
             out |= words(n, cache)
             continue
-        if tp is cst.Assign:
-            for t in n.targets:
-                target = t.target
-                if isinstance(target, cst.Subscript) or isinstance(target, cst.Attribute) and not (
-                        type(target.value) is cst.Name and target.value.value == "self"):
-                    out.add(SETATTR)
-                if _has_subscript(t.target):
-                    out.add(SETITEM)
-        elif tp is cst.AugAssign:
-            out.add(AUGASSIGN)
-        elif tp is cst.ClassDef:
-            out.add(CLASS)
-        elif tp is cst.Lambda:
-            out.add(LAMBDA)
-        elif tp is cst.Attribute:
-            out.add("." + n.attr.value)  # an attribute name: x.view has the words x, view and .view
-        elif tp is cst.Arg and n.keyword is not None:
-            out.add(n.keyword.value + "=")  # a keyword argument: f(out=y) has the words out and out=
-        elif tp is cst.SimpleStatementLine or tp is cst.SimpleStatementSuite:
-            if any(isinstance(small.semicolon, cst.Semicolon) for small in n.body):
-                out.add(SEMICOLON)
-        for name in _fields(tp):
+        if kind:
+            if kind == _W_ATTRIBUTE:
+                out.add("." + n.attr.value)  # an attribute name: x.view has the words x, view and .view
+            elif kind == _W_ARG:
+                if n.keyword is not None:
+                    out.add(n.keyword.value + "=")  # a keyword argument: f(out=y) has the words out and out=
+            elif kind == _W_ASSIGN:
+                for t in n.targets:
+                    target = t.target
+                    if isinstance(target, cst.Subscript) or isinstance(target, cst.Attribute) and not (
+                            type(target.value) is cst.Name and target.value.value == "self"):
+                        out.add(SETATTR)
+                    if _has_subscript(t.target):
+                        out.add(SETITEM)
+            elif kind == _W_AUG:
+                out.add(AUGASSIGN)
+            elif kind == _W_CLASS:
+                out.add(CLASS)
+            elif kind == _W_LAMBDA:
+                out.add(LAMBDA)
+            elif kind == _W_LINE:
+                if any(isinstance(small.semicolon, cst.Semicolon) for small in n.body):
+                    out.add(SEMICOLON)
+        for name in plan[2]:
             value = getattr(n, name)
             tv = type(value)
             if tv is tuple or tv is list:
