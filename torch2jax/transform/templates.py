@@ -163,7 +163,8 @@ class _Substitute(Transformer):
         return updated
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.Attribute:
-        return updated.with_changes(attr=original.attr)
+        # an attribute's name is not a parameter: `input.shape` keeps `shape` whatever the call's `shape` is
+        return updated if updated.attr is original.attr else updated.with_changes(attr=original.attr)
 
     def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg | cst.RemovalSentinel:
         if original.star == "*" and isinstance(original.value, cst.Name) and original.value.value in self.varargs:
@@ -185,6 +186,8 @@ class _Substitute(Transformer):
                 and not isinstance(value, NEEDS_PARENS_AS_ARG):
             # a whole argument needs no parentheses: (x.argmax(1) == y).sum() -> jnp.sum(jnp.argmax(x, axis=1) == y)
             value = value.with_changes(lpar=[], rpar=[])
+        if updated.keyword is original.keyword and value is updated.value:
+            return updated
         return updated.with_changes(keyword=original.keyword, value=value)
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
