@@ -136,13 +136,12 @@ def _jax_grads(f_jax):
         jitted = jax.jit(eager, static_argnums=2)
 
         def grads(args, float_idx, cotangents):
+            nonlocal jitted
             float_args = tuple(args[i] for i in float_idx)
-            if _JAX_GRADS.get((f_jax, "eager")):
-                return eager(float_args, args, float_idx, cotangents)
             try:
                 return jitted(float_args, args, float_idx, cotangents)
             except _NEEDS_VALUES:
-                _JAX_GRADS[(f_jax, "eager")] = True
+                jitted = eager  # and for this function's later examples
                 return eager(float_args, args, float_idx, cotangents)
 
         _JAX_GRADS[f_jax] = grads

@@ -30,8 +30,8 @@ from typing import Callable
 
 import libcst as cst
 
-from torch2jax.transform.codegen import code_of
 from torch2jax.transform.base import Pass, add_marker
+from torch2jax.transform.codegen import code_of
 from torch2jax.transform.names import bound_in_function, dotted
 from torch2jax.transform.ops import BUILTIN_CLASH
 from torch2jax.transform.positions import start_line
@@ -479,7 +479,7 @@ def is_mask_expr(node, bools: set[str]) -> bool:
         func = node.func
         name = func.attr.value if isinstance(func, cst.Attribute) else dotted(func)
         if name in BOOL_CALLS:
-            return name != "bernoulli" or False
+            return name != "bernoulli"
         if name in ("to", "type") and node.args and "bool" in code_of(node.args[0].value):
             return True
         if any(a.keyword is not None and a.keyword.value == "dtype" and code_of(a.value).endswith("bool")

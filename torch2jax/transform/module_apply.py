@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import libcst as cst
 
-from torch2jax.transform.codegen import code_of
 from torch2jax.transform.base import Pass
+from torch2jax.transform.codegen import code_of
 from torch2jax.transform.inplace import init_helpers
 from torch2jax.transform.module_facts import MODULE_LIKE_NAMES
 from torch2jax.transform.names import dotted

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import libcst as cst
 
-from torch2jax.transform.codegen import code_of
 from torch2jax.transform.base import Pass, add_marker
+from torch2jax.transform.codegen import code_of
 from torch2jax.transform.inplace import init_helpers, parameter_listing
 from torch2jax.transform.module_facts import weight_tie
 from torch2jax.transform.names import dotted, return_values

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import libcst as cst
 
-from torch2jax.transform.codegen import code_of
 from torch2jax.mappings import Record
 from torch2jax.transform import handlers
 from torch2jax.transform.base import FileContext, Pass
+from torch2jax.transform.codegen import code_of
 from torch2jax.transform.names import dotted
 from torch2jax.transform.positions import CopiedCalls
 from torch2jax.transform.training_facts import MODULE_METHODS_CHAINED

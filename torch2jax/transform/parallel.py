@@ -24,9 +24,9 @@ from __future__ import annotations
 import libcst as cst
 
 from torch2jax.transform.base import Pass, add_marker, marker_text
+from torch2jax.transform.codegen import code_of
 from torch2jax.transform.names import dotted
 from torch2jax.transform.reduction_kind import MEAN, NEUTRAL, SUM, KindFinder
-from torch2jax.transform.codegen import code_of
 from torch2jax.transform.transforms import _arg, _effects, _Rename, _stmt
 from torch2jax.transform.walk import Visitor, transform, walk
 

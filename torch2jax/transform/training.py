@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import libcst as cst
 
-from torch2jax.transform.codegen import code_of
 from torch2jax.transform.base import CarryPositions, Pass
+from torch2jax.transform.codegen import code_of
 from torch2jax.transform.inplace import is_mask_expr
 from torch2jax.transform.names import bound_in_function, dotted, return_values
 from torch2jax.transform.ops import KEY_PLACEHOLDER

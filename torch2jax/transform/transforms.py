@@ -37,8 +37,8 @@ import ast
 
 import libcst as cst
 
-from torch2jax.transform.codegen import code_of
 from torch2jax.transform.base import CarryPositions, Pass
+from torch2jax.transform.codegen import code_of
 from torch2jax.transform.names import dotted
 from torch2jax.transform.templates import paren
 from torch2jax.transform.walk import Visitor, transform, walk
