@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,6 +38,7 @@ def _best(fn, repeat: int) -> float:
 
 _FLOOR = """
 import sys, time
+import libcst as cst
 sources = [open(path).read() for path in sys.argv[1:]]
 times = []
 for _ in range(2):  # the first round warms the process up
