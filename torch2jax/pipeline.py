@@ -24,6 +24,7 @@ from torch2jax.transform.modules import ModulePass
 from torch2jax.transform.names import ImportCollector, Scopes, module_level_rebinds
 from torch2jax.transform.ops import OpsPass
 from torch2jax.transform.parallel import ParallelPass
+from torch2jax.transform.parsing import parse_module
 from torch2jax.transform.positions import Positions, positions as source_positions
 from torch2jax.transform.randomness import RandomnessPass
 from torch2jax.transform.training import TrainingPass
@@ -79,7 +80,7 @@ def translate(source: str, filename: str = "<string>") -> Translation:
 
 def _translate(source: str, filename: str) -> Translation:
     try:
-        module = cst.parse_module(source)
+        module = parse_module(source)
     except cst.ParserSyntaxError as e:
         line, col, message = _python_syntax_error(source) or (e.raw_line, e.raw_column, e.message)
         d = diagnostics.make("T2J001", f"syntax error: {message}", line, col, filename)
