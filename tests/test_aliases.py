@@ -41,3 +41,27 @@ def test_untranslated_input_is_left_and_marked():
     d = result.diagnostics[0]
     assert (d.code, d.line, d.severity, d.safety) == ("T2J101", 2, "error", "manual")
     assert translate(result.code).code == result.code  # a second run adds nothing
+
+
+def test_bound_among_agrees_with_bound_in_function():
+    """The pruned search (statements without any of the names are skipped) finds what the full one finds, for
+    every function of the samples and cases and every name bound or used in it."""
+    from pathlib import Path
+
+    import libcst as cst
+
+    from torch2jax.transform.names import bound_among, bound_in_function
+    from torch2jax.transform.walk import find_all, words
+
+    root = Path(__file__).resolve().parent.parent
+    checked = 0
+    for path in sorted((root / "samples").glob("*.py")) + sorted((root / "tests" / "cases").rglob("*.py")):
+        for fn in find_all(cst.parse_module(path.read_text()), cst.FunctionDef):
+            cache: dict = {}
+            bound = bound_in_function(fn)
+            for names in ({n} for n in bound | {"torch", "nn", "F", "x"}):
+                assert bound_among(fn, names, cache) == bound & names, (path.name, fn.name.value, names)
+            everything = words(fn, cache)
+            assert bound_among(fn, everything, cache) == bound & everything
+            checked += 1
+    assert checked > 100

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import libcst as cst
 
-from torch2jax.transform.walk import Visitor, content_children, find_all, iter_statements, walk, words
+from torch2jax.transform.walk import Visitor, content_children, find_all, is_statement, iter_statements, walk, words
 
 
 def dotted(node: cst.BaseExpression) -> str | None:
@@ -111,11 +111,25 @@ def _imported(node: cst.Import | cst.ImportFrom, bound: set[str]) -> None:
 def bound_in_function(fn: cst.FunctionDef) -> frozenset[str]:
     """Names bound inside one function: its parameters (and its lambdas'), assignment, loop, comprehension, walrus
     and `as` targets, and the names of the functions and classes it defines; not inside those."""
+    return frozenset(_bound(fn))
+
+
+def bound_among(fn: cst.FunctionDef, names, word_cache: dict) -> frozenset[str]:
+    """bound_in_function(fn) & names, without looking into the statements that hold none of those names (by their
+    walk.words: a statement binds a name only where the name occurs in it)."""
+    names = frozenset(names)
+    return frozenset(_bound(fn, lambda stmt: not names.isdisjoint(words(stmt, word_cache))) & names)
+
+
+def _bound(fn: cst.FunctionDef, holds=None) -> set[str]:
+    """bound_in_function's names; with holds(statement) false, what is in that statement is left out."""
     bound: set[str] = set()
     stack: list[cst.CSTNode] = [fn]
     while stack:
         node = stack.pop()
         tp = type(node)
+        if holds is not None and node is not fn and is_statement(tp) and not holds(node):
+            continue
         if tp is cst.ClassDef or (tp is cst.FunctionDef and node is not fn):
             bound.add(node.name.value)  # a nested def or class binds its name here (and may hide an import)
             continue
@@ -129,7 +143,7 @@ def bound_in_function(fn: cst.FunctionDef) -> frozenset[str]:
         elif tp is cst.AsName:
             _targets(node.name, bound)
         stack.extend(content_children(node))
-    return frozenset(bound)
+    return bound
 
 
 def module_level_rebinds(module: cst.Module, aliases: dict[str, str]) -> set[str]:
@@ -164,10 +178,12 @@ class Scopes:
         # for the function in every pass
         where = dict.get(self.positions, fn)
         if where is None or where not in self._shadowed:
-            if self.word_cache is not None and self.aliases.keys().isdisjoint(words(fn, self.word_cache)):
+            if self.word_cache is None:
+                shadowed = bound_in_function(fn) & self.aliases.keys()
+            elif self.aliases.keys().isdisjoint(words(fn, self.word_cache)):
                 shadowed = frozenset()
             else:
-                shadowed = bound_in_function(fn) & self.aliases.keys()
+                shadowed = bound_among(fn, self.aliases.keys(), self.word_cache)
             if where is None:
                 self.shadow_stack.append(shadowed)
                 return

@@ -18,7 +18,7 @@ from libcst.metadata import PositionProvider
 from libcst.metadata.position_provider import NEWLINE_RE
 
 from torch2jax.transform.codegen import NO_POSITION, OWN_STATES, STATEMENT_TYPES, code_of
-from torch2jax.transform.walk import Visitor, is_layout, walk
+from torch2jax.transform.walk import find_all, is_layout
 
 
 class Position(NamedTuple):
@@ -273,16 +273,8 @@ class CopiedCalls:
     def _index(self) -> dict[str, list]:
         """Calls of the input (and rebuilt ones that kept an input position) not in the tree any more, by the last
         name of their function: [(position, [nodes])], in source order."""
-        present: set = set()
         positions = self.positions
-
-        class V(Visitor):
-            def visit_Call(self, n: cst.Call) -> None:
-                pos = positions.get(n)
-                if pos is not None:
-                    present.add(pos)
-
-        walk(self.module, V())
+        present = {positions.get(n) for n in find_all(self.module, cst.Call)}
         by_pos: dict[str, dict] = {}
         for node in [n for n in positions if type(n) is cst.Call]:
             pos = positions[node]

@@ -102,6 +102,8 @@ class Scope:
     params: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)  # every identifier in it, for fresh names
     cands: list = field(default_factory=list)  # (call or placeholder, covered by a seed, top-level statement)
+    # statement -> the slice of cands collected from it (its own line or header, not the blocks inside)
+    cands_of: dict = field(default_factory=dict)
     key_name: str = "key"
     has_key_param: bool = False  # already has a keyword-only `key` that is free to use
     optional: bool = False  # key=None allowed (a module's __call__)
@@ -393,9 +395,11 @@ class Analysis:
                 continue
             if isinstance(stmt, cst.ClassDef):
                 continue
+            first = len(s.cands)
             if isinstance(stmt, cst.FunctionDef):
                 s.cands.append((stmt, covered, here))
             self._collect(stmt, s, covered, here)
+            s.cands_of[stmt] = (first, len(s.cands))
             for suite, _ in _suites(stmt):
                 self._walk(_suite_stmts(suite), s, covered, False, here)
 
@@ -423,6 +427,11 @@ class Analysis:
                     continue
                 if any(not covered and self.is_unit(n, s) for n, covered, _ in s.cands):
                     s.needs_key = changed = True
+
+    def has_no_unit(self, stmt, s: Scope) -> bool:
+        """Known from the candidates collected in it: stmt (of scope s; its own line or header) has no key use."""
+        span = s.cands_of.get(stmt)
+        return span is not None and not any(self.is_unit(n, s) for n, _, _ in s.cands[span[0]:span[1]])
 
     # --- what takes a key
     def is_unit(self, node, s: Scope) -> bool:
@@ -904,7 +913,7 @@ class _Rewriter:
         """Key uses directly in node (not inside a unit comprehension or lambda, nor in a nested block)."""
         key = (node, s)
         if key not in self._units:
-            self._units[key] = self._find_units(node, s)
+            self._units[key] = [] if self.a.has_no_unit(node, s) else self._find_units(node, s)
         return list(self._units[key])
 
     def _find_units(self, node, s: Scope) -> list:
