@@ -27,6 +27,7 @@ async def g(*, k=lambda q: q[1:2, ::3], **kw) -> "T":
     except* (A, B) as e: yield
     finally: global gg; nonlocal nn
     return [i async for i in xs if i], {k: v for k, v in d}, (await z), x if y else w, not a, ~b, a @ b
+y = (x) + ( (z) ) * f((a), b=(c))[(i)]  # names in parentheses
 '''
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import libcst as cst
 from libcst._nodes.internal import CodegenState
 
+from torch2jax.transform.walk import is_layout
+
 
 class _NoPosition:
     """record_syntactic_position for a node whose position is not kept."""
@@ -121,6 +123,41 @@ for _tp in STATEMENT_TYPES:
     if "_copying_" not in _tp.__dict__:
         _tp._codegen = _copying_codegen(_tp._codegen)
         _tp._copying_ = True
+
+# code generation states whose before_codegen and after_codegen do nothing for layout nodes (walk.is_layout): there
+# a layout node's _codegen is its _codegen_impl alone, and a whitespace's or a comment's one token. About two thirds
+# of all nodes are layout, two fifths whitespace. libcst's own states, and any other, go through libcst's _codegen as
+# before.
+SILENT_LAYOUT_STATES: set[type] = {_CopyingState}
+
+
+def _layout_codegen(generate_node):
+    def codegen(self, state: CodegenState, **kwargs) -> None:
+        if type(state) in SILENT_LAYOUT_STATES:
+            self._codegen_impl(state, **kwargs)
+        else:
+            generate_node(self, state, **kwargs)
+    return codegen
+
+
+def _whitespace_codegen(generate_node):
+    def codegen(self, state: CodegenState, **kwargs) -> None:
+        if type(state) in SILENT_LAYOUT_STATES:
+            state.add_token(self.value)
+        else:
+            generate_node(self, state, **kwargs)
+    return codegen
+
+
+_NODE_CODEGEN = getattr(getattr(cst, "_nodes").base.CSTNode, "_codegen", None)
+_TOKEN_CODEGEN = getattr(cst.SimpleWhitespace, "_codegen_impl", None)  # add_token(self.value)
+_LAYOUT_CLASSES = [tp for tp in vars(cst).values() if isinstance(tp, type) and issubclass(tp, cst.CSTNode)
+                   and is_layout(tp) and not getattr(tp, "__abstractmethods__", None)]
+for _tp in _LAYOUT_CLASSES:
+    if _NODE_CODEGEN is not None and _tp._codegen is _NODE_CODEGEN and "_silent_" not in _tp.__dict__:
+        one_token = _tp._codegen_impl is _TOKEN_CODEGEN and hasattr(_tp, "value")
+        _tp._codegen = (_whitespace_codegen if one_token else _layout_codegen)(_tp._codegen)
+        _tp._silent_ = True
 _Parenthesized = getattr(getattr(cst, "_nodes").expression, "_BaseParenthesizedNode", None)
 if _Parenthesized is not None and "_plain_" not in _Parenthesized.__dict__:
     _Parenthesized._parenthesize = _plain_parenthesize(_Parenthesized._parenthesize)
