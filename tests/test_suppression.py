@@ -137,3 +137,17 @@ def test_config_nearest_and_errors(tmp_path):
         load_config(inner)
     result = runner.invoke(app, ["translate", str(inner)])
     assert result.exit_code == 2 and "pyproject.toml" in result.stderr
+
+
+@pytest.mark.parametrize("source, may", [
+    ("x = 1  # torch2jax: skip\n", True),
+    ("x = 1  #torch2jax:skip\n", True),
+    ("# a note\n# see torch2jax:   skip\nx = 1\n", True),
+    ("x = 1  # skip this one\ny = skip(2)\n", False),  # the word alone is no marker
+    ("x = 'torch2jax: skip'\n", False),  # nor the words without a comment
+    ("x = '# torch2jax: skip'\n", True),  # inside a string: searched all the same (errs on the side of looking)
+])
+def test_which_sources_are_searched_for_markers(source, may):
+    from torch2jax.transform.base import may_hold_skip_markers
+
+    assert may_hold_skip_markers(source) is may

@@ -9,7 +9,7 @@ from torch2jax import diagnostics
 from torch2jax.diagnostics import Diagnostic
 from torch2jax.mappings import load_tables
 from torch2jax.result import Translation
-from torch2jax.transform.base import FileContext, file_suppressed, suppressed
+from torch2jax.transform.base import FileContext, file_suppressed, may_hold_skip_markers, suppressed
 from torch2jax.transform.branched_step import BranchedStepPass
 from torch2jax.transform.codegen import code_of, generate
 from torch2jax.transform.freezing import FreezingPass
@@ -111,13 +111,14 @@ def _translate_module(module: cst.Module, source: str, filename: str) -> Transla
     for name in rebound:
         del aliases[name]
     word_cache: dict = {}
+    may_suppress = may_hold_skip_markers(source)
     ctx = FileContext(filename=filename, scopes=Scopes(aliases, rebound, positions, word_cache), tables=load_tables(),
-                      positions=positions, may_suppress="skip" in source, word_cache=word_cache)
+                      positions=positions, may_suppress=may_suppress, word_cache=word_cache)
     ctx.input_words = ctx.words(module)
     ctx.module_facts = collect_module_facts(module, ctx.scopes, word_cache=ctx.word_cache)
     if TrainingPass.applies(source, ctx):  # the training pass is the one that reads them
         ctx.training_facts = collect_training_facts(module, ctx.scopes, ctx.module_facts, ctx.word_cache)
-    skipped = _suppressed_statements(module, positions) if "skip" in source else {}
+    skipped = _suppressed_statements(module, positions) if may_suppress else {}
     for pass_cls in PASSES:
         if pass_cls.applies(source, ctx):
             module = transform(module, pass_cls(ctx))

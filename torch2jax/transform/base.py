@@ -58,6 +58,12 @@ def suppressed(node: cst.CSTNode) -> bool:
     return any(SKIP.match(c) for c in _comment_lines(node))
 
 
+def may_hold_skip_markers(source: str) -> bool:
+    """False when no line of the source holds `# torch2jax: skip`: then no statement is suppressed (the test of
+    every statement's comments is skipped). A marker inside a string counts: this errs on the side of looking."""
+    return "torch2jax" in source and SKIP.search(source) is not None
+
+
 def file_suppressed(source: str) -> bool:
     """`# torch2jax: skip` among the comment lines before a file's first statement leaves the file as it is."""
     for line in source.splitlines():
@@ -83,7 +89,7 @@ class FileContext:
     module_facts: "ModuleFacts | None" = None  # nn.Module classes (module_facts.py), project-wide in folder runs
     training_facts: object = None  # optimizers, schedulers, models, trainer functions (training_facts.py)
     word_cache: dict = field(default_factory=dict)  # node -> its words (walk.words), shared by the passes
-    may_suppress: bool = True  # False when the source has no "skip": no statement can be `# torch2jax: skip`
+    may_suppress: bool = True  # False when no statement can be `# torch2jax: skip` (may_hold_skip_markers)
     input_words: frozenset | set = frozenset()  # the words of the input module (walk.words)
 
     def words(self, node: cst.CSTNode) -> set[str]:
