@@ -28,17 +28,27 @@ def test_same_tree_as_libcst(path):
     assert ours.deep_equals(theirs)
 
 
-@pytest.mark.parametrize("source, error", [
-    ('x = b"a" "b"\n', cst.CSTValidationError),  # the grammar allows it; libcst's validation does not
-    ("def f(:\n", cst.ParserSyntaxError),
-    ("x = (1,\n", cst.ParserSyntaxError),
-])
-def test_same_errors_as_libcst(source, error):
-    with pytest.raises(error):
-        cst.parse_module(source)
-    with pytest.raises(error):
-        parsing.parse_module(source)
+# invalid sources, each rejected by libcst's parser or by its validation (bytes and str concatenated), and valid
+# ones Python's compiler rejects later: the same outcome either way
+SOURCES = ['x = b"a" "b"\n', 'x = "a" b"b"\n', "def f(:\n", "x = (1,\n", "x = 0777\n", 'x = ur"a"\n', "f(a=1, b)\n",
+           "f(**k, *a)\n", "def f(a=1, b): pass\n", "x = 1_\n", "f(a for a in b, c)\n", "def f(*): pass\n",
+           'print(f"{x!z}")\n', "lambda a=1, b: 0\n", "class A(x=1, y): pass\n", 'x = bu"a"\n', "if x:\npass\n",
+           "x = yield = 3\n", "a + = 1\n", "del f()\n", "(a, b) += 1\n", "f() = 1\n", "x = [*]\n",
+           "for x in : pass\n", "return\n", "def f(a, a): pass\n", "x = 1if y else 2\n", "not(x)\n"]
+
+
+def _outcome(parse, source):
+    try:
+        return parse(source).code
+    except Exception as e:  # noqa: BLE001 (the error's type is the outcome)
+        return type(e)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_same_outcome_as_libcst(source):
+    assert _outcome(parsing.parse_module, source) == _outcome(cst.parse_module, source)
     assert parsing._parsing_thread is None  # left as it was after a failure
+    assert _outcome(parsing.parse_module, 'x = b"a" "b"\n') is cst.CSTValidationError
 
 
 def test_nodes_made_outside_the_parse_still_validate():

@@ -14,12 +14,16 @@ import libcst as cst
 from libcst._nodes.base import CSTNode
 from libcst._nodes.expression import _BaseParenthesizedNode
 
-# validators that check only what the tokenizer and the grammar already guarantee for parsed source
-_TOKEN_LEVEL_CHECKS = frozenset(f for f in (CSTNode.__dict__.get("_validate"),
-                                            _BaseParenthesizedNode.__dict__.get("_validate"),
-                                            cst.SimpleWhitespace.__dict__.get("_validate"),
-                                            cst.Newline.__dict__.get("_validate"),
-                                            cst.Name.__dict__.get("_validate")) if f is not None)
+# validators that check only what the tokenizer and the grammar already guarantee for parsed source: a token's
+# characters (whitespace, names, numbers, strings, comments, indents), paired parentheses, the space after a keyword
+# (`ifx` is a name), an `=` only with a keyword or default, a semicolon between statements on a line, at least one
+# target or subscript. Kept: a call's argument order, parameters' order, str and bytes concatenation (the grammar
+# allows `b"a" "b"`; only libcst's check rejects it), and any class not named here.
+_TOKEN_LEVEL_CHECKS = frozenset(cls.__dict__["_validate"] for cls in (
+    CSTNode, _BaseParenthesizedNode, cst.SimpleWhitespace, cst.Newline, cst.Name, cst.Comment, cst.SimpleString,
+    cst.Integer, cst.Float, cst.IndentedBlock, getattr(cst, "_nodes").statement._BaseSimpleStatement, cst.Arg,
+    cst.Param, cst.Assign, cst.Subscript, cst.Tuple, cst.If, cst.For, cst.Return, cst.FunctionDef, cst.Comparison,
+    cst.BooleanOperation, cst.UnaryOperation) if "_validate" in cls.__dict__)
 _parsing_thread: int | None = None  # the thread inside parse_module, if any
 
 
