@@ -65,3 +65,22 @@ def test_bound_among_agrees_with_bound_in_function():
             assert bound_among(fn, everything, cache) == bound & everything
             checked += 1
     assert checked > 100
+
+
+@pytest.mark.parametrize("source, kept, dropped", [
+    # the file's own torch imports, at top level or in a try/if block, go when nothing reads their names any more
+    ("import torch\ntry:\n    import torch.nn.functional as F\nexcept ImportError:\n    pass\n"
+     "def f(x):\n    return F.relu(x)\n", [], ["import torch", "import torch.nn.functional as F"]),
+    ("import torch\nif True:\n    from torch import nn\ndef f(x):\n    return nn.Unknown(x)\n",
+     ["from torch import nn"], ["import torch\n"]),
+    ("import torch, os\nfrom torch.nn import init, functional as G\ndef f(x):\n    return os.sep, G.relu(x), init\n",
+     ["import os", "from torch.nn import init"], ["functional as G"]),
+    # imports inside a function or class are the user's own business
+    ("import torch\ndef f(x):\n    import torch.nn as nn\n    return x\n", ["    import torch.nn as nn"], []),
+])
+def test_unused_torch_imports_go(source, kept, dropped):
+    code = translate(source).code
+    for line in kept:
+        assert line in code, code
+    for line in dropped:
+        assert line not in code, code

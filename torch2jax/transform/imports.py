@@ -5,7 +5,7 @@ import libcst as cst
 
 from torch2jax.transform.codegen import code_of
 from torch2jax.transform.names import dotted
-from torch2jax.transform.walk import Transformer, names_read, transform
+from torch2jax.transform.walk import Transformer, iter_statements, names_read, transform
 
 IMPORT_LINES = {
     "jax": "import jax",
@@ -112,7 +112,21 @@ def fix_imports(module: cst.Module, needed: set[str]) -> cst.Module:
             new[0] = new[0].with_changes(leading_lines=body[at].leading_lines)
             body[at] = body[at].with_changes(leading_lines=[])
         module = module.with_changes(body=body[:at] + new + body[at:])
-    # names read anywhere but in the imports themselves, attribute names and keywords
-    prune = _Prune(names_read(module, (cst.Import, cst.ImportFrom)))
+    # the file's torch imports that nothing reads any more (a read: anywhere but in the imports themselves,
+    # attribute names and keywords) go
+    imported = frozenset(_torch_import_names(module))
+    if not imported:
+        return module
+    prune = _Prune(names_read(module, (cst.Import, cst.ImportFrom), among=imported))
     pruned = transform(module, prune)
     return pruned if prune.changed or lines else module
+
+
+def _torch_import_names(module: cst.Module):
+    """The local names that the torch imports _Prune looks at bind: the file's own (not in a function or class)."""
+    for small in iter_statements(module, enter=lambda stmt: not isinstance(stmt, (cst.FunctionDef, cst.ClassDef))):
+        if isinstance(small, cst.Import):
+            yield from (_local(a) for a in small.names if _is_torch(dotted(a.name)))
+        elif isinstance(small, cst.ImportFrom) and not small.relative and small.module is not None \
+                and not isinstance(small.names, cst.ImportStar) and _is_torch(dotted(small.module)):
+            yield from (_local(a) for a in small.names)

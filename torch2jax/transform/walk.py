@@ -416,17 +416,22 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
     return out
 
 
-def names_read(node: cst.CSTNode, skip: tuple[type, ...] = ()) -> set[str]:
+def names_read(node: cst.CSTNode, skip: tuple[type, ...] = (), among: frozenset[str] | None = None) -> set[str]:
     """The names used in node: every Name but an attribute's (`self.key` does not use `key`) and a keyword's
     (`f(key=k)` neither), and none inside a node of a type in `skip` (concrete node types; node itself
-    included)."""
+    included). With `among`: only those names (the search stops when it has found them all)."""
     out: set[str] = set()
     stack = [node]
     while stack:
         n = stack.pop()
         tp = type(n)
         if tp is cst.Name:
-            out.add(n.value)
+            if among is None:
+                out.add(n.value)
+            elif n.value in among:
+                out.add(n.value)
+                if len(out) == len(among):
+                    return out
         elif tp is cst.Attribute or tp is cst.Arg:
             stack.append(n.value)
         elif not (skip and tp in skip):
