@@ -735,3 +735,15 @@ def test_keys_reach_modules_through_zip_and_call_with_state():
     main = load(r.code)["main"]
     a, b = main(key=k(0)), main(key=k(1))
     assert distinct(a, b)
+
+
+@pytest.mark.parametrize("names, split, count", [(["subkey"], "jax.random.split", None),
+                                                 (["subkey1", "subkey2"], "t2j.split_key", 3)])
+def test_split_statement_is_what_its_text_parses_to(names, split, count):
+    import libcst as cst
+
+    from torch2jax.transform.randomness import _split_statement
+
+    text = f"key, {', '.join(names)} = {split}(key{'' if count is None else f', {count}'})\n"
+    assert cst.Module([_split_statement("key", names, split, count)]).code == cst.Module(
+        [cst.parse_statement(text)]).code == text

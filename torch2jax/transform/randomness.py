@@ -38,6 +38,7 @@ import libcst as cst
 from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.names import dotted, self_calls
 from torch2jax.transform.ops import KEY_PLACEHOLDER
+from torch2jax.transform.templates import expression
 from torch2jax.transform.walk import (LAMBDA, SEMICOLON, Transformer, Visitor, content_children, is_layout,
                                       find_all, iter_statements, names_read, transform, walk)
 
@@ -207,7 +208,15 @@ def _clauses(comp) -> list[cst.CompFor]:
 
 
 def _expr(code: str) -> cst.BaseExpression:
-    return cst.parse_expression(code)
+    return expression(code)  # a dotted name built directly (a parse costs more), anything else parsed
+
+
+def _split_statement(key: str, names: list[str], split: str, count: int | None) -> cst.SimpleStatementLine:
+    """`key, subkey = jax.random.split(key)`, with `, count` when given: what the parse of that line gives, built
+    directly (one per statement that draws: a parse costs more)."""
+    target = cst.Tuple([cst.Element(cst.Name(n)) for n in (key, *names)], lpar=[], rpar=[])
+    args = [cst.Arg(cst.Name(key))] + ([cst.Arg(cst.Integer(str(count)))] if count is not None else [])
+    return cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], cst.Call(expression(split), args))])
 
 
 def _call(func: str, *args: cst.BaseExpression) -> cst.Call:
@@ -974,8 +983,7 @@ class _Rewriter:
         names = [self.a.scope_of[u].closure_name if isinstance(u, cst.FunctionDef) else next(plain) for u in units]
         split = "t2j.split_key" if s.optional else "jax.random.split"
         self.p.need("t2j" if s.optional else "jax")
-        count = "" if n == 1 else f", {n + 1}"
-        stmt = cst.parse_statement(f"{kn}, {', '.join(names)} = {split}({kn}{count})\n")
+        stmt = _split_statement(kn, names, split, None if n == 1 else n + 1)
         return stmt, [cst.Name(x) for x in names]
 
     def fold_in(self, key: cst.BaseExpression, i, s: Scope) -> cst.BaseExpression:
