@@ -181,8 +181,10 @@ class ModuleUpdatesPass(Pass):
         self.need("eqx")
         self.report("T2J201", f"{root}{path} set through eqx.tree_at: Equinox modules are immutable",
                     assign.targets[0].target)
-        return cst.parse_statement(
-            f"{root} = eqx.tree_at(lambda m: m{path}, {root}, {code_of(assign.value)})\n").body[0]
+        update = cst.parse_statement(f"{root} = eqx.tree_at(lambda m: m{path}, {root}, VALUE)\n").body[0]
+        *args, value = update.value.args  # the value itself, not a copy: its calls keep their source positions
+        return update.with_changes(value=update.value.with_changes(args=[*args, value.with_changes(
+            value=assign.value)]))
 
     def _field_kind(self, name: str) -> str | None:
         facts = self.ctx.module_facts
