@@ -1,10 +1,11 @@
 """parse_module(): libcst's parse, without re-checking what the parser itself guarantees.
 
 Every libcst node validates itself when it is made (CSTNode.__post_init__ calls _validate), the parser's nodes too:
-that whitespace is whitespace, that a name is an identifier, that an expression's parentheses pair up. For nodes the
-parser made from tokens these checks cannot fail, and they cost about a tenth of the parse. While this thread
-parses, nodes whose class validates nothing more than that skip the check; every other class (a concatenated
-string's bytes-and-str check, say) validates as before, and nodes the passes make always do.
+that whitespace is whitespace, that a name is an identifier, that an expression's parentheses pair up, that a
+keyword is followed by a space. For nodes the parser made from tokens by the grammar these checks cannot fail, and
+they cost about a tenth of the parse. While this thread parses, nodes whose class checks nothing more skip the check
+(_TOKEN_LEVEL_CHECKS); every other class (a concatenated string's bytes-and-str check, say) validates as before, and
+nodes made outside the parse (the passes', another thread's) always do.
 """
 from __future__ import annotations
 
