@@ -129,6 +129,8 @@ for _tp in STATEMENT_TYPES:
 # of all nodes are layout, two fifths whitespace. libcst's own states, and any other, go through libcst's _codegen as
 # before.
 SILENT_LAYOUT_STATES: set[type] = {_CopyingState}
+# ... and whose before_codegen and after_codegen do nothing for any node (positions.py skips them for these)
+HOOKLESS_STATES: set[type] = {_CopyingState}
 
 
 def _layout_codegen(generate_node):

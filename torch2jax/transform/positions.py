@@ -17,7 +17,8 @@ from libcst._nodes.internal import CodegenState
 from libcst.metadata import PositionProvider
 from libcst.metadata.position_provider import NEWLINE_RE
 
-from torch2jax.transform.codegen import NO_POSITION, OWN_STATES, SILENT_LAYOUT_STATES, STATEMENT_TYPES, code_of
+from torch2jax.transform.codegen import (HOOKLESS_STATES, NO_POSITION, OWN_STATES, SILENT_LAYOUT_STATES, STATEMENT_TYPES,
+                                         code_of)
 from torch2jax.transform.walk import find_all, is_layout
 
 
@@ -244,10 +245,16 @@ SILENT_LAYOUT_STATES.add(_ContentOffsetState)
 def _content_codegen(generate_node):
     """libcst's _codegen (before_codegen, _codegen_impl, after_codegen) with the position state's hooks done here,
     in one call instead of three, for a node that is not layout and not a statement; an unparenthesized name (a tenth
-    of all nodes) is one token, recorded here too (as the state's parens would). Other states: libcst's."""
+    of all nodes) is one token, recorded here too (as the state's parens would). A state without hooks (the output's
+    code generation) goes straight to _codegen_impl; any other state, libcst's _codegen."""
     def codegen(self, state: CodegenState, **kwargs) -> None:
         if type(state) is not _ContentOffsetState:
-            generate_node(self, state, **kwargs)
+            if type(state) not in HOOKLESS_STATES:
+                generate_node(self, state, **kwargs)
+            elif type(self) is cst.Name and not self.lpar:
+                state.add_token(self.value)
+            else:
+                self._codegen_impl(state, **kwargs)
             return
         start = state.offset
         if type(self) is cst.Name and not self.lpar:
