@@ -445,16 +445,24 @@ class Frame:
     method: str | None = None
     tracked: dict[str, Tracked] = field(default_factory=dict)
     caller_visible: set[str] = field(default_factory=set)
-    bound: set[str] = field(default_factory=set)  # names local to the function (parameters and assignments)
     declare: dict[str, str] = field(default_factory=dict)  # free name rebound here -> "global" | "nonlocal"
     is_function: bool = False
     collect: Callable[[], ScopeFacts] | None = None  # gives the facts when first read (the module's: see visit_Module)
+    function: cst.FunctionDef | None = None  # the function's node: its bound names are found when first asked
+    _bound: frozenset[str] | None = None
 
     @property
     def facts(self) -> ScopeFacts:
         if self._facts is None:
             self._facts = self.collect()
         return self._facts
+
+    @property
+    def bound(self) -> frozenset[str]:
+        """Names local to the function (parameters and assignments)."""
+        if self._bound is None:
+            self._bound = bound_in_function(self.function) if self.function is not None else frozenset()
+        return self._bound
 
 
 class Unsupported(Exception):
@@ -605,7 +613,7 @@ class InplacePass(Pass):
         frame = Frame(facts, class_name=self.classes[-1] if in_class else None,
                       method=node.name.value if in_class else None)
         frame.caller_visible = {p for p in facts.params if p not in ("self", "cls")}
-        frame.bound = bound_in_function(node)
+        frame.function = node
         frame.is_function = True
         self.frames.append(frame)
         saved, self.loop_stack = self.loop_stack, []
