@@ -341,9 +341,10 @@ def is_node(tp: type) -> bool:
 
 
 def _has_subscript(target) -> bool:
-    if isinstance(target, cst.Subscript):
+    tp = type(target)  # exact types: isinstance against libcst's abstract classes is slow
+    if tp is cst.Subscript:
         return True
-    if isinstance(target, (cst.Tuple, cst.List)):
+    if tp is cst.Tuple or tp is cst.List:
         return any(_has_subscript(e.value) for e in target.elements)
     return False
 
@@ -371,6 +372,7 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
     out: set[str] = set()
     stack = [node]
     plans = _WORD_PLANS
+    node_types = _IS_NODE
     while stack:
         n = stack.pop()
         tp = type(n)
@@ -391,7 +393,7 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
             elif kind == _W_ASSIGN:
                 for t in n.targets:
                     target = t.target
-                    if isinstance(target, cst.Subscript) or isinstance(target, cst.Attribute) and not (
+                    if type(target) is cst.Subscript or type(target) is cst.Attribute and not (
                             type(target.value) is cst.Name and target.value.value == "self"):
                         out.add(SETATTR)
                     if _has_subscript(t.target):
@@ -403,14 +405,14 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
             elif kind == _W_LAMBDA:
                 out.add(LAMBDA)
             elif kind == _W_LINE:
-                if any(isinstance(small.semicolon, cst.Semicolon) for small in n.body):
+                if any(type(small.semicolon) is cst.Semicolon for small in n.body):
                     out.add(SEMICOLON)
         for name in plan[2]:
             value = getattr(n, name)
             tv = type(value)
             if tv is tuple or tv is list:
                 stack.extend(value)
-            elif is_node(tv):
+            elif node_types.get(tv) or (tv not in node_types and is_node(tv)):
                 stack.append(value)
     cache[node] = out
     return out
