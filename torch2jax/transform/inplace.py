@@ -230,13 +230,18 @@ class _FactsCollector(Visitor):
         self.assigns: list[tuple[str, cst.BaseExpression]] = []
         self.receivers: set[str] = set()  # names used as receivers of tensor-only methods or torch call inputs
         self.depth = 0
-        self.line = 1
+        self.positions = pass_.ctx.positions
+        self._placed: cst.CSTNode | None = None  # the last node visited that has a source position
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        line = start_line(self.p.ctx.positions, node)
-        if line is not None:
-            self.line = line
+        if node in self.positions:
+            self._placed = node
         return super().on_visit(node)
+
+    @property
+    def line(self) -> int:
+        """The line of the last node visited that has a source position (found when asked: most nodes never ask)."""
+        return 1 if self._placed is None else start_line(self.positions, self._placed)
 
     def _line(self, node) -> tuple[int, int]:
         pos = self.p.ctx.positions.get(node)
