@@ -194,12 +194,14 @@ def _content_order(node: cst.CSTNode) -> tuple[str, ...]:
 def content_children(node: cst.CSTNode) -> list[cst.CSTNode]:
     """node's children in libcst's order, without layout (whitespace, brackets, commas, operators)."""
     out = []
-    for name in _node_fields(node):
+    node_types = _IS_NODE
+    names = _NODE_FIELDS.get(type(node))
+    for name in _node_fields(node) if names is None else names:
         value = getattr(node, name)
         tv = type(value)
         if tv is tuple or tv is list:
             out.extend(value)
-        elif is_node(tv):
+        elif node_types.get(tv) or (tv not in node_types and is_node(tv)):
             out.append(value)
     return out
 
@@ -223,6 +225,7 @@ def find_all(node: cst.CSTNode, *types: type) -> list:
     out = []
     stack = [node]
     backwards = _BACKWARD_FIELDS
+    node_types = _IS_NODE
     while stack:
         n = stack.pop()
         tp = type(n)
@@ -236,7 +239,7 @@ def find_all(node: cst.CSTNode, *types: type) -> list:
             tv = type(value)
             if tv is tuple or tv is list:
                 stack.extend(reversed(value))
-            elif is_node(tv):
+            elif node_types.get(tv) or (tv not in node_types and is_node(tv)):
                 stack.append(value)
     return out
 
@@ -269,13 +272,14 @@ def _walk_hooks(node: cst.CSTNode, visitor, visit_hooks: dict, leave_hooks: dict
     except KeyError:
         fn = visit_hooks[tp] = _hook(cls, "visit_", tp)
     if fn is None or fn(visitor, node) is not False:
-        for name in _node_fields(node):
+        names = _NODE_FIELDS.get(tp)
+        for name in _node_fields(node) if names is None else names:
             value = getattr(node, name)
             tv = type(value)
             if tv is tuple or tv is list:
                 for child in value:
                     _walk_hooks(child, visitor, visit_hooks, leave_hooks, cls)
-            elif value is not None and is_node(tv):
+            elif value is not None and (_IS_NODE.get(tv) or (tv not in _IS_NODE and is_node(tv))):
                 _walk_hooks(value, visitor, visit_hooks, leave_hooks, cls)
     try:
         fn = leave_hooks[tp]
@@ -545,7 +549,8 @@ def _transform(node: cst.CSTNode, t: cst.CSTTransformer):
     updated = node
     if t.on_visit(node):
         changes = None
-        for name in _node_fields(node):
+        names = _NODE_FIELDS.get(type(node))
+        for name in _node_fields(node) if names is None else names:
             value = getattr(node, name)
             tv = type(value)
             if tv is tuple or tv is list:
