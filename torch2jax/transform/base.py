@@ -37,7 +37,7 @@ def _comment_lines(node: cst.CSTNode) -> list:
 # What a node is to a pass's walk: the module and statements are tested (Pass.wants), blocks of statements always
 # entered, the rest (expressions, small statements, parameters, decorators) entered as Pass.EXPRESSIONS and
 # Pass.expression_words say.
-_MODULE, _STATEMENT, _BLOCK, _OTHER = range(4)
+_LAYOUT, _MODULE, _STATEMENT, _BLOCK, _OTHER = range(1, 6)  # (none is 0: `table.get(tp) or _kind(tp)`)
 _BLOCKS = (cst.IndentedBlock, cst.SimpleStatementSuite, cst.Else, cst.ExceptHandler, cst.ExceptStarHandler,
            cst.Finally, cst.MatchCase)
 _KINDS: dict[type, int] = {}
@@ -46,8 +46,8 @@ _KINDS: dict[type, int] = {}
 def _kind(tp: type) -> int:
     kind = _KINDS.get(tp)
     if kind is None:
-        kind = _KINDS[tp] = (_MODULE if tp is cst.Module else _STATEMENT if is_statement(tp)
-                             else _BLOCK if issubclass(tp, _BLOCKS) else _OTHER)
+        kind = _KINDS[tp] = (_LAYOUT if is_layout(tp) else _MODULE if tp is cst.Module else
+                             _STATEMENT if is_statement(tp) else _BLOCK if issubclass(tp, _BLOCKS) else _OTHER)
     return kind
 
 
@@ -145,10 +145,9 @@ class Pass(Transformer):
         return self.EXPRESSIONS and (self.expression_words is None or node in self._reaching)
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        tp = type(node)
-        if is_layout(tp):
+        kind = _KINDS.get(type(node)) or _kind(type(node))
+        if kind == _LAYOUT:
             return False  # kept as it is (see walk.is_layout)
-        kind = _kind(tp)
         if kind == _OTHER and not self._enters(node):
             return False  # kept as it is
         self._visiting.append(node)
@@ -162,11 +161,11 @@ class Pass(Transformer):
         elif kind == _MODULE and not self.wants(node):
             self._skipping.add(id(node))
             return False
-        return super().on_visit(node)
+        return self._visit_hook(node)  # Transformer.on_visit, whose layout test was made above
 
     def on_leave(self, original: cst.CSTNode, updated: cst.CSTNode):
-        tp = type(original)
-        if is_layout(tp) or (_kind(tp) == _OTHER and not self._enters(original)):
+        kind = _KINDS.get(type(original)) or _kind(type(original))
+        if kind == _LAYOUT or (kind == _OTHER and not self._enters(original)):
             return original
         if self._skipping and id(original) in self._skipping:  # neither its children nor its leave_ method ran
             self._skipping.discard(id(original))
@@ -179,7 +178,7 @@ class Pass(Transformer):
         # a rebuilt node (one with a changed child) carries the original's position over, for later passes' reports
         if result is not original and is_node(type(result)):
             carry(self.ctx.positions, original, result)
-        if _kind(type(original)) == _STATEMENT:
+        if kind == _STATEMENT:
             pending = self._markers.pop()
             if pending and is_statement(type(result)):
                 result = add_marker(result, pending)

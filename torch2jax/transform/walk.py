@@ -112,6 +112,10 @@ class Transformer(cst.CSTTransformer):
     def on_visit(self, node: cst.CSTNode) -> bool:
         if is_layout(type(node)):
             return False
+        return self._visit_hook(node)
+
+    def _visit_hook(self, node: cst.CSTNode) -> bool:
+        """The class's visit_<Type> hook for node, if any (False: not into its children)."""
         hooks = self._visit_hooks
         if hooks is None:
             hooks = self._visit_hooks = _class_hooks(type(self), "visit_")
