@@ -81,6 +81,18 @@ def test_iter_statements_in_visit_order(source):
     got = list(iter_statements(module))
     assert len(got) == len(expected) and all(a is b for a, b in zip(got, expected))
 
+    outside = []  # enter=...: a function's statements left out, as a visitor that does not go into defs
+
+    class Outside(cst.CSTVisitor):
+        def on_visit(self, node) -> bool:
+            if isinstance(node, (cst.BaseSmallStatement, cst.BaseCompoundStatement, cst.SimpleStatementLine)):
+                outside.append(node)
+            return not isinstance(node, cst.FunctionDef)
+
+    module.visit(Outside())
+    got = list(iter_statements(module, enter=lambda stmt: not isinstance(stmt, cst.FunctionDef)))
+    assert len(got) == len(outside) and all(a is b for a, b in zip(got, outside))
+
 
 # PositionProvider is slow: the positions test reads the samples and cases, and this package's files only as far as
 # the four with the most varied syntax

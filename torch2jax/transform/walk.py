@@ -476,18 +476,41 @@ def iter_statements(node: cst.CSTNode, enter=None):
     """Every statement under node, in source order: compound statements, simple statement lines and the small
     statements in them (what a visitor meets first, without looking inside any expression). `enter(statement)`
     false: what is inside that statement is left out."""
-    for name in _node_fields(node):
-        value = getattr(node, name)
-        for child in value if type(value) is tuple or type(value) is list else (value,):
-            kind = _statement_kind(type(child))
+    # a stack of the children lists being gone through (nested generators would pass each statement up through
+    # every level of nesting)
+    kinds = _STATEMENT_KIND
+    stack = [iter(_children(node))]
+    while stack:
+        for child in stack[-1]:
+            tp = type(child)
+            kind = kinds.get(tp)
+            if kind is None:
+                kind = _statement_kind(tp)
             if kind == _SMALL:
                 yield child
             elif kind == _STATEMENT:
                 yield child
                 if enter is None or enter(child):
-                    yield from iter_statements(child, enter)
+                    stack.append(iter(_children(child)))
+                    break
             elif kind == _BLOCK:
-                yield from iter_statements(child, enter)
+                stack.append(iter(_children(child)))
+                break
+        else:
+            stack.pop()
+
+
+def _children(node: cst.CSTNode) -> list:
+    """The values of node's content fields that may hold nodes, sequences flattened, in libcst's order."""
+    out = []
+    names = _NODE_FIELDS.get(type(node))
+    for name in _node_fields(node) if names is None else names:
+        value = getattr(node, name)
+        if type(value) is tuple or type(value) is list:
+            out.extend(value)
+        else:
+            out.append(value)
+    return out
 
 
 _HOLDS_STATEMENTS: dict[type, bool] = {}
