@@ -25,11 +25,11 @@ def _comment_lines(node: cst.CSTNode) -> list:
     out += [line.comment for line in getattr(node, "lines_after_decorators", ())]
     trailing = getattr(node, "trailing_whitespace", None)
     body = getattr(node, "body", None)
-    if isinstance(body, cst.IndentedBlock):
+    if type(body) is cst.IndentedBlock:
         trailing = body.header
-    elif isinstance(body, cst.SimpleStatementSuite):
+    elif type(body) is cst.SimpleStatementSuite:
         trailing = body.trailing_whitespace
-    if isinstance(trailing, cst.TrailingWhitespace):
+    if type(trailing) is cst.TrailingWhitespace:
         out.append(trailing.comment)
     return [c.value for c in out if c is not None]
 
@@ -189,7 +189,7 @@ class Pass(Transformer):
         rebuilt), where its name is; else where the innermost node being visited is."""
         positions = self.ctx.positions
         pos = positions.get(node) if node is not None else None
-        if pos is None and isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+        if pos is None and type(node) in (cst.FunctionDef, cst.ClassDef):
             pos = positions.get(node.name)
         return (pos.start.line, pos.start.column) if pos else self.here()
 
@@ -238,7 +238,7 @@ def marker_text(d: Diagnostic) -> str:
 
 def add_marker(stmt, pending: list[Diagnostic]):
     """Append `# torch2jax: CODE message` to the statement's line (once: translating again adds nothing)."""
-    if isinstance(stmt, cst.SimpleStatementLine):
+    if type(stmt) is cst.SimpleStatementLine:
         trailing = stmt.trailing_whitespace
     elif isinstance(getattr(stmt, "body", None), cst.IndentedBlock):
         trailing = stmt.body.header
@@ -257,6 +257,6 @@ def add_marker(stmt, pending: list[Diagnostic]):
         comment = "# " + comment
     whitespace = trailing.whitespace if existing else cst.SimpleWhitespace("  ")
     new_trailing = trailing.with_changes(comment=cst.Comment(comment), whitespace=whitespace)
-    if isinstance(stmt, cst.SimpleStatementLine):
+    if type(stmt) is cst.SimpleStatementLine:
         return stmt.with_changes(trailing_whitespace=new_trailing)
     return stmt.with_changes(body=stmt.body.with_changes(header=new_trailing))

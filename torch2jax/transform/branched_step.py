@@ -50,7 +50,7 @@ class BranchedStepPass(Pass):
         return updated
 
     def _lift(self, before: list, stmt) -> cst.If | None:
-        if not before or not isinstance(stmt, cst.If) or not isinstance(stmt.body, cst.IndentedBlock):
+        if not before or not type(stmt) is cst.If or not type(stmt.body) is cst.IndentedBlock:
             return None
         arm = list(stmt.body.body)
         backward = _calls_method(arm, "backward")
@@ -59,13 +59,13 @@ class BranchedStepPass(Pass):
         loss = dotted(backward.func.value)
         if loss is None or loss in _names(arm).stores or loss not in _names(before).stores:
             return None  # the loss is computed in the arm itself (the training pass's own case), or not seen
-        if any(isinstance(s, (cst.Return, cst.FunctionDef, cst.ClassDef)) for s in before) \
+        if any(type(s) in (cst.Return, cst.FunctionDef, cst.ClassDef) for s in before) \
                 or not names_read(stmt.test).isdisjoint(_names(before).stores):
             return None  # the branch's test reads what the moved statements compute: they must run first
         orelse = stmt.orelse
         if orelse is None:
             orelse = cst.Else(cst.IndentedBlock([s.deep_clone() for s in before]))
-        elif isinstance(orelse, cst.Else) and isinstance(orelse.body, cst.IndentedBlock):
+        elif type(orelse) is cst.Else and type(orelse.body) is cst.IndentedBlock:
             copies = [s.deep_clone() for s in before]  # one node in one place (the passes map nodes to positions)
             orelse = orelse.with_changes(body=orelse.body.with_changes(body=[*copies, *orelse.body.body]))
         else:

@@ -19,13 +19,13 @@ def _path(node: cst.BaseExpression) -> str | None:
     path = dotted(node)
     if path is not None:
         return path
-    while isinstance(node, (cst.Subscript, cst.Attribute)):
+    while type(node) in (cst.Subscript, cst.Attribute):
         node = node.value
-    return node.value if isinstance(node, cst.Name) else None
+    return node.value if type(node) is cst.Name else None
 
 
 def _flag(node: cst.BaseExpression) -> bool | None:
-    if isinstance(node, cst.Name) and node.value in ("True", "False"):
+    if type(node) is cst.Name and node.value in ("True", "False"):
         return node.value == "True"
     return None
 
@@ -52,7 +52,7 @@ class FreezingPass(Pass):
         class Steps(Visitor):
             def visit_Call(self, call: cst.Call) -> None:
                 func = call.func
-                if isinstance(func, cst.Attribute) and func.attr.value == "step" and dotted(func.value) in optimizers \
+                if type(func) is cst.Attribute and func.attr.value == "step" and dotted(func.value) in optimizers \
                         and call in positions:
                     steps.setdefault(optimizers[dotted(func.value)], []).append(positions[call].start.line)
 
@@ -65,14 +65,14 @@ class FreezingPass(Pass):
     def _freezes(self, stmt: cst.BaseSmallStatement, var: str | None = None) -> tuple[str, bool] | None:
         """(what, flag) for `X.requires_grad = flag` / `X.requires_grad_(flag)` (X the loop variable `var`, or a
         path into a model), else None."""
-        if isinstance(stmt, cst.Assign) and len(stmt.targets) == 1:
+        if type(stmt) is cst.Assign and len(stmt.targets) == 1:
             target = stmt.targets[0].target
-            if isinstance(target, cst.Attribute) and target.attr.value == "requires_grad":
+            if type(target) is cst.Attribute and target.attr.value == "requires_grad":
                 what, flag = _path(target.value), _flag(stmt.value)
                 return (what, flag) if what and flag is not None else None
-        if isinstance(stmt, cst.Expr) and isinstance(stmt.value, cst.Call):
+        if type(stmt) is cst.Expr and type(stmt.value) is cst.Call:
             call = stmt.value
-            if isinstance(call.func, cst.Attribute) and call.func.attr.value == "requires_grad_" and len(call.args) <= 1:
+            if type(call.func) is cst.Attribute and call.func.attr.value == "requires_grad_" and len(call.args) <= 1:
                 flag = _flag(call.args[0].value) if call.args else True
                 what = _path(call.func.value)
                 return (what, flag) if what and flag is not None else None
@@ -109,7 +109,7 @@ class FreezingPass(Pass):
         """`for p in model.parameters(): p.requires_grad = False` (or any loop over a model's parameters whose
         body only sets requires_grad of the loop variable)."""
         it = updated.iter
-        if not (isinstance(updated.target, cst.Name) and isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute)
+        if not (type(updated.target) is cst.Name and type(it) is cst.Call and type(it.func) is cst.Attribute
                 and it.func.attr.value in ("parameters", "named_parameters") and isinstance(updated.body,
                                                                                            cst.IndentedBlock)):
             return updated
@@ -117,7 +117,7 @@ class FreezingPass(Pass):
         root = self._root(owner) if owner else None
         var = updated.target.value
         body = updated.body.body
-        flags = [self._freezes(s.body[0]) if isinstance(s, cst.SimpleStatementLine) and len(s.body) == 1 else None
+        flags = [self._freezes(s.body[0]) if type(s) is cst.SimpleStatementLine and len(s.body) == 1 else None
                  for s in body]
         if root is None or updated.orelse is not None or not flags or any(f is None or f[0] != var for f in flags):
             return updated

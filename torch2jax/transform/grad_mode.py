@@ -39,7 +39,7 @@ class GradModePass(Pass):
         return updated
 
     def _is_grad_context(self, expr: cst.BaseExpression) -> bool:
-        func = expr.func if isinstance(expr, cst.Call) else expr
+        func = expr.func if type(expr) is cst.Call else expr
         return self.ctx.scopes.qualname(func) in GRAD_CONTEXTS
 
     def leave_With(self, original: cst.With, updated: cst.With):
@@ -50,7 +50,7 @@ class GradModePass(Pass):
         if items:
             items[-1] = items[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
             return updated.with_changes(items=items)
-        body = list(updated.body.body) if isinstance(updated.body, cst.IndentedBlock) else [
+        body = list(updated.body.body) if type(updated.body) is cst.IndentedBlock else [
             cst.SimpleStatementLine(list(updated.body.body))]
         if body:
             lead = list(updated.leading_lines) + list(body[0].leading_lines)

@@ -11,7 +11,7 @@ def unwrap_sequence(pass_, record, bound, node):
     import libcst as cst
 
     modules = bound.args.get("modules")
-    if isinstance(modules, (cst.List, cst.ListComp, cst.Dict, cst.DictComp)):
+    if type(modules) in (cst.List, cst.ListComp, cst.Dict, cst.DictComp):
         return modules
     return None
 
@@ -125,10 +125,10 @@ def optimizer_params(pass_, record, bound, node):
 
     params = bound.args.get("params")
     inner = params
-    if isinstance(inner, cst.Call) and isinstance(inner.func, cst.Name) and inner.func.value in ("list", "filter") \
+    if type(inner) is cst.Call and type(inner.func) is cst.Name and inner.func.value in ("list", "filter") \
             and inner.args:
         inner = inner.args[-1].value
-    if not (isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute)
+    if not (type(inner) is cst.Call and type(inner.func) is cst.Attribute
             and inner.func.attr.value in ("parameters", "named_parameters")):
         return None
     del bound.args["params"]
@@ -159,7 +159,7 @@ def _kind(node) -> str:
         return "none"
     if isinstance(value, (str, int)) and not isinstance(value, bool):
         return "device"  # "cuda", "cuda:0", 0
-    if isinstance(node, cst.Call):
+    if type(node) is cst.Call:
         func = dotted(node.func) or ""
         if func == "t2j.device" or func.endswith(("get_device", "current_device")):
             return "device"
@@ -270,20 +270,20 @@ def _legacy_argument(node) -> str:
 
     from torch2jax.transform.names import dotted
 
-    if isinstance(node, cst.Integer) or (isinstance(node, cst.UnaryOperation) and isinstance(node.expression,
+    if type(node) is cst.Integer or (type(node) is cst.UnaryOperation and isinstance(node.expression,
                                                                                            cst.Integer)):
         return "size"
     if type(node).__name__ in _DATA_LITERALS:
         return "data"
-    if isinstance(node, cst.Attribute) and node.attr.value == "shape":
+    if type(node) is cst.Attribute and node.attr.value == "shape":
         return "size"  # x.size() / x.shape: a torch.Size
-    if isinstance(node, cst.Subscript) and isinstance(node.value, cst.Attribute) and node.value.attr.value == "shape":
+    if type(node) is cst.Subscript and type(node.value) is cst.Attribute and node.value.attr.value == "shape":
         return "size"  # x.size(0), x.shape[1:]
-    if isinstance(node, cst.Call):
+    if type(node) is cst.Call:
         return "size" if dotted(node.func) in LEGACY_SIZE_CALLS else "data"
-    if isinstance(node, cst.BinaryOperation) and _legacy_argument(node.left) == _legacy_argument(node.right) == "size":
+    if type(node) is cst.BinaryOperation and _legacy_argument(node.left) == _legacy_argument(node.right) == "size":
         return "size"  # x.shape[0] * 2
-    if isinstance(node, (cst.Name, cst.Attribute, cst.Subscript, cst.BinaryOperation)) and _pure(node):
+    if type(node) in (cst.Name, cst.Attribute, cst.Subscript, cst.BinaryOperation) and _pure(node):
         return "either"
     return "data"
 

@@ -58,7 +58,7 @@ class HostRandomPass(Pass):
         return updated
 
     def _is_jit(self, expr: cst.BaseExpression) -> bool:
-        func = expr.func if isinstance(expr, cst.Call) else expr
+        func = expr.func if type(expr) is cst.Call else expr
         qual = self.ctx.scopes.qualname(func) or dotted(func) or ""
         return qual in JIT_DECORATORS or qual.rsplit(".", 1)[-1] in ("filter_jit", "jit")
 
@@ -80,7 +80,7 @@ class HostRandomPass(Pass):
 
 def _reached_from_forward(cls: cst.ClassDef) -> set[str]:
     """forward / __call__ and the methods they call through self, transitively."""
-    methods = {m.name.value: m for m in cls.body.body if isinstance(m, cst.FunctionDef)}
+    methods = {m.name.value: m for m in cls.body.body if type(m) is cst.FunctionDef}
     todo = [name for name in FORWARDS if name in methods]
     found = set(todo)
     while todo:

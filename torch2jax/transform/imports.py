@@ -40,7 +40,7 @@ class _Prune(Transformer):
         return False
 
     def visit_SimpleStatementLine(self, node) -> bool:
-        return any(isinstance(s, (cst.Import, cst.ImportFrom)) for s in node.body)
+        return any(type(s) in (cst.Import, cst.ImportFrom) for s in node.body)
 
     def _keep(self, alias: cst.ImportAlias, module: str | None) -> bool:
         return not _is_torch(module) or _local(alias) in self.used
@@ -50,7 +50,7 @@ class _Prune(Transformer):
         return self._rebuild(updated, names)
 
     def leave_ImportFrom(self, original, updated):
-        if updated.relative or updated.module is None or isinstance(updated.names, cst.ImportStar):
+        if updated.relative or updated.module is None or type(updated.names) is cst.ImportStar:
             return updated
         module = dotted(updated.module)
         names = [a for a in updated.names if self._keep(a, module)]
@@ -70,29 +70,29 @@ def _existing_imports(module: cst.Module) -> set[str]:
     """Import lines already in the file, normalised the way IMPORT_LINES spells them."""
     out = set()
     for stmt in module.body:
-        if isinstance(stmt, cst.SimpleStatementLine):
+        if type(stmt) is cst.SimpleStatementLine:
             for small in stmt.body:
-                if isinstance(small, (cst.Import, cst.ImportFrom)):
+                if type(small) in (cst.Import, cst.ImportFrom):
                     out.add(code_of(small).strip())
     return out
 
 
 def _is_docstring_or_future(stmt) -> bool:
-    if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+    if not type(stmt) is cst.SimpleStatementLine or len(stmt.body) != 1:
         return False
     small = stmt.body[0]
-    if isinstance(small, cst.Expr):
-        return isinstance(small.value, (cst.SimpleString, cst.ConcatenatedString))
-    return isinstance(small, cst.ImportFrom) and small.module is not None and dotted(small.module) == "__future__"
+    if type(small) is cst.Expr:
+        return type(small.value) in (cst.SimpleString, cst.ConcatenatedString)
+    return type(small) is cst.ImportFrom and small.module is not None and dotted(small.module) == "__future__"
 
 
 def _has_torch_import(stmt) -> bool:
-    if not isinstance(stmt, cst.SimpleStatementLine):
+    if not type(stmt) is cst.SimpleStatementLine:
         return False
     for small in stmt.body:
-        if isinstance(small, cst.Import) and any(_is_torch(dotted(a.name)) for a in small.names):
+        if type(small) is cst.Import and any(_is_torch(dotted(a.name)) for a in small.names):
             return True
-        if isinstance(small, cst.ImportFrom) and small.module is not None and _is_torch(dotted(small.module)):
+        if type(small) is cst.ImportFrom and small.module is not None and _is_torch(dotted(small.module)):
             return True
     return False
 
@@ -124,9 +124,9 @@ def fix_imports(module: cst.Module, needed: set[str]) -> cst.Module:
 
 def _torch_import_names(module: cst.Module):
     """The local names that the torch imports _Prune looks at bind: the file's own (not in a function or class)."""
-    for small in iter_statements(module, enter=lambda stmt: not isinstance(stmt, (cst.FunctionDef, cst.ClassDef))):
-        if isinstance(small, cst.Import):
+    for small in iter_statements(module, enter=lambda stmt: not type(stmt) in (cst.FunctionDef, cst.ClassDef)):
+        if type(small) is cst.Import:
             yield from (_local(a) for a in small.names if _is_torch(dotted(a.name)))
-        elif isinstance(small, cst.ImportFrom) and not small.relative and small.module is not None \
-                and not isinstance(small.names, cst.ImportStar) and _is_torch(dotted(small.module)):
+        elif type(small) is cst.ImportFrom and not small.relative and small.module is not None \
+                and not type(small.names) is cst.ImportStar and _is_torch(dotted(small.module)):
             yield from (_local(a) for a in small.names)

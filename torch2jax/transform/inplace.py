@@ -76,8 +76,8 @@ TRANSLATED_VIEWS = RESHAPE_VIEWS | SELF_INVERSE_CALLS | OPAQUE_VIEWS | MULTI_VIE
 
 def _tree_at_field(key: str, value: cst.BaseExpression) -> tuple[str, cst.BaseExpression] | None:
     """`key = eqx.tree_at(lambda m: m.a.b, key, v)` -> ("key.a.b", v)."""
-    if not (isinstance(value, cst.Call) and dotted(value.func) == "eqx.tree_at" and len(value.args) >= 3
-            and isinstance(value.args[0].value, cst.Lambda) and dotted(value.args[1].value) == key):
+    if not (type(value) is cst.Call and dotted(value.func) == "eqx.tree_at" and len(value.args) >= 3
+            and type(value.args[0].value) is cst.Lambda and dotted(value.args[1].value) == key):
         return None
     fn = value.args[0].value
     params = fn.params.params
@@ -89,7 +89,7 @@ def _tree_at_field(key: str, value: cst.BaseExpression) -> tuple[str, cst.BaseEx
 
 def _translated_view(node: cst.BaseExpression) -> cst.BaseExpression | None:
     """The base of a translated view call (its first positional argument), or None."""
-    if not isinstance(node, cst.Call) or not node.args or node.args[0].keyword is not None:
+    if not type(node) is cst.Call or not node.args or node.args[0].keyword is not None:
         return None
     name = dotted(node.func) or ""
     if not name.startswith(TRANSLATED_VIEW_PREFIXES) or name.rsplit(".", 1)[1] not in TRANSLATED_VIEWS:
@@ -180,7 +180,7 @@ def _assign(target: cst.BaseAssignTargetExpression, value: cst.BaseExpression) -
 
 
 def _is_true(node: cst.BaseExpression | None) -> bool:
-    return isinstance(node, cst.Name) and node.value == "True"
+    return type(node) is cst.Name and node.value == "True"
 
 
 def _names_in(node: cst.CSTNode) -> set[str]:
@@ -200,7 +200,7 @@ def _has_call(node: cst.CSTNode) -> bool:
 
 def _bare(node: cst.BaseExpression) -> cst.BaseExpression:
     """The expression without its own parentheses (not an empty tuple's: `()` is nothing without them)."""
-    while getattr(node, "lpar", None) and not (isinstance(node, cst.Tuple) and not node.elements):
+    while getattr(node, "lpar", None) and not (type(node) is cst.Tuple and not node.elements):
         node = node.with_changes(lpar=[], rpar=[])
     return node
 
@@ -286,9 +286,9 @@ class _FactsCollector(Visitor):
             return
         kind = "other"
         it = node.iter
-        if isinstance(it, cst.Attribute) and dotted(it.value) == "self":
+        if type(it) is cst.Attribute and dotted(it.value) == "self":
             kind = "self." + it.attr.value  # for layer in self.layers: a list field, rebuilt in __init__ (below)
-        if isinstance(it, cst.Call):
+        if type(it) is cst.Call:
             fname = dotted(it.func) or ""
             if fname == "range":
                 kind = "range"
@@ -296,15 +296,15 @@ class _FactsCollector(Visitor):
                 kind = "parameters"
             elif fname == "zip" and it.args and all(parameter_listing(a.value) for a in it.args):
                 kind = "parameters"  # for p_ema, p in zip(ema.parameters(), model.parameters()): an EMA update
-            elif fname == "enumerate" and isinstance(node.target, cst.Tuple) and node.target.elements:
+            elif fname == "enumerate" and type(node.target) is cst.Tuple and node.target.elements:
                 first = node.target.elements[0].value
-                if isinstance(first, cst.Name):
+                if type(first) is cst.Name:
                     self.facts.ints.add(first.value)
                     self.facts.loop_targets[first.value] = "range"
-        targets = [node.target] if not isinstance(node.target, cst.Tuple) else [e.value for e in
+        targets = [node.target] if not type(node.target) is cst.Tuple else [e.value for e in
                                                                                 node.target.elements]
         for t in targets:
-            if isinstance(t, cst.Name) and t.value not in self.facts.loop_targets:
+            if type(t) is cst.Name and t.value not in self.facts.loop_targets:
                 self.facts.loop_targets[t.value] = kind
                 if kind == "range":
                     self.facts.ints.add(t.value)
@@ -318,17 +318,17 @@ class _FactsCollector(Visitor):
         sides = (_bare(node.left), _bare(node.right))
         if any(isinstance(s, CONTAINER_LITERALS + (cst.Tuple,)) for s in sides):
             return
-        if isinstance(node.operator, cst.Modulo) and isinstance(sides[0], CONTAINER_LITERALS):
+        if type(node.operator) is cst.Modulo and isinstance(sides[0], CONTAINER_LITERALS):
             return
         for side in sides:
-            if isinstance(side, cst.Name):
+            if type(side) is cst.Name:
                 self.facts.arrays.add(side.value)
 
     def visit_Assign(self, node: cst.Assign) -> None:
         if self.depth:
             return
         for t in node.targets:
-            key = dotted(t.target) if isinstance(t.target, (cst.Name, cst.Attribute)) else None
+            key = dotted(t.target) if type(t.target) in (cst.Name, cst.Attribute) else None
             if key:
                 self.assigns.append((key, node.value))
                 self.facts.assign_lines.setdefault(key, []).append(self.line)
@@ -339,14 +339,14 @@ class _FactsCollector(Visitor):
     def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
         if self.depth or node.value is None:
             return
-        if isinstance(node.target, cst.Name):
+        if type(node.target) is cst.Name:
             self.assigns.append((node.target.value, node.value))
 
     def visit_Call(self, node: cst.Call) -> None:
         if self.depth:
             return
         func = node.func
-        if isinstance(func, cst.Attribute):
+        if type(func) is cst.Attribute:
             recv = dotted(func.value)
             name = func.attr.value
             qual = self.p.ctx.scopes.qualname(func)
@@ -386,9 +386,9 @@ class _FactsCollector(Visitor):
     def _is_container(self, value) -> bool:
         if isinstance(value, CONTAINER_LITERALS):
             return True
-        if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Multiply):
-            return isinstance(value.left, cst.List) or isinstance(value.right, cst.List)
-        if isinstance(value, cst.Call):
+        if type(value) is cst.BinaryOperation and type(value.operator) is cst.Multiply:
+            return type(value.left) is cst.List or type(value.right) is cst.List
+        if type(value) is cst.Call:
             qual = self.p.ctx.scopes.qualname(value.func) or dotted(value.func) or ""
             if qual in CONTAINER_CALLS or qual.startswith("numpy.") or qual.startswith("np."):
                 return True
@@ -396,18 +396,18 @@ class _FactsCollector(Visitor):
 
     def _is_int(self, value, f: ScopeFacts) -> bool:
         value = _bare(value)
-        if isinstance(value, cst.Integer):
+        if type(value) is cst.Integer:
             return True
-        if isinstance(value, cst.UnaryOperation):
+        if type(value) is cst.UnaryOperation:
             return self._is_int(value.expression, f)
-        if isinstance(value, cst.Name):
+        if type(value) is cst.Name:
             return value.value in f.ints
-        if isinstance(value, cst.BinaryOperation):
+        if type(value) is cst.BinaryOperation:
             return self._is_int(value.left, f) and self._is_int(value.right, f)
-        if isinstance(value, cst.Call):
-            name = value.func.attr.value if isinstance(value.func, cst.Attribute) else dotted(value.func)
+        if type(value) is cst.Call:
+            name = value.func.attr.value if type(value.func) is cst.Attribute else dotted(value.func)
             return name in ("len", "int", "item", "size", "numel")
-        if isinstance(value, cst.Subscript) and isinstance(value.value, cst.Attribute):
+        if type(value) is cst.Subscript and type(value.value) is cst.Attribute:
             return value.value.attr.value == "shape"
         return False
 
@@ -477,20 +477,20 @@ class Unsupported(Exception):
 def is_mask_expr(node, bools: set[str]) -> bool:
     """A boolean tensor: a comparison, ~m, m1 & m2, isnan(x), x.bool(), dtype=torch.bool, or a name in bools."""
     node = _bare(node)
-    if isinstance(node, cst.Comparison):
+    if type(node) is cst.Comparison:
         return all(isinstance(c.operator, (cst.LessThan, cst.GreaterThan, cst.LessThanEqual,
                                            cst.GreaterThanEqual, cst.Equal, cst.NotEqual))
                    for c in node.comparisons)
-    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.BitInvert):
+    if type(node) is cst.UnaryOperation and type(node.operator) is cst.BitInvert:
         return is_mask_expr(node.expression, bools)
-    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.BitAnd, cst.BitOr,
+    if type(node) is cst.BinaryOperation and isinstance(node.operator, (cst.BitAnd, cst.BitOr,
                                                                             cst.BitXor)):
         return is_mask_expr(node.left, bools) or is_mask_expr(node.right, bools)
-    if isinstance(node, cst.Name):
+    if type(node) is cst.Name:
         return node.value in bools
-    if isinstance(node, cst.Call):
+    if type(node) is cst.Call:
         func = node.func
-        name = func.attr.value if isinstance(func, cst.Attribute) else dotted(func)
+        name = func.attr.value if type(func) is cst.Attribute else dotted(func)
         if name in BOOL_CALLS:
             return name != "bernoulli"
         if name in ("to", "type") and node.args and "bool" in code_of(node.args[0].value):
@@ -506,7 +506,7 @@ def _outside_functions(stmts):
     functions (which have frames of their own)."""
     for stmt in stmts:
         if type(stmt) is cst.ClassDef:
-            if isinstance(stmt.body, cst.IndentedBlock):
+            if type(stmt.body) is cst.IndentedBlock:
                 yield from _outside_functions(stmt.body.body)
             else:
                 yield stmt
@@ -562,7 +562,7 @@ class InplacePass(Pass):
     def wants(self, node: cst.CSTNode) -> bool:
         """A function without a mutation is left alone (its frame and aliases are its own). Outside functions the
         statements share the module's frame: without any mutation at that level, only those that mutate matter."""
-        if isinstance(node, (cst.Module, cst.FunctionDef)):
+        if type(node) in (cst.Module, cst.FunctionDef):
             return self._may_mutate(node)
         if self.frames[-1].is_function or self.module_level_mutates:
             return True
@@ -629,7 +629,7 @@ class InplacePass(Pass):
         frame = self.frames.pop()
         self.kinds.pop()
         self.loop_stack = self._saved_loops.pop()
-        if frame.declare and isinstance(updated.body, cst.IndentedBlock):
+        if frame.declare and type(updated.body) is cst.IndentedBlock:
             # a tensor of an enclosing scope updated in place: the rebinding must reach that scope
             decls = []
             for kind in ("global", "nonlocal"):
@@ -661,7 +661,7 @@ class InplacePass(Pass):
                     node)
 
     def visit_If(self, node: cst.If) -> None:
-        if isinstance(node.orelse, cst.If):
+        if type(node.orelse) is cst.If:
             self.elifs.add(id(node.orelse))
 
     def visit_For(self, node: cst.For) -> None:
@@ -680,7 +680,7 @@ class InplacePass(Pass):
     def leave_For(self, original: cst.For, updated: cst.For):
         _, mutated = self.loop_stack.pop()
         it = original.iter
-        if mutated and isinstance(it, cst.Call) and dotted(it.func) == "range":
+        if mutated and type(it) is cst.Call and dotted(it.func) == "range":
             names = ", ".join(dict.fromkeys(mutated))
             self.report("T2J304", f"the loop accumulates into {names}: it stays a Python loop (unrolled when "
                                   f"traced); jax.lax.fori_loop or jax.lax.scan fits if the trip count is large",
@@ -772,13 +772,13 @@ class InplacePass(Pass):
         or None when nothing changes."""
         out: list[tuple[cst.BaseSmallStatement, bool]] = []
         try:
-            if isinstance(small, cst.Expr):
+            if type(small) is cst.Expr:
                 return self._expr_statement(orig, small, out)
-            if isinstance(small, cst.Assign):
+            if type(small) is cst.Assign:
                 return self._assign(orig, small, out)
-            if isinstance(small, cst.AugAssign):
+            if type(small) is cst.AugAssign:
                 return self._aug_assign(orig, small, out)
-            if isinstance(small, cst.AnnAssign) and small.value is not None:
+            if type(small) is cst.AnnAssign and small.value is not None:
                 pre: list = []
                 value = self.hoist(small.value, pre)
                 if not pre and value is small.value:
@@ -788,7 +788,7 @@ class InplacePass(Pass):
                 out.append((small.with_changes(value=value), True))
                 self._plain_assign(small.target, value)
                 return out
-            if isinstance(small, cst.Return) and small.value is not None:
+            if type(small) is cst.Return and small.value is not None:
                 pre = []
                 value = self.hoist(small.value, pre)
                 if not pre and value is small.value:
@@ -817,14 +817,14 @@ class InplacePass(Pass):
     @staticmethod
     def _is_reference(node: cst.BaseExpression) -> bool:
         node = _bare(node)
-        if isinstance(node, cst.Name):
+        if type(node) is cst.Name:
             return True
-        if isinstance(node, cst.Attribute):
+        if type(node) is cst.Attribute:
             return InplacePass._is_reference(node.value)
-        if isinstance(node, cst.Subscript):
+        if type(node) is cst.Subscript:
             return InplacePass._is_reference(node.value) and not _has_call(node.slice[0]) if node.slice else False
-        if isinstance(node, cst.Call):  # a view of a reference: x.view(-1) left over from `x.view(-1).add_(1)`
-            return isinstance(node.func, cst.Attribute) and node.func.attr.value in (
+        if type(node) is cst.Call:  # a view of a reference: x.view(-1) left over from `x.view(-1).add_(1)`
+            return type(node.func) is cst.Attribute and node.func.attr.value in (
                 RESHAPE_VIEWS | SELF_INVERSE_CALLS | IDENTITY_CALLS | {"permute"}) \
                 and InplacePass._is_reference(node.func.value) and not any(_has_call(a) for a in node.args)
         return False
@@ -851,10 +851,10 @@ class InplacePass(Pass):
             for t in plain:
                 self._plain_assign(t.target, value)
             first = plain[0].target
-            source = first if isinstance(first, (cst.Name, cst.Attribute)) else value
+            source = first if type(first) in (cst.Name, cst.Attribute) else value
         done_any = False
         for t in subs:
-            if not isinstance(t.target, cst.Subscript):
+            if not type(t.target) is cst.Subscript:
                 raise Unsupported("a tensor element inside a tuple target: assign each element on its own line")
             stmts = self._set_item(orig, t.target, source, op=None)
             if stmts is None:
@@ -867,9 +867,9 @@ class InplacePass(Pass):
         return out
 
     def _contains_subscript(self, target) -> bool:
-        if isinstance(target, cst.Subscript):
+        if type(target) is cst.Subscript:
             return True
-        if isinstance(target, (cst.Tuple, cst.List)):
+        if type(target) in (cst.Tuple, cst.List):
             return any(self._contains_subscript(e.value) for e in target.elements)
         return False
 
@@ -879,7 +879,7 @@ class InplacePass(Pass):
         out.extend((s, False) for s in pre)
         op = code_of(small.operator).strip()
         target = small.target
-        if isinstance(target, cst.Subscript):
+        if type(target) is cst.Subscript:
             stmts = self._set_item(orig, target, value, op=op)
             if stmts is None:
                 if not pre and value is small.value:
@@ -916,10 +916,10 @@ class InplacePass(Pass):
     def _set_item(self, orig, target: cst.Subscript, value: cst.BaseExpression, op: str | None):
         """`x[idx] = value` (op None) or `x[idx] op= value`: statements, or None to leave it as it is."""
         index = list(target.slice)
-        if any(isinstance(el.slice, cst.Index) and isinstance(el.slice.value, (
+        if any(type(el.slice) is cst.Index and isinstance(el.slice.value, (
                 cst.SimpleString, cst.FormattedString, cst.ConcatenatedString)) for el in index):
             return None  # d["key"] = v
-        if isinstance(value, (cst.List, cst.Dict, cst.ListComp, cst.DictComp, cst.SimpleString)):
+        if type(value) in (cst.List, cst.Dict, cst.ListComp, cst.DictComp, cst.SimpleString):
             return None
         tgt = self.resolve(target, setitem=True)
         if tgt is None:
@@ -935,7 +935,7 @@ class InplacePass(Pass):
         if kind == "mask":
             mask = last.index[0].slice.value
             if op is None:
-                same_mask = isinstance(value, cst.Subscript) and len(value.slice) == 1 \
+                same_mask = type(value) is cst.Subscript and len(value.slice) == 1 \
                     and value.slice[0].slice.deep_equals(last.index[0].slice)
                 if same_mask:
                     if not self._mask_has_shape_of(mask, parent):
@@ -998,10 +998,10 @@ class InplacePass(Pass):
             if len(step.index) > 1:
                 return True
             for el in step.index:
-                if isinstance(el.slice, cst.Slice):
+                if type(el.slice) is cst.Slice:
                     return True
                 v = el.slice.value
-                if isinstance(v, cst.Ellipsis) or (isinstance(v, cst.Name) and v.value == "None"):
+                if type(v) is cst.Ellipsis or (type(v) is cst.Name and v.value == "None"):
                     return True
         return False
 
@@ -1014,15 +1014,15 @@ class InplacePass(Pass):
 
     def _scalar_like(self, value) -> bool:
         value = _bare(value)
-        if isinstance(value, (cst.Integer, cst.Float)):
+        if type(value) in (cst.Integer, cst.Float):
             return True
-        if isinstance(value, cst.UnaryOperation):
+        if type(value) is cst.UnaryOperation:
             return self._scalar_like(value.expression)
-        if isinstance(value, cst.Call) and dotted(value.func) in ("float", "int", "math.inf"):
+        if type(value) is cst.Call and dotted(value.func) in ("float", "int", "math.inf"):
             return True
-        if isinstance(value, cst.Attribute) and dotted(value) in ("math.inf", "math.nan", "math.pi", "np.inf"):
+        if type(value) is cst.Attribute and dotted(value) in ("math.inf", "math.nan", "math.pi", "np.inf"):
             return True
-        if isinstance(value, cst.Name):
+        if type(value) is cst.Name:
             return value.value in self.frame.facts.ints or value.value.isupper() \
                 or value.value in self.frames[0].facts.ints
         return False
@@ -1032,22 +1032,22 @@ class InplacePass(Pass):
         mask = _bare(mask)
         if depth > 5:
             return False
-        if mask.deep_equals(_bare(base)) if isinstance(mask, (cst.Name, cst.Attribute)) else False:
+        if mask.deep_equals(_bare(base)) if type(mask) in (cst.Name, cst.Attribute) else False:
             return True
-        if isinstance(mask, cst.Comparison):
+        if type(mask) is cst.Comparison:
             operands = [mask.left] + [c.comparator for c in mask.comparisons]
             return any(_bare(o).deep_equals(_bare(base)) or self._mask_has_shape_of(o, base, depth + 1)
                        for o in operands if not isinstance(_bare(o), (cst.Integer, cst.Float)))
-        if isinstance(mask, cst.UnaryOperation):
+        if type(mask) is cst.UnaryOperation:
             return self._mask_has_shape_of(mask.expression, base, depth + 1)
-        if isinstance(mask, cst.BinaryOperation):
+        if type(mask) is cst.BinaryOperation:
             return self._mask_has_shape_of(mask.left, base, depth + 1) or self._mask_has_shape_of(
                 mask.right, base, depth + 1)
-        if isinstance(mask, cst.Call):
-            if isinstance(mask.func, cst.Attribute) and self.ctx.scopes.qualname(mask.func) is None:
+        if type(mask) is cst.Call:
+            if type(mask.func) is cst.Attribute and self.ctx.scopes.qualname(mask.func) is None:
                 return self._mask_has_shape_of(mask.func.value, base, depth + 1)
             return any(self._mask_has_shape_of(a.value, base, depth + 1) for a in mask.args[:1])
-        if isinstance(mask, cst.Name) and mask.value in self.frame.facts.mask_defs:
+        if type(mask) is cst.Name and mask.value in self.frame.facts.mask_defs:
             return self._mask_has_shape_of(self.frame.facts.mask_defs[mask.value], base, depth + 1)
         return False
 
@@ -1076,7 +1076,7 @@ class InplacePass(Pass):
                 if _is_true(bound.args.get("inplace")) and "inplace" in bound.given:
                     return "inplace_kw"
             return None
-        if isinstance(func, cst.Attribute):
+        if type(func) is cst.Attribute:
             name = func.attr.value
             if not name.endswith("_") or name.startswith("_") or name not in self.inplace_names() and not (
                     name[:-1] in self.ctx.tables.methods and name[:-1] not in BUILTIN_CLASH):
@@ -1086,7 +1086,7 @@ class InplacePass(Pass):
                 head = recv.split(".")[0]
                 if recv == "self" or self.ctx.scopes.is_import(head):
                     return None
-            if isinstance(func.value, (cst.SimpleString, cst.List, cst.Dict, cst.Integer, cst.Float)):
+            if type(func.value) in (cst.SimpleString, cst.List, cst.Dict, cst.Integer, cst.Float):
                 return None
             return "method"
         return None
@@ -1109,15 +1109,15 @@ class InplacePass(Pass):
             args = [a for a in updated.args if not (a.keyword is not None and a.keyword.value == "out")]
             out_arg = next(a for a in updated.args if a.keyword is not None and a.keyword.value == "out").value
             value = self._carried(updated.with_changes(args=_strip_last_comma(args)), original)
-            if isinstance(out_arg, cst.Tuple):
-                if not all(isinstance(e.value, cst.Name) for e in out_arg.elements) or not hoister.hoistable():
+            if type(out_arg) is cst.Tuple:
+                if not all(type(e.value) is cst.Name for e in out_arg.elements) or not hoister.hoistable():
                     raise Unsupported("out= with a tuple of non-names: assign the results by hand")
                 hoister.pre.append(_assign(out_arg.with_changes(lpar=[], rpar=[]), value))
                 self.report("T2J301", f"out={code_of(out_arg)} becomes an assignment of the result", original)
                 for e in out_arg.elements:
                     hoister.pre.extend(self.propagate(e.value.value, original))
                 return out_arg
-            tgt = self.resolve(out_arg, setitem=True) if isinstance(out_arg, cst.Subscript) else \
+            tgt = self.resolve(out_arg, setitem=True) if type(out_arg) is cst.Subscript else \
                 self.resolve(out_arg)
             if tgt is None:
                 return value
@@ -1155,7 +1155,7 @@ class InplacePass(Pass):
         name = original.func.attr.value
         recv_orig = original.func.value
         recv = updated.func.value
-        chained = hoister.chain_targets.pop(id(recv_orig), None) if isinstance(recv_orig, cst.Call) else None
+        chained = hoister.chain_targets.pop(id(recv_orig), None) if type(recv_orig) is cst.Call else None
         if chained is not None:
             tgt = chained
         else:
@@ -1187,7 +1187,7 @@ class InplacePass(Pass):
 
     def functional(self, name: str, receiver: cst.BaseExpression, args: list[cst.Arg], node):
         """The out-of-place expression for `receiver.<name>(args)` (an in-place method)."""
-        while isinstance(receiver, cst.Attribute) and receiver.attr.value in IDENTITY_ATTRS:
+        while type(receiver) is cst.Attribute and receiver.attr.value in IDENTITY_ATTRS:
             receiver = receiver.value  # m.fc.weight.data is m.fc.weight (and a module's array has no .data)
         methods = self.ctx.tables.methods
         base = name[:-1]
@@ -1255,7 +1255,7 @@ class InplacePass(Pass):
         cur = _bare(node)
         while True:
             key = self.lvalue_key(cur)
-            if key is not None and not (isinstance(cur, cst.Attribute) and cur.attr.value in (
+            if key is not None and not (type(cur) is cst.Attribute and cur.attr.value in (
                     IDENTITY_ATTRS | SELF_INVERSE_ATTRS)):
                 steps.reverse()
                 if steps and key in self.frame.facts.containers and steps[0].kind in ("index", "mask", "copy"):
@@ -1280,14 +1280,14 @@ class InplacePass(Pass):
             cur = _bare(step.parent)
 
     def view_step(self, node: cst.BaseExpression, last: bool) -> Step | None:
-        if isinstance(node, cst.Subscript):
+        if type(node) is cst.Subscript:
             kind = self.index_kind(node.slice)
             if kind == "mask" and len(node.slice) == 1:
                 return Step("mask", node, node.value, list(node.slice))
             if kind in ("mask", "advanced") and not last:
                 return Step("copy", node, node.value, list(node.slice))
             return Step("index", node, node.value, list(node.slice))
-        if isinstance(node, cst.Attribute):
+        if type(node) is cst.Attribute:
             if node.attr.value in IDENTITY_ATTRS:
                 return Step("same", node, node.value)
             if node.attr.value in SELF_INVERSE_ATTRS:
@@ -1298,7 +1298,7 @@ class InplacePass(Pass):
             # `t2j.narrow(x, ...).copy_(v)` in code translated before (a view left as it was, T2J305): still a
             # view of x, left again, so that translating twice changes nothing
             return Step("opaque", node, translated)
-        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+        if type(node) is cst.Call and type(node.func) is cst.Attribute:
             name = node.func.attr.value
             if self.ctx.scopes.qualname(node.func) is not None:
                 return None
@@ -1325,7 +1325,7 @@ class InplacePass(Pass):
     @staticmethod
     def _int_literals(args) -> list[int] | None:
         values = [a.value for a in args]
-        if len(values) == 1 and isinstance(values[0], (cst.Tuple, cst.List)):
+        if len(values) == 1 and type(values[0]) in (cst.Tuple, cst.List):
             values = [e.value for e in values[0].elements]
         out = []
         for v in values:
@@ -1348,40 +1348,40 @@ class InplacePass(Pass):
             i += 1
 
     def _is_int_index(self, el: cst.SubscriptElement) -> bool:
-        if not isinstance(el.slice, cst.Index):
+        if not type(el.slice) is cst.Index:
             return False
         v = _bare(el.slice.value)
-        if isinstance(v, cst.Integer):
+        if type(v) is cst.Integer:
             return True
-        if isinstance(v, cst.UnaryOperation) and isinstance(v.expression, cst.Integer):
+        if type(v) is cst.UnaryOperation and type(v.expression) is cst.Integer:
             return True
-        return isinstance(v, cst.Name) and v.value in self.frame.facts.ints
+        return type(v) is cst.Name and v.value in self.frame.facts.ints
 
     def index_kind(self, elements) -> str:
         """basic (ints, slices, None, ...: a view), mask (a boolean tensor), advanced (a tensor or list index:
         a copy), or unknown (a name that may be an int or a tensor; treated as basic)."""
         kinds = []
         for el in elements:
-            if isinstance(el.slice, cst.Slice):
+            if type(el.slice) is cst.Slice:
                 kinds.append("basic")
                 continue
             v = _bare(el.slice.value)
             if is_mask_expr(v, self.frame.facts.bools):
                 kinds.append("mask")
-            elif isinstance(v, (cst.Integer, cst.Ellipsis)) or isinstance(v, cst.Name) and v.value == "None":
+            elif type(v) in (cst.Integer, cst.Ellipsis) or type(v) is cst.Name and v.value == "None":
                 kinds.append("basic")
-            elif isinstance(v, cst.UnaryOperation) and isinstance(v.expression, cst.Integer):
+            elif type(v) is cst.UnaryOperation and type(v.expression) is cst.Integer:
                 kinds.append("basic")
-            elif isinstance(v, (cst.List, cst.Tuple, cst.ListComp)):
+            elif type(v) in (cst.List, cst.Tuple, cst.ListComp):
                 kinds.append("advanced")
-            elif isinstance(v, cst.Name):
+            elif type(v) is cst.Name:
                 f = self.frame.facts
                 kinds.append("basic" if v.value in f.ints else "advanced" if v.value in f.tensors else "unknown")
-            elif isinstance(v, cst.Call):
-                name = v.func.attr.value if isinstance(v.func, cst.Attribute) else dotted(v.func)
+            elif type(v) is cst.Call:
+                name = v.func.attr.value if type(v.func) is cst.Attribute else dotted(v.func)
                 kinds.append("basic" if name in INT_CALLS and name not in ("argmax", "argmin", "max", "min",
                                                                            "abs", "sum") else "advanced")
-            elif isinstance(v, cst.BinaryOperation) and not _has_call(v):
+            elif type(v) is cst.BinaryOperation and not _has_call(v):
                 kinds.append("unknown")
             else:
                 kinds.append("unknown")
@@ -1453,7 +1453,7 @@ class InplacePass(Pass):
             return _method(child_new, "reshape", [_arg(shape)])
         if step.kind == "self_inverse":
             op = step.op
-            if isinstance(op, cst.Attribute):
+            if type(op) is cst.Attribute:
                 return op.with_changes(value=paren(child_new))
             return op.with_changes(func=op.func.with_changes(value=paren(child_new)))
         if step.kind == "permute":
@@ -1463,11 +1463,11 @@ class InplacePass(Pass):
     def _fit_slot(self, step: Step, value: cst.BaseExpression) -> cst.BaseExpression:
         """`t2j.drop_leading_ones(v, x[i].ndim)` for a value that may carry size-1 dims in front of the slot's."""
         call = _bare(value)
-        while isinstance(call, cst.Subscript):  # v.topk(1)[1]
+        while type(call) is cst.Subscript:  # v.topk(1)[1]
             call = _bare(call.value)
-        if not isinstance(call, cst.Call):
+        if not type(call) is cst.Call:
             return value
-        name = call.func.attr.value if isinstance(call.func, cst.Attribute) else dotted(call.func) or ""
+        name = call.func.attr.value if type(call.func) is cst.Attribute else dotted(call.func) or ""
         keepdim = any(a.keyword is not None and a.keyword.value == "keepdim" and _is_true(a.value) for a in call.args)
         if name.rsplit(".", 1)[-1] not in LEADING_ONES_CALLS and not keepdim:
             return value
@@ -1482,7 +1482,7 @@ class InplacePass(Pass):
         if kind != "basic":
             return None  # a tensor index may repeat: torch's x[idx] += v does not accumulate, .at[].add would
         value = _bare(child_new)
-        if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute):
+        if type(value) is cst.Call and type(value.func) is cst.Attribute:
             name = value.func.attr.value
             recv = value.func.value
             if name in AT_SHORTCUT and recv.deep_equals(step.expr) and len(value.args) == 1 \
@@ -1494,7 +1494,7 @@ class InplacePass(Pass):
                     value.args) == 2 else None
                 if fill is not None:
                     return _at(step.parent, step.index, "set", [fill])
-        if isinstance(value, cst.BinaryOperation) and type(value.operator) in BINOP_AT \
+        if type(value) is cst.BinaryOperation and type(value.operator) in BINOP_AT \
                 and _bare(value.left).deep_equals(step.expr):
             return _at(step.parent, step.index, BINOP_AT[type(value.operator)], [value.right])
         return None
@@ -1630,30 +1630,30 @@ class InplacePass(Pass):
 
     def _plain_assign(self, target, value) -> None:
         """`target = value` in the source: a rebind, and maybe a new alias or view."""
-        if isinstance(target, (cst.Tuple, cst.List)):
+        if type(target) in (cst.Tuple, cst.List):
             names = [e.value for e in target.elements]
             for n in names:
-                key = self.lvalue_key(n) if isinstance(n, (cst.Name, cst.Attribute)) else None
+                key = self.lvalue_key(n) if type(n) in (cst.Name, cst.Attribute) else None
                 if key:
                     self.kill(key)
             # a, b = x.chunk(2): views that cannot be recomputed one by one
             v = _bare(value)
-            if isinstance(v, cst.Call) and isinstance(v.func, cst.Attribute) and v.func.attr.value in MULTI_VIEWS:
+            if type(v) is cst.Call and type(v.func) is cst.Attribute and v.func.attr.value in MULTI_VIEWS:
                 src = self.lvalue_key(v.func.value)
                 if src:
                     for n in names:
-                        key = self.lvalue_key(n) if isinstance(n, (cst.Name, cst.Attribute)) else None
+                        key = self.lvalue_key(n) if type(n) in (cst.Name, cst.Attribute) else None
                         if key:
                             self.frame.tracked[key] = Tracked(key, "opaque", None, {src}, [], self.line[0])
             return
-        key = self.lvalue_key(target) if isinstance(target, (cst.Name, cst.Attribute)) else None
+        key = self.lvalue_key(target) if type(target) in (cst.Name, cst.Attribute) else None
         if key is None:
             return
         self.kill(key)
         v = _bare(value)
         line = self.line[0]
-        if isinstance(v, (cst.List, cst.Tuple)):
-            sources = {self.lvalue_key(e.value) for e in v.elements if not isinstance(e, cst.StarredElement)}
+        if type(v) in (cst.List, cst.Tuple):
+            sources = {self.lvalue_key(e.value) for e in v.elements if not type(e) is cst.StarredElement}
             sources.discard(None)
             if sources:
                 self.frame.tracked[key] = Tracked(key, "container", value, set(sources), [], line, _names_in(v))
@@ -1681,9 +1681,9 @@ class InplacePass(Pass):
 
     def _opaque_base(self, v) -> str | None:
         cur = v
-        while isinstance(cur, (cst.Call, cst.Attribute, cst.Subscript)):
-            cur = cur.func.value if isinstance(cur, cst.Call) and isinstance(cur.func, cst.Attribute) else (
-                cur.value if not isinstance(cur, cst.Call) else None)
+        while type(cur) in (cst.Call, cst.Attribute, cst.Subscript):
+            cur = cur.func.value if type(cur) is cst.Call and type(cur.func) is cst.Attribute else (
+                cur.value if not type(cur) is cst.Call else None)
             if cur is None:
                 return None
             key = self.lvalue_key(cur)
@@ -1697,14 +1697,14 @@ class InplacePass(Pass):
     # --- expression facts ----------------------------------------------------------------------------------
     def is_tensor_expr(self, node, facts: ScopeFacts) -> bool:
         node = _bare(node)
-        if isinstance(node, cst.Name):
+        if type(node) is cst.Name:
             return node.value in facts.tensors
-        if isinstance(node, cst.Call):
+        if type(node) is cst.Call:
             qual = self.ctx.scopes.qualname(node.func)
             if qual is not None:
                 return qual.startswith("torch.") and not qual.startswith(TORCH_MODULE_QUAL) \
                     or qual.startswith("torch.nn.functional.")
-            if isinstance(node.func, cst.Attribute):
+            if type(node.func) is cst.Attribute:
                 name = node.func.attr.value
                 if name in NON_TENSOR_RESULTS:
                     return False
@@ -1712,13 +1712,13 @@ class InplacePass(Pass):
                     return True
                 return self.is_tensor_expr(node.func.value, facts) and name not in ("tolist", "item")
             return False
-        if isinstance(node, cst.Subscript):
+        if type(node) is cst.Subscript:
             return self.is_tensor_expr(node.value, facts)
-        if isinstance(node, cst.BinaryOperation):
+        if type(node) is cst.BinaryOperation:
             return self.is_tensor_expr(node.left, facts) or self.is_tensor_expr(node.right, facts)
-        if isinstance(node, cst.UnaryOperation):
+        if type(node) is cst.UnaryOperation:
             return self.is_tensor_expr(node.expression, facts)
-        if isinstance(node, cst.Attribute):
+        if type(node) is cst.Attribute:
             return node.attr.value in ("data", "T", "mT", "grad", "real", "imag") and self.is_tensor_expr(
                 node.value, facts)
         return False
@@ -1742,7 +1742,7 @@ class _Hoister(Transformer):
     def on_leave(self, original, updated):
         result = super().on_leave(original, updated)
         self.stack.pop()
-        if isinstance(original, (cst.Call, cst.BinaryOperation, cst.UnaryOperation, cst.Comparison)):
+        if type(original) in (cst.Call, cst.BinaryOperation, cst.UnaryOperation, cst.Comparison):
             reads = {dotted(n) for n in _all_refs(original)} - {None}
             self.computed.append((reads, id(original)))
         return result
@@ -1755,17 +1755,17 @@ class _Hoister(Transformer):
         if len(self.stack) < 3:
             return False
         call, attr, outer = self.stack[-1], self.stack[-2], self.stack[-3]
-        return isinstance(attr, cst.Attribute) and attr.value is call and isinstance(outer, cst.Call) \
+        return type(attr) is cst.Attribute and attr.value is call and type(outer) is cst.Call \
             and outer.func is attr and self.owner.mutation_kind(outer) == "method"
 
     def hoistable(self) -> bool:
         for i in range(len(self.stack) - 1):
             anc, child = self.stack[i], self.stack[i + 1]
-            if isinstance(anc, (cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)):
+            if type(anc) in (cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp):
                 return False
-            if isinstance(anc, cst.IfExp) and child is not anc.test:
+            if type(anc) is cst.IfExp and child is not anc.test:
                 return False
-            if isinstance(anc, cst.BooleanOperation) and child is not anc.left:
+            if type(anc) is cst.BooleanOperation and child is not anc.left:
                 return False
         return True
 
@@ -1784,8 +1784,8 @@ class _Hoister(Transformer):
 
 
 def _is_docstring(stmt) -> bool:
-    return isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Expr) \
-        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    return type(stmt) is cst.SimpleStatementLine and len(stmt.body) == 1 and type(stmt.body[0]) is cst.Expr \
+        and type(stmt.body[0].value) in (cst.SimpleString, cst.ConcatenatedString)
 
 
 class _FirstClass(Visitor):
@@ -1794,14 +1794,14 @@ class _FirstClass(Visitor):
         self.found: cst.ClassDef | None = None
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        if self.found is None and isinstance(node, cst.ClassDef) and node.name.value == self.name:
+        if self.found is None and type(node) is cst.ClassDef and node.name.value == self.name:
             self.found = node
         return self.found is None and not isinstance(node, cst.BaseExpression)  # no class inside an expression
 
 
 def init_helpers(cls: cst.ClassDef, word_cache: dict) -> set[str]:
     """Methods that `__init__` calls on self (transitively) and nothing else calls. word_cache: walk.words'."""
-    methods = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}
+    methods = {s.name.value: s for s in cls.body.body if type(s) is cst.FunctionDef}
     calls: dict[str, set[str]] = {}
     for name, fn in methods.items():
         fn_words = words(fn, word_cache)
@@ -1826,5 +1826,5 @@ def _all_refs(node: cst.CSTNode) -> list[cst.BaseExpression]:
 
 def parameter_listing(node: cst.BaseExpression) -> bool:
     """`model.parameters()`: the listing the module-updates pass puts back when the loop rebinds its elements."""
-    return isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) \
+    return type(node) is cst.Call and type(node.func) is cst.Attribute \
         and node.func.attr.value == "parameters" and not node.args

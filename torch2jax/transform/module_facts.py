@@ -137,35 +137,35 @@ CONFIG_CALLS = {"int", "float", "str", "bool", "len", "round", "max", "min", "ab
 
 def is_config(node: cst.BaseExpression) -> bool:
     """A value that is configuration (numbers, strings, flags, shapes), so a static field, not a pytree leaf."""
-    if isinstance(node, (cst.Integer, cst.Float, cst.SimpleString, cst.ConcatenatedString)):
+    if type(node) in (cst.Integer, cst.Float, cst.SimpleString, cst.ConcatenatedString):
         return True
-    if isinstance(node, cst.Name):
+    if type(node) is cst.Name:
         return node.value in ("True", "False") or not any(m in node.value.lower() for m in MODULE_LIKE_NAMES)
-    if isinstance(node, cst.Attribute):  # config.n_embd, args.dropout
+    if type(node) is cst.Attribute:  # config.n_embd, args.dropout
         return not any(m in node.attr.value.lower() for m in MODULE_LIKE_NAMES) and is_config(node.value)
-    if isinstance(node, cst.UnaryOperation):
+    if type(node) is cst.UnaryOperation:
         return is_config(node.expression)
-    if isinstance(node, (cst.BinaryOperation, cst.BooleanOperation)):
+    if type(node) in (cst.BinaryOperation, cst.BooleanOperation):
         return is_config(node.left) and is_config(node.right)
-    if isinstance(node, cst.Comparison):
+    if type(node) is cst.Comparison:
         return is_config(node.left) and all(is_config(c.comparator) for c in node.comparisons)
-    if isinstance(node, cst.IfExp):
+    if type(node) is cst.IfExp:
         return is_config(node.body) and is_config(node.orelse)
-    if isinstance(node, cst.Tuple):
+    if type(node) is cst.Tuple:
         return all(is_config(e.value) for e in node.elements)
-    if isinstance(node, cst.Call):
+    if type(node) is cst.Call:
         return dotted(node.func) in CONFIG_CALLS and all(is_config(a.value) for a in node.args)
     return False
 
 
 def literal_type(node: cst.BaseExpression) -> str | None:
-    if isinstance(node, cst.Integer):
+    if type(node) is cst.Integer:
         return "int"
-    if isinstance(node, cst.Float):
+    if type(node) is cst.Float:
         return "float"
-    if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+    if type(node) in (cst.SimpleString, cst.ConcatenatedString):
         return "str"
-    if isinstance(node, cst.Name) and node.value in ("True", "False"):
+    if type(node) is cst.Name and node.value in ("True", "False"):
         return "bool"
     return None
 
@@ -174,20 +174,20 @@ def torch_name(node: cst.BaseExpression) -> str | None:
     """`self.blocks[0].attn.weight` -> "blocks.0.attn.weight": the torch name of a submodule's attribute reached
     from self (literal indices only)."""
     parts = []
-    while isinstance(node, (cst.Attribute, cst.Subscript)):
-        if isinstance(node, cst.Attribute):
+    while type(node) in (cst.Attribute, cst.Subscript):
+        if type(node) is cst.Attribute:
             parts.append(node.attr.value)
         else:
             index = node.slice[0].slice if len(node.slice) == 1 else None
-            value = index.value if isinstance(index, cst.Index) else None
-            if isinstance(value, cst.Integer):
+            value = index.value if type(index) is cst.Index else None
+            if type(value) is cst.Integer:
                 parts.append(value.value)
-            elif isinstance(value, cst.SimpleString) and value.evaluated_value.isidentifier():
+            elif type(value) is cst.SimpleString and value.evaluated_value.isidentifier():
                 parts.append(value.evaluated_value)
             else:
                 return None
         node = node.value
-    if not (isinstance(node, cst.Name) and node.value == "self") or len(parts) < 2:
+    if not (type(node) is cst.Name and node.value == "self") or len(parts) < 2:
         return None
     return ".".join(reversed(parts))
 
@@ -210,14 +210,14 @@ def fields_held(value: cst.BaseExpression) -> list[str]:
     todo = [value]
     while todo:
         e = todo.pop()
-        if isinstance(e, cst.Attribute) and isinstance(e.value, cst.Name) and e.value.value == "self":
+        if type(e) is cst.Attribute and type(e.value) is cst.Name and e.value.value == "self":
             found.append(e.attr.value)
-        elif isinstance(e, cst.Call):
+        elif type(e) is cst.Call:
             todo += [a.value for a in e.args]
-        elif isinstance(e, (cst.List, cst.Tuple)):
+        elif type(e) in (cst.List, cst.Tuple):
             todo += [el.value for el in e.elements]
-        elif isinstance(e, cst.Dict):
-            todo += [el.value for el in e.elements if isinstance(el, cst.DictElement)]
+        elif type(e) is cst.Dict:
+            todo += [el.value for el in e.elements if type(el) is cst.DictElement]
     return found
 
 
@@ -243,7 +243,7 @@ def _bind(params: list[str], args) -> list[tuple[str, cst.BaseExpression]]:
 
 def _assigned(fn: cst.FunctionDef, name: str) -> list[cst.BaseExpression]:
     return [a.value for a in _assigns(fn) for t in a.targets
-            if isinstance(t.target, cst.Name) and t.target.value == name]
+            if type(t.target) is cst.Name and t.target.value == name]
 
 
 def _list_contents(fn: cst.FunctionDef | None, name: str) -> list[cst.CSTNode]:
@@ -256,7 +256,7 @@ def _list_contents(fn: cst.FunctionDef | None, name: str) -> list[cst.CSTNode]:
         if type(n) is cst.AugAssign:
             if dotted(n.target) == name:
                 found.append(n.value)
-        elif isinstance(n.func, cst.Attribute) and dotted(n.func.value) == name \
+        elif type(n.func) is cst.Attribute and dotted(n.func.value) == name \
                 and n.func.attr.value in ("append", "extend", "insert"):
             found.extend(a.value for a in n.args)
     return found
@@ -279,12 +279,12 @@ def _references_in(node: cst.CSTNode) -> list[cst.BaseExpression]:
 
 
 def _user_classes_in(node: cst.CSTNode, facts: ModuleFacts) -> list[str]:
-    return sorted({n.value for n in _references_in(node) if isinstance(n, cst.Name) and n.value in facts.classes})
+    return sorted({n.value for n in _references_in(node) if type(n) is cst.Name and n.value in facts.classes})
 
 
 def _called_attributes(cls: cst.ClassDef) -> set[str]:
     """The X of every `self.X(...)` in the class's methods outside __init__: fields used as callables."""
-    return {name for m in cls.body.body if isinstance(m, cst.FunctionDef) and m.name.value != "__init__"
+    return {name for m in cls.body.body if type(m) is cst.FunctionDef and m.name.value != "__init__"
             for name in self_calls(m)}
 
 
@@ -322,7 +322,7 @@ class _Collector(Visitor):
             return True
         self.current = ClassFacts(node.name.value, bases)
         self.facts.classes[node.name.value] = self.current
-        self.methods = {m.name.value: m for m in node.body.body if isinstance(m, cst.FunctionDef)}
+        self.methods = {m.name.value: m for m in node.body.body if type(m) is cst.FunctionDef}
         self.called = _called_attributes(node)
         for name, fn in self.methods.items():
             if name not in ("__init__", "forward", "__call__") and not fn.decorators and fn.params.params \
@@ -357,16 +357,16 @@ class _Collector(Visitor):
         for assign in _assigns(fn):
             cls = self._layer_class(assign.value)
             for t in assign.targets:
-                if isinstance(t.target, cst.Name) and cls is not None:
+                if type(t.target) is cst.Name and cls is not None:
                     classes.setdefault(t.target.value, set()).add(cls)
         return names, {k: v for k, v in classes.items() if v - {None}}
 
     def _layer_class(self, node: cst.BaseExpression) -> str | None:
         """The module class an expression names (not builds): nn.BatchNorm2d, a user module class,
         functools.partial(nn.BatchNorm2d, eps=...)."""
-        if isinstance(node, cst.Call) and self.scopes.qualname(node.func) == "functools.partial" and node.args:
+        if type(node) is cst.Call and self.scopes.qualname(node.func) == "functools.partial" and node.args:
             return self._layer_class(node.args[0].value)
-        if not isinstance(node, (cst.Name, cst.Attribute)):
+        if not type(node) in (cst.Name, cst.Attribute):
             return None
         qual = self.scopes.qualname(node)
         if qual is not None and qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper() \
@@ -394,22 +394,22 @@ class _Collector(Visitor):
         if not (self.in_init and self.current):
             return
         for t in node.targets:
-            if isinstance(t.target, cst.Attribute) and dotted(t.target.value) == "self":
+            if type(t.target) is cst.Attribute and dotted(t.target.value) == "self":
                 self._field(t.target.attr.value, node.value)
 
     def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        if self.in_init and self.current and node.value is not None and isinstance(node.target, cst.Attribute) \
+        if self.in_init and self.current and node.value is not None and type(node.target) is cst.Attribute \
                 and dotted(node.target.value) == "self":
             self._field(node.target.attr.value, node.value)
 
     def visit_Call(self, node: cst.Call) -> None:
-        if not (self.in_init and self.current) or not isinstance(node.func, cst.Attribute):
+        if not (self.in_init and self.current) or not type(node.func) is cst.Attribute:
             return
         if dotted(node.func.value) != "self" or not node.args:
             return
         method = node.func.attr.value
         first = node.args[0].value
-        if method in ("register_buffer", "register_parameter") and isinstance(first, cst.SimpleString):
+        if method in ("register_buffer", "register_parameter") and type(first) is cst.SimpleString:
             name = first.evaluated_value
             persistent = not any(a.keyword and a.keyword.value == "persistent" and dotted(a.value) == "False"
                                  for a in node.args)
@@ -438,10 +438,10 @@ class _Collector(Visitor):
             self.current.fields[f.name] = merged
 
     def _field(self, name: str, value: cst.BaseExpression) -> None:
-        if isinstance(value, cst.Name) and value.value in self.params:
+        if type(value) is cst.Name and value.value in self.params:
             self.current.param_fields.setdefault(value.value, name)
         for call in _calls_in(value):
-            if isinstance(call.func, cst.Name) and call.func.value in self.params:
+            if type(call.func) is cst.Name and call.func.value in self.params:
                 self.current.param_builds.setdefault(call.func.value, []).append(name)
         if any(f != name and self.current.fields.get(f) is not None
                and self.current.fields[f].kind in ("module", "list", "dict")
@@ -483,7 +483,7 @@ class _Collector(Visitor):
             f = cls.fields.get(cls.param_fields.get(param, ""))
             if f is None:
                 continue
-            values = [arg] + (_assigned(fn, arg.value) if fn is not None and isinstance(arg, cst.Name) else [])
+            values = [arg] + (_assigned(fn, arg.value) if fn is not None and type(arg) is cst.Name else [])
             evidence = [self._module_evidence(v) for v in values]
             if any(m for m, _ in evidence) and f.kind in ("static", "plain"):
                 f.kind, f.type_name, f.dynamic = "module", None, True
@@ -494,14 +494,14 @@ class _Collector(Visitor):
         facts = self._classify(name, value)
         facts.own_stateful = facts.stateful
         if facts.kind in ("plain", "static") and name in self.called \
-                and not (isinstance(value, cst.Name) and value.value in self.layer_classes):
+                and not (type(value) is cst.Name and value.value in self.layer_classes):
             # self.downsample = downsample, called in forward: a module handed to the constructor (maybe None)
-            facts = FieldFacts(name, "module", conditional=facts.conditional or isinstance(value, cst.Name),
+            facts = FieldFacts(name, "module", conditional=facts.conditional or type(value) is cst.Name,
                                dynamic=True)
-        if facts.kind in ("module", "list", "dict") and isinstance(value, (cst.Call, cst.List, cst.ListComp)):
+        if facts.kind in ("module", "list", "dict") and type(value) in (cst.Call, cst.List, cst.ListComp):
             # a container's user classes: their statefulness is only final once every class is read (close());
             # Sequential(*layers) holds what __init__ put in the list
-            parts = [value, *(n for a in getattr(value, "args", ()) if isinstance(a.value, cst.Name)
+            parts = [value, *(n for a in getattr(value, "args", ()) if type(a.value) is cst.Name
                               for n in _list_contents(getattr(self, "init_fn", None), a.value.value))]
             called = [dotted(call.func) for part in parts for call in _calls_in(part)]
             called += [c for name in called for c in self.layer_classes.get(name or "", ())]  # block = ConvBN
@@ -510,13 +510,13 @@ class _Collector(Visitor):
 
     def _classify(self, name: str, value: cst.BaseExpression) -> FieldFacts:
         cond = self.branch_depth > 0
-        if isinstance(value, cst.Name) and value.value == "None":
+        if type(value) is cst.Name and value.value == "None":
             return FieldFacts(name, "none", conditional=True)
-        if isinstance(value, cst.IfExp):
+        if type(value) is cst.IfExp:
             return self._either(name, self._classify(name, value.body), self._classify(name, value.orelse), cond)
-        if isinstance(value, cst.Name) and value.value in self.layer_classes:
+        if type(value) is cst.Name and value.value in self.layer_classes:
             return FieldFacts(name, "static", conditional=cond)  # a class kept to build layers later
-        if isinstance(value, cst.Call) and isinstance(value.func, cst.Name) \
+        if type(value) is cst.Call and type(value.func) is cst.Name \
                 and value.func.value in self.layer_classes:
             # norm_layer(planes): a module of the class the name holds; a parameter may hold another class
             classes = self.layer_classes[value.func.value]
@@ -526,7 +526,7 @@ class _Collector(Visitor):
             return FieldFacts(name, "module", next(iter(known)) if exact else None,
                               stateful=any(c in STATEFUL_LAYERS for c in known), conditional=cond,
                               dynamic=not exact, holds=holds)
-        if isinstance(value, cst.Call):
+        if type(value) is cst.Call:
             builder = self._builder(value.func)
             built = self._built_type(builder) if builder is not None else None
             if built is not None:  # conv3x3(...) whose every return is nn.Conv2d(...)
@@ -538,7 +538,7 @@ class _Collector(Visitor):
             if builder is not None and self._builds_tensor(builder):
                 # self.freqs_cis = precompute_freqs_cis(dim, n): a helper that computes a tensor from torch ops
                 return _plain_tensor(name, cond)
-        if isinstance(value, cst.Call):
+        if type(value) is cst.Call:
             qual = self.scopes.qualname(value.func)
             local = dotted(value.func)
             if qual in PARAMETER:
@@ -550,7 +550,7 @@ class _Collector(Visitor):
                                   self._has_stateful(value), conditional=cond)
             if qual == "torch.nn.Sequential":
                 # Sequential(*layers): what __init__ put in the list counts as what the Sequential holds
-                built = [value, *(n for a in value.args if isinstance(a.value, cst.Name)
+                built = [value, *(n for a in value.args if type(a.value) is cst.Name
                                   for n in _list_contents(getattr(self, "init_fn", None), a.value.value))]
                 stateful = any(self._has_stateful(n) for n in built)
                 return FieldFacts(name, "module", qual, stateful=stateful, conditional=cond,
@@ -564,7 +564,7 @@ class _Collector(Visitor):
                 return FieldFacts(name, "module", local, stateful=self.sequential_classes[local], conditional=cond)
             if qual is not None and qual.startswith("torch"):
                 return _plain_tensor(name, cond)
-        if isinstance(value, (cst.List, cst.ListComp)):
+        if type(value) in (cst.List, cst.ListComp):
             inner = self._member_type(value)
             if inner is not None:
                 return FieldFacts(name, "list", inner, stateful=self._is_stateful_type(inner), conditional=cond)
@@ -606,7 +606,7 @@ class _Collector(Visitor):
                 found.add(n.value)
 
         walk(fn, V())
-        types = {self.scopes.qualname(v.func) if isinstance(v, cst.Call) else None for v in found}
+        types = {self.scopes.qualname(v.func) if type(v) is cst.Call else None for v in found}
         if len(types) != 1:
             return None
         qual = types.pop()
@@ -650,7 +650,7 @@ class _Collector(Visitor):
         for call in _calls_in(node):
             if self._is_stateful_type(self.scopes.qualname(call.func)) or self._is_stateful_type(dotted(call.func)):
                 return True
-            classes = self.layer_classes.get(call.func.value, set()) if isinstance(call.func, cst.Name) else set()
+            classes = self.layer_classes.get(call.func.value, set()) if type(call.func) is cst.Name else set()
             if (not surely or None not in classes) and any(self._is_stateful_type(c) for c in classes):
                 return True  # Sequential(conv, norm_layer(c)) with norm_layer = nn.BatchNorm2d
         return False
@@ -676,7 +676,7 @@ class _Collector(Visitor):
 def collect_module_facts(module: cst.Module, scopes: Scopes, known: ModuleFacts | None = None,
                          word_cache: dict | None = None) -> ModuleFacts:
     facts = known if known is not None else ModuleFacts()
-    functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+    functions = {s.name.value: s for s in module.body if type(s) is cst.FunctionDef}
     collector = _Collector(scopes, facts, functions)
     word_cache = {} if word_cache is None else word_cache
     for stmt in module.body:
@@ -708,10 +708,10 @@ def _visit_call_sites(module: cst.Module, collector: _Collector) -> None:
 
         def visit_Call(self, node: cst.Call) -> None:
             facts = collector.facts.classes
-            cls = facts.get(node.func.value) if isinstance(node.func, cst.Name) else None
+            cls = facts.get(node.func.value) if type(node.func) is cst.Name else None
             func = node.func
-            if cls is None and self.classes and self.classes[-1] in facts and isinstance(func, cst.Attribute) \
-                    and func.attr.value == "__init__" and isinstance(func.value, cst.Call) \
+            if cls is None and self.classes and self.classes[-1] in facts and type(func) is cst.Attribute \
+                    and func.attr.value == "__init__" and type(func.value) is cst.Call \
                     and dotted(func.value.func) == "super":
                 cls = next((facts[b] for b in facts[self.classes[-1]].bases if b in facts), None)
             if cls is not None:

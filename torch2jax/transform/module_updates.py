@@ -28,13 +28,13 @@ from torch2jax.transform.walk import SETATTR, Visitor, walk
 def _chain(node: cst.BaseExpression) -> tuple[str, str] | None:
     """`model.layers[0].weight` -> ("model", ".layers[0].weight"): a root name and an access path."""
     parts = []
-    while isinstance(node, (cst.Attribute, cst.Subscript)):
-        if isinstance(node, cst.Attribute):
+    while type(node) in (cst.Attribute, cst.Subscript):
+        if type(node) is cst.Attribute:
             parts.append("." + node.attr.value)
         else:
             parts.append(code_of(node).removeprefix(code_of(node.value)))
         node = node.value
-    if not isinstance(node, cst.Name) or not parts:
+    if not type(node) is cst.Name or not parts:
         return None
     return node.value, "".join(reversed(parts))
 
@@ -63,7 +63,7 @@ class ModuleUpdatesPass(Pass):
         # functions that update the parameters of a model they are given and return nothing (`update_ema(ema,
         # model, decay)`): they return it, and the calls that dropped their (None) result rebind it
         self.updaters = {fn.name.value: (param, [p.name.value for p in fn.params.params].index(param))
-                         for fn in node.body if isinstance(fn, cst.FunctionDef) and "parameters" in self.ctx.words(fn)
+                         for fn in node.body if type(fn) is cst.FunctionDef and "parameters" in self.ctx.words(fn)
                          for param in [_updated_parameter(fn)] if param is not None}
         self.words |= set(self.updaters)
 
@@ -116,22 +116,22 @@ class ModuleUpdatesPass(Pass):
         if len(updated.body) != 1:
             return updated
         small = updated.body[0]
-        if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call) \
+        if type(small) is cst.Expr and type(small.value) is cst.Call \
                 and dotted(small.value.func) in self.updaters:
             return self._rebind_updated(updated, small.value)
-        if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+        if type(small) is cst.Expr and type(small.value) is cst.Call:
             qual = self.ctx.scopes.qualname(small.value.func)
             if qual and qual.startswith("torch.nn.init.") and qual.endswith("_") and small.value.args:
                 # an in-place init as a statement: assign its result to the tensor it filled (`p.data` is `p`)
                 call, target = small.value, small.value.args[0].value
-                while isinstance(target, cst.Attribute) and target.attr.value == "data":
+                while type(target) is cst.Attribute and target.attr.value == "data":
                     target = target.value
                 if target is not call.args[0].value:
                     self.report("T2J106", ".data dropped: the init fills the array itself", call.args[0].value)
                     call = call.with_changes(args=[call.args[0].with_changes(value=target), *call.args[1:]])
                 assign = cst.Assign([cst.AssignTarget(target)], call)
                 return updated.with_changes(body=[self._attribute_update(assign) or assign])
-        if isinstance(small, cst.Assign):
+        if type(small) is cst.Assign:
             new = self._attribute_update(small)
             if new is not None:
                 return updated.with_changes(body=[new])
@@ -141,7 +141,7 @@ class ModuleUpdatesPass(Pass):
         """`update_ema(ema, model, d)` -> `ema = update_ema(ema, model, d)`: the function returns the model now."""
         name = dotted(call.func)
         arg = _argument(call, *self.updaters[name])
-        if not isinstance(arg, cst.Name):
+        if not type(arg) is cst.Name:
             self.report("T2J306", f"{name} returns the model it updates now: rebind it at this call by hand", call)
             return stmt
         lost = self._caller_loses(arg.value, call)
@@ -172,7 +172,7 @@ class ModuleUpdatesPass(Pass):
             if self._is_dict_field(first) and path.startswith("."):
                 key = path[1:].split(".")[0].split("[")[0]  # a ModuleDict is a plain dict in the translation
                 path = f"[{key!r}]{path[len(key) + 1:]}"
-        elif root == "self" or not isinstance(assign.targets[0].target, cst.Attribute):
+        elif root == "self" or not type(assign.targets[0].target) is cst.Attribute:
             return None
         if "data" == path.rsplit(".", 1)[-1]:
             path = path[: -len(".data")]  # m.weight.data = v: the tensor itself
@@ -221,12 +221,12 @@ class ModuleUpdatesPass(Pass):
         """A loop variable this pass rebuilt (`layer = eqx.tree_at(...)` for `nn.init.zeros_(layer.bias)`) in a loop
         whose collection is not put back: the collection keeps the old modules. Reported, never silent."""
         it = original.iter
-        if isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute) and it.func.attr.value in MODULE_LISTINGS:
+        if type(it) is cst.Call and type(it.func) is cst.Attribute and it.func.attr.value in MODULE_LISTINGS:
             return  # for m in self.modules(): the module-apply pass makes it a function applied to every submodule
-        targets = [original.target] if not isinstance(original.target, cst.Tuple) else [
+        targets = [original.target] if not type(original.target) is cst.Tuple else [
             e.value for e in original.target.elements]
         for t in targets:
-            if isinstance(t, cst.Name) and _rebinds(updated.body, t.value) and not _rebinds(original.body, t.value):
+            if type(t) is cst.Name and _rebinds(updated.body, t.value) and not _rebinds(original.body, t.value):
                 self.report("T2J302", f"{t.value} is a loop variable: its rebuilt module is not put back into "
                                       f"{code_of(original.iter)}, which keeps the old one; update the collection "
                                       "by hand", original)
@@ -240,9 +240,9 @@ class ModuleUpdatesPass(Pass):
             return rebuilt
         it, target = updated.iter, updated.target
         # `for i, p in enumerate(model.parameters())`: the loop over the listing, with its count kept
-        counted = isinstance(it, cst.Call) and dotted(it.func) == "enumerate" and it.args and not it.args[0].star \
+        counted = type(it) is cst.Call and dotted(it.func) == "enumerate" and it.args and not it.args[0].star \
             and it.args[0].keyword is None and _listing(it.args[0].value) \
-            and isinstance(target, cst.Tuple) and len(target.elements) == 2
+            and type(target) is cst.Tuple and len(target.elements) == 2
         if counted:
             it, target = it.args[0].value, target.elements[1].value
         zipped = _zipped_listings(it, target)
@@ -254,14 +254,14 @@ class ModuleUpdatesPass(Pass):
             new_iter = cst.parse_expression("zip(" + ", ".join(f"t2j.parameters({o})" for _, o in zipped) + ")")
         elif _listing(it):
             owner = code_of(it.func.value)
-            var = target.elements[-1].value if isinstance(target, cst.Tuple) and it.func.attr.value == \
+            var = target.elements[-1].value if type(target) is cst.Tuple and it.func.attr.value == \
                 "named_parameters" else target
             helper = "t2j.named_parameters" if it.func.attr.value == "named_parameters" else "t2j.parameters"
             new_iter = cst.parse_expression(f"{helper}({owner})")
         else:
             self._report_lost_rebuilds(original, updated)
             return updated
-        if not isinstance(var, cst.Name) or not _rebinds(updated.body, var.value):
+        if not type(var) is cst.Name or not _rebinds(updated.body, var.value):
             return updated
         if counted:
             new_iter = updated.iter.with_changes(args=[updated.iter.args[0].with_changes(value=new_iter),
@@ -310,7 +310,7 @@ def _updated_parameter(fn: cst.FunctionDef) -> str | None:
         def visit_For(self, node: cst.For) -> None:
             it = node.iter
             zipped = _zipped_listings(it, node.target)
-            if zipped is None and parameter_listing(it) and isinstance(node.target, cst.Name):
+            if zipped is None and parameter_listing(it) and type(node.target) is cst.Name:
                 zipped = [(node.target.value, code_of(it.func.value))]
             found.extend(owner for var, owner in zipped or () if owner in params and _rebinds(node.body, var))
 
@@ -336,12 +336,12 @@ def _field_loop(loop: cst.For) -> tuple[str, str, str] | None:
     """`for layer in self.layers:` -> ("layer", "layers", "list"); `for emb in self.tables.values():` ->
     ("emb", "tables", "dict"): a field's elements one by one."""
     it, target = loop.iter, loop.target
-    if not isinstance(target, cst.Name):
+    if not type(target) is cst.Name:
         return None
-    if isinstance(it, cst.Attribute) and dotted(it.value) == "self":
+    if type(it) is cst.Attribute and dotted(it.value) == "self":
         return target.value, it.attr.value, "list"
-    if isinstance(it, cst.Call) and not it.args and isinstance(it.func, cst.Attribute) \
-            and it.func.attr.value == "values" and isinstance(it.func.value, cst.Attribute) \
+    if type(it) is cst.Call and not it.args and type(it.func) is cst.Attribute \
+            and it.func.attr.value == "values" and type(it.func.value) is cst.Attribute \
             and dotted(it.func.value.value) == "self":
         return target.value, it.func.value.attr.value, "dict"
     return None
@@ -349,19 +349,19 @@ def _field_loop(loop: cst.For) -> tuple[str, str, str] | None:
 
 def _listing(node) -> bool:
     """`model.parameters()` or `model.named_parameters()`."""
-    return isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and not node.args \
+    return type(node) is cst.Call and type(node.func) is cst.Attribute and not node.args \
         and node.func.attr.value in ("parameters", "named_parameters")
 
 
 def _zipped_listings(it: cst.BaseExpression, target: cst.BaseExpression) -> list[tuple[str, str]] | None:
     """`for a, b in zip(m1.parameters(), m2.parameters())`: [(a, "m1"), (b, "m2")]."""
-    if not (isinstance(it, cst.Call) and dotted(it.func) == "zip" and len(it.args) > 1
-            and isinstance(target, cst.Tuple) and len(target.elements) == len(it.args)):
+    if not (type(it) is cst.Call and dotted(it.func) == "zip" and len(it.args) > 1
+            and type(target) is cst.Tuple and len(target.elements) == len(it.args)):
         return None
     out = []
     for element, arg in zip(target.elements, it.args):
         v = arg.value
-        if not (isinstance(element.value, cst.Name) and arg.keyword is None and not arg.star
+        if not (type(element.value) is cst.Name and arg.keyword is None and not arg.star
                 and parameter_listing(v)):
             return None
         out.append((element.value.value, code_of(v.func.value)))
@@ -373,7 +373,7 @@ def _rebinds(block, name: str) -> bool:
 
     class V(Visitor):
         def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
-            if isinstance(node.target, cst.Name) and node.target.value == name:
+            if type(node.target) is cst.Name and node.target.value == name:
                 found.append(node)
 
     walk(block, V())
@@ -382,5 +382,5 @@ def _rebinds(block, name: str) -> bool:
 
 def _names_of(value) -> set[str]:
     """`model` / `model, step`: the names a return gives back (alone or in a tuple)."""
-    items = [e.value for e in value.elements] if isinstance(value, cst.Tuple) else [value]
-    return {v.value for v in items if isinstance(v, cst.Name)}
+    items = [e.value for e in value.elements] if type(value) is cst.Tuple else [value]
+    return {v.value for v in items if type(v) is cst.Name}

@@ -84,8 +84,8 @@ class ModulePass(Pass):
             decls[0] = decls[0].with_changes(leading_lines=body[at].leading_lines)
             body[at] = body[at].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
         if cls.uses_training and not self._base_uses_training(cls) and not any(
-                isinstance(b.value, cst.Name) and b.value.value in self.facts.classes for b in updated.bases) \
-                and not any(isinstance(s, cst.FunctionDef) and s.name.value == "__init__" for s in body):
+                type(b.value) is cst.Name and b.value.value in self.facts.classes for b in updated.bases) \
+                and not any(type(s) is cst.FunctionDef and s.name.value == "__init__" for s in body):
             # no __init__ (torch's Module.__init__ ran): one that starts in training mode, as torch's modules do
             init = cst.parse_statement("def __init__(self):\n    self.inference = False\n")
             if at < len(body):
@@ -190,7 +190,7 @@ class ModulePass(Pass):
 
             def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
                 t = node.target
-                if isinstance(t, cst.Attribute) and isinstance(t.value, cst.Name) and t.value.value == "self":
+                if type(t) is cst.Attribute and type(t.value) is cst.Name and t.value.value == "self":
                     written.setdefault(t.attr.value, node)
 
         walk(original, V())
@@ -232,7 +232,7 @@ class ModulePass(Pass):
         if kwonly:
             kwonly[-1] = kwonly[-1].with_changes(comma=comma)
         star = p.star_arg if p.star_arg is not cst.MaybeSentinel.DEFAULT else cst.ParamStar(comma=comma)
-        if isinstance(star, cst.Param) and star.comma is cst.MaybeSentinel.DEFAULT:
+        if type(star) is cst.Param and star.comma is cst.MaybeSentinel.DEFAULT:
             star = star.with_changes(comma=comma)
         if p.star_kwarg is not None:
             new = new.with_changes(comma=comma)
@@ -266,21 +266,21 @@ class ModulePass(Pass):
                 self.report("T2J215", f"self.{shared} holds submodules that are also fields: torch shares them, the "
                                       "translation ties their parameters (t2j.share_in_init)", stmt)
                 body.append(cst.parse_statement(f"t2j.share_in_init(self, {shared!r})\n"))
-        at = len(body) - 1 if body and isinstance(body[-1], cst.SimpleStatementLine) \
-            and isinstance(body[-1].body[0], cst.Return) else len(body)
+        at = len(body) - 1 if body and type(body[-1]) is cst.SimpleStatementLine \
+            and type(body[-1].body[0]) is cst.Return else len(body)
         body.insert(at, cst.parse_statement("t2j.finish_ties_in_init(self)\n"))
         return fn.with_changes(body=fn.body.with_changes(body=body))
 
     def _is_super_init(self, stmt: cst.BaseStatement) -> bool:
-        if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+        if not type(stmt) is cst.SimpleStatementLine or len(stmt.body) != 1:
             return False
         expr = stmt.body[0]
-        if not isinstance(expr, cst.Expr) or not isinstance(expr.value, cst.Call):
+        if not type(expr) is cst.Expr or not type(expr.value) is cst.Call:
             return False
         func = expr.value.func
-        if isinstance(func, cst.Attribute) and func.attr.value == "__init__":
+        if type(func) is cst.Attribute and func.attr.value == "__init__":
             inner = func.value
-            if isinstance(inner, cst.Call) and dotted(inner.func) == "super":
+            if type(inner) is cst.Call and dotted(inner.func) == "super":
                 return True
             return self.ctx.scopes.qualname(inner) in ("torch.nn.Module",)
         return False
@@ -303,12 +303,12 @@ class ModulePass(Pass):
     def _register_calls(self, stmt: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
         """self.register_buffer("name", value[, persistent]) -> self.name = value."""
         small = stmt.body[0] if len(stmt.body) == 1 else None
-        if not (isinstance(small, cst.Expr) and isinstance(small.value, cst.Call)):
+        if not (type(small) is cst.Expr and type(small.value) is cst.Call):
             return stmt
         call = small.value
-        if not (isinstance(call.func, cst.Attribute) and dotted(call.func.value) == "self"
+        if not (type(call.func) is cst.Attribute and dotted(call.func.value) == "self"
                 and call.func.attr.value in ("register_buffer", "register_parameter")
-                and len(call.args) >= 2 and isinstance(call.args[0].value, cst.SimpleString)):
+                and len(call.args) >= 2 and type(call.args[0].value) is cst.SimpleString):
             return stmt
         name = call.args[0].value.evaluated_value
         target = cst.AssignTarget(cst.Attribute(cst.Name("self"), cst.Name(name)))
@@ -319,17 +319,17 @@ class ModulePass(Pass):
 
     def visit_For(self, node: cst.For) -> None:
         self.iterated.add(node.iter)
-        if self.cls is not None and isinstance(node.target, cst.Name) and self._is_stateful_callee(node.iter):
+        if self.cls is not None and type(node.target) is cst.Name and self._is_stateful_callee(node.iter):
             self.stateful_loop_vars[node.target.value] = node.iter
 
     def leave_Assign(self, original: cst.Assign, updated: cst.Assign):
         """`x = self.bn(x)` in a stateful __call__ -> `x, state = self.bn(x, state=state)`."""
-        if self._in_stateful_call() and len(updated.targets) == 1 and isinstance(updated.value, cst.Name) \
+        if self._in_stateful_call() and len(updated.targets) == 1 and type(updated.value) is cst.Name \
                 and self.pre and self.pre[-1] and self._is_hoisted_tmp(updated.value.value):
             hoisted = self.pre[-1].pop()
             assign = hoisted.body[0]
             target = updated.targets[0].target
-            if isinstance(target, cst.Tuple) and not target.lpar:
+            if type(target) is cst.Tuple and not target.lpar:
                 target = target.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
             new_target = cst.Tuple([cst.Element(target), cst.Element(cst.Name(STATE))], lpar=[], rpar=[])
             return assign.with_changes(targets=[cst.AssignTarget(new_target)])
@@ -338,7 +338,7 @@ class ModulePass(Pass):
     def _is_hoisted_tmp(self, name: str) -> bool:
         stmt = self.pre[-1][-1]
         tgt = stmt.body[0].targets[0].target
-        return isinstance(tgt, cst.Tuple) and dotted(tgt.elements[0].value) == name
+        return type(tgt) is cst.Tuple and dotted(tgt.elements[0].value) == name
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         if self.cls is None or self.method is None:
@@ -364,7 +364,7 @@ class ModulePass(Pass):
                 a.with_changes(keyword=cst.Name("key_")) if a.keyword is not None and a.keyword.value == "key"
                 else a for a in updated.args])
         func = updated.func
-        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Call) and dotted(func.value.func) == "super":
+        if type(func) is cst.Attribute and type(func.value) is cst.Call and dotted(func.value.func) == "super":
             if func.attr.value == "forward":
                 return updated.with_changes(func=func.with_changes(attr=cst.Name("__call__")))
             if func.attr.value == "__init__" and self.method == "__init__" and self._base_takes_key(self.cls):
@@ -404,12 +404,12 @@ class ModulePass(Pass):
     def leave_Return(self, original: cst.Return, updated: cst.Return) -> cst.Return:
         if self._in_stateful_call() and updated.value is not None:
             value = updated.value
-            if isinstance(value, cst.Tuple) and not value.lpar:
+            if type(value) is cst.Tuple and not value.lpar:
                 value = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
             if self.cls.state_optional:
                 # (out, state) when called with a state, out when not: the runtime layers' convention
                 self.need("t2j")
-                value = value.with_changes(lpar=[], rpar=[]) if isinstance(value, cst.Tuple) else value
+                value = value.with_changes(lpar=[], rpar=[]) if type(value) is cst.Tuple else value
                 return updated.with_changes(value=cst.Call(cst.parse_expression("t2j.nn.with_state"), [
                     cst.Arg(value, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))),
                     cst.Arg(cst.Name(STATE))]))
@@ -450,7 +450,7 @@ class ModulePass(Pass):
 
     def _bare(self, value: cst.BaseExpression) -> cst.BaseExpression:
         """`(not self.inference)` needs no parentheses as a whole argument or condition."""
-        if isinstance(value, cst.UnaryOperation) and value.lpar and any(
+        if type(value) is cst.UnaryOperation and value.lpar and any(
                 value.deep_equals(n.with_changes(lpar=value.lpar, rpar=value.rpar)) for n in self.negations):
             return value.with_changes(lpar=[], rpar=[])
         return value
@@ -469,7 +469,7 @@ class ModulePass(Pass):
                                                                or self.method in self.stateful_methods)
 
     def _is_stateful_callee(self, func: cst.BaseExpression) -> bool:
-        if isinstance(func, cst.Subscript) or self._dict_member(func):
+        if type(func) is cst.Subscript or self._dict_member(func):
             func = func.value
         path = dotted(func)
         if path is None:
@@ -485,7 +485,7 @@ class ModulePass(Pass):
 
     def _dict_member(self, node: cst.BaseExpression) -> bool:
         """`self.d.name` with d a ModuleDict field, and name one of its keys, not a dict method."""
-        if not (isinstance(node, cst.Attribute) and isinstance(node.value, cst.Attribute)
+        if not (type(node) is cst.Attribute and type(node.value) is cst.Attribute
                 and dotted(node.value.value) == "self") or node.attr.value in DICT_METHODS:
             return False
         field = self._field(node.value.attr.value)
@@ -495,7 +495,7 @@ class ModulePass(Pass):
         """A submodule that may or may not hold state (decided by the constructor's arguments)."""
         if self._dict_member(func):
             return True  # one named member of a ModuleDict that holds state somewhere: that member may not
-        if isinstance(func, cst.Subscript):
+        if type(func) is cst.Subscript:
             func = func.value
         path = dotted(func) or ""
         if path in self.stateful_loop_vars:
@@ -543,8 +543,8 @@ def _add_state_param(fn: cst.FunctionDef, optional: bool = False) -> cst.Functio
 
 
 def _is_docstring(stmt) -> bool:
-    return isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Expr) \
-        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    return type(stmt) is cst.SimpleStatementLine and len(stmt.body) == 1 and type(stmt.body[0]) is cst.Expr \
+        and type(stmt.body[0].value) in (cst.SimpleString, cst.ConcatenatedString)
 
 
 def _tuple_src(names: list[str]) -> str:
@@ -553,9 +553,9 @@ def _tuple_src(names: list[str]) -> str:
 
 def _assigned_field(stmt: cst.BaseStatement) -> str | None:
     """`self.f = ...` as a whole statement: f."""
-    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Assign):
+    if type(stmt) is cst.SimpleStatementLine and len(stmt.body) == 1 and type(stmt.body[0]) is cst.Assign:
         targets = stmt.body[0].targets
-        if len(targets) == 1 and isinstance(targets[0].target, cst.Attribute) \
+        if len(targets) == 1 and type(targets[0].target) is cst.Attribute \
                 and dotted(targets[0].target.value) == "self":
             return targets[0].target.attr.value
     return None
@@ -589,14 +589,14 @@ class _SelfToLocal(cst.CSTTransformer):
         return False
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute):
-        if isinstance(updated.value, cst.Name) and updated.value.value == "self" and updated.attr.value in self.names:
+        if type(updated.value) is cst.Name and updated.value.value == "self" and updated.attr.value in self.names:
             return cst.Name(self.names[updated.attr.value], lpar=updated.lpar, rpar=updated.rpar)
         return updated
 
 
 def _prepend(fn: cst.FunctionDef, line: str) -> cst.FunctionDef:
     """`line` as the first statement of `fn` (after its docstring)."""
-    if not isinstance(fn.body, cst.IndentedBlock):
+    if not type(fn.body) is cst.IndentedBlock:
         return fn
     body = list(fn.body.body)
     at = 1 if body and _is_docstring(body[0]) else 0
@@ -606,4 +606,4 @@ def _prepend(fn: cst.FunctionDef, line: str) -> cst.FunctionDef:
 
 def _self_listing(node: cst.BaseExpression) -> bool:
     """`self.parameters()` / `self.named_parameters()` / `self.named_buffers()`, without arguments."""
-    return isinstance(node, cst.Call) and dotted(node.func) in PARAMETER_LISTS and not node.args
+    return type(node) is cst.Call and dotted(node.func) in PARAMETER_LISTS and not node.args

@@ -31,9 +31,9 @@ def self_calls(node: cst.CSTNode) -> set[str]:
 
 
 def root_name(node: cst.BaseExpression) -> str | None:
-    while isinstance(node, (cst.Attribute, cst.Call, cst.Subscript)):
-        node = node.value if not isinstance(node, cst.Call) else node.func
-    return node.value if isinstance(node, cst.Name) else None
+    while type(node) in (cst.Attribute, cst.Call, cst.Subscript):
+        node = node.value if not type(node) is cst.Call else node.func
+    return node.value if type(node) is cst.Name else None
 
 
 class ImportCollector(Visitor):
@@ -64,7 +64,7 @@ class ImportCollector(Visitor):
         if node.relative or node.module is None:
             return
         module = dotted(node.module)
-        if isinstance(node.names, cst.ImportStar):
+        if type(node.names) is cst.ImportStar:
             self.star_modules.append(module)
             return
         for alias in node.names:
@@ -74,12 +74,12 @@ class ImportCollector(Visitor):
 
 
 def _targets(target: cst.BaseExpression, bound: set[str]) -> None:
-    if isinstance(target, cst.Name):
+    if type(target) is cst.Name:
         bound.add(target.value)
-    elif isinstance(target, (cst.Tuple, cst.List)):
+    elif type(target) in (cst.Tuple, cst.List):
         for el in target.elements:
             _targets(el.value, bound)
-    elif isinstance(target, cst.StarredElement):
+    elif type(target) is cst.StarredElement:
         _targets(target.value, bound)
 
 
@@ -90,9 +90,9 @@ _TARGET_BINDERS = (cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For, cst.
 def _imported(node: cst.Import | cst.ImportFrom, bound: set[str]) -> None:
     """The names an import inside a function binds, but for torch's modules: `import torch.nn as nn` in a function
     (DCGAN's weights_init) names what the file's own `nn` names, so it does not hide that alias."""
-    if isinstance(node, cst.ImportFrom):
+    if type(node) is cst.ImportFrom:
         module = dotted(node.module) if node.module is not None else None
-        if module is not None and module.split(".")[0] == "torch" or isinstance(node.names, cst.ImportStar):
+        if module is not None and module.split(".")[0] == "torch" or type(node.names) is cst.ImportStar:
             return
         for alias in node.names:
             _targets(alias.asname.name if alias.asname else alias.name, bound)
@@ -150,13 +150,13 @@ def module_level_rebinds(module: cst.Module, aliases: dict[str, str]) -> set[str
     """Alias names that the module body rebinds with something other than an import (so they are not torch)."""
     out = set()
     for stmt in module.body:
-        if isinstance(stmt, cst.SimpleStatementLine):
+        if type(stmt) is cst.SimpleStatementLine:
             for small in stmt.body:
-                if isinstance(small, cst.Assign):
+                if type(small) is cst.Assign:
                     for t in small.targets:
-                        if isinstance(t.target, cst.Name) and t.target.value in aliases:
+                        if type(t.target) is cst.Name and t.target.value in aliases:
                             out.add(t.target.value)
-        elif isinstance(stmt, (cst.FunctionDef, cst.ClassDef)) and stmt.name.value in aliases:
+        elif type(stmt) in (cst.FunctionDef, cst.ClassDef) and stmt.name.value in aliases:
             out.add(stmt.name.value)
     return out
 

@@ -59,21 +59,21 @@ def _module_names(module: cst.Module, pass_) -> set[str]:
         if type(node) is not cst.Assign:
             continue
         value = node.value
-        while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) \
+        while type(value) is cst.Call and type(value.func) is cst.Attribute \
                 and value.func.attr.value in MODULE_METHODS_CHAINED:
             value = value.func.value
-        if not isinstance(value, cst.Call):
+        if not type(value) is cst.Call:
             continue
         qual = pass_.scopes.qualname(value.func) or ""
         if dotted(value.func) in pass_.ctx.module_facts.classes or (
                 qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper()):
-            names.update(t.target.value for t in node.targets if isinstance(t.target, cst.Name))
+            names.update(t.target.value for t in node.targets if type(t.target) is cst.Name)
     return names
 
 
 def _placement_call(expr: cst.Expr) -> bool:
     call = expr.value
-    return isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute) \
+    return type(call) is cst.Call and type(call.func) is cst.Attribute \
         and call.func.attr.value in ("to", "cuda", "cpu") and dotted(call.func.value) is not None \
         and all(a.keyword is None or a.keyword.value in ("device", "memory_format", "non_blocking")
                 for a in call.args)
@@ -89,15 +89,15 @@ PARAMETER_LISTINGS = ("parameters", "named_parameters")
 def _listing(node) -> tuple[str, str] | None:
     """`model.parameters()` (no arguments, a receiver other than self) -> ("parameters", "model"); the receiver
     may index a container (`model[0].parameters()`)."""
-    if not (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and not node.args
+    if not (type(node) is cst.Call and type(node.func) is cst.Attribute and not node.args
             and node.func.attr.value in PARAMETER_LISTINGS):
         return None
     root = node.func.value
-    while isinstance(root, (cst.Attribute, cst.Subscript)):
-        if isinstance(root, cst.Subscript) and not all(isinstance(e.slice, cst.Index) for e in root.slice):
+    while type(root) in (cst.Attribute, cst.Subscript):
+        if type(root) is cst.Subscript and not all(type(e.slice) is cst.Index for e in root.slice):
             return None
         root = root.value
-    if not isinstance(root, cst.Name) or root.value == "self":
+    if not type(root) is cst.Name or root.value == "self":
         return None
     return node.func.attr.value, code_of(node.func.value)
 
@@ -116,24 +116,24 @@ def _listings_in(node: cst.CSTNode) -> list[cst.Call]:
 
 
 def _loop_names(target) -> list[str]:
-    if isinstance(target, (cst.Tuple, cst.List)):
+    if type(target) in (cst.Tuple, cst.List):
         return [n for e in target.elements for n in _loop_names(e.value)]
-    return [target.value] if isinstance(target, cst.Name) else []
+    return [target.value] if type(target) is cst.Name else []
 
 
 def _lists_parameters(node) -> bool:
     """model.parameters() / named_parameters() (self's too), or the runtime's t2j.parameters(...) forms."""
-    if not isinstance(node, cst.Call):
+    if not type(node) is cst.Call:
         return False
-    if isinstance(node.func, cst.Attribute) and not node.args and node.func.attr.value in PARAMETER_LISTINGS:
+    if type(node.func) is cst.Attribute and not node.args and node.func.attr.value in PARAMETER_LISTINGS:
         return True
     return dotted(node.func) in ("t2j.parameters", "t2j.named_parameters")
 
 
 def _without_requires_grad(comp: cst.CompFor) -> list:
     """comp's `if` clauses without `if p.requires_grad` on its (last) loop variable: every listed array is trained."""
-    target = comp.target.elements[-1].value if isinstance(comp.target, cst.Tuple) else comp.target
-    if not isinstance(target, cst.Name):
+    target = comp.target.elements[-1].value if type(comp.target) is cst.Tuple else comp.target
+    if not type(target) is cst.Name:
         return list(comp.ifs)
     return [c for c in comp.ifs if dotted(c.test) != f"{target.value}.requires_grad"]
 
@@ -203,10 +203,10 @@ class OpsPass(Pass):
         self.call_funcs.add(node.func)
         self._place_listings(node)
         func = node.func
-        if isinstance(func, cst.Attribute) and func.attr.value.endswith("_") and isinstance(func.value, cst.Attribute):
+        if type(func) is cst.Attribute and func.attr.value.endswith("_") and type(func.value) is cst.Attribute:
             self.metadata_reads.add(func.value)  # x.data.uniform_(): only x's shape and dtype are read
         if node.args and (self.scopes.qualname(func) or "").startswith("torch.nn.init.") \
-                and isinstance(node.args[0].value, cst.Attribute):
+                and type(node.args[0].value) is cst.Attribute:
             self.metadata_reads.add(node.args[0].value)  # nn.init.normal_(m.weight.data): a fill of that shape
 
     def _place_listings(self, node: cst.Call) -> None:
@@ -220,7 +220,7 @@ class OpsPass(Pass):
         arg = next((a for a in node.args if a.keyword is not None and a.keyword.value == "params"),
                    node.args[0] if node.args and node.args[0].keyword is None and not node.args[0].star else None)
         inner = arg.value if arg is not None else None
-        if isinstance(inner, cst.Call) and dotted(inner.func) in ("list", "filter") and inner.args:
+        if type(inner) is cst.Call and dotted(inner.func) in ("list", "filter") and inner.args:
             inner = inner.args[-1].value
         if inner is not None:
             self.placed_listings.add(inner)
@@ -236,7 +236,7 @@ class OpsPass(Pass):
             self.placed_listings.update(_listings_in(node.iter))
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
-        if node.attr.value in METADATA_ATTRS and isinstance(node.value, cst.Attribute):
+        if node.attr.value in METADATA_ATTRS and type(node.value) is cst.Attribute:
             self.metadata_reads.add(node.value)
         self.inner.add(node.value)
         self.inner.add(node.attr)  # `x.grad` / `jax.grad` when `grad` is imported from torch.func: not a reference
@@ -254,11 +254,11 @@ class OpsPass(Pass):
     def leave_SimpleStatementLine(self, original, updated):
         """`model.to(device)` / `model.cuda()` as a statement: torch moves the module in place; JAX places arrays
         on its default device, so there is nothing left to do."""
-        if len(original.body) == 1 and isinstance(original.body[0], cst.Expr) and self._module_cast(
+        if len(original.body) == 1 and type(original.body[0]) is cst.Expr and self._module_cast(
                 original.body[0].value):
             self._drop_module_cast(original.body[0].value, original)
             return cst.RemoveFromParent()
-        if len(original.body) == 1 and isinstance(original.body[0], cst.Expr) and _placement_call(original.body[0]):
+        if len(original.body) == 1 and type(original.body[0]) is cst.Expr and _placement_call(original.body[0]):
             self.report("T2J103", f"{code_of(original.body[0].value.func)}() dropped: JAX "
                                   "places arrays on its default device", original)
             return cst.RemoveFromParent()
@@ -268,8 +268,8 @@ class OpsPass(Pass):
         """`param_dict = {pn: p for pn, p in self.named_parameters()}` (nanoGPT): a dict of the model's parameters,
         whose items a later comprehension filters by requires_grad."""
         value = node.value
-        if len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name) \
-                and isinstance(value, (cst.DictComp, cst.ListComp)) and _lists_parameters(value.for_in.iter):
+        if len(node.targets) == 1 and type(node.targets[0].target) is cst.Name \
+                and type(value) in (cst.DictComp, cst.ListComp) and _lists_parameters(value.for_in.iter):
             self.parameter_collections.add(node.targets[0].target.value)
 
     def leave_CompFor(self, original: cst.CompFor, updated: cst.CompFor) -> cst.CompFor:
@@ -278,7 +278,7 @@ class OpsPass(Pass):
         over a dict of them: `for pn, p in param_dict.items() if p.requires_grad`)."""
         listing = _listing(original.iter)
         it = original.iter
-        if listing is None and isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute) and not it.args \
+        if listing is None and type(it) is cst.Call and type(it.func) is cst.Attribute and not it.args \
                 and it.func.attr.value in ("items", "values") and dotted(it.func.value) in self.parameter_collections:
             return updated.with_changes(ifs=_without_requires_grad(updated))
         if listing is None:
@@ -296,8 +296,8 @@ class OpsPass(Pass):
         listing = _listing(original.iter)
         if listing is None:
             return updated
-        target = updated.target.elements[-1].value if isinstance(updated.target, cst.Tuple) else updated.target
-        flag = f"{target.value}.requires_grad" if isinstance(target, cst.Name) else None
+        target = updated.target.elements[-1].value if type(updated.target) is cst.Tuple else updated.target
+        flag = f"{target.value}.requires_grad" if type(target) is cst.Name else None
         if flag is not None and flag in _assigned_paths(original.body):
             return updated  # `p.requires_grad = False`: freezing, which the runtime's listing cannot express
         method, owner = listing
@@ -327,14 +327,14 @@ class OpsPass(Pass):
 
     def _module_cast(self, call: cst.CSTNode) -> bool:
         """`model.float()` / `nn.Linear(3, 1).double()`: a dtype cast of a module (not of a tensor)."""
-        if not (isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute) and not call.args
+        if not (type(call) is cst.Call and type(call.func) is cst.Attribute and not call.args
                 and call.func.attr.value in MODULE_CASTS):
             return False
         receiver = call.func.value
-        while isinstance(receiver, cst.Call) and isinstance(receiver.func, cst.Attribute) \
+        while type(receiver) is cst.Call and type(receiver.func) is cst.Attribute \
                 and receiver.func.attr.value in MODULE_METHODS_CHAINED:
             receiver = receiver.func.value  # Net().to(device).double()
-        if isinstance(receiver, cst.Call):
+        if type(receiver) is cst.Call:
             qual = self.scopes.qualname(receiver.func) or ""
             return dotted(receiver.func) in self.ctx.module_facts.classes or (
                 qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper())
@@ -355,9 +355,9 @@ class OpsPass(Pass):
         if self._module_cast(original):
             self._drop_module_cast(original, original)
             return updated.func.value
-        if isinstance(original.func, cst.Name) and original.func.value in SCALAR_BUILTINS:
+        if type(original.func) is cst.Name and original.func.value in SCALAR_BUILTINS:
             return self._scalar_conversion(original, updated)
-        if isinstance(original.func, cst.Name) and original.func.value == "next" and len(original.args) in (1, 2) \
+        if type(original.func) is cst.Name and original.func.value == "next" and len(original.args) in (1, 2) \
                 and _listing(original.args[0].value) is not None:
             method, owner = _listing(original.args[0].value)
             self.need("t2j")
@@ -380,7 +380,7 @@ class OpsPass(Pass):
                 return updated
             return self.apply(record, updated, None, qual)
         func = original.func
-        if isinstance(func, cst.Attribute):
+        if type(func) is cst.Attribute:
             record = self.tables.methods.get(func.attr.value)
             if record is not None and not record.attr and self.tensor_receiver(func.value, original) \
                     and not self._user_method_call(record, updated):
@@ -403,7 +403,7 @@ class OpsPass(Pass):
 
     def _layer_by_name(self, node: cst.BaseExpression) -> bool:
         """`getattr(nn, rnn_type)`: a torch.nn layer class looked up by a name known at run time."""
-        return isinstance(node, cst.Call) and dotted(node.func) == "getattr" and len(node.args) == 2 \
+        return type(node) is cst.Call and dotted(node.func) == "getattr" and len(node.args) == 2 \
             and self.scopes.qualname(node.args[0].value) in ("torch.nn", "torch.nn.modules")
 
     def _layer_by_name_call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
@@ -462,7 +462,7 @@ class OpsPass(Pass):
         value = updated.args[0].value
         if not self._translated_array(value):
             return updated
-        if isinstance(value, (cst.BinaryOperation, cst.UnaryOperation)) and not value.lpar:
+        if type(value) in (cst.BinaryOperation, cst.UnaryOperation) and not value.lpar:
             value = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
         item = cst.Call(cst.Attribute(value, cst.Name("item")))
         return updated.with_changes(args=[updated.args[0].with_changes(value=item)])
@@ -479,14 +479,14 @@ class OpsPass(Pass):
         """A torch call, or what may be a Tensor method call: what leave_Call may translate."""
         if is_torch(self.scopes.qualname(call.func)):
             return True
-        return isinstance(call.func, cst.Attribute) and call.func.attr.value in self.tables.methods
+        return type(call.func) is cst.Attribute and call.func.attr.value in self.tables.methods
 
     # --- helpers
     def _feature_test(self, call: cst.Call) -> cst.BaseExpression | None:
         """`hasattr(torch.nn.functional, "scaled_dot_product_attention")`, a torch-version test: True when the
         translation maps that name (the code it guards is then translated), else False."""
-        if not (isinstance(call.func, cst.Name) and call.func.value == "hasattr" and len(call.args) == 2
-                and isinstance(call.args[1].value, cst.SimpleString)):
+        if not (type(call.func) is cst.Name and call.func.value == "hasattr" and len(call.args) == 2
+                and type(call.args[1].value) is cst.SimpleString):
             return None
         owner = self.scopes.qualname(call.args[0].value)
         if owner is None or not is_torch(owner):
@@ -500,7 +500,7 @@ class OpsPass(Pass):
         """`p.data`, `m.weight.data`: a tensor's data, not `dataset.data` or `batch.data`."""
         path = dotted(node.value)
         if path is None:
-            return isinstance(node.value, (cst.Call, cst.Subscript))
+            return type(node.value) in (cst.Call, cst.Subscript)
         last = path.split(".")[-1].lower()
         return path.split(".")[0] not in self.scopes.aliases and path != "self" and not any(
             word in last for word in DATA_HOLDER_WORDS)
@@ -544,21 +544,21 @@ class OpsPass(Pass):
                 return False  # a module (even when a local of the same name shadows it), not a tensor
         if isinstance(receiver, NON_TENSOR_LITERALS):
             return False
-        if isinstance(receiver, cst.Subscript) and isinstance(receiver.value, cst.Attribute) \
+        if type(receiver) is cst.Subscript and type(receiver.value) is cst.Attribute \
                 and receiver.value.attr.value == "at":
             return False  # x.at[i].add(v), x.at[i].min(v): JAX's functional update, already translated
-        name = call.func.attr.value if isinstance(call, cst.Call) else call.attr.value
-        if name in BUILTIN_CLASH and isinstance(call, cst.Call):
+        name = call.func.attr.value if type(call) is cst.Call else call.attr.value
+        if name in BUILTIN_CLASH and type(call) is cst.Call:
             if call in self.discarded and not name.endswith("_"):
                 return False  # list.sort(), set.add(x), dict.update(...): a tensor method's result is never dropped
             first = call.args[0].value if call.args else None
-            if isinstance(first, (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString)) \
+            if type(first) in (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString) \
                     and name not in STRING_ARG_METHODS:
                 return False  # str.split(","), "".join(...)
         return True
 
     def apply(self, record: Record, node, receiver, label: str) -> cst.BaseExpression:
-        args = list(node.args) if isinstance(node, cst.Call) else []
+        args = list(node.args) if type(node) is cst.Call else []
         try:
             bound = bind(record, args, receiver)
         except BindError as e:
@@ -574,14 +574,14 @@ class OpsPass(Pass):
             self.report("T2J102", f"this form of {label} ({given or 'no arguments'}) is not supported", node)
             return node
         out = self.emit(record, template, bound)
-        return carry_layout(node, out) if isinstance(node, cst.Call) else out
+        return carry_layout(node, out) if type(node) is cst.Call else out
 
     def emit(self, record: Record, template: str, bound: Bound) -> cst.BaseExpression:
         params = {p.name for p in record.params}
         extra = {"KEY": cst.Name(KEY_PLACEHOLDER)}  # the randomness pass puts a fresh subkey here
         generator = bound.args.get("generator")
         if "KEY" in template and generator is not None and not (
-                isinstance(generator, cst.Name) and generator.value == "None"):
+                type(generator) is cst.Name and generator.value == "None"):
             # torch.randint(..., generator=g): the draw takes the next key of g's own stream (t2j.Generator), so
             # what g's seed decides stays decided by it
             extra["KEY"] = cst.Call(cst.Attribute(paren(generator), cst.Name("next_key")))
@@ -591,7 +591,7 @@ class OpsPass(Pass):
         else:
             self.note("T2J100", f"{record.name} -> {template.split('(')[0]} (mappings/{record.source})")
         out = render(template, bound, params, extra)
-        if bound.kwargs and isinstance(out, cst.Call):  # pass_kwargs: `**options` as the last argument
+        if bound.kwargs and type(out) is cst.Call:  # pass_kwargs: `**options` as the last argument
             args = list(out.args)
             if args:
                 args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
@@ -612,13 +612,13 @@ def _renders_array(node: cst.BaseExpression) -> bool:
         name = dotted(node.func)
         if name is not None and name.startswith(ARRAY_FUNC_PREFIXES):
             return name not in NON_ARRAY_FUNCS
-        return isinstance(node.func, cst.Attribute) and node.func.attr.value in ARRAY_METHODS
+        return type(node.func) is cst.Attribute and node.func.attr.value in ARRAY_METHODS
     if tp is cst.Subscript:
         return _renders_array(node.value)
     if tp is cst.BinaryOperation:
         return _renders_array(node.left) or _renders_array(node.right)
     if tp is cst.UnaryOperation:
-        return not isinstance(node.operator, cst.Not) and _renders_array(node.expression)
+        return not type(node.operator) is cst.Not and _renders_array(node.expression)
     return False
 
 
@@ -627,15 +627,15 @@ def function_alias(record: Record) -> str | None:
     takes torch's arguments in torch's order, so the function itself can stand for torch's (F.relu passed as a
     value, nn.Linear in isinstance)."""
     expr, _, _ = parsed(record.templates[0]) if record.templates else (None, None, None)
-    if not isinstance(expr, cst.Call) or dotted(expr.func) is None:
+    if not type(expr) is cst.Call or dotted(expr.func) is None:
         return None
     params = [("*" if p.kind == "var" else "") + p.name for p in record.params if p.kind != "kw"]
     positional = [a for a in expr.args if a.keyword is None]
-    names = [a.star + a.value.value if isinstance(a.value, cst.Name) else None for a in positional]
+    names = [a.star + a.value.value if type(a.value) is cst.Name else None for a in positional]
     if names != params[: len(names)]:
         return None
     for a in expr.args:
-        if a.keyword is not None and not (isinstance(a.value, cst.Name)
+        if a.keyword is not None and not (type(a.value) is cst.Name
                                           and a.value.value in (a.keyword.value, "KEY")):
             return None
     return dotted(expr.func)

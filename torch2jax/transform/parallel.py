@@ -54,12 +54,12 @@ LAUNCH_ENV = {"MASTER_ADDR", "MASTER_PORT"}
 
 def _env_key(node) -> str | None:
     """`os.environ["RANK"]` / `os.environ.get("RANK", ...)` / `os.getenv("RANK")` -> "RANK"."""
-    if isinstance(node, cst.Subscript) and dotted(node.value) == "os.environ" and len(node.slice) == 1:
+    if type(node) is cst.Subscript and dotted(node.value) == "os.environ" and len(node.slice) == 1:
         index = node.slice[0].slice
-        if isinstance(index, cst.Index) and isinstance(index.value, cst.SimpleString):
+        if type(index) is cst.Index and type(index.value) is cst.SimpleString:
             return index.value.evaluated_value
-    if isinstance(node, cst.Call) and dotted(node.func) in ("os.environ.get", "os.getenv") and node.args \
-            and isinstance(node.args[0].value, cst.SimpleString):
+    if type(node) is cst.Call and dotted(node.func) in ("os.environ.get", "os.getenv") and node.args \
+            and type(node.args[0].value) is cst.SimpleString:
         return node.args[0].value.evaluated_value
     return None
 
@@ -110,9 +110,9 @@ class ParallelPass(Pass):
                     pass_.mesh_scopes.add(id(self.fn[-1]) if self.fn else None)
 
             def visit_Assign(self, n: cst.Assign) -> None:
-                if isinstance(n.value, cst.Call) and pass_.ctx.scopes.qualname(n.value.func) in SAMPLERS:
+                if type(n.value) is cst.Call and pass_.ctx.scopes.qualname(n.value.func) in SAMPLERS:
                     for t in n.targets:
-                        if isinstance(t.target, cst.Name):
+                        if type(t.target) is cst.Name:
                             pass_.samplers.add(t.target.value)
 
         walk(node, Facts())
@@ -156,8 +156,8 @@ class ParallelPass(Pass):
         qual = self.qual(original.func)
         if qual in DATALOADERS:
             sampler = _arg(original, 3, "sampler")
-            distributed = (isinstance(sampler, cst.Name) and sampler.value in self.samplers) or (
-                isinstance(sampler, cst.Call) and self.qual(sampler.func) in SAMPLERS)
+            distributed = (type(sampler) is cst.Name and sampler.value in self.samplers) or (
+                type(sampler) is cst.Call and self.qual(sampler.func) in SAMPLERS)
             if distributed:
                 self.need("t2j")
                 args = list(updated.args)
@@ -174,7 +174,7 @@ class ParallelPass(Pass):
             extra = _arg(original, 1, "args")
             if fn is not None:
                 rest = ""
-                if isinstance(extra, cst.Tuple):
+                if type(extra) is cst.Tuple:
                     rest = "".join(", " + code_of(e.value) for e in extra.elements)
                 elif extra is not None:
                     rest = f", *{code_of(extra)}"
@@ -188,9 +188,9 @@ class ParallelPass(Pass):
         """`with ddp_model.no_sync():` (gradient accumulation without the all-reduce) and `with ddp_model.join():`
         -> the body: one program over the global batch has no per-rank gradients to hold back or ranks to join."""
         item = original.items[0].item if len(original.items) == 1 else None
-        if not (self.active and isinstance(item, cst.Call) and isinstance(item.func, cst.Attribute)
+        if not (self.active and type(item) is cst.Call and type(item.func) is cst.Attribute
                 and item.func.attr.value in ("no_sync", "join") and original.items[0].asname is None
-                and isinstance(updated.body, cst.IndentedBlock)):
+                and type(updated.body) is cst.IndentedBlock):
             return updated
         self.report("T2J612", f"DDP's {item.func.attr.value}() context removed: the step on the global batch "
                               "reduces the gradients where XLA needs them", original)
@@ -217,12 +217,12 @@ class ParallelPass(Pass):
 
     def _call_of(self, stmt) -> tuple[cst.Call | None, cst.BaseExpression | None]:
         """(call, assignment target) of `call(...)` or `target = call(...)` statements."""
-        if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1):
+        if not (type(stmt) is cst.SimpleStatementLine and len(stmt.body) == 1):
             return None, None
         small = stmt.body[0]
-        if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+        if type(small) is cst.Expr and type(small.value) is cst.Call:
             return small.value, None
-        if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.value, cst.Call):
+        if type(small) is cst.Assign and len(small.targets) == 1 and type(small.value) is cst.Call:
             return small.value, small.targets[0].target
         return None, None
 
@@ -277,8 +277,8 @@ class ParallelPass(Pass):
 
     def _statement(self, stmt, call, target, qual, rest):
         """(replacement statements, the rest of the block) or (None, None) to keep the statement."""
-        small = stmt.body[0] if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 else None
-        if isinstance(small, cst.Assign) and len(small.targets) == 1 and _env_key(small.targets[0].target) in \
+        small = stmt.body[0] if type(stmt) is cst.SimpleStatementLine and len(stmt.body) == 1 else None
+        if type(small) is cst.Assign and len(small.targets) == 1 and _env_key(small.targets[0].target) in \
                 LAUNCH_ENV:
             self.report("T2J611", "launcher rendezvous address removed: one process drives every device", stmt)
             return [], rest
@@ -292,12 +292,12 @@ class ParallelPass(Pass):
         if qual in REMOVED:
             self.report("T2J610", f"{qual} removed: one process drives every device", stmt)
             return [], rest
-        if qual in SYNC_BN | DDP | FSDP and isinstance(target, cst.Name):
+        if qual in SYNC_BN | DDP | FSDP and type(target) is cst.Name:
             wrapped = _arg(call, 0, "module") or _arg(call, 0, "model")
             if wrapped is None:
                 return None, None
             built = []
-            if not isinstance(wrapped, cst.Name):
+            if not type(wrapped) is cst.Name:
                 # model = DDP(Net().to(rank)): the model is built first under the wrapper's name (the training
                 # pass then sees a Net), and wrapped next
                 built = [self._carry(_stmt(f"{target.value} = {code_of(wrapped)}"), stmt)]
@@ -325,7 +325,7 @@ class ParallelPass(Pass):
             return built + [_stmt(f"{model} = t2j.parallel.replicate({model}, {self._mesh()})")], rest
         if qual in FULLY_SHARD and target is None:
             model = _arg(call, 0, "module")
-            if isinstance(model, cst.Name):
+            if type(model) is cst.Name:
                 self.need("t2j")
                 self.report("T2J613", "fully_shard -> t2j.parallel.fsdp (ZeRO-3 over 'data'): decide which layers "
                                       "to shard and how", stmt)
@@ -342,7 +342,7 @@ class ParallelPass(Pass):
             return [], rest
         if qual in GATHER and target is None:
             out, value = _arg(call, 0, "tensor_list"), _arg(call, 1, "tensor")
-            if isinstance(out, cst.Name) and value is not None:
+            if type(out) is cst.Name and value is not None:
                 self.need("t2j")
                 self.report("T2J616", "all_gather -> the global value split in rank order (right for per-sample "
                                       "tensors of a global batch; a per-rank statistic has no global counterpart)",
@@ -352,7 +352,7 @@ class ParallelPass(Pass):
             out, value = _arg(call, 0, "output_tensor" if "gather" in qual else "output"), _arg(call, 1, "input_tensor"
                                                                                                 if "gather" in qual
                                                                                                 else "input")
-            if isinstance(out, cst.Name) and value is not None:
+            if type(out) is cst.Name and value is not None:
                 self.report("T2J615", f"{qual.rsplit('.', 1)[1]} -> the global value itself", stmt)
                 return [_stmt(f"{out.value} = {code_of(value)}")], rest
         return None, None
@@ -361,14 +361,14 @@ class ParallelPass(Pass):
         """all_reduce / reduce of a value computed on the global batch: what it becomes depends on whether the
         value is a per-sample mean or a sum over samples (reduction_kind.py)."""
         tensor = _arg(call, 0, "tensor")
-        if not isinstance(tensor, cst.Name):
+        if not type(tensor) is cst.Name:
             return self._left(stmt, "T2J617", "all_reduce of an expression: left as it is; reduce a named value "
                                               "computed on the global batch, or use jax.shard_map with "
                                               "t2j.parallel.all_reduce", rest)
         name = tensor.value
         op = code_of(_arg(call, op_position, "op") or cst.Name("SUM")).rsplit(".", 1)[-1].upper()  # reduce(t, dst, op)
         scope = self.functions[-1] if self.functions else self.module_node
-        functions = {s.name.value: s for s in self.module_node.body if isinstance(s, cst.FunctionDef)}
+        functions = {s.name.value: s for s in self.module_node.body if type(s) is cst.FunctionDef}
         kind = KindFinder(scope, self.qual, functions).name_kind(name)
         divided = bool(rest) and self._divides(rest[0], name)
         world = "jax.device_count()"
@@ -398,19 +398,19 @@ class ParallelPass(Pass):
 
     def _divides(self, stmt, name: str) -> bool:
         """`x /= world_size`, `x = x / world_size`, `x.div_(world_size)` (by a world-size name or call)."""
-        if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1):
+        if not (type(stmt) is cst.SimpleStatementLine and len(stmt.body) == 1):
             return False
         small = stmt.body[0]
         divisor = None
-        if isinstance(small, cst.AugAssign) and isinstance(small.operator, cst.DivideAssign) \
+        if type(small) is cst.AugAssign and type(small.operator) is cst.DivideAssign \
                 and dotted(small.target) == name:
             divisor = small.value
-        elif isinstance(small, cst.Assign) and len(small.targets) == 1 and dotted(small.targets[0].target) == name \
-                and isinstance(small.value, cst.BinaryOperation) and isinstance(small.value.operator, cst.Divide) \
+        elif type(small) is cst.Assign and len(small.targets) == 1 and dotted(small.targets[0].target) == name \
+                and type(small.value) is cst.BinaryOperation and type(small.value.operator) is cst.Divide \
                 and dotted(small.value.left) == name:
             divisor = small.value.right
-        elif isinstance(small, cst.Expr) and isinstance(small.value, cst.Call) \
-                and isinstance(small.value.func, cst.Attribute) and small.value.func.attr.value in ("div_",) \
+        elif type(small) is cst.Expr and type(small.value) is cst.Call \
+                and type(small.value.func) is cst.Attribute and small.value.func.attr.value in ("div_",) \
                 and dotted(small.value.func.value) == name and small.value.args:
             divisor = small.value.args[0].value
         if divisor is None:

@@ -116,12 +116,12 @@ class Scope:
 
 
 def is_placeholder(node) -> bool:
-    return isinstance(node, cst.Name) and node.value == KEY_PLACEHOLDER
+    return type(node) is cst.Name and node.value == KEY_PLACEHOLDER
 
 
 def _called_from(cls: cst.ClassDef, start: str) -> set[str]:
     """`start` and the methods it calls on self, transitively."""
-    methods = {m.name.value: m for m in _suite_stmts(cls.body) if isinstance(m, cst.FunctionDef)}
+    methods = {m.name.value: m for m in _suite_stmts(cls.body) if type(m) is cst.FunctionDef}
     reached, todo = {start}, [start]
     while todo:
         fn = methods.get(todo.pop())
@@ -149,13 +149,13 @@ def _fresh(taken: set[str], *candidates: str) -> str:
 
 
 def _seed_call(small, funcs) -> cst.Call | None:
-    if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call) and dotted(small.value.func) in funcs:
+    if type(small) is cst.Expr and type(small.value) is cst.Call and dotted(small.value.func) in funcs:
         return small.value
     return None
 
 
 def _is_seed_stmt(stmt) -> bool:
-    return isinstance(stmt, cst.SimpleStatementLine) and any(_seed_call(s, SEED_FUNCS) for s in stmt.body)
+    return type(stmt) is cst.SimpleStatementLine and any(_seed_call(s, SEED_FUNCS) for s in stmt.body)
 
 
 def _has_kwarg(call: cst.Call, name: str) -> bool:
@@ -163,38 +163,38 @@ def _has_kwarg(call: cst.Call, name: str) -> bool:
 
 
 def _is_zero(node) -> bool:
-    return isinstance(node, (cst.Integer, cst.Float)) and float(node.value) == 0.0
+    return type(node) in (cst.Integer, cst.Float) and float(node.value) == 0.0
 
 
 def _suites(stmt) -> list[tuple[cst.BaseSuite, bool]]:
     """The blocks directly inside a compound statement, and whether each is a loop body."""
     out: list[tuple[cst.BaseSuite, bool]] = []
-    if isinstance(stmt, cst.If):
+    if type(stmt) is cst.If:
         out.append((stmt.body, False))
-        if isinstance(stmt.orelse, cst.If):
+        if type(stmt.orelse) is cst.If:
             out += _suites(stmt.orelse)
-        elif isinstance(stmt.orelse, cst.Else):
+        elif type(stmt.orelse) is cst.Else:
             out.append((stmt.orelse.body, False))
-    elif isinstance(stmt, (cst.For, cst.While)):
+    elif type(stmt) in (cst.For, cst.While):
         out.append((stmt.body, True))
         if stmt.orelse is not None:
             out.append((stmt.orelse.body, False))
-    elif isinstance(stmt, cst.With):
+    elif type(stmt) is cst.With:
         out.append((stmt.body, False))
-    elif isinstance(stmt, (cst.Try, cst.TryStar)):
+    elif type(stmt) in (cst.Try, cst.TryStar):
         out.append((stmt.body, False))
         out += [(h.body, False) for h in stmt.handlers]
         if stmt.orelse is not None:
             out.append((stmt.orelse.body, False))
         if stmt.finalbody is not None:
             out.append((stmt.finalbody.body, False))
-    elif isinstance(stmt, cst.Match):
+    elif type(stmt) is cst.Match:
         out += [(c.body, False) for c in stmt.cases]
     return out
 
 
 def _suite_stmts(suite: cst.BaseSuite) -> list:
-    if isinstance(suite, cst.IndentedBlock):
+    if type(suite) is cst.IndentedBlock:
         return list(suite.body)
     return [cst.SimpleStatementLine(list(suite.body))]
 
@@ -270,7 +270,7 @@ class Analysis:
         params = fn.params
         every = [*params.posonly_params, *params.params, *params.kwonly_params]
         for p in (params.star_arg, params.star_kwarg):
-            if isinstance(p, cst.Param):
+            if type(p) is cst.Param:
                 every.append(p)
         s.params = {p.name.value for p in every}
         decorators = {dotted(d.decorator) for d in fn.decorators}
@@ -289,9 +289,9 @@ class Analysis:
         parent.classes[info.name] = info
         self.classes[info.name] = info
         for stmt in _suite_stmts(node.body):
-            if isinstance(stmt, cst.FunctionDef):
+            if type(stmt) is cst.FunctionDef:
                 info.methods[stmt.name.value] = self._new_function(stmt, parent, info)
-            elif isinstance(stmt, cst.ClassDef):
+            elif type(stmt) is cst.ClassDef:
                 self._new_class(stmt, parent)
         call = "__call__" if "__call__" in info.methods else "forward"
         if call in info.methods and self._is_module_class(info):
@@ -315,41 +315,41 @@ class Analysis:
 
     def _scan_block(self, stmts, s: Scope) -> None:
         for stmt in stmts:
-            if isinstance(stmt, cst.FunctionDef):
+            if type(stmt) is cst.FunctionDef:
                 s.funcs[stmt.name.value] = self._new_function(stmt, s, None)
-            elif isinstance(stmt, cst.ClassDef):
+            elif type(stmt) is cst.ClassDef:
                 self._new_class(stmt, s)
-            elif isinstance(stmt, cst.SimpleStatementLine):
+            elif type(stmt) is cst.SimpleStatementLine:
                 for small in stmt.body:
                     self._scan_small(small, s)
             else:
-                if isinstance(stmt, cst.For):
+                if type(stmt) is cst.For:
                     self._bind_loop(stmt.target, stmt.iter, s)
                 for suite, _ in _suites(stmt):
                     self._scan_block(_suite_stmts(suite), s)
 
     def _scan_small(self, small, s: Scope) -> None:
-        if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call) and _grows_list(small.value):
+        if type(small) is cst.Expr and type(small.value) is cst.Call and _grows_list(small.value):
             # layers.append(nn.Dropout(p)) / layers.extend([...]): the list's elements, for Sequential(*layers)
             call = small.value
             grown = call.args[0].value
             element = cst.List([cst.Element(grown)]) if call.func.attr.value == "append" else grown
             s.values.setdefault(call.func.value.value, []).append(element)
             return
-        if isinstance(small, cst.AugAssign) and isinstance(small.operator, cst.AddAssign) \
-                and isinstance(small.target, cst.Name):
+        if type(small) is cst.AugAssign and type(small.operator) is cst.AddAssign \
+                and type(small.target) is cst.Name:
             # layers += [Block(c)]: the list grows by those elements, as with extend
             s.values.setdefault(small.target.value, []).append(small.value)
             return
-        if isinstance(small, cst.Assign):
+        if type(small) is cst.Assign:
             targets, value = [t.target for t in small.targets], small.value
-        elif isinstance(small, cst.AnnAssign) and small.value is not None:
+        elif type(small) is cst.AnnAssign and small.value is not None:
             targets, value = [small.target], small.value
         else:
             return
         for t in targets:
-            if isinstance(t, cst.Name):
-                if isinstance(value, cst.Lambda) and value not in self.scope_of:
+            if type(t) is cst.Name:
+                if type(value) is cst.Lambda and value not in self.scope_of:
                     lam = Scope(value, f"{s.name}.{t.value}" if s.name else t.value, "lambda", s, s.cls, s.self_name)
                     lam.params = {p.name.value for p in value.params.params}
                     lam.names = _names_in(value) | s.names
@@ -357,11 +357,11 @@ class Analysis:
                     s.funcs[t.value] = lam
                 else:
                     s.values.setdefault(t.value, []).append(value)
-            elif isinstance(t, cst.Attribute) and isinstance(t.value, cst.Name) and s.cls is not None \
+            elif type(t) is cst.Attribute and type(t.value) is cst.Name and s.cls is not None \
                     and t.value.value == s.self_name:
                 s.cls.attrs.setdefault(t.attr.value, []).append((value, s))
-            elif isinstance(t, cst.Tuple) and t.elements and isinstance(t.elements[0].value, cst.Name) \
-                    and isinstance(value, cst.Call) and isinstance(value.func, cst.Call) \
+            elif type(t) is cst.Tuple and t.elements and type(t.elements[0].value) is cst.Name \
+                    and type(value) is cst.Call and type(value.func) is cst.Call \
                     and dotted(value.func.func) == "eqx.nn.make_with_state" and value.func.args:
                 # model, state = eqx.nn.make_with_state(Net)(args): model is what Net(args) builds
                 built = cst.Call(value.func.args[0].value, value.args)
@@ -370,10 +370,10 @@ class Analysis:
     def _bind_loop(self, target, it, s: Scope) -> None:
         """A loop variable's elements come from `it`: `for blk in self.blocks`, and through enumerate, zip and
         dict.items() (`for i, (norm, blk) in enumerate(zip(self.norms, self.blocks))`)."""
-        if isinstance(target, cst.Name):
+        if type(target) is cst.Name:
             s.elems.setdefault(target.value, []).append(it)
             return
-        if not (isinstance(target, (cst.Tuple, cst.List)) and isinstance(it, cst.Call)):
+        if not (type(target) in (cst.Tuple, cst.List) and type(it) is cst.Call):
             return
         parts = [e.value for e in target.elements]
         func = dotted(it.func)
@@ -382,7 +382,7 @@ class Analysis:
         elif func == "zip" and len(parts) == len(it.args) and not any(a.star or a.keyword for a in it.args):
             for part, arg in zip(parts, it.args):
                 self._bind_loop(part, arg.value, s)
-        elif len(parts) == 2 and isinstance(parts[1], cst.Name) and isinstance(it.func, cst.Attribute) \
+        elif len(parts) == 2 and type(parts[1]) is cst.Name and type(it.func) is cst.Attribute \
                 and it.func.attr.value == "items":
             s.elems.setdefault(parts[1].value, []).append(it.func.value)
 
@@ -402,10 +402,10 @@ class Analysis:
             if _is_seed_stmt(stmt):
                 covered = True
                 continue
-            if isinstance(stmt, cst.ClassDef):
+            if type(stmt) is cst.ClassDef:
                 continue
             first = len(s.cands)
-            if isinstance(stmt, cst.FunctionDef):
+            if type(stmt) is cst.FunctionDef:
                 s.cands.append((stmt, covered, here))
             self._collect(stmt, s, covered, here)
             s.cands_of[stmt] = (first, len(s.cands))
@@ -446,10 +446,10 @@ class Analysis:
     def is_unit(self, node, s: Scope) -> bool:
         if is_placeholder(node):
             return True
-        if isinstance(node, cst.FunctionDef):
+        if type(node) is cst.FunctionDef:
             fs = self.scope_of.get(node)
             return fs is not None and fs.closure and fs.needs_key
-        if isinstance(node, cst.Call):
+        if type(node) is cst.Call:
             k = self.call_key(node, s)
             return k is not None and not _has_kwarg(node, k)
         return False
@@ -459,22 +459,22 @@ class Analysis:
         if dotted(f) in KEY_FORWARDING_CALLS and len(call.args) >= 2:
             # t2j.apply(model, init_fn): takes a key when init_fn does, and hands it on
             fn = call.args[1].value
-            return "key" if (self._name_call_key(fn, s, 0) if isinstance(fn, cst.Name) else
-                             self._attr_call_key(fn, s, 0) if isinstance(fn, cst.Attribute) else None) else None
+            return "key" if (self._name_call_key(fn, s, 0) if type(fn) is cst.Name else
+                             self._attr_call_key(fn, s, 0) if type(fn) is cst.Attribute else None) else None
         if dotted(f) == STATE_CALL and call.args:
             # t2j.nn.call_with_state(self.drop_path, x, state=state): keyed when the module it calls is; the
             # key goes through to that module
             f = call.args[0].value
-            if isinstance(f, (cst.Name, cst.Attribute, cst.Subscript, cst.Call)):
+            if type(f) in (cst.Name, cst.Attribute, cst.Subscript, cst.Call):
                 return "key" if self.call_key(cst.Call(f), s) else None
             return None
-        if isinstance(f, cst.Name):
+        if type(f) is cst.Name:
             return self._name_call_key(f, s, 0)
-        if isinstance(f, cst.Attribute):
+        if type(f) is cst.Attribute:
             return self._attr_call_key(f, s, 0)
-        if isinstance(f, cst.Subscript):
+        if type(f) is cst.Subscript:
             return self._elem_call_key(f.value, s, 0)
-        if isinstance(f, cst.Call):
+        if type(f) is cst.Call:
             return self._value_call_key(f, s, 0)
         return None
 
@@ -516,7 +516,7 @@ class Analysis:
             if _mode_switch_of(v, f.value):  # `model = eqx.nn.inference_mode(model, True)`: still the parameter
                 k = self._model_param_key(f.value, s)
             else:
-                k = self._value_call_key(v, s, depth + 1) if not isinstance(v, cst.Name) or v.value != f.value \
+                k = self._value_call_key(v, s, depth + 1) if not type(v) is cst.Name or v.value != f.value \
                     else None
             if k:
                 return k
@@ -553,7 +553,7 @@ class Analysis:
             positional = positional[1:]
         for cs in self.scopes:
             for call, _, _ in cs.cands:
-                if not isinstance(call, cst.Call) or self._call_target(call, cs) is not fs:
+                if not type(call) is cst.Call or self._call_target(call, cs) is not fs:
                     continue
                 arg = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == param), None)
                 plain = [a.value for a in call.args if a.keyword is None and not a.star]
@@ -561,10 +561,10 @@ class Analysis:
                     arg = plain[positional.index(param)]
                 if arg is None:
                     continue
-                found = self._lookup(arg.value, cs) if isinstance(arg, cst.Name) else None
+                found = self._lookup(arg.value, cs) if type(arg) is cst.Name else None
                 if found and found[0] == "class":
                     k = self.init_key(found[1])
-                elif found is None and isinstance(arg, cst.Name) and cs.kind in ("function", "method"):
+                elif found is None and type(arg) is cst.Name and cs.kind in ("function", "method"):
                     k = self._passed_class_key(arg.value, cs, depth + 1) if arg.value in cs.params else None
                 else:  # an instance (`Seq2Seq(enc, dec)` after `enc = Encoder(...)`): calling it takes its key
                     k = self._value_call_key(arg, cs, depth + 1)
@@ -575,20 +575,20 @@ class Analysis:
     def _call_target(self, call: cst.Call, s: Scope) -> Scope | None:
         """The function or method of this file that `call` runs (a class's __init__ for a construction)."""
         f = call.func
-        if isinstance(f, cst.Name):
+        if type(f) is cst.Name:
             found = self._lookup(f.value, s)
             if found and found[0] == "func":
                 return found[1]
             if found and found[0] == "class":
                 return self.find_method(found[1], "__init__")
-        if isinstance(f, cst.Attribute) and isinstance(f.value, cst.Name) and s.cls is not None \
+        if type(f) is cst.Attribute and type(f.value) is cst.Name and s.cls is not None \
                 and f.value.value == s.self_name:
             return self.find_method(s.cls, f.attr.value)
         return None
 
     def _attr_call_key(self, f: cst.Attribute, s: Scope, depth: int) -> str | None:
         v, m = f.value, f.attr.value
-        if isinstance(v, cst.Name) and s.cls is not None and v.value == s.self_name:
+        if type(v) is cst.Name and s.cls is not None and v.value == s.self_name:
             meth = self.find_method(s.cls, m)
             if meth is not None:
                 return self._scope_key(meth)
@@ -597,17 +597,17 @@ class Analysis:
                 if k:
                     return k
             return None
-        if isinstance(v, cst.Call) and dotted(v.func) == "super" and s.cls is not None:
+        if type(v) is cst.Call and dotted(v.func) == "super" and s.cls is not None:
             for base in s.cls.bases:
                 info = self.classes.get(base)
                 meth = self.find_method(info, m) if info is not None else None
                 if meth is not None:
                     return self._scope_key(meth)
             return None
-        if isinstance(v, cst.Attribute) and isinstance(v.value, cst.Name) and s.cls is not None \
+        if type(v) is cst.Attribute and type(v.value) is cst.Name and s.cls is not None \
                 and v.value.value == s.self_name:
             for e, es in self.find_attr(s.cls, v.attr.value):  # self.transformer.encoder(src): a keyed layer's part
-                layer = (dotted(e.func) or "").rsplit(".", 1)[-1] if isinstance(e, cst.Call) else ""
+                layer = (dotted(e.func) or "").rsplit(".", 1)[-1] if type(e) is cst.Call else ""
                 if m in KEYED_SUBLAYERS.get(layer, ()) and self._value_call_key(e, es, depth + 1):
                     return "key"
         cls = self._instance_class(v, s, depth + 1)
@@ -624,21 +624,21 @@ class Analysis:
         if depth > MAX_DEPTH:
             return None
         exprs: list = []
-        if isinstance(v, cst.Name):
+        if type(v) is cst.Name:
             found = self._lookup(v.value, s)
             if found and found[0] == "bound":
                 exprs = [(e, s) for e in found[1][0]]
-        elif isinstance(v, cst.Attribute) and isinstance(v.value, cst.Name) and s.cls is not None \
+        elif type(v) is cst.Attribute and type(v.value) is cst.Name and s.cls is not None \
                 and v.value.value == s.self_name:
             exprs = self.find_attr(s.cls, v.attr.value)
-        elif isinstance(v, cst.Call):
+        elif type(v) is cst.Call:
             exprs = [(v, s)]
         for e, es in exprs:
-            if isinstance(e, cst.Call) and isinstance(e.func, cst.Name):
+            if type(e) is cst.Call and type(e.func) is cst.Name:
                 found = self._lookup(e.func.value, es)
                 if found and found[0] == "class":
                     return found[1]
-        if isinstance(v, cst.Name) and not exprs:
+        if type(v) is cst.Name and not exprs:
             # a model handed to a function (the extracted training step's parameter): the training facts know
             # its class when the file builds it under that name
             facts = getattr(self.ctx, "training_facts", None)
@@ -650,8 +650,8 @@ class Analysis:
         one, self.attr), or None."""
         if depth > MAX_DEPTH:
             return None
-        if isinstance(e, cst.Call):
-            if isinstance(e.func, cst.Name):
+        if type(e) is cst.Call:
+            if type(e.func) is cst.Name:
                 found = self._lookup(e.func.value, s)
                 if found and found[0] == "class":
                     return self.callable_key(found[1])
@@ -662,18 +662,18 @@ class Analysis:
             if qual is not None:
                 return self.project.callables.get(qual)
             return None
-        if isinstance(e, cst.Name):
+        if type(e) is cst.Name:
             return self._name_call_key(e, s, depth + 1)
-        if isinstance(e, cst.IfExp):  # DropPath(p) if p > 0 else nn.Identity(): a key for the branch that draws
+        if type(e) is cst.IfExp:  # DropPath(p) if p > 0 else nn.Identity(): a key for the branch that draws
             return self._value_call_key(e.body, s, depth + 1) or self._value_call_key(e.orelse, s, depth + 1)
-        if isinstance(e, cst.Attribute) and isinstance(e.value, cst.Name) and s.cls is not None \
+        if type(e) is cst.Attribute and type(e.value) is cst.Name and s.cls is not None \
                 and e.value.value == s.self_name:
             for v, vs in self.find_attr(s.cls, e.attr.value):
                 k = self._value_call_key(v, vs, depth + 1)
                 if k:
                     return k
             return None
-        if isinstance(e, cst.Subscript):
+        if type(e) is cst.Subscript:
             return self._elem_call_key(e.value, s, depth + 1)
         return None
 
@@ -682,20 +682,20 @@ class Analysis:
         if depth > MAX_DEPTH:
             return None
         parts: list = []
-        if isinstance(e, (cst.List, cst.Tuple, cst.Set)):
+        if type(e) in (cst.List, cst.Tuple, cst.Set):
             for el in e.elements:
-                k = self._elem_call_key(el.value, s, depth + 1) if isinstance(el, cst.StarredElement) \
+                k = self._elem_call_key(el.value, s, depth + 1) if type(el) is cst.StarredElement \
                     else self._value_call_key(el.value, s, depth + 1)
                 if k:
                     return k
             return None
-        if isinstance(e, cst.Dict):
-            parts = [el.value for el in e.elements if isinstance(el, cst.DictElement)]
-        elif isinstance(e, (cst.ListComp, cst.SetComp, cst.GeneratorExp)):
+        if type(e) is cst.Dict:
+            parts = [el.value for el in e.elements if type(el) is cst.DictElement]
+        elif type(e) in (cst.ListComp, cst.SetComp, cst.GeneratorExp):
             parts = [e.elt]
-        elif isinstance(e, cst.DictComp):
+        elif type(e) is cst.DictComp:
             parts = [e.value]
-        elif isinstance(e, cst.Call):
+        elif type(e) is cst.Call:
             name = (dotted(e.func) or "").rsplit(".", 1)[-1]
             if name in CONTAINER_FACTORIES:
                 for a in e.args:
@@ -707,7 +707,7 @@ class Analysis:
                     if k:
                         return k
             return None
-        elif isinstance(e, cst.Name):
+        elif type(e) is cst.Name:
             found = self._lookup(e.value, s)
             if found and found[0] == "bound":
                 parts_c = found[1][0]
@@ -716,16 +716,16 @@ class Analysis:
                     if k:
                         return k
             return None
-        elif isinstance(e, cst.Attribute) and isinstance(e.value, cst.Name) and s.cls is not None \
+        elif type(e) is cst.Attribute and type(e.value) is cst.Name and s.cls is not None \
                 and e.value.value == s.self_name:
             for v, vs in self.find_attr(s.cls, e.attr.value):
                 k = self._elem_call_key(v, vs, depth + 1)
                 if k:
                     return k
             return None
-        elif isinstance(e, cst.BinaryOperation):
+        elif type(e) is cst.BinaryOperation:
             return self._elem_call_key(e.left, s, depth + 1) or self._elem_call_key(e.right, s, depth + 1)
-        elif isinstance(e, cst.Subscript):  # for block in self.transformer['h']: the entry's own elements
+        elif type(e) is cst.Subscript:  # for block in self.transformer['h']: the entry's own elements
             for v, vs in self._entries(e, s):
                 k = self._elem_call_key(v, vs, depth + 1)
                 if k:
@@ -740,11 +740,11 @@ class Analysis:
     def _entries(self, e: cst.Subscript, s: Scope) -> list:
         """The expressions `d['name']` stands for when d is built in this file as dict(name=...),
         nn.ModuleDict(dict(name=...)) or {'name': ...}."""
-        index = e.slice[0].slice if len(e.slice) == 1 and isinstance(e.slice[0].slice, cst.Index) else None
-        if index is None or not isinstance(index.value, cst.SimpleString):
+        index = e.slice[0].slice if len(e.slice) == 1 and type(e.slice[0].slice) is cst.Index else None
+        if index is None or not type(index.value) is cst.SimpleString:
             return []
         name = index.value.evaluated_value
-        if isinstance(e.value, cst.Attribute) and isinstance(e.value.value, cst.Name) and s.cls is not None \
+        if type(e.value) is cst.Attribute and type(e.value.value) is cst.Name and s.cls is not None \
                 and e.value.value.value == s.self_name:
             todo = list(self.find_attr(s.cls, e.value.attr.value))
         else:
@@ -752,10 +752,10 @@ class Analysis:
         out = []
         while todo:
             v, vs = todo.pop()
-            if isinstance(v, cst.Dict):
-                out += [(el.value, vs) for el in v.elements if isinstance(el, cst.DictElement)
-                        and isinstance(el.key, cst.SimpleString) and el.key.evaluated_value == name]
-            elif isinstance(v, cst.Call) and (dotted(v.func) or "").rsplit(".", 1)[-1] in ("dict", "ModuleDict",
+            if type(v) is cst.Dict:
+                out += [(el.value, vs) for el in v.elements if type(el) is cst.DictElement
+                        and type(el.key) is cst.SimpleString and el.key.evaluated_value == name]
+            elif type(v) is cst.Call and (dotted(v.func) or "").rsplit(".", 1)[-1] in ("dict", "ModuleDict",
                                                                                           "OrderedDict"):
                 out += [(a.value, vs) for a in v.args if a.keyword is not None and a.keyword.value == name]
                 todo += [(a.value, vs) for a in v.args if a.keyword is None and not a.star]
@@ -963,7 +963,7 @@ class _Rewriter:
             pieces += [(c, i.test) for i in clause.ifs]
             if clause.inner_for_in is not None:
                 pieces.append((c, clause.inner_for_in.iter))
-        elts = [comp.key, comp.value] if isinstance(comp, cst.DictComp) else [comp.elt]
+        elts = [comp.key, comp.value] if type(comp) is cst.DictComp else [comp.elt]
         pieces += [(len(clauses) - 1, e) for e in elts]
         for c, piece in pieces:
             levels[c] += self.units(piece, s)
@@ -973,14 +973,14 @@ class _Rewriter:
     def keys(self, units: list, s: Scope):
         """(the split statement or None, one key expression per unit). A nested function that closes over a
         key gets a variable of its own (`loss_fn_key`): a closure reads the variable when it is called."""
-        closures = [u for u in units if isinstance(u, cst.FunctionDef)]
+        closures = [u for u in units if type(u) is cst.FunctionDef]
         if s.direct and not closures:
             return None, [cst.Name(s.key_name)]
         kn = s.key_name
         n = len(units)
         base = _fresh(s.names, "subkey", "subkey_")
         plain = iter([base] if n - len(closures) == 1 else [f"{base}{i + 1}" for i in range(n - len(closures))])
-        names = [self.a.scope_of[u].closure_name if isinstance(u, cst.FunctionDef) else next(plain) for u in units]
+        names = [self.a.scope_of[u].closure_name if type(u) is cst.FunctionDef else next(plain) for u in units]
         split = "t2j.split_key" if s.optional else "jax.random.split"
         self.p.need("t2j" if s.optional else "jax")
         stmt = _split_statement(kn, names, split, None if n == 1 else n + 1)
@@ -1016,13 +1016,13 @@ class _Rewriter:
     def _count(self, stmts, s: Scope, in_loop: bool) -> tuple[int, bool]:
         n, looped = 0, False
         for stmt in stmts:
-            if isinstance(stmt, cst.ClassDef):
+            if type(stmt) is cst.ClassDef:
                 continue
             found = self.units(stmt, s)
-            k = len(found) + sum(isinstance(u, cst.FunctionDef) for u in found)  # a closure's key: always split
+            k = len(found) + sum(type(u) is cst.FunctionDef for u in found)  # a closure's key: always split
             n += k
             looped = looped or (in_loop and k > 0)
-            if isinstance(stmt, cst.FunctionDef):
+            if type(stmt) is cst.FunctionDef:
                 continue
             for suite, is_loop in _suites(stmt):
                 k, lp = self._count(_suite_stmts(suite), s, in_loop or is_loop)
@@ -1039,7 +1039,7 @@ class _Rewriter:
                 return fn.with_changes(body=self.suite(fn.body, s, False))
             body = self.suite(fn.body, s, False)
             first = cst.parse_statement(f"{s.key_name} = {s.closure_name}\n")
-            if isinstance(body, cst.IndentedBlock):
+            if type(body) is cst.IndentedBlock:
                 stmts = list(body.body)
                 at = 1 if stmts and _is_docstring(stmts[0]) else 0
                 body = body.with_changes(body=stmts[:at] + [first] + stmts[at:])
@@ -1061,14 +1061,14 @@ class _Rewriter:
     def class_def(self, node: cst.ClassDef) -> cst.ClassDef:
         out = []
         counter = [0]
-        for stmt in _suite_stmts(node.body) if isinstance(node.body, cst.IndentedBlock) else [node.body]:
-            if isinstance(stmt, cst.FunctionDef):
+        for stmt in _suite_stmts(node.body) if type(node.body) is cst.IndentedBlock else [node.body]:
+            if type(stmt) is cst.FunctionDef:
                 out.append(self.function(stmt))
-            elif isinstance(stmt, cst.ClassDef):
+            elif type(stmt) is cst.ClassDef:
                 out.append(self.class_def(stmt))
             else:
                 out.append(self._class_body_stmt(stmt, counter))
-        if not isinstance(node.body, cst.IndentedBlock):
+        if not type(node.body) is cst.IndentedBlock:
             return node
         return node.with_changes(body=node.body.with_changes(body=out))
 
@@ -1092,7 +1092,7 @@ class _Rewriter:
 
     # --- blocks and statements
     def suite(self, suite: cst.BaseSuite, s: Scope, in_loop: bool) -> cst.BaseSuite:
-        if isinstance(suite, cst.IndentedBlock):
+        if type(suite) is cst.IndentedBlock:
             return suite.with_changes(body=self.block(list(suite.body), s, in_loop))
         smalls = self.smalls(list(suite.body), s, in_loop)
         return suite.with_changes(body=smalls or [cst.Pass()])
@@ -1145,7 +1145,7 @@ class _Rewriter:
         same code back. No unit in its header, none in its own scope or any scope inside, no quiet word."""
         if not self.quiet_words.isdisjoint(self.ctx.words(stmt)) or self.units(stmt, s):
             return False
-        defs = [stmt] + [d for d in iter_statements(stmt) if isinstance(d, cst.FunctionDef)]
+        defs = [stmt] + [d for d in iter_statements(stmt) if type(d) is cst.FunctionDef]
         return not any(self._has_units(self.a.scope_of[d]) for d in defs if d in self.a.scope_of)
 
     def _has_units(self, scope: Scope) -> bool:
@@ -1153,17 +1153,17 @@ class _Rewriter:
 
     def _statement_inner(self, stmt, s: Scope, in_loop: bool) -> list:
         pre: list = []
-        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)) and self._untouched(stmt, s):
+        if type(stmt) in (cst.FunctionDef, cst.ClassDef) and self._untouched(stmt, s):
             return [stmt]
-        if isinstance(stmt, cst.FunctionDef):
+        if type(stmt) is cst.FunctionDef:
             new = self.function(stmt)
             return pre + self._headers(stmt, new, s, {})
-        if isinstance(stmt, cst.ClassDef):
+        if type(stmt) is cst.ClassDef:
             return pre + [self.class_def(stmt)]
-        if isinstance(stmt, cst.SimpleStatementLine):
+        if type(stmt) is cst.SimpleStatementLine:
             return pre + self.simple_line(stmt, s, in_loop)
         suites = {suite: self.suite(suite, s, in_loop or is_loop) for suite, is_loop in _suites(stmt)}
-        if isinstance(stmt, cst.While) and self.units(stmt.test, s):
+        if type(stmt) is cst.While and self.units(stmt.test, s):
             self.report("T2J408", "a draw in a while condition is evaluated on every iteration but keyed once, "
                                   "before the loop: every iteration sees the same numbers", stmt.test)
         return pre + self._headers(stmt, stmt, s, suites)
@@ -1262,7 +1262,7 @@ class _Rewriter:
                 kname = _fresh(taken, "k", "k_", "subkey_i")
                 taken.add(kname)
                 target = clause.target
-                keep = not (isinstance(target, cst.Name) and (target.value == "_"
+                keep = not (type(target) is cst.Name and (target.value == "_"
                                                               or target.value not in _used_in_comp(comp)))
                 wraps.append(("range", kname, n, keep))
                 level_key = cst.Name(kname)
@@ -1295,13 +1295,13 @@ class _Rewriter:
                     else:
                         target, it = cst.Name(kname), keys_iter
                 elif wrap is not None:
-                    if isinstance(target, cst.Tuple) and not target.lpar:
+                    if type(target) is cst.Tuple and not target.lpar:
                         target = target.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
                     target = cst.Tuple([cst.Element(cst.Name(wrap[1])), cst.Element(target)], lpar=[], rpar=[])
                     it = _call("enumerate", it)
                 ifs = [i.with_changes(test=transform(i.test, rep)) for i in clause.ifs]
                 new_clause = clause.with_changes(target=target, iter=it, ifs=ifs, inner_for_in=new_clause)
-            if isinstance(comp, cst.DictComp):
+            if type(comp) is cst.DictComp:
                 return comp.with_changes(key=transform(comp.key, rep), value=transform(comp.value, rep),
                                          for_in=new_clause)
             return comp.with_changes(elt=transform(comp.elt, rep), for_in=new_clause)
@@ -1327,15 +1327,15 @@ class _Rewriter:
 
 def _range_arg(it) -> cst.BaseExpression | None:
     """n in `range(n)` when n is simple enough to repeat."""
-    if isinstance(it, cst.Call) and dotted(it.func) == "range" and len(it.args) == 1 and it.args[0].keyword is None \
-            and not it.args[0].star and (isinstance(it.args[0].value, cst.Integer) or dotted(it.args[0].value)):
+    if type(it) is cst.Call and dotted(it.func) == "range" and len(it.args) == 1 and it.args[0].keyword is None \
+            and not it.args[0].star and (type(it.args[0].value) is cst.Integer or dotted(it.args[0].value)):
         return it.args[0].value
     return None
 
 
 def _used_in_comp(comp) -> set[str]:
     names: set[str] = set()
-    for piece in ([comp.key, comp.value] if isinstance(comp, cst.DictComp) else [comp.elt]):
+    for piece in ([comp.key, comp.value] if type(comp) is cst.DictComp else [comp.elt]):
         names |= _names_in(piece)
     for clause in _clauses(comp):
         for i in clause.ifs:
@@ -1346,8 +1346,8 @@ def _used_in_comp(comp) -> set[str]:
 
 
 def _is_docstring(stmt) -> bool:
-    return isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Expr) \
-        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    return type(stmt) is cst.SimpleStatementLine and len(stmt.body) == 1 and type(stmt.body[0]) is cst.Expr \
+        and type(stmt.body[0].value) in (cst.SimpleString, cst.ConcatenatedString)
 
 
 def _used_as_value(scope_node: cst.CSTNode, name: str) -> bool:
@@ -1356,7 +1356,7 @@ def _used_as_value(scope_node: cst.CSTNode, name: str) -> bool:
 
     class V(Visitor):
         def visit_Call(self, n: cst.Call) -> bool:
-            if not isinstance(n.func, cst.Name):
+            if not type(n.func) is cst.Name:
                 walk(n.func, self)
             forwarding = dotted(n.func) in KEY_FORWARDING_CALLS  # t2j.apply(model, fn) hands fn a key per call
             for i, a in enumerate(n.args):
@@ -1428,7 +1428,7 @@ class _Replacer(Transformer):
         if is_layout(type(node)):
             return False  # left as it is (walk.is_layout)
         self.visiting.append(node)
-        if isinstance(node, cst.Call):
+        if type(node) is cst.Call:
             self.calls.append(dotted(node.func) or "")
             if dotted(node.func) in GENERATOR_FUNCS:
                 self.rw.report("T2J410", "torch.Generator -> t2j.Generator, a key stream: the draws that took "
@@ -1440,7 +1440,7 @@ class _Replacer(Transformer):
             return False  # blocks are rewritten by the rewriter (and swapped in by on_leave)
         if node in self.mapping and isinstance(node, (cst.Lambda, *COMPS)):
             return False
-        if isinstance(node, cst.Lambda) and node in self.rw.a.scope_of:
+        if type(node) is cst.Lambda and node in self.rw.a.scope_of:
             return False
         return True
 
@@ -1448,11 +1448,11 @@ class _Replacer(Transformer):
         if is_layout(type(original)):
             return updated
         self.visiting.pop()
-        if isinstance(original, cst.Call):
+        if type(original) is cst.Call:
             self.calls.pop()
         if original in self.suites:
             return self.suites[original]
-        if isinstance(original, cst.Lambda) and original in self.rw.a.scope_of:
+        if type(original) is cst.Lambda and original in self.rw.a.scope_of:
             return self.rw.named_lambda(original)
         if original not in self.mapping:
             return updated
@@ -1464,14 +1464,14 @@ class _Replacer(Transformer):
             if inner.startswith(("jax.random.", "t2j.")) and not last[:1].isupper():
                 self.rw.report("T2J401", f"{inner or 'draw'}: random stream differs from torch's: same "
                                          "distribution, different numbers", where=self.rw.innermost(self.visiting))
-            return key.with_changes(lpar=original.lpar, rpar=original.rpar) if isinstance(key, cst.Name) else key
-        if isinstance(original, cst.Call):
+            return key.with_changes(lpar=original.lpar, rpar=original.rpar) if type(key) is cst.Name else key
+        if type(original) is cst.Call:
             name = self.rw.a.call_key(original, self.s)
             return updated.with_changes(args=[*updated.args, _kwarg(name, key)])
         if isinstance(original, COMPS):
             first = transform(original.for_in.iter, self)
             return self.rw.comprehension(original, first, key, self.s)
-        if isinstance(original, cst.Lambda):
+        if type(original) is cst.Lambda:
             return self.rw.anon_lambda(original, key, self.s)
         return updated
 
@@ -1480,7 +1480,7 @@ class _Replacer(Transformer):
         if dotted(call.func) in KEY_FORWARDING_CALLS or dotted(call.func) == "eqx.nn.make_with_state":
             return  # make_with_state(f)(..., key=k): the key goes to f through the call of its result
         for a in call.args:
-            if isinstance(a.value, cst.Name):
+            if type(a.value) is cst.Name:
                 found = self.rw.a._lookup(a.value.value, self.s)
                 if found and found[0] == "func" and found[1].needs_key and not found[1].closure:
                     self.rw.report("T2J406", f"{a.value.value} takes a key now, but it is passed as a value here: "
@@ -1490,13 +1490,13 @@ class _Replacer(Transformer):
 
 def _mode_switch_of(value, name: str) -> bool:
     """`eqx.nn.inference_mode(name, ...)`: the same model in another mode."""
-    return isinstance(value, cst.Call) and dotted(value.func) == "eqx.nn.inference_mode" and bool(value.args) \
-        and isinstance(value.args[0].value, cst.Name) and value.args[0].value.value == name
+    return type(value) is cst.Call and dotted(value.func) == "eqx.nn.inference_mode" and bool(value.args) \
+        and type(value.args[0].value) is cst.Name and value.args[0].value.value == name
 
 
 def _grows_list(call: cst.Call) -> bool:
-    return isinstance(call.func, cst.Attribute) and call.func.attr.value in ("append", "extend") \
-        and isinstance(call.func.value, cst.Name) and len(call.args) == 1 and not call.args[0].keyword \
+    return type(call.func) is cst.Attribute and call.func.attr.value in ("append", "extend") \
+        and type(call.func.value) is cst.Name and len(call.args) == 1 and not call.args[0].keyword \
         and not call.args[0].star
 
 
@@ -1506,21 +1506,21 @@ def _add_kwonly(fn: cst.FunctionDef | None, params: cst.Parameters, name: str,
     equal = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")) \
         if default is not None else cst.MaybeSentinel.DEFAULT
     new = cst.Param(cst.Name(name), default=default, equal=equal)
-    has_star = isinstance(params.star_arg, (cst.Param, cst.ParamStar))
+    has_star = type(params.star_arg) in (cst.Param, cst.ParamStar)
     seq = [*params.posonly_params, *params.params]
     if has_star:
         seq.append(params.star_arg)
     seq += list(params.kwonly_params)
     star_kwarg = params.star_kwarg
-    last = star_kwarg if isinstance(star_kwarg, cst.Param) else (seq[-1] if seq else None)
-    multiline = (fn is not None and last is not None and isinstance(last.comma, cst.Comma)
-                 and isinstance(last.comma.whitespace_after, cst.ParenthesizedWhitespace)
-                 and isinstance(fn.whitespace_before_params, cst.ParenthesizedWhitespace))
+    last = star_kwarg if type(star_kwarg) is cst.Param else (seq[-1] if seq else None)
+    multiline = (fn is not None and last is not None and type(last.comma) is cst.Comma
+                 and type(last.comma.whitespace_after) is cst.ParenthesizedWhitespace
+                 and type(fn.whitespace_before_params) is cst.ParenthesizedWhitespace)
     star = None if has_star else cst.ParamStar()
     kwonly = list(params.kwonly_params)
     if multiline:
         sep = cst.Comma(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=fn.whitespace_before_params)
-        if isinstance(star_kwarg, cst.Param):
+        if type(star_kwarg) is cst.Param:
             new = new.with_changes(comma=sep)
             if star is not None:
                 star = star.with_changes(comma=sep)

@@ -47,7 +47,7 @@ def _reduction(call: cst.Call) -> str | None:
     """The kind of a loss by its reduction= argument (torch's default is 'mean')."""
     for a in call.args:
         if a.keyword is not None and a.keyword.value == "reduction":
-            value = a.value.evaluated_value if isinstance(a.value, cst.SimpleString) else None
+            value = a.value.evaluated_value if type(a.value) is cst.SimpleString else None
             return {"mean": MEAN, "sum": SUM}.get(value)
     return MEAN
 
@@ -91,10 +91,10 @@ class _Assignments(Visitor):
         return False
 
     def _add(self, target, value) -> None:
-        if isinstance(target, cst.Name):
+        if type(target) is cst.Name:
             self.values.setdefault(target.value, []).append(value)
-        elif isinstance(target, (cst.Tuple, cst.List)):
-            if isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(target.elements):
+        elif type(target) in (cst.Tuple, cst.List):
+            if type(value) in (cst.Tuple, cst.List) and len(value.elements) == len(target.elements):
                 for t, v in zip(target.elements, value.elements):
                     self._add(t.value, v.value)
             else:
@@ -106,9 +106,9 @@ class _Assignments(Visitor):
             self._add(t.target, node.value)
 
     def visit_AugAssign(self, node: cst.AugAssign) -> None:
-        if isinstance(node.operator, (cst.AddAssign, cst.SubtractAssign)):
+        if type(node.operator) in (cst.AddAssign, cst.SubtractAssign):
             self._add(node.target, node.value)
-        elif isinstance(node.operator, cst.MultiplyAssign):
+        elif type(node.operator) is cst.MultiplyAssign:
             self._add(node.target, cst.BinaryOperation(node.target, cst.Multiply(), node.value))
         # `x /= n`: a rescaling that the collective's caller handles (the world-size division) or keeps the kind
 
@@ -116,15 +116,15 @@ class _Assignments(Visitor):
         self._add(node.target, None)
 
     def visit_Call(self, node: cst.Call) -> None:
-        if isinstance(node.func, cst.Attribute) and node.func.attr.value == "backward" \
-                and isinstance(node.func.value, cst.Name):
+        if type(node.func) is cst.Attribute and node.func.attr.value == "backward" \
+                and type(node.func.value) is cst.Name:
             self.backward.add(node.func.value.value)
 
 
 class KindFinder:
     def __init__(self, scope: cst.CSTNode, qual, functions: dict | None = None) -> None:
         finder = _Assignments()
-        body = scope.body if isinstance(scope, cst.FunctionDef) else scope
+        body = scope.body if type(scope) is cst.FunctionDef else scope
         walk(body, finder)
         self.values, self.backward = finder.values, finder.backward
         self.qual = qual  # node -> torch qualified name (the pass's scopes)
@@ -134,7 +134,7 @@ class KindFinder:
 
     def _returned(self, call: cst.Call, index: int | None) -> str | None:
         """The kind of what a call of one of the file's functions returns (element `index` of a tuple)."""
-        fn = self.functions.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        fn = self.functions.get(call.func.value) if type(call.func) is cst.Name else None
         if fn is None or fn.name.value in self._calling:
             return None
         returns = _Returns()
@@ -144,7 +144,7 @@ class KindFinder:
         kinds = []
         for value in returns.values:
             if index is not None:
-                if not (isinstance(value, (cst.Tuple, cst.List)) and index < len(value.elements)):
+                if not (type(value) in (cst.Tuple, cst.List) and index < len(value.elements)):
                     return None
                 value = value.elements[index].value
             kinds.append(inner.kind(value) if value is not None else None)
@@ -167,37 +167,37 @@ class KindFinder:
         return kind
 
     def _element(self, element: _Element) -> str | None:
-        return self._returned(element.of, element.index) if isinstance(element.of, cst.Call) else None
+        return self._returned(element.of, element.index) if type(element.of) is cst.Call else None
 
     def kind(self, node) -> str | None:
-        if isinstance(node, (cst.Integer, cst.Float)):
+        if type(node) in (cst.Integer, cst.Float):
             return NEUTRAL
-        if isinstance(node, cst.Name):
+        if type(node) is cst.Name:
             return self.name_kind(node.value)
-        if isinstance(node, cst.UnaryOperation):
+        if type(node) is cst.UnaryOperation:
             return self.kind(node.expression)
-        if isinstance(node, cst.Subscript):
-            if isinstance(node.value, cst.Attribute) and node.value.attr.value == "shape":
+        if type(node) is cst.Subscript:
+            if type(node.value) is cst.Attribute and node.value.attr.value == "shape":
                 return SUM  # x.shape[0]: a number of samples
-            return self.kind(node.value) if isinstance(node.value, cst.Name) else None
-        if isinstance(node, cst.BinaryOperation):
+            return self.kind(node.value) if type(node.value) is cst.Name else None
+        if type(node) is cst.BinaryOperation:
             return self._binary(node)
-        if isinstance(node, (cst.List, cst.Tuple)) and node.elements:
+        if type(node) in (cst.List, cst.Tuple) and node.elements:
             return _combine(self.kind(e.value) for e in node.elements)  # torch.tensor([correct, seen])
-        if isinstance(node, cst.Call):
+        if type(node) is cst.Call:
             return self._call(node)
         return None
 
     def _binary(self, node: cst.BinaryOperation) -> str | None:
         left, right = self.kind(node.left), self.kind(node.right)
         op = node.operator
-        if isinstance(op, (cst.Add, cst.Subtract)):
+        if type(op) in (cst.Add, cst.Subtract):
             return _combine([left, right])
-        if isinstance(op, cst.Multiply):
+        if type(op) is cst.Multiply:
             if {left, right} == {MEAN, SUM}:
                 return SUM  # loss.item() * x.size(0): a sum over the samples
             return _combine([left, right])
-        if isinstance(op, (cst.Divide, cst.FloorDivide)):
+        if type(op) in (cst.Divide, cst.FloorDivide):
             if left == SUM and right == SUM:
                 return MEAN  # correct / total
             return left  # a rescaling (by the world size, a number of batches) keeps the kind
@@ -217,15 +217,15 @@ class KindFinder:
             return _reduction(call)
         if qual in KEEP_FUNCTIONS or dotted(func) in KEEP_FUNCTIONS:
             return self.kind(first) if first is not None else NEUTRAL
-        if isinstance(func, cst.Name) and func.value in self.functions:
+        if type(func) is cst.Name and func.value in self.functions:
             return self._returned(call, None)
-        if isinstance(func, cst.Name) and func.value in self.values:
+        if type(func) is cst.Name and func.value in self.values:
             # criterion(out, y) where criterion = nn.CrossEntropyLoss(...)
-            makers = [v for v in self.values[func.value] if isinstance(v, cst.Call)]
+            makers = [v for v in self.values[func.value] if type(v) is cst.Call]
             if makers and all(_is_loss(self.qual(m.func)) for m in makers):
                 return _combine(_reduction(m) for m in makers)
             return None
-        if isinstance(func, cst.Attribute):
+        if type(func) is cst.Attribute:
             method = func.attr.value
             if method in MEAN_METHODS:
                 return MEAN

@@ -101,7 +101,7 @@ def parsed(template: str) -> tuple[cst.BaseExpression, frozenset, frozenset]:
 
     class Scan(Visitor):
         def visit_Arg(self, node: cst.Arg) -> bool:
-            if (node.keyword is not None or node.star == "*") and isinstance(node.value, cst.Name):
+            if (node.keyword is not None or node.star == "*") and type(node.value) is cst.Name:
                 droppable.add(node.value.value)
             walk(node.value, self)  # not the keyword: `axis=` is not a use of a parameter named axis
             return False
@@ -167,22 +167,22 @@ class _Substitute(Transformer):
         return updated if updated.attr is original.attr else updated.with_changes(attr=original.attr)
 
     def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg | cst.RemovalSentinel:
-        if original.star == "*" and isinstance(original.value, cst.Name) and original.value.value in self.varargs:
+        if original.star == "*" and type(original.value) is cst.Name and original.value.value in self.varargs:
             # `f(*args)` in a template: the call's own arguments, as they were written
             given = self.varargs[original.value.value]
-            if len(given) == 1 and not given[0].star and isinstance(given[0].value, (cst.List, cst.Tuple)):
+            if len(given) == 1 and not given[0].star and type(given[0].value) in (cst.List, cst.Tuple):
                 # torch.meshgrid([a, b]) / torch.einsum(eq, [a, b]): one sequence literal holds the arguments
-                given = [cst.Arg(e.value, star="*" if isinstance(e, cst.StarredElement) else "")
+                given = [cst.Arg(e.value, star="*" if type(e) is cst.StarredElement else "")
                          for e in given[0].value.elements]
             if not given:
                 return cst.RemoveFromParent()
             comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
             return cst.FlattenSentinel([a.with_changes(comma=comma) for a in given])
-        if original.keyword is not None and isinstance(original.value, cst.Name) \
+        if original.keyword is not None and type(original.value) is cst.Name \
                 and original.value.value in self.missing:
             return cst.RemoveFromParent()
         value = updated.value
-        if original.value is not value and isinstance(original.value, cst.Name) and value.lpar \
+        if original.value is not value and type(original.value) is cst.Name and value.lpar \
                 and not isinstance(value, NEEDS_PARENS_AS_ARG):
             # a whole argument needs no parentheses: (x.argmax(1) == y).sum() -> jnp.sum(jnp.argmax(x, axis=1) == y)
             value = value.with_changes(lpar=[], rpar=[])
@@ -206,19 +206,19 @@ class _Substitute(Transformer):
 
     def _unwrap(self, original, updated):
         value = updated.value
-        if isinstance(original.value, cst.Name) and original.value.value in self.values and value.lpar \
-                and not _had_parens(self.values[original.value.value]) and not isinstance(value, cst.Tuple):
+        if type(original.value) is cst.Name and original.value.value in self.values and value.lpar \
+                and not _had_parens(self.values[original.value.value]) and not type(value) is cst.Tuple:
             return updated.with_changes(value=value.with_changes(lpar=[], rpar=[]))
         return updated
 
 
 def _breaks_line(ws) -> bool:
-    return isinstance(ws, cst.ParenthesizedWhitespace)
+    return type(ws) is cst.ParenthesizedWhitespace
 
 
 def _multiline(call: cst.Call) -> bool:
     return _breaks_line(call.whitespace_before_args) or any(
-        _breaks_line(a.whitespace_after_arg) or (isinstance(a.comma, cst.Comma) and _breaks_line(a.comma.whitespace_after))
+        _breaks_line(a.whitespace_after_arg) or (type(a.comma) is cst.Comma and _breaks_line(a.comma.whitespace_after))
         for a in call.args)
 
 
@@ -226,13 +226,13 @@ def carry_layout(original: cst.Call, out: cst.BaseExpression) -> cst.BaseExpress
     """A call written over several lines keeps its line breaks and comments once rendered: the break after `(`,
     each argument carried over keeps the comma (and the comment after it) it had, an argument the template adds
     goes on a line of its own, and the last argument keeps what stood before `)`."""
-    if not isinstance(out, cst.Call) or not out.args or not _multiline(original):
+    if not type(out) is cst.Call or not out.args or not _multiline(original):
         return out
     sources = {id(a.value): a for a in original.args}
     last_source = original.args[-1] if original.args else None
     inner = cst.Comma(whitespace_after=original.whitespace_before_args) \
         if _breaks_line(original.whitespace_before_args) else None  # a comma that starts the next argument's line
-    trailing = last_source.comma if last_source is not None and isinstance(last_source.comma, cst.Comma) \
+    trailing = last_source.comma if last_source is not None and type(last_source.comma) is cst.Comma \
         and _breaks_line(last_source.comma.whitespace_after) else None
     args = list(out.args)
     for i, arg in enumerate(args):
@@ -241,7 +241,7 @@ def carry_layout(original: cst.Call, out: cst.BaseExpression) -> cst.BaseExpress
             arg = arg.with_changes(comma=trailing or cst.MaybeSentinel.DEFAULT)
             if src is not None and _breaks_line(src.whitespace_after_arg):
                 arg = arg.with_changes(whitespace_after_arg=src.whitespace_after_arg)
-        elif src is not None and src is not last_source and isinstance(src.comma, cst.Comma):
+        elif src is not None and src is not last_source and type(src.comma) is cst.Comma:
             arg = arg.with_changes(comma=src.comma)
         elif src is not None and src is last_source and trailing is not None and inner is not None:
             # the last argument no longer is: its comment stays with it, the next line is indented as an argument
@@ -266,7 +266,7 @@ def render(template: str, bound: Bound, params: set[str], extra: dict[str, cst.B
     values = {k: v for k, v in bound.args.items() if k in params}
     if extra:
         values.update(extra)
-    if isinstance(expr, cst.Name) and expr.value in values:
+    if type(expr) is cst.Name and expr.value in values:
         return values[expr.value]  # the template is one argument itself (nn.Parameter(data) -> data)
     out = transform(expr, _Substitute(values, (droppable & params) - values.keys(), bound.varargs or {}))
     return expr.deep_clone() if out is expr else out  # not the cached template itself: a pass maps nodes to places

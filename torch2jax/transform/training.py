@@ -115,9 +115,9 @@ class _Names(Visitor):
         self._store(node.target)
 
     def _store(self, target) -> None:
-        if isinstance(target, cst.Name):
+        if type(target) is cst.Name:
             self.stores[target.value] = None
-        elif isinstance(target, (cst.Tuple, cst.List)):
+        elif type(target) in (cst.Tuple, cst.List):
             for el in target.elements:
                 self._store(el.value)
 
@@ -128,14 +128,14 @@ def _loss_of(losses: list, taken: set[str]) -> tuple[cst.BaseExpression, str]:
     if len(losses) == 1:
         # `(loss / k).backward()`: the differentiated value gets a name of its own; the region's `loss` is torch's
         # unscaled loss, which the code after the step reads
-        return losses[0], losses[0].value if isinstance(losses[0], cst.Name) else _fresh("backward_loss", taken)
+        return losses[0], losses[0].value if type(losses[0]) is cst.Name else _fresh("backward_loss", taken)
     return (cst.parse_expression(" + ".join(code_of(_parenthesized_expr(l)) for l in losses)),
             _fresh("total_loss", taken))
 
 
 def _declare(fn: cst.FunctionDef, declare: dict[str, str]) -> cst.FunctionDef:
     """`nonlocal model` / `global model` first in `fn` (after its docstring) for the names in `declare`."""
-    if not declare or not isinstance(fn.body, cst.IndentedBlock):
+    if not declare or not type(fn.body) is cst.IndentedBlock:
         return fn
     lines = [_stmt(f"{kind} {', '.join(sorted(n for n, k in declare.items() if k == kind))}")
              for kind in ("nonlocal", "global") if kind in declare.values()]
@@ -145,19 +145,19 @@ def _declare(fn: cst.FunctionDef, declare: dict[str, str]) -> cst.FunctionDef:
 
 
 def _is_docstring_stmt(stmt) -> bool:
-    return isinstance(stmt, cst.SimpleStatementLine) and isinstance(stmt.body[0], cst.Expr) \
-        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    return type(stmt) is cst.SimpleStatementLine and type(stmt.body[0]) is cst.Expr \
+        and type(stmt.body[0].value) in (cst.SimpleString, cst.ConcatenatedString)
 
 
 def _returns_name(fn: cst.FunctionDef, name: str) -> bool:
     """Whether `fn` (not a function nested in it) has `return name`."""
-    return any(isinstance(v, cst.Name) and v.value == name for v in return_values(fn))
+    return any(type(v) is cst.Name and v.value == name for v in return_values(fn))
 
 
 def _plain_target(target) -> bool:
-    if isinstance(target, cst.Name):
+    if type(target) is cst.Name:
         return True
-    if isinstance(target, (cst.Tuple, cst.List)):
+    if type(target) in (cst.Tuple, cst.List):
         return all(_plain_target(e.value) for e in target.elements)
     return False
 
@@ -228,7 +228,7 @@ class TrainingPass(Pass):
         self.ctx.scopes.pop()
         self.functions.pop()
         updated = _declare(updated, self.declare.pop())
-        if self._accumulating and isinstance(updated.body, cst.IndentedBlock):
+        if self._accumulating and type(updated.body) is cst.IndentedBlock:
             updated = updated.with_changes(body=updated.body.with_changes(
                 body=self._init_left_accumulators(list(updated.body.body))))
         if self.class_depth:
@@ -276,11 +276,11 @@ class TrainingPass(Pass):
         if hoisted is not None:
             pre, small = hoisted
             return cst.FlattenSentinel([*pre, updated.with_changes(body=[small])])
-        if isinstance(small, cst.Assign):
+        if type(small) is cst.Assign:
             return self._assignment(original, updated, small)
-        if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+        if type(small) is cst.Expr and type(small.value) is cst.Call:
             return self._call_statement(updated, small.value)
-        if isinstance(small, cst.Expr) and isinstance(small.value, cst.IfExp):
+        if type(small) is cst.Expr and type(small.value) is cst.IfExp:
             return self._mode_switch(updated, small.value)
         return updated
 
@@ -289,7 +289,7 @@ class TrainingPass(Pass):
         (either order, one model)."""
         arms = []
         for arm in (choice.body, choice.orelse):
-            if not (isinstance(arm, cst.Call) and not arm.args and isinstance(arm.func, cst.Attribute)
+            if not (type(arm) is cst.Call and not arm.args and type(arm.func) is cst.Attribute
                     and arm.func.attr.value in ("train", "eval")):
                 return stmt
             arms.append((arm.func.attr.value, dotted(arm.func.value)))
@@ -303,7 +303,7 @@ class TrainingPass(Pass):
         return stmt.with_changes(body=[_stmt(f"{owner} = eqx.nn.inference_mode({owner}, {inference})").body[0]])
 
     def visit_If(self, node: cst.If) -> None:
-        if isinstance(node.orelse, cst.If):
+        if type(node.orelse) is cst.If:
             self._elifs.add(id(node.orelse))  # its test runs only when the one above fails: nothing goes before it
 
     def leave_If(self, original: cst.If, updated: cst.If):
@@ -335,7 +335,7 @@ class TrainingPass(Pass):
         rewritten in place)."""
         if self.class_depth or not self.facts.trainers:
             return None
-        whole = small.value if isinstance(small, (cst.Expr, cst.Assign, cst.Return)) else None
+        whole = small.value if type(small) in (cst.Expr, cst.Assign, cst.Return) else None
         nested = [c for c in find_all(small, cst.Call) if c is not whole and dotted(c.func) in self.facts.trainers]
         if not nested:
             return None
@@ -347,9 +347,9 @@ class TrainingPass(Pass):
 
     def _assignment(self, original, stmt: cst.SimpleStatementLine, assign: cst.Assign):
         target = assign.targets[0].target if len(assign.targets) == 1 else None
-        name = target.value if isinstance(target, cst.Name) else None
+        name = target.value if type(target) is cst.Name else None
         opt = self.facts.optimizer(name) if name else None
-        if opt is not None and isinstance(assign.value, cst.Call) and not (self.class_depth and not self.functions):
+        if opt is not None and type(assign.value) is cst.Call and not (self.class_depth and not self.functions):
             # (a class attribute is no training code; a class body's block is never rewritten, see
             # leave_IndentedBlock, so an inserted init would be inserted again at every run)
             if self.functions and _returns_name(self.functions[-1], name):
@@ -380,9 +380,9 @@ class TrainingPass(Pass):
             return cst.FlattenSentinel([stmt, self._follow_up(sync)])
         if name is not None and name in self.facts.models and self._model_stateful(name):
             value = strip_module_chain(assign.value)
-            container = isinstance(value, cst.Call) and name in self.facts.stateful_builds and not self.class_depth \
+            container = type(value) is cst.Call and name in self.facts.stateful_builds and not self.class_depth \
                 and (self.ctx.scopes.qualname(value.func) or "").startswith("torch.nn.")
-            if container or isinstance(value, cst.Call) and dotted(value.func) in (
+            if container or type(value) is cst.Call and dotted(value.func) in (
                     set(self.modules.classes) | set(self.facts.factories)):
                 # `model, state = eqx.nn.make_with_state(Net)(args, key=...)`; a torch container holding BatchNorm
                 # takes no key (its layers take their own)
@@ -398,7 +398,7 @@ class TrainingPass(Pass):
                                  lpar=[], rpar=[])
                 return stmt.with_changes(body=[cst.Assign([cst.AssignTarget(pair)], value.with_changes(
                     func=maker, args=args))])
-        if isinstance(assign.value, cst.Call) and target is not None and (name is not None or _plain_target(target)):
+        if type(assign.value) is cst.Call and target is not None and (name is not None or _plain_target(target)):
             trainer_call = self._trainer_call(assign.value, [_parenthesized(target)])
             if trainer_call is not None:
                 return stmt.with_changes(body=[trainer_call])
@@ -434,7 +434,7 @@ class TrainingPass(Pass):
 
     def _call_statement(self, stmt: cst.SimpleStatementLine, call: cst.Call):
         func = call.func
-        if isinstance(func, cst.Attribute):
+        if type(func) is cst.Attribute:
             method, owner = func.attr.value, dotted(func.value)
             if method == "zero_grad" and all(a.keyword and a.keyword.value == "set_to_none" for a in call.args):
                 self.report("T2J503", "zero_grad removed: JAX computes fresh gradients at every step")
@@ -530,7 +530,7 @@ class TrainingPass(Pass):
         return seen
 
     def _is_stateful_model_call(self, node) -> bool:
-        if not isinstance(node, cst.Call) or self.class_depth:
+        if not type(node) is cst.Call or self.class_depth:
             return False
         owner = self._stateful_owner(node.func)
         return owner is not None and not _has_state_arg(node, self._state_var(owner))
@@ -549,7 +549,7 @@ class TrainingPass(Pass):
             return cst.Subscript(_with_state_arg(updated, state),
                                  [cst.SubscriptElement(cst.Index(cst.Integer("0")))])
         func = updated.func
-        owner = dotted(func.value) if isinstance(func, cst.Attribute) and func.attr.value == "state_dict" else None
+        owner = dotted(func.value) if type(func) is cst.Attribute and func.attr.value == "state_dict" else None
         if owner is not None and "." not in owner and not updated.args and self._is_model(owner) \
                 and not self.class_depth:
             # model.state_dict() -> {torch key: numpy array}, BatchNorm statistics read from the model's state
@@ -562,7 +562,7 @@ class TrainingPass(Pass):
         return updated
 
     def visit_Assign(self, node: cst.Assign) -> None:
-        if isinstance(node.value, cst.Call):
+        if type(node.value) is cst.Call:
             self.direct_assigned.add(node.value)
 
     def _direct_assign(self, call: cst.Call) -> bool:
@@ -588,7 +588,7 @@ class TrainingPass(Pass):
         threaded = ", ".join(trainer.model_params_trained + (["state"] if stateful else []) + state_params)
         fn = fn.with_changes(body=transform(fn.body, _ReturnThreader(threaded)))
         body = list(fn.body.body)
-        if not body or not isinstance(body[-1], cst.SimpleStatementLine) or not isinstance(body[-1].body[0], cst.Return):
+        if not body or not type(body[-1]) is cst.SimpleStatementLine or not type(body[-1].body[0]) is cst.Return:
             body.append(_stmt(f"return {threaded}"))
         what = "model and optimizer state" if state_params else "model"
         self.report("T2J504", f"{fn.name.value} trained its model in place; it now returns the new {what}, and "
@@ -646,7 +646,7 @@ class TrainingPass(Pass):
         models = list(trainer.model_params_trained)
         returns = return_values(fn)
         return bool(models) and bool(returns) and all(
-            [dotted(e) for e in ([x.value for x in v.elements] if isinstance(v, cst.Tuple) else [v] if v else [])][
+            [dotted(e) for e in ([x.value for x in v.elements] if type(v) is cst.Tuple else [v] if v else [])][
                 :len(models)] == models for v in returns)
 
     def _caller_state_name(self, opt_arg: str) -> str:
@@ -668,10 +668,10 @@ class TrainingPass(Pass):
         translating twice changes nothing."""
         def key(stmt):
             """(target, called function) of `target = f(...)`: what the inserted statement and its copy share."""
-            if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+            if not type(stmt) is cst.SimpleStatementLine or len(stmt.body) != 1:
                 return None
             small = stmt.body[0]
-            if not isinstance(small, cst.Assign) or len(small.targets) != 1 or not isinstance(small.value, cst.Call):
+            if not type(small) is cst.Assign or len(small.targets) != 1 or not type(small.value) is cst.Call:
                 return None
             return code_of(small.targets[0].target), code_of(small.value.func)
 
@@ -743,7 +743,7 @@ class TrainingPass(Pass):
 
         class V(Visitor):
             def visit_For(self, node: cst.For) -> None:
-                if isinstance(node.target, cst.Name) and isinstance(node.iter, (cst.Tuple, cst.List)):
+                if type(node.target) is cst.Name and type(node.iter) in (cst.Tuple, cst.List):
                     names = [dotted(e.value) for e in node.iter.elements]
                     if names and all(n in known for n in names):
                         loops[node.target.value] = names
@@ -775,11 +775,11 @@ class TrainingPass(Pass):
 
         class V(Visitor):
             def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
-                if isinstance(node.target, cst.Subscript):
+                if type(node.target) is cst.Subscript:
                     found.append(node)
 
             def visit_AugAssign(self, node: cst.AugAssign) -> None:
-                if isinstance(node.target, cst.Subscript):
+                if type(node.target) is cst.Subscript:
                     found.append(node)
 
         walk(stmt, V())
@@ -955,7 +955,7 @@ class TrainingPass(Pass):
         before the generator's loss): a later step's loss starts after it."""
         if id(stmt) in self._step_calls:
             return True
-        return not isinstance(stmt, cst.SimpleStatementLine) and any(
+        return not type(stmt) is cst.SimpleStatementLine and any(
             id(s) in self._step_calls for s in iter_statements(stmt, enter=lambda s: type(s) is not cst.FunctionDef))
 
     def _function_name(self, prefix: str) -> str:
@@ -1090,7 +1090,7 @@ class TrainingPass(Pass):
         file when no loop holds it), so that each run of that loop starts from no gradients."""
         out = []
         for st in body:
-            if isinstance(st, (cst.For, cst.While)):
+            if type(st) in (cst.For, cst.While):
                 inside = [i for i in self._accumulating if any(id(x) == i for x in iter_statements(st))]
                 accs = list(dict.fromkeys(a for i in inside for a in self._accumulating.pop(i)))
                 out += [_stmt(f"{a} = None").with_changes(leading_lines=st.leading_lines) for a in accs]
@@ -1163,7 +1163,7 @@ class TrainingPass(Pass):
         free = []
         for s, n in zip(region, names):
             loads, stores = set(n.loads), set(n.stores)
-            ok = isinstance(s, cst.SimpleStatementLine) and not loads & models and not loads & kept_stores \
+            ok = type(s) is cst.SimpleStatementLine and not loads & models and not loads & kept_stores \
                 and not stores & (kept_loads | kept_stores)
             free.append(ok)
             if not ok:
@@ -1195,8 +1195,8 @@ class TrainingPass(Pass):
                 continue
             k = next((k for k in range(r0 - 1, -1, -1) if name in _names([body[k]]).stores), None)
             if k is None or k in copies or id(body[k]) in self._step_calls \
-                    or not isinstance(body[k], cst.SimpleStatementLine) or len(body[k].body) != 1 \
-                    or not isinstance(body[k].body[0], cst.Assign):
+                    or not type(body[k]) is cst.SimpleStatementLine or len(body[k].body) != 1 \
+                    or not type(body[k].body[0]) is cst.Assign:
                 continue
             n = _names([body[k]])
             if not set(n.loads) & models:
@@ -1257,7 +1257,7 @@ class TrainingPass(Pass):
         first, last = j, j
         if j + 1 < len(body) and isinstance(body[j + 1], cst.SimpleStatementLine):
             small = body[j + 1].body[0]
-            if isinstance(small, cst.Assign) and isinstance(small.value, cst.Call) \
+            if type(small) is cst.Assign and type(small.value) is cst.Call \
                     and dotted(small.value.func) == "t2j.replace_parameters" \
                     and dotted(small.targets[0].target) == model and len(small.value.args) == 2:
                 collected = dotted(small.value.args[1].value)
@@ -1294,13 +1294,13 @@ class TrainingPass(Pass):
 
     def _clip_call(self, stmt) -> cst.Call | None:
         """The clipping call of `clip_grad_norm_(...)`, or of `if cond: clip_grad_norm_(...)` (no else)."""
-        if isinstance(stmt, cst.If) and stmt.orelse is None and isinstance(stmt.body, cst.IndentedBlock) \
+        if type(stmt) is cst.If and stmt.orelse is None and type(stmt.body) is cst.IndentedBlock \
                 and len(stmt.body.body) == 1:
             return self._clip_call(stmt.body.body[0])
-        if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
+        if type(stmt) is cst.SimpleStatementLine and len(stmt.body) == 1:
             small = stmt.body[0]
-            value = small.value if isinstance(small, (cst.Expr, cst.Assign)) else None
-            if isinstance(value, cst.Call) and self.ctx.scopes.qualname(value.func) in CLIP_FUNCTIONS:
+            value = small.value if type(small) in (cst.Expr, cst.Assign) else None
+            if type(value) is cst.Call and self.ctx.scopes.qualname(value.func) in CLIP_FUNCTIONS:
                 return value
         return None
 
@@ -1314,7 +1314,7 @@ class TrainingPass(Pass):
         return names
 
     def _module_statements(self, body):
-        return [s for s in body if not isinstance(s, (cst.FunctionDef, cst.ClassDef))]
+        return [s for s in body if not type(s) in (cst.FunctionDef, cst.ClassDef)]
 
     def _names_after(self, body: list, i_step: int, fn: cst.FunctionDef | None, in_region: dict) -> set[str]:
         """Names read outside the region: after the step in this block, or elsewhere in the function."""
@@ -1336,11 +1336,11 @@ class TrainingPass(Pass):
             code = code_of(expr)
             if not set(_names([cst.SimpleStatementLine([cst.Expr(expr)])]).loads) & local_names:
                 return code  # a literal or a global: read inside the step as it is
-            if isinstance(expr, cst.Name) and expr.value not in taken:
+            if type(expr) is cst.Name and expr.value not in taken:
                 params.append((expr.value, code))
                 taken.add(expr.value)
                 return code
-            if isinstance(expr, cst.Name):
+            if type(expr) is cst.Name:
                 return code
             param, k = name, 2
             while param in taken or param in local_names:
@@ -1367,7 +1367,7 @@ class TrainingPass(Pass):
                 args.append(f"{a.keyword.value}={code}" if a.keyword else code)
             self.need("t2j")
             line = f"{GRADS} = {target}({GRADS}, {', '.join(args)})"
-            if isinstance(clip, cst.If):  # a Python condition, decided when the step traces
+            if type(clip) is cst.If:  # a Python condition, decided when the step traces
                 line = f"if {value(clip.test, 'clip_grads')}:\n    {line}"
             lines.append((owners, line))
         return lines, params
@@ -1465,7 +1465,7 @@ GRADS = "__t2j_grads__"
 def _is_sync_of(following: list, syncs: list) -> bool:
     """The syncs are there already (the input was translated before): translating twice changes nothing."""
     return len(following) == len(syncs) and all(
-        isinstance(a, cst.SimpleStatementLine) and code_of(a).strip() == code_of(b).strip()
+        type(a) is cst.SimpleStatementLine and code_of(a).strip() == code_of(b).strip()
         for a, b in zip(following, syncs))
 
 
@@ -1482,27 +1482,27 @@ def _manual_update(update: _Update, grads: str, taken: set[str]) -> list:
     """The hand-written update inside the step: the loop runs on the parameters with their gradients beside them
     (`p.grad` reads the gradient), collecting the new values that replace the model's parameters."""
     stmts = list(update.stmts)
-    loop = next(s for s in stmts if isinstance(s, cst.For))
+    loop = next(s for s in stmts if type(s) is cst.For)
     target = loop.target
-    param = target.elements[1].value.value if isinstance(target, cst.Tuple) else target.value
+    param = target.elements[1].value.value if type(target) is cst.Tuple else target.value
     grad_name = _fresh(f"{param}_grad", taken)
     body = transform(loop.body, _GradReads(param, grad_name))
     if len(stmts) == 1:  # a loop of `p -= lr * p.grad` that nothing rewrote yet: collect and replace here
         collected = _fresh("new_params", taken)
         body = body.with_changes(body=list(body.body) + [_stmt(f"{collected}.append({param})")])
         it = code_of(loop.iter)
-        if isinstance(loop.iter, cst.Call) and isinstance(loop.iter.func, cst.Attribute):
+        if type(loop.iter) is cst.Call and type(loop.iter.func) is cst.Attribute:
             named = loop.iter.func.attr.value == "named_parameters"
             it = f"t2j.{'named_parameters' if named else 'parameters'}({update.model})"
         loop = loop.with_changes(iter=cst.parse_expression(it))
         stmts = [_stmt(f"{collected} = []"), loop,
                  _stmt(f"{update.model} = t2j.replace_parameters({update.model}, {collected})")]
-    pair = cst.parse_expression(f"(({code_of(target)}), {grad_name})" if isinstance(target, cst.Tuple)
+    pair = cst.parse_expression(f"(({code_of(target)}), {grad_name})" if type(target) is cst.Tuple
                                 else f"({code_of(target)}, {grad_name})")
     pair = pair.with_changes(lpar=[], rpar=[])
     zipped = cst.parse_expression(f"zip({code_of(loop.iter)}, t2j.parameters({grads}))")
     new_loop = loop.with_changes(target=pair, iter=zipped, body=body)
-    return [new_loop if isinstance(s, cst.For) else s.with_changes(leading_lines=[]) for s in stmts]
+    return [new_loop if type(s) is cst.For else s.with_changes(leading_lines=[]) for s in stmts]
 
 
 class _GradReads(Transformer):
@@ -1513,14 +1513,14 @@ class _GradReads(Transformer):
         self.param, self.grad_name = param, grad_name
 
     def _is_grad(self, node) -> bool:
-        return isinstance(node, cst.Attribute) and node.attr.value == "grad" and isinstance(node.value, cst.Name) \
+        return type(node) is cst.Attribute and node.attr.value == "grad" and type(node.value) is cst.Name \
             and node.value.value == self.param
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute):
         if self._is_grad(original):
             return cst.Name(self.grad_name)
         if original.attr.value == "data" and (self._is_grad(original.value) or (
-                isinstance(original.value, cst.Name) and original.value.value == self.param)):
+                type(original.value) is cst.Name and original.value.value == self.param)):
             return updated.value  # p.data / p.grad.data: the value itself
         return updated
 
@@ -1546,13 +1546,13 @@ def _reads_gradients_or(stmt, models: set[str]) -> bool:
 
 
 def _parenthesized_expr(node):
-    if isinstance(node, (cst.Name, cst.Attribute, cst.Call, cst.Subscript)) or node.lpar:
+    if type(node) in (cst.Name, cst.Attribute, cst.Call, cst.Subscript) or node.lpar:
         return node
     return node.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
 
 
 def _has_state_arg(call: cst.Call, state: str = "state") -> bool:
-    return any(isinstance(a.value, cst.Name) and a.value.value == state for a in call.args)
+    return any(type(a.value) is cst.Name and a.value.value == state for a in call.args)
 
 
 def _with_state_arg(call: cst.Call, state: str = "state") -> cst.Call:
@@ -1619,10 +1619,10 @@ class _BatchHoister(Transformer):
     def _bind(self, node) -> None:
         """`w[k]` in `sum(w[k] * v for k, v in ...)` reads the generator's own `k`: it cannot run before the step
         (the same name outside, if any, is another variable)."""
-        if isinstance(node, cst.Lambda):
+        if type(node) is cst.Lambda:
             ps = node.params
             params = [*ps.posonly_params, *ps.params, *ps.kwonly_params,
-                      *(p for p in (ps.star_arg, ps.star_kwarg) if isinstance(p, cst.Param))]
+                      *(p for p in (ps.star_arg, ps.star_kwarg) if type(p) is cst.Param)]
             self.bound.append(frozenset(p.name.value for p in params))
             return
         own = _Names()
@@ -1645,7 +1645,7 @@ class _BatchHoister(Transformer):
 
     def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript):
         self.depth -= 1
-        if self.depth or not isinstance(original.value, cst.Name):
+        if self.depth or not type(original.value) is cst.Name:
             return updated
         names = _names([cst.SimpleStatementLine([cst.Expr(original)])])
         index_names = set(names.loads) - {original.value.value}
@@ -1689,7 +1689,7 @@ class _ModelCalls(CarryPositions):
     def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript):
         """`model(x, state)[0]` inside an expression: in the step, the new state must be kept."""
         value = updated.value
-        model = dotted(value.func) if isinstance(value, cst.Call) else None
+        model = dotted(value.func) if type(value) is cst.Call else None
         if model in self.states and _has_state_arg(value, self.states[model]) and code_of(updated).endswith("[0]"):
             base = model.replace(".", "_")
             tmp = f"{base}_out" if not self.hoisted else f"{base}_out{len(self.hoisted) + 1}"
@@ -1709,13 +1709,13 @@ class _ModelCalls(CarryPositions):
         return cst.parse_expression(f"{model}({args}{extra}, key={key})")
 
     def leave_Assign(self, original: cst.Assign, updated: cst.Assign):
-        model = dotted(updated.value.func) if isinstance(updated.value, cst.Call) else None
+        model = dotted(updated.value.func) if type(updated.value) is cst.Call else None
         if model in self.states and len(updated.targets) == 1:
             state = self.states[model]
             target = updated.targets[0].target
-            if isinstance(target, cst.Tuple) and dotted(target.elements[-1].value) == state:
+            if type(target) is cst.Tuple and dotted(target.elements[-1].value) == state:
                 return updated
-            if isinstance(target, cst.Tuple) and not target.lpar:
+            if type(target) is cst.Tuple and not target.lpar:
                 target = target.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
             pair = cst.Tuple([cst.Element(target), cst.Element(cst.Name(state))], lpar=[], rpar=[])
             return updated.with_changes(targets=[cst.AssignTarget(pair)])
@@ -1733,7 +1733,7 @@ class _ReturnThreader(Transformer):
         if updated.value is None:
             return updated.with_changes(value=cst.parse_expression(self.threaded))
         value = updated.value
-        if isinstance(value, cst.Tuple) and not value.lpar:
+        if type(value) is cst.Tuple and not value.lpar:
             value = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
         return updated.with_changes(value=cst.parse_expression(f"{self.threaded}, {code_of(value)}"))
 
@@ -1772,7 +1772,7 @@ def _boolean_names(stmts) -> set[str]:
     for n in (n for stmt in stmts for n in find_all(stmt, cst.Assign)):
         boolean = is_mask_expr(n.value, found)
         found.update(t.target.value for t in n.targets
-                     if isinstance(t.target, cst.Name) and (boolean or "mask" in t.target.value.lower()))
+                     if type(t.target) is cst.Name and (boolean or "mask" in t.target.value.lower()))
     return found
 
 
@@ -1782,9 +1782,9 @@ def _mask_indexing(stmts, masks: set[str]) -> list:
     for stmt in stmts:
         for sub in find_all(stmt, cst.Subscript):
             index = sub.slice[0].slice if len(sub.slice) == 1 else None
-            value = index.value if isinstance(index, cst.Index) else None
-            if isinstance(value, cst.Name) and value.value in masks or (
-                    isinstance(value, cst.Attribute) and "mask" in value.attr.value.lower()):  # data.train_mask
+            value = index.value if type(index) is cst.Index else None
+            if type(value) is cst.Name and value.value in masks or (
+                    type(value) is cst.Attribute and "mask" in value.attr.value.lower()):  # data.train_mask
                 return [sub]
     return []
 
@@ -1794,8 +1794,8 @@ def _reads_tensor(test: cst.BaseExpression, scopes) -> bool:
         func = call.func
         if (scopes.qualname(func) or "").startswith("torch."):
             return True
-        if isinstance(func, cst.Attribute) and func.attr.value in TENSOR_READS and not call.args \
-                and not (isinstance(func.value, cst.Name) and scopes.is_import(func.value.value)):
+        if type(func) is cst.Attribute and func.attr.value in TENSOR_READS and not call.args \
+                and not (type(func.value) is cst.Name and scopes.is_import(func.value.value)):
             return True
     return False
 
@@ -1819,7 +1819,7 @@ class _TrainerCallHoister(Transformer):
     def on_leave(self, original, updated):
         if isinstance(original, _GUARDS):
             self.guarded -= 1
-        if original not in self.calls or not isinstance(updated, cst.Call):
+        if original not in self.calls or not type(updated) is cst.Call:
             return super().on_leave(original, updated)
         name = dotted(original.func)
         if self.guarded:
@@ -1849,7 +1849,7 @@ def _fresh(name: str, taken: set[str]) -> str:
 
 
 def _parenthesized(target):
-    if isinstance(target, cst.Tuple) and not target.lpar:
+    if type(target) is cst.Tuple and not target.lpar:
         return target.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
     return target
 
@@ -1857,9 +1857,9 @@ def _parenthesized(target):
 def _movable(stmt) -> bool:
     """A statement that may run after the step instead: a simple one, or an `if` that does not change the loop's
     course (timm's `if not math.isfinite(loss_value): sys.exit(1)`; an `if ...: continue` would skip torch's step)."""
-    if isinstance(stmt, cst.SimpleStatementLine):
+    if type(stmt) is cst.SimpleStatementLine:
         return True
-    if not isinstance(stmt, cst.If):
+    if not type(stmt) is cst.If:
         return False
     found = []
 
@@ -1966,11 +1966,11 @@ def _filled_containers(before: list, region: list) -> list:
     region_code = "".join(code_of(s) for s in region)
     out = []
     for k, stmt in enumerate(before):
-        if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1
-                and isinstance(stmt.body[0], cst.Assign) and len(stmt.body[0].targets) == 1):
+        if not (type(stmt) is cst.SimpleStatementLine and len(stmt.body) == 1
+                and type(stmt.body[0]) is cst.Assign and len(stmt.body[0].targets) == 1):
             continue
         target, value = stmt.body[0].targets[0].target, stmt.body[0].value
-        if not (isinstance(target, cst.Name) and isinstance(value, (cst.List, cst.Dict)) and not value.elements):
+        if not (type(target) is cst.Name and type(value) in (cst.List, cst.Dict) and not value.elements):
             continue
         name = target.value
         if any(f"{name}.{m}(" in region_code for m in _FILLS) and name not in _names(before[k + 1:]).loads:
@@ -1987,21 +1987,21 @@ def _defined_before_use(region: list, name: str) -> bool:
 def _first_use(stmts: list, name: str) -> str | None:
     """"load" when `name` may be read before it is assigned, "store" when it is surely assigned first."""
     for stmt in stmts:
-        if isinstance(stmt, cst.With) and isinstance(stmt.body, cst.IndentedBlock):
+        if type(stmt) is cst.With and type(stmt.body) is cst.IndentedBlock:
             if any(name in _names([cst.SimpleStatementLine([cst.Expr(i.item)])]).loads for i in stmt.items):
                 return "load"
             found = _first_use(list(stmt.body.body), name)
-        elif isinstance(stmt, cst.If) and isinstance(stmt.body, cst.IndentedBlock):
+        elif type(stmt) is cst.If and type(stmt.body) is cst.IndentedBlock:
             if name in _names([cst.SimpleStatementLine([cst.Expr(stmt.test)])]).loads:
                 return "load"
             branches = [_first_use(list(stmt.body.body), name), _else_first_use(stmt.orelse, name)]
             found = "load" if "load" in branches else "store" if branches == ["store", "store"] else None
-        elif isinstance(stmt, cst.For) and name in _names([cst.SimpleStatementLine([cst.AugAssign(
+        elif type(stmt) is cst.For and name in _names([cst.SimpleStatementLine([cst.AugAssign(
                 stmt.target, cst.AddAssign(), cst.Integer("0"))])]).stores \
                 and name not in _names([cst.SimpleStatementLine([cst.Expr(stmt.iter)])]).loads:
             found = "store"  # the loop's own variable: its body reads what the loop assigned
-        elif isinstance(stmt, (cst.For, cst.While)) and isinstance(stmt.body, cst.IndentedBlock):
-            header = stmt.iter if isinstance(stmt, cst.For) else stmt.test
+        elif type(stmt) in (cst.For, cst.While) and type(stmt.body) is cst.IndentedBlock:
+            header = stmt.iter if type(stmt) is cst.For else stmt.test
             if name in _names([cst.SimpleStatementLine([cst.Expr(header)])]).loads:
                 return "load"
             # a name the body assigns before reading it is the body's own (a rollout's `logits`); it is not read
@@ -2011,7 +2011,7 @@ def _first_use(stmts: list, name: str) -> str | None:
         else:
             n = _names([stmt])
             found = "load" if name in n.loads else "store" if name in n.stores else None
-            if found == "store" and isinstance(stmt, (cst.For, cst.While)):
+            if found == "store" and type(stmt) in (cst.For, cst.While):
                 found = None  # the loop may not run
         if found is not None:
             return found
@@ -2021,6 +2021,6 @@ def _first_use(stmts: list, name: str) -> str | None:
 def _else_first_use(orelse, name: str) -> str | None:
     if orelse is None:
         return None
-    if isinstance(orelse, cst.If):
+    if type(orelse) is cst.If:
         return _first_use([orelse], name)
-    return _first_use(list(orelse.body.body), name) if isinstance(orelse.body, cst.IndentedBlock) else None
+    return _first_use(list(orelse.body.body), name) if type(orelse.body) is cst.IndentedBlock else None

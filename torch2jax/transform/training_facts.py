@@ -88,7 +88,7 @@ def _is_optimizer_class(qual: str | None) -> bool:
 
 def strip_module_chain(node: cst.BaseExpression) -> cst.BaseExpression:
     """`Net().to(device).train()` -> `Net()`."""
-    while isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) \
+    while type(node) is cst.Call and type(node.func) is cst.Attribute \
             and node.func.attr.value in MODULE_METHODS_CHAINED:
         node = node.func.value
     return node
@@ -97,7 +97,7 @@ def strip_module_chain(node: cst.BaseExpression) -> cst.BaseExpression:
 def parameters_owner(node: cst.BaseExpression) -> str | None:
     """`model.parameters()` / `list(model.parameters())` / `model.fc.parameters()` -> "model"."""
     for call in _calls(node):
-        if isinstance(call.func, cst.Attribute) and call.func.attr.value in ("parameters", "named_parameters"):
+        if type(call.func) is cst.Attribute and call.func.attr.value in ("parameters", "named_parameters"):
             path = dotted(call.func.value)
             if path:
                 return path.split(".")[0]
@@ -106,7 +106,7 @@ def parameters_owner(node: cst.BaseExpression) -> str | None:
 
 def lists_parameters(node: cst.BaseExpression) -> bool:
     """`model.parameters()` itself (no arguments), the first argument of every torch optimizer."""
-    return isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and not node.args \
+    return type(node) is cst.Call and type(node.func) is cst.Attribute and not node.args \
         and node.func.attr.value == "parameters" and dotted(node.func.value) is not None
 
 
@@ -114,7 +114,7 @@ def parameters_owners(node: cst.BaseExpression) -> set[str]:
     """Every model whose parameters an expression lists: `chain(a.parameters(), b.parameters())` -> {a, b}."""
     owners = set()
     for call in _calls(node):
-        if isinstance(call.func, cst.Attribute) and call.func.attr.value in ("parameters", "named_parameters"):
+        if type(call.func) is cst.Attribute and call.func.attr.value in ("parameters", "named_parameters"):
             path = dotted(call.func.value)
             if path:
                 owners.add(path.split(".")[0])
@@ -138,11 +138,11 @@ class _Collector:
 
     def collect(self, module: cst.Module) -> None:
         for stmt in iter_statements(module):
-            if isinstance(stmt, cst.FunctionDef):
+            if type(stmt) is cst.FunctionDef:
                 self.visit_FunctionDef(stmt)
-            elif isinstance(stmt, cst.Assign):
+            elif type(stmt) is cst.Assign:
                 self.visit_Assign(stmt)
-            elif isinstance(stmt, cst.For):
+            elif type(stmt) is cst.For:
                 self._parameter_lists(stmt)
 
     def _parameter_lists(self, loop: cst.For) -> None:
@@ -152,10 +152,10 @@ class _Collector:
         if owner is None:
             return
         for call in _calls(loop.body):
-            if isinstance(call.func, cst.Attribute) and call.func.attr.value == "append":
+            if type(call.func) is cst.Attribute and call.func.attr.value == "append":
                 target = call.func.value
-                for t in (target.body, target.orelse) if isinstance(target, cst.IfExp) else (target,):
-                    if isinstance(t, cst.Name):
+                for t in (target.body, target.orelse) if type(target) is cst.IfExp else (target,):
+                    if type(t) is cst.Name:
                         self.parameter_lists[t.value] = owner
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
@@ -165,9 +165,9 @@ class _Collector:
             return  # it returns no instance of a known class
         returned: dict[str, None] = {}  # in source order: the first one decides (a set's order would vary)
         for stmt in iter_statements(node):
-            if isinstance(stmt, cst.Return):
+            if type(stmt) is cst.Return:
                 value = strip_module_chain(stmt.value) if stmt.value is not None else None
-                if isinstance(value, cst.Call):
+                if type(value) is cst.Call:
                     returned[dotted(value.func)] = None
         classes = [c for c in returned if c in self.modules.classes or c in self.facts.factories]
         if classes:
@@ -179,12 +179,12 @@ class _Collector:
         if "optim" not in words(node, self.word_cache):
             return
         built: dict[str, cst.Call] = {}
-        for stmt in iter_statements(node, enter=lambda s: not isinstance(s, (cst.FunctionDef, cst.ClassDef))):
-            if isinstance(stmt, cst.Assign) and len(stmt.targets) == 1 \
-                    and isinstance(stmt.targets[0].target, cst.Name) and self._builds_optimizer(stmt.value):
+        for stmt in iter_statements(node, enter=lambda s: not type(s) in (cst.FunctionDef, cst.ClassDef)):
+            if type(stmt) is cst.Assign and len(stmt.targets) == 1 \
+                    and type(stmt.targets[0].target) is cst.Name and self._builds_optimizer(stmt.value):
                 built[stmt.targets[0].target.value] = stmt.value
-            elif isinstance(stmt, cst.Return) and stmt.value is not None:
-                call = built.get(stmt.value.value) if isinstance(stmt.value, cst.Name) else (
+            elif type(stmt) is cst.Return and stmt.value is not None:
+                call = built.get(stmt.value.value) if type(stmt.value) is cst.Name else (
                     stmt.value if self._builds_optimizer(stmt.value) else None)
                 if call is None:
                     continue
@@ -196,15 +196,15 @@ class _Collector:
                 return
 
     def _builds_optimizer(self, value: cst.BaseExpression) -> bool:
-        return isinstance(value, cst.Call) and _is_optimizer_class(self.scopes.qualname(value.func))
+        return type(value) is cst.Call and _is_optimizer_class(self.scopes.qualname(value.func))
 
     def _translated_init(self, value: cst.Call) -> tuple[str, str] | None:
         """(optimizer, model) of `optimizer.init(eqx.filter(model, eqx.is_array))` on a known optimizer."""
-        if not (isinstance(value.func, cst.Attribute) and value.func.attr.value == "init" and len(value.args) == 1):
+        if not (type(value.func) is cst.Attribute and value.func.attr.value == "init" and len(value.args) == 1):
             return None
         opt = dotted(value.func.value)
         arg = value.args[0].value
-        if opt not in self.facts.optimizers or not (isinstance(arg, cst.Call) and dotted(arg.func) == "eqx.filter"
+        if opt not in self.facts.optimizers or not (type(arg) is cst.Call and dotted(arg.func) == "eqx.filter"
                                                       and arg.args):
             return None
         model = dotted(arg.args[0].value)
@@ -213,10 +213,10 @@ class _Collector:
     def _factory_model(self, call: cst.Call) -> str | None:
         """The model an optimizer factory's call passes: the argument for its model parameter, or the receiver of a
         method building an optimizer over its own module (`model.configure_optimizers(...)`)."""
-        fn_name = call.func.attr.value if isinstance(call.func, cst.Attribute) else dotted(call.func)
+        fn_name = call.func.attr.value if type(call.func) is cst.Attribute else dotted(call.func)
         owner = self.facts.optimizer_factories.get(fn_name)
         if owner == "self":
-            return dotted(call.func.value) if isinstance(call.func, cst.Attribute) else None
+            return dotted(call.func.value) if type(call.func) is cst.Attribute else None
         fn = self.facts.functions.get(fn_name)
         if owner is None or fn is None:
             return None
@@ -228,11 +228,11 @@ class _Collector:
         return dotted(arg) if arg is not None else None
 
     def visit_Assign(self, node: cst.Assign) -> None:
-        if len(node.targets) != 1 or not isinstance(node.targets[0].target, cst.Name):
+        if len(node.targets) != 1 or not type(node.targets[0].target) is cst.Name:
             return
         name = node.targets[0].target.value
         value = strip_module_chain(node.value)
-        if not isinstance(value, cst.Call):
+        if not type(value) is cst.Call:
             return
         qual = self.scopes.qualname(value.func)
         local = dotted(value.func)
@@ -252,14 +252,14 @@ class _Collector:
                           if n in self.parameter_lists}
                 owner = owners.pop() if len(owners) == 1 else None
             self.facts.optimizers[name] = OptimizerFacts(name, owner)
-        elif isinstance(value.func, cst.Name) and qual is None and local not in self.facts.functions \
+        elif type(value.func) is cst.Name and qual is None and local not in self.facts.functions \
                 and local not in self.modules.classes and not hasattr(builtins, local) \
                 and len(value.args) >= 2 and value.args[0].keyword is None \
                 and lists_parameters(value.args[0].value) and parameters_owner(value.args[0].value) != "self":
             # `optimizer = opt_func(model.parameters(), lr)`: an optimizer class handed in (opt_func=torch.optim.SGD)
             self.facts.optimizers[name] = OptimizerFacts(name, parameters_owner(value.args[0].value))
-        elif (local in self.facts.optimizer_factories and isinstance(value.func, cst.Name)) or (
-                isinstance(value.func, cst.Attribute) and value.func.attr.value in self.facts.optimizer_factories):
+        elif (local in self.facts.optimizer_factories and type(value.func) is cst.Name) or (
+                type(value.func) is cst.Attribute and value.func.attr.value in self.facts.optimizer_factories):
             self.facts.optimizers[name] = OptimizerFacts(name, self._factory_model(value))
         elif local in self.modules.classes:
             self.facts.models[name] = local
@@ -284,9 +284,9 @@ class _Collector:
 
 
 def _is_method_call_stmt(stmt: cst.BaseStatement, method: str) -> cst.Call | None:
-    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Expr):
+    if type(stmt) is cst.SimpleStatementLine and len(stmt.body) == 1 and type(stmt.body[0]) is cst.Expr:
         call = stmt.body[0].value
-        if isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute) and call.func.attr.value == method:
+        if type(call) is cst.Call and type(call.func) is cst.Attribute and call.func.attr.value == method:
             return call
     return None
 
@@ -312,18 +312,18 @@ def _find_trainers(facts: TrainingFacts, word_cache: dict) -> None:
 def manual_update_owner(stmt: cst.CSTNode) -> tuple[str, cst.For] | None:
     """`for p in model.parameters(): ... p.grad ...` (or over t2j.parameters(model), named_parameters): the model
     whose parameters the loop updates by hand from their gradients, and the loop."""
-    if not isinstance(stmt, cst.For):
+    if not type(stmt) is cst.For:
         return None
     target = stmt.target
-    if isinstance(target, cst.Tuple) and len(target.elements) == 2:
+    if type(target) is cst.Tuple and len(target.elements) == 2:
         target = target.elements[1].value  # for name, p in model.named_parameters()
-    if not isinstance(target, cst.Name):
+    if not type(target) is cst.Name:
         return None
     it = stmt.iter
-    if not isinstance(it, cst.Call):
+    if not type(it) is cst.Call:
         return None
     owner = None
-    if isinstance(it.func, cst.Attribute) and it.func.attr.value in ("parameters", "named_parameters") \
+    if type(it.func) is cst.Attribute and it.func.attr.value in ("parameters", "named_parameters") \
             and not it.args:
         owner = dotted(it.func.value)
     elif dotted(it.func) in ("t2j.parameters", "t2j.named_parameters") and len(it.args) == 1:
@@ -334,7 +334,7 @@ def manual_update_owner(stmt: cst.CSTNode) -> tuple[str, cst.For] | None:
 
     class V(Visitor):
         def visit_Attribute(self, node: cst.Attribute) -> None:
-            if node.attr.value == "grad" and isinstance(node.value, cst.Name) and node.value.value == target.value:
+            if node.attr.value == "grad" and type(node.value) is cst.Name and node.value.value == target.value:
                 reads_grad.append(node)
 
         def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
@@ -347,7 +347,7 @@ def manual_update_owner(stmt: cst.CSTNode) -> tuple[str, cst.For] | None:
 
         def visit_Call(self, node: cst.Call) -> None:  # p.data.add_(...), p.sub_(...): torch's in-place methods
             func = node.func
-            if isinstance(func, cst.Attribute) and func.attr.value.endswith("_") \
+            if type(func) is cst.Attribute and func.attr.value.endswith("_") \
                     and not func.attr.value.startswith("_") \
                     and dotted(func.value) in (target.value, f"{target.value}.data"):
                 writes.append(node)
@@ -367,7 +367,7 @@ def _trainer_pairs(fn: cst.FunctionDef, params: list[str], facts: TrainingFacts)
                 steps.append((found[0], None))
 
         def visit_Call(self, call: cst.Call) -> None:
-            if isinstance(call.func, cst.Attribute) and call.func.attr.value == "step" and not call.args:
+            if type(call.func) is cst.Attribute and call.func.attr.value == "step" and not call.args:
                 steps.append(dotted(call.func.value))
             name = dotted(call.func)
             if name in facts.trainers:
@@ -423,7 +423,7 @@ def _model_param(fn: cst.FunctionDef, params: list[str], optimizer: str, facts: 
             name = dotted(call.func)
             if name in params:
                 called.add(name)
-            if isinstance(call.func, cst.Attribute) and call.func.attr.value in ("train", "eval", "parameters"):
+            if type(call.func) is cst.Attribute and call.func.attr.value in ("train", "eval", "parameters"):
                 owner = dotted(call.func.value)
                 if owner in params:
                     called.add(owner)

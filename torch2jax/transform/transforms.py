@@ -147,18 +147,18 @@ class _Effects(Visitor):
         return False
 
     def _target(self, target) -> None:
-        if isinstance(target, cst.Name):
+        if type(target) is cst.Name:
             self.stores.add(target.value)
-        elif isinstance(target, (cst.Tuple, cst.List)):
+        elif type(target) in (cst.Tuple, cst.List):
             for el in target.elements:
                 self._target(el.value)
-        elif isinstance(target, cst.StarredElement):
+        elif type(target) is cst.StarredElement:
             self._target(target.value)
         else:  # x[i] = v, x.attr = v: a mutation of x (and a read of it)
             root = target
-            while isinstance(root, (cst.Subscript, cst.Attribute)):
+            while type(root) in (cst.Subscript, cst.Attribute):
                 root = root.value
-            if isinstance(root, cst.Name):
+            if type(root) is cst.Name:
                 self.stores.add(root.value)
             walk(target, self)
 
@@ -168,7 +168,7 @@ class _Effects(Visitor):
 
     def visit_AugAssign(self, node: cst.AugAssign) -> None:
         self._target(node.target)
-        if isinstance(node.target, cst.Name):
+        if type(node.target) is cst.Name:
             self.loads.append(node.target.value)
 
     def visit_AnnAssign(self, node: cst.AnnAssign) -> bool:
@@ -189,8 +189,8 @@ class _Effects(Visitor):
     def visit_Call(self, node: cst.Call) -> None:
         # y.add_(1): an in-place method mutates its receiver
         func = node.func
-        if isinstance(func, cst.Attribute) and func.attr.value.endswith("_") and not func.attr.value.startswith("_") \
-                and func.attr.value != "requires_grad_" and isinstance(func.value, cst.Name):
+        if type(func) is cst.Attribute and func.attr.value.endswith("_") and not func.attr.value.startswith("_") \
+                and func.attr.value != "requires_grad_" and type(func.value) is cst.Name:
             self.stores.add(func.value.value)
 
 
@@ -213,7 +213,7 @@ def _backward_slice(prev: list, needed: set[str], inputs: set[str]):
     needed = set(needed) - inputs
     chosen = []
     for stmt in reversed(prev):
-        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+        if type(stmt) in (cst.FunctionDef, cst.ClassDef):
             continue  # a function defined before (an earlier lifted one): the new function closes over it
         e = _effects(stmt)
         if not e.stores & needed:
@@ -222,7 +222,7 @@ def _backward_slice(prev: list, needed: set[str], inputs: set[str]):
             return None
         chosen.append(stmt)
         needed = (needed - e.stores) | (set(e.loads) - inputs)
-        if isinstance(stmt, cst.SimpleStatementLine) and any(isinstance(s, cst.AugAssign) for s in stmt.body):
+        if type(stmt) is cst.SimpleStatementLine and any(type(s) is cst.AugAssign for s in stmt.body):
             needed |= e.stores - inputs
     chosen.reverse()
     return chosen
@@ -236,12 +236,12 @@ def _tensor_grad_reads(stmts: list) -> list[str]:
     class V(Visitor):
         def visit_For(self, node: cst.For) -> None:
             it = node.iter
-            if isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute) \
+            if type(it) is cst.Call and type(it.func) is cst.Attribute \
                     and it.func.attr.value in ("parameters", "named_parameters"):
                 param_loops.update(_target_names(node.target))
 
         def visit_Attribute(self, node: cst.Attribute) -> None:
-            if node.attr.value == "grad" and isinstance(node.value, cst.Name):
+            if node.attr.value == "grad" and type(node.value) is cst.Name:
                 reads.append(node.value.value)
 
     for s in stmts:
@@ -250,9 +250,9 @@ def _tensor_grad_reads(stmts: list) -> list[str]:
 
 
 def _target_names(target) -> set[str]:
-    if isinstance(target, cst.Name):
+    if type(target) is cst.Name:
         return {target.value}
-    if isinstance(target, (cst.Tuple, cst.List)):
+    if type(target) in (cst.Tuple, cst.List):
         return set().union(*(_target_names(e.value) for e in target.elements))
     return set()
 
@@ -344,7 +344,7 @@ class TransformsPass(Pass):
         return self.ctx.scopes.qualname(node)
 
     def _is_compile_decorator(self, expr) -> bool:
-        func = expr.func if isinstance(expr, cst.Call) else expr
+        func = expr.func if type(expr) is cst.Call else expr
         return self.qual(func) in COMPILE_DECORATORS
 
     def _find_scalers(self, module: cst.Module) -> set[str]:
@@ -353,8 +353,8 @@ class TransformsPass(Pass):
 
         class V(Visitor):
             def visit_Assign(self, node: cst.Assign) -> None:
-                if len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name) \
-                        and isinstance(node.value, cst.Call) and pass_.qual(node.value.func) in GRAD_SCALERS:
+                if len(node.targets) == 1 and type(node.targets[0].target) is cst.Name \
+                        and type(node.value) is cst.Call and pass_.qual(node.value.func) in GRAD_SCALERS:
                     found.add(node.targets[0].target.value)
                     scale = _arg(node.value, 1 if pass_.qual(node.value.func) == "torch.amp.GradScaler" else 0,
                                  "init_scale")
@@ -411,16 +411,16 @@ class TransformsPass(Pass):
 
     def _wrapper_alias(self, stmt, wrappers: set[str]) -> tuple[str, str] | None:
         """`alias = wrapper(name, ...)` -> (alias, name)."""
-        if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1
-                and isinstance(stmt.body[0], cst.Assign) and len(stmt.body[0].targets) == 1):
+        if not (type(stmt) is cst.SimpleStatementLine and len(stmt.body) == 1
+                and type(stmt.body[0]) is cst.Assign and len(stmt.body[0].targets) == 1):
             return None
         assign = stmt.body[0]
         target, value = assign.targets[0].target, assign.value
-        if not (isinstance(target, cst.Name) and isinstance(value, cst.Call) and self.qual(value.func) in wrappers):
+        if not (type(target) is cst.Name and type(value) is cst.Call and self.qual(value.func) in wrappers):
             return None
         wrapped = _arg(value, 0, "model") or _arg(value, 0, "obj") or _arg(value, 0, "func") or \
             _arg(value, 0, "module")
-        if not isinstance(wrapped, cst.Name):
+        if not type(wrapped) is cst.Name:
             return None
         return target.value, wrapped.value
 
@@ -457,14 +457,14 @@ class TransformsPass(Pass):
                 if pass_.qual(node.func) in AUTOGRAD_GRAD:
                     found.append(node)
 
-        if isinstance(stmt, cst.SimpleStatementLine):
+        if type(stmt) is cst.SimpleStatementLine:
             walk(stmt, V())
         return found
 
     def _taken_names(self, scope) -> set[str]:
         if scope is None:
             return set()
-        e = _effects(scope.body if isinstance(scope, cst.FunctionDef) else scope)
+        e = _effects(scope.body if type(scope) is cst.FunctionDef else scope)
         return e.stores | set(e.loads)
 
     def _make_function(self, name: str, params: list[str], stmts: list, ret: cst.BaseExpression) -> cst.FunctionDef:
@@ -476,7 +476,7 @@ class TransformsPass(Pass):
         """Whether the lifted statements can leave the block: nothing else in the scope reads what they bind."""
         if scope is None:
             return False
-        total = _load_counts(scope.body if isinstance(scope, cst.FunctionDef) else scope)
+        total = _load_counts(scope.body if type(scope) is cst.FunctionDef else scope)
         inside = {}
         for node in chosen + [ret]:
             for n, c in _load_counts(node).items():
@@ -508,7 +508,7 @@ class TransformsPass(Pass):
             self.report("T2J606", f"{what}: cannot see how {code_of(output)} is computed from {', '.join(inputs)} in "
                                   "this block; differentiate a function with jax.grad by hand", body[i])
             return None
-        base = output.value if isinstance(output, cst.Name) else "out"
+        base = output.value if type(output) is cst.Name else "out"
         name = _unique(f"{base}_fn", self._taken_names(scope))
         fn = self._make_function(name, inputs, chosen, output)
         moved = self._movable(chosen, output, scope, body[i])
@@ -528,22 +528,22 @@ class TransformsPass(Pass):
         outputs = _arg(call, 0, "outputs")
         inputs_node = _arg(call, 1, "inputs")
         grad_outputs = _arg(call, 2, "grad_outputs")
-        if isinstance(inputs_node, cst.Name):
+        if type(inputs_node) is cst.Name:
             inputs = [inputs_node.value]
-        elif isinstance(inputs_node, (cst.List, cst.Tuple)) and all(isinstance(e.value, cst.Name)
+        elif type(inputs_node) in (cst.List, cst.Tuple) and all(type(e.value) is cst.Name
                                                                     for e in inputs_node.elements):
             inputs = [e.value.value for e in inputs_node.elements]
         else:
             self.report("T2J606", "torch.autograd.grad: inputs must be names (x or [x, w]) to lift the computation "
                                   "into a function; differentiate a function with jax.grad by hand", call)
             return None
-        if isinstance(outputs, (cst.List, cst.Tuple)):
+        if type(outputs) in (cst.List, cst.Tuple):
             if len(outputs.elements) != 1:
                 self.report("T2J606", "torch.autograd.grad with several outputs: sum them into one, or use jax.vjp "
                                       "by hand", call)
                 return None
             outputs = outputs.elements[0].value
-        if isinstance(grad_outputs, (cst.List, cst.Tuple)) and len(grad_outputs.elements) == 1:
+        if type(grad_outputs) in (cst.List, cst.Tuple) and len(grad_outputs.elements) == 1:
             grad_outputs = grad_outputs.elements[0].value
         if outputs is None:
             return None
@@ -575,7 +575,7 @@ class TransformsPass(Pass):
 
         class V(Visitor):
             def visit_Assign(self, node: cst.Assign) -> None:
-                if len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name):
+                if len(node.targets) == 1 and type(node.targets[0].target) is cst.Name:
                     code = code_of(node.value)
                     if "requires_grad_(" in code and "requires_grad_(False)" not in code \
                             or "requires_grad=True" in code:
@@ -583,7 +583,7 @@ class TransformsPass(Pass):
 
             def visit_Call(self, node: cst.Call) -> None:
                 f = node.func
-                if isinstance(f, cst.Attribute) and f.attr.value == "requires_grad_" and isinstance(f.value, cst.Name) \
+                if type(f) is cst.Attribute and f.attr.value == "requires_grad_" and type(f.value) is cst.Name \
                         and _literal(_arg(node, 0, "requires_grad")) in (True, _NOT_LITERAL):
                     leaves.append(f.value.value)
 
@@ -593,11 +593,11 @@ class TransformsPass(Pass):
 
     def _lift_backward(self, body, i, scope):
         stmt = body[i]
-        if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Expr)
-                and isinstance(stmt.body[0].value, cst.Call)):
+        if not (type(stmt) is cst.SimpleStatementLine and len(stmt.body) == 1 and type(stmt.body[0]) is cst.Expr
+                and type(stmt.body[0].value) is cst.Call):
             return None
         call = stmt.body[0].value
-        if not (isinstance(call.func, cst.Attribute) and call.func.attr.value == "backward"):
+        if not (type(call.func) is cst.Attribute and call.func.attr.value == "backward"):
             return None
         after = body[i + 1:]
         if any(".step(" in code_of(s) for s in after) or ".step(" in code_of(scope if scope is not None else stmt) \
@@ -650,17 +650,17 @@ class TransformsPass(Pass):
         if len(updated.body) != 1:
             return updated
         small = updated.body[0]
-        if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+        if type(small) is cst.Expr and type(small.value) is cst.Call:
             return self._scaler_call(updated, small.value)
-        if isinstance(small, cst.Assign):
+        if type(small) is cst.Assign:
             value = small.value
-            if isinstance(value, cst.Call) and self.qual(value.func) in GRAD_SCALERS:
+            if type(value) is cst.Call and self.qual(value.func) in GRAD_SCALERS:
                 self.report("T2J603", "GradScaler removed: bfloat16 needs no loss scaling; a float16 autocast block "
                                       "gets a static loss scale (t2j.amp.autocast(..., loss_scale=...))", original)
                 return cst.RemoveFromParent()
-            if isinstance(value, cst.Call) and isinstance(value.func, cst.Call) \
+            if type(value) is cst.Call and type(value.func) is cst.Call \
                     and self.qual(value.func.func) in GRAD_AND_VALUE and len(small.targets) == 1 \
-                    and isinstance(small.targets[0].target, (cst.Tuple, cst.List)) \
+                    and type(small.targets[0].target) in (cst.Tuple, cst.List) \
                     and len(small.targets[0].target.elements) == 2:
                 target = small.targets[0].target
                 a, b = target.elements
@@ -671,7 +671,7 @@ class TransformsPass(Pass):
                                       "are swapped", original)
                 return updated.with_changes(body=[small.with_changes(
                     targets=[small.targets[0].with_changes(target=swapped)], value=value.with_changes(func=inner))])
-            if isinstance(value, cst.Call) and self.qual(value.func) in STACK_MODULE_STATE:
+            if type(value) is cst.Call and self.qual(value.func) in STACK_MODULE_STATE:
                 for t in small.targets:
                     self.stacked |= _effects(cst.Module([cst.SimpleStatementLine([cst.Assign([t], value)])])).stores
                 self.report("T2J604", "stack_module_state -> t2j.func.stack_module_state: the ensemble is one Equinox "
@@ -681,11 +681,11 @@ class TransformsPass(Pass):
 
     def _scaler_call(self, stmt, call: cst.Call):
         func = call.func
-        if not isinstance(func, cst.Attribute):
+        if not type(func) is cst.Attribute:
             return stmt
         # scaler.scale(loss).backward()
-        if func.attr.value == "backward" and isinstance(func.value, cst.Call) \
-                and isinstance(func.value.func, cst.Attribute) and func.value.func.attr.value == "scale" \
+        if func.attr.value == "backward" and type(func.value) is cst.Call \
+                and type(func.value.func) is cst.Attribute and func.value.func.attr.value == "scale" \
                 and dotted(func.value.func.value) in self.scalers and func.value.args:
             loss = func.value.args[0].value
             return stmt.with_changes(body=[cst.Expr(call.with_changes(func=func.with_changes(value=loss)))])
@@ -701,14 +701,14 @@ class TransformsPass(Pass):
 
     def visit_Assign(self, node: cst.Assign) -> None:
         value = node.value
-        if len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name) and isinstance(value, cst.Call) \
+        if len(node.targets) == 1 and type(node.targets[0].target) is cst.Name and type(value) is cst.Call \
                 and self.qual(value.func) in COMPILE_WRAPPERS and value.args \
-                and isinstance(value.args[0].value, cst.Name):
+                and type(value.args[0].value) is cst.Name:
             self.alias_calls.add(value)  # `fast = torch.compile(model)`: resolved as an alias by the block rewrite
 
     def leave_Call(self, original: cst.Call, updated: cst.Call):
         func = original.func
-        if self.functional and isinstance(func, cst.Attribute) and func.attr.value in NAMED_ARRAYS \
+        if self.functional and type(func) is cst.Attribute and func.attr.value in NAMED_ARRAYS \
                 and not original.args and original not in self.loop_iters:
             self.need("t2j")
             self.report("T2J604", f"{func.attr.value}() -> {NAMED_ARRAYS[func.attr.value]}: (torch name, array) "
@@ -728,21 +728,21 @@ class TransformsPass(Pass):
                 self.report("T2J602", f"vmap(randomness={value!r}): JAX draws from explicit keys; for 'different' "
                                       "map over jax.random.split(key, n) (in_axes 0), for 'same' pass one key "
                                       "(in_axes None)", original)
-        if isinstance(original.func, cst.Call) and self.qual(original.func.func) in VMAP and self.stacked and any(
-                isinstance(a.value, cst.Name) and a.value.value in self.stacked for a in original.args):
+        if type(original.func) is cst.Call and self.qual(original.func.func) in VMAP and self.stacked and any(
+                type(a.value) is cst.Name and a.value.value in self.stacked for a in original.args):
             return self._ensemble_vmap(original, updated)
         return updated
 
     def _ensemble_vmap(self, original: cst.Call, updated: cst.Call):
         vmap_call = updated.func
         positions = [k for k, a in enumerate(original.args)
-                     if isinstance(a.value, cst.Name) and a.value.value in self.stacked]
+                     if type(a.value) is cst.Name and a.value.value in self.stacked]
         fn = _arg(vmap_call, 0, "func")
         in_dims = _arg(vmap_call, 1, "in_dims")
         out_dims = _arg(vmap_call, 2, "out_dims")
         args = [code_of(fn)]
         if in_dims is not None:
-            if isinstance(in_dims, cst.Tuple):
+            if type(in_dims) is cst.Tuple:
                 elements = []
                 for k, e in enumerate(in_dims.elements):
                     code = code_of(e.value)
@@ -793,7 +793,7 @@ class AmpPass(Pass):
 
     def _policy(self, item: cst.WithItem):
         call = item.item
-        if not isinstance(call, cst.Call):
+        if not type(call) is cst.Call:
             return None
         qual = self.ctx.scopes.qualname(call.func)
         if qual not in AUTOCASTS:
@@ -838,7 +838,7 @@ class AmpPass(Pass):
         if items:
             items[-1] = items[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
             return updated.with_changes(items=items, body=body)
-        stmts = list(body.body) if isinstance(body, cst.IndentedBlock) else [cst.SimpleStatementLine(list(body.body))]
+        stmts = list(body.body) if type(body) is cst.IndentedBlock else [cst.SimpleStatementLine(list(body.body))]
         if stmts:
             stmts[0] = stmts[0].with_changes(leading_lines=list(updated.leading_lines) + list(stmts[0].leading_lines))
         return cst.FlattenSentinel(stmts)
