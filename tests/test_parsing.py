@@ -48,6 +48,9 @@ def _outcome(parse, source):
 def test_same_outcome_as_libcst(source):
     assert _outcome(parsing.parse_module, source) == _outcome(cst.parse_module, source)
     assert parsing._parsing_thread is None  # left as it was after a failure
+
+
+def test_bytes_and_str_concatenated_are_still_rejected():
     assert _outcome(parsing.parse_module, 'x = b"a" "b"\n') is cst.CSTValidationError
 
 
