@@ -286,8 +286,11 @@ class _FactsCollector(Visitor):
             return
         kind = "other"
         it = node.iter
-        if type(it) is cst.Attribute and dotted(it.value) == "self":
-            kind = "self." + it.attr.value  # for layer in self.layers: a list field, rebuilt in __init__ (below)
+        found = field_loop(node) if node.orelse is None else None
+        if found is not None:
+            # for layer in self.layers / for emb in self.embs.values(): a list field or a dict field's values, whose
+            # elements the module-updates pass puts back when the loop is in initialisation (below)
+            kind = f"self.{found[1]}" + (".values()" if found[2] == "dict" else "")
         if type(it) is cst.Call:
             fname = dotted(it.func) or ""
             if fname == "range":
@@ -1511,6 +1514,17 @@ class InplacePass(Pass):
         self.report("T2J303", f"{key} is updated inside {frame.method}: Equinox modules are frozen after __init__; "
                               f"keep it as state (eqx.nn.State) or return the new value to the caller", node)
 
+    def _put_back(self, loop_kind: str) -> bool:
+        """A loop over a list field's elements or a dict field's values (visit_For's "self.<field>" or
+        "self.<field>.values()") in __init__ or a method only __init__ calls: the module-updates pass collects the
+        rebuilt elements and puts them back into the field (ModuleUpdatesPass._rebuilt_field_loop)."""
+        frame = self.frame
+        if frame.class_name is None or not (frame.method == "__init__"
+                                            or frame.method in self._init_helpers_of(frame.class_name)):
+            return False
+        kind = "dict" if loop_kind.endswith(".values()") else "list"
+        return getattr(self._field(loop_kind.removesuffix(".values()")), "kind", None) == kind
+
     def _init_helpers_of(self, class_name: str) -> set[str]:
         """init_helpers of the file's first class of that name (classes without a mutation are not visited)."""
         if class_name not in self.init_helpers:
@@ -1575,9 +1589,8 @@ class InplacePass(Pass):
         self._caller_check(root, node)
         for k in updated:
             loop_kind = frame.facts.loop_targets.get(k.split(".")[0])
-            if loop_kind == "other" or loop_kind is not None and loop_kind.startswith("self.") and not (
-                    frame.method == "__init__" and getattr(self._field(loop_kind), "kind", None) == "list"):
-                # (the module-updates pass collects a list field's rebuilt elements in __init__ and puts them back)
+            if loop_kind == "other" or loop_kind is not None and loop_kind.startswith("self.") \
+                    and not self._put_back(loop_kind):
                 self.report("T2J302", f"{k} is a loop variable: the collection it came from keeps the old value",
                             node)
         for k, t in list(frame.tracked.items()):
@@ -1797,6 +1810,21 @@ class _FirstClass(Visitor):
         if self.found is None and type(node) is cst.ClassDef and node.name.value == self.name:
             self.found = node
         return self.found is None and not isinstance(node, cst.BaseExpression)  # no class inside an expression
+
+
+def field_loop(loop: cst.For) -> tuple[str, str, str] | None:
+    """`for layer in self.layers:` -> ("layer", "layers", "list"); `for emb in self.tables.values():` ->
+    ("emb", "tables", "dict"): a field's elements one by one."""
+    it, target = loop.iter, loop.target
+    if not type(target) is cst.Name:
+        return None
+    if type(it) is cst.Attribute and dotted(it.value) == "self":
+        return target.value, it.attr.value, "list"
+    if type(it) is cst.Call and not it.args and type(it.func) is cst.Attribute \
+            and it.func.attr.value == "values" and type(it.func.value) is cst.Attribute \
+            and dotted(it.func.value.value) == "self":
+        return target.value, it.func.value.attr.value, "dict"
+    return None
 
 
 def init_helpers(cls: cst.ClassDef, word_cache: dict) -> set[str]:

@@ -19,7 +19,7 @@ import libcst as cst
 
 from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.codegen import code_of
-from torch2jax.transform.inplace import init_helpers, parameter_listing
+from torch2jax.transform.inplace import field_loop, init_helpers, parameter_listing
 from torch2jax.transform.module_facts import weight_tie
 from torch2jax.transform.names import dotted, return_values
 from torch2jax.transform.walk import SETATTR, Visitor, walk
@@ -199,7 +199,7 @@ class ModuleUpdatesPass(Pass):
         """`for emb in self.embs: nn.init.normal_(emb.weight)` in __init__ (or a method only it calls), over a list
         or a dict's values: each element comes back rebuilt (`emb = eqx.tree_at(...)`), and rebinding the loop
         variable would lose it. The loop collects the new elements and the field takes them back."""
-        found = _field_loop(updated)
+        found = field_loop(updated)
         in_init = self.class_depth and self.methods and self.methods[-1] in self.initialising[-1]
         if found is None or not in_init or updated.orelse is not None:
             return None
@@ -330,21 +330,6 @@ def _argument(call: cst.Call, param: str, index: int):
 
 
 MODULE_LISTINGS = frozenset({"modules", "named_modules", "children", "named_children"})
-
-
-def _field_loop(loop: cst.For) -> tuple[str, str, str] | None:
-    """`for layer in self.layers:` -> ("layer", "layers", "list"); `for emb in self.tables.values():` ->
-    ("emb", "tables", "dict"): a field's elements one by one."""
-    it, target = loop.iter, loop.target
-    if not type(target) is cst.Name:
-        return None
-    if type(it) is cst.Attribute and dotted(it.value) == "self":
-        return target.value, it.attr.value, "list"
-    if type(it) is cst.Call and not it.args and type(it.func) is cst.Attribute \
-            and it.func.attr.value == "values" and type(it.func.value) is cst.Attribute \
-            and dotted(it.func.value.value) == "self":
-        return target.value, it.func.value.attr.value, "dict"
-    return None
 
 
 def _listing(node) -> bool:
