@@ -50,7 +50,7 @@ class BranchedStepPass(Pass):
         return updated
 
     def _lift(self, before: list, stmt) -> cst.If | None:
-        if not before or not type(stmt) is cst.If or not type(stmt.body) is cst.IndentedBlock:
+        if not before or type(stmt) is not cst.If or type(stmt.body) is not cst.IndentedBlock:
             return None
         arm = list(stmt.body.body)
         backward = _calls_method(arm, "backward")

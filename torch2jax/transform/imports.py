@@ -78,7 +78,7 @@ def _existing_imports(module: cst.Module) -> set[str]:
 
 
 def _is_docstring_or_future(stmt) -> bool:
-    if not type(stmt) is cst.SimpleStatementLine or len(stmt.body) != 1:
+    if type(stmt) is not cst.SimpleStatementLine or len(stmt.body) != 1:
         return False
     small = stmt.body[0]
     if type(small) is cst.Expr:
@@ -87,7 +87,7 @@ def _is_docstring_or_future(stmt) -> bool:
 
 
 def _has_torch_import(stmt) -> bool:
-    if not type(stmt) is cst.SimpleStatementLine:
+    if type(stmt) is not cst.SimpleStatementLine:
         return False
     for small in stmt.body:
         if type(small) is cst.Import and any(_is_torch(dotted(a.name)) for a in small.names):
@@ -124,9 +124,9 @@ def fix_imports(module: cst.Module, needed: set[str]) -> cst.Module:
 
 def _torch_import_names(module: cst.Module):
     """The local names that the torch imports _Prune looks at bind: the file's own (not in a function or class)."""
-    for small in iter_statements(module, enter=lambda stmt: not type(stmt) in (cst.FunctionDef, cst.ClassDef)):
+    for small in iter_statements(module, enter=lambda stmt: type(stmt) not in (cst.FunctionDef, cst.ClassDef)):
         if type(small) is cst.Import:
             yield from (_local(a) for a in small.names if _is_torch(dotted(a.name)))
         elif type(small) is cst.ImportFrom and not small.relative and small.module is not None \
-                and not type(small.names) is cst.ImportStar and _is_torch(dotted(small.module)):
+                and type(small.names) is not cst.ImportStar and _is_torch(dotted(small.module)):
             yield from (_local(a) for a in small.names)

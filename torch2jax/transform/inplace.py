@@ -89,7 +89,7 @@ def _tree_at_field(key: str, value: cst.BaseExpression) -> tuple[str, cst.BaseEx
 
 def _translated_view(node: cst.BaseExpression) -> cst.BaseExpression | None:
     """The base of a translated view call (its first positional argument), or None."""
-    if not type(node) is cst.Call or not node.args or node.args[0].keyword is not None:
+    if type(node) is not cst.Call or not node.args or node.args[0].keyword is not None:
         return None
     name = dotted(node.func) or ""
     if not name.startswith(TRANSLATED_VIEW_PREFIXES) or name.rsplit(".", 1)[1] not in TRANSLATED_VIEWS:
@@ -304,7 +304,7 @@ class _FactsCollector(Visitor):
                 if type(first) is cst.Name:
                     self.facts.ints.add(first.value)
                     self.facts.loop_targets[first.value] = "range"
-        targets = [node.target] if not type(node.target) is cst.Tuple else [e.value for e in
+        targets = [node.target] if type(node.target) is not cst.Tuple else [e.value for e in
                                                                                 node.target.elements]
         for t in targets:
             if type(t) is cst.Name and t.value not in self.facts.loop_targets:
@@ -857,7 +857,7 @@ class InplacePass(Pass):
             source = first if type(first) in (cst.Name, cst.Attribute) else value
         done_any = False
         for t in subs:
-            if not type(t.target) is cst.Subscript:
+            if type(t.target) is not cst.Subscript:
                 raise Unsupported("a tensor element inside a tuple target: assign each element on its own line")
             stmts = self._set_item(orig, t.target, source, op=None)
             if stmts is None:
@@ -1351,7 +1351,7 @@ class InplacePass(Pass):
             i += 1
 
     def _is_int_index(self, el: cst.SubscriptElement) -> bool:
-        if not type(el.slice) is cst.Index:
+        if type(el.slice) is not cst.Index:
             return False
         v = _bare(el.slice.value)
         if type(v) is cst.Integer:
@@ -1468,7 +1468,7 @@ class InplacePass(Pass):
         call = _bare(value)
         while type(call) is cst.Subscript:  # v.topk(1)[1]
             call = _bare(call.value)
-        if not type(call) is cst.Call:
+        if type(call) is not cst.Call:
             return value
         name = call.func.attr.value if type(call.func) is cst.Attribute else dotted(call.func) or ""
         keepdim = any(a.keyword is not None and a.keyword.value == "keepdim" and _is_true(a.value) for a in call.args)
@@ -1666,7 +1666,7 @@ class InplacePass(Pass):
         v = _bare(value)
         line = self.line[0]
         if type(v) in (cst.List, cst.Tuple):
-            sources = {self.lvalue_key(e.value) for e in v.elements if not type(e) is cst.StarredElement}
+            sources = {self.lvalue_key(e.value) for e in v.elements if type(e) is not cst.StarredElement}
             sources.discard(None)
             if sources:
                 self.frame.tracked[key] = Tracked(key, "container", value, set(sources), [], line, _names_in(v))
@@ -1696,7 +1696,7 @@ class InplacePass(Pass):
         cur = v
         while type(cur) in (cst.Call, cst.Attribute, cst.Subscript):
             cur = cur.func.value if type(cur) is cst.Call and type(cur.func) is cst.Attribute else (
-                cur.value if not type(cur) is cst.Call else None)
+                cur.value if type(cur) is not cst.Call else None)
             if cur is None:
                 return None
             key = self.lvalue_key(cur)
@@ -1816,7 +1816,7 @@ def field_loop(loop: cst.For) -> tuple[str, str, str] | None:
     """`for layer in self.layers:` -> ("layer", "layers", "list"); `for emb in self.tables.values():` ->
     ("emb", "tables", "dict"): a field's elements one by one."""
     it, target = loop.iter, loop.target
-    if not type(target) is cst.Name:
+    if type(target) is not cst.Name:
         return None
     if type(it) is cst.Attribute and dotted(it.value) == "self":
         return target.value, it.attr.value, "list"

@@ -68,7 +68,7 @@ class ModuleApplyPass(Pass):
         if original.name.value not in self.init_functions or _returns_value(updated):
             return updated
         params = [p.name.value for p in updated.params.params if p.name.value != "self"]
-        if not params or not type(updated.body) is cst.IndentedBlock:
+        if not params or type(updated.body) is not cst.IndentedBlock:
             return updated
         body = transform(updated.body, _BareReturns(params[0]))  # an early `return` hands the module back too
         ret = cst.SimpleStatementLine([cst.Return(cst.Name(params[0]))])
@@ -104,7 +104,7 @@ class ModuleApplyPass(Pass):
         return cst.FlattenSentinel([fn, cst.parse_statement(call + "\n")])
 
     def leave_SimpleStatementLine(self, original, updated):
-        if len(updated.body) != 1 or not type(updated.body[0]) is cst.Expr:
+        if len(updated.body) != 1 or type(updated.body[0]) is not cst.Expr:
             return updated
         call = updated.body[0].value
         target = _apply_target(call, None)
@@ -134,7 +134,7 @@ def _fn_name(node) -> str | None:
 
 def _apply_target(call, models: set[str] | None) -> str | None:
     """`model.apply(fn)` with one plain argument: "model" (when it is a model, or any name if models is None)."""
-    if not type(call) is cst.Call or not type(call.func) is cst.Attribute or call.func.attr.value != "apply":
+    if type(call) is not cst.Call or type(call.func) is not cst.Attribute or call.func.attr.value != "apply":
         return None
     if len(call.args) != 1 or call.args[0].keyword or call.args[0].star or _fn_name(call.args[0].value) is None:
         return None
@@ -174,8 +174,8 @@ def _returns_value(fn: cst.FunctionDef) -> bool:
 
 def _modules_loop(loop: cst.For) -> tuple[str | None, str | None]:
     it = loop.iter
-    if not type(loop.target) is cst.Name or loop.orelse is not None or not type(it) is cst.Call \
-            or it.args or not type(it.func) is cst.Attribute or it.func.attr.value != "modules":
+    if type(loop.target) is not cst.Name or loop.orelse is not None or type(it) is not cst.Call \
+            or it.args or type(it.func) is not cst.Attribute or it.func.attr.value != "modules":
         return None, None
     owner = dotted(it.func.value)
     return (loop.target.value, owner) if owner is not None and "." not in owner else (None, None)

@@ -366,7 +366,7 @@ class _Collector(Visitor):
         functools.partial(nn.BatchNorm2d, eps=...)."""
         if type(node) is cst.Call and self.scopes.qualname(node.func) == "functools.partial" and node.args:
             return self._layer_class(node.args[0].value)
-        if not type(node) in (cst.Name, cst.Attribute):
+        if type(node) not in (cst.Name, cst.Attribute):
             return None
         qual = self.scopes.qualname(node)
         if qual is not None and qual.startswith("torch.nn.") and qual.rsplit(".", 1)[1][:1].isupper() \
@@ -403,7 +403,7 @@ class _Collector(Visitor):
             self._field(node.target.attr.value, node.value)
 
     def visit_Call(self, node: cst.Call) -> None:
-        if not (self.in_init and self.current) or not type(node.func) is cst.Attribute:
+        if not (self.in_init and self.current) or type(node.func) is not cst.Attribute:
             return
         if dotted(node.func.value) != "self" or not node.args:
             return

@@ -34,7 +34,7 @@ def _chain(node: cst.BaseExpression) -> tuple[str, str] | None:
         else:
             parts.append(code_of(node).removeprefix(code_of(node.value)))
         node = node.value
-    if not type(node) is cst.Name or not parts:
+    if type(node) is not cst.Name or not parts:
         return None
     return node.value, "".join(reversed(parts))
 
@@ -141,7 +141,7 @@ class ModuleUpdatesPass(Pass):
         """`update_ema(ema, model, d)` -> `ema = update_ema(ema, model, d)`: the function returns the model now."""
         name = dotted(call.func)
         arg = _argument(call, *self.updaters[name])
-        if not type(arg) is cst.Name:
+        if type(arg) is not cst.Name:
             self.report("T2J306", f"{name} returns the model it updates now: rebind it at this call by hand", call)
             return stmt
         lost = self._caller_loses(arg.value, call)
@@ -172,7 +172,7 @@ class ModuleUpdatesPass(Pass):
             if self._is_dict_field(first) and path.startswith("."):
                 key = path[1:].split(".")[0].split("[")[0]  # a ModuleDict is a plain dict in the translation
                 path = f"[{key!r}]{path[len(key) + 1:]}"
-        elif root == "self" or not type(assign.targets[0].target) is cst.Attribute:
+        elif root == "self" or type(assign.targets[0].target) is not cst.Attribute:
             return None
         if "data" == path.rsplit(".", 1)[-1]:
             path = path[: -len(".data")]  # m.weight.data = v: the tensor itself
@@ -223,7 +223,7 @@ class ModuleUpdatesPass(Pass):
         it = original.iter
         if type(it) is cst.Call and type(it.func) is cst.Attribute and it.func.attr.value in MODULE_LISTINGS:
             return  # for m in self.modules(): the module-apply pass makes it a function applied to every submodule
-        targets = [original.target] if not type(original.target) is cst.Tuple else [
+        targets = [original.target] if type(original.target) is not cst.Tuple else [
             e.value for e in original.target.elements]
         for t in targets:
             if type(t) is cst.Name and _rebinds(updated.body, t.value) and not _rebinds(original.body, t.value):
@@ -261,7 +261,7 @@ class ModuleUpdatesPass(Pass):
         else:
             self._report_lost_rebuilds(original, updated)
             return updated
-        if not type(var) is cst.Name or not _rebinds(updated.body, var.value):
+        if type(var) is not cst.Name or not _rebinds(updated.body, var.value):
             return updated
         if counted:
             new_iter = updated.iter.with_changes(args=[updated.iter.args[0].with_changes(value=new_iter),

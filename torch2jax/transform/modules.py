@@ -272,10 +272,10 @@ class ModulePass(Pass):
         return fn.with_changes(body=fn.body.with_changes(body=body))
 
     def _is_super_init(self, stmt: cst.BaseStatement) -> bool:
-        if not type(stmt) is cst.SimpleStatementLine or len(stmt.body) != 1:
+        if type(stmt) is not cst.SimpleStatementLine or len(stmt.body) != 1:
             return False
         expr = stmt.body[0]
-        if not type(expr) is cst.Expr or not type(expr.value) is cst.Call:
+        if type(expr) is not cst.Expr or type(expr.value) is not cst.Call:
             return False
         func = expr.value.func
         if type(func) is cst.Attribute and func.attr.value == "__init__":
@@ -596,7 +596,7 @@ class _SelfToLocal(cst.CSTTransformer):
 
 def _prepend(fn: cst.FunctionDef, line: str) -> cst.FunctionDef:
     """`line` as the first statement of `fn` (after its docstring)."""
-    if not type(fn.body) is cst.IndentedBlock:
+    if type(fn.body) is not cst.IndentedBlock:
         return fn
     body = list(fn.body.body)
     at = 1 if body and _is_docstring(body[0]) else 0

@@ -32,7 +32,7 @@ def self_calls(node: cst.CSTNode) -> set[str]:
 
 def root_name(node: cst.BaseExpression) -> str | None:
     while type(node) in (cst.Attribute, cst.Call, cst.Subscript):
-        node = node.value if not type(node) is cst.Call else node.func
+        node = node.value if type(node) is not cst.Call else node.func
     return node.value if type(node) is cst.Name else None
 
 

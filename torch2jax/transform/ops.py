@@ -62,7 +62,7 @@ def _module_names(module: cst.Module, pass_) -> set[str]:
         while type(value) is cst.Call and type(value.func) is cst.Attribute \
                 and value.func.attr.value in MODULE_METHODS_CHAINED:
             value = value.func.value
-        if not type(value) is cst.Call:
+        if type(value) is not cst.Call:
             continue
         qual = pass_.scopes.qualname(value.func) or ""
         if dotted(value.func) in pass_.ctx.module_facts.classes or (
@@ -97,7 +97,7 @@ def _listing(node) -> tuple[str, str] | None:
         if type(root) is cst.Subscript and not all(type(e.slice) is cst.Index for e in root.slice):
             return None
         root = root.value
-    if not type(root) is cst.Name or root.value == "self":
+    if type(root) is not cst.Name or root.value == "self":
         return None
     return node.func.attr.value, code_of(node.func.value)
 
@@ -123,7 +123,7 @@ def _loop_names(target) -> list[str]:
 
 def _lists_parameters(node) -> bool:
     """model.parameters() / named_parameters() (self's too), or the runtime's t2j.parameters(...) forms."""
-    if not type(node) is cst.Call:
+    if type(node) is not cst.Call:
         return False
     if type(node.func) is cst.Attribute and not node.args and node.func.attr.value in PARAMETER_LISTINGS:
         return True
@@ -133,7 +133,7 @@ def _lists_parameters(node) -> bool:
 def _without_requires_grad(comp: cst.CompFor) -> list:
     """comp's `if` clauses without `if p.requires_grad` on its (last) loop variable: every listed array is trained."""
     target = comp.target.elements[-1].value if type(comp.target) is cst.Tuple else comp.target
-    if not type(target) is cst.Name:
+    if type(target) is not cst.Name:
         return list(comp.ifs)
     return [c for c in comp.ifs if dotted(c.test) != f"{target.value}.requires_grad"]
 
@@ -618,7 +618,7 @@ def _renders_array(node: cst.BaseExpression) -> bool:
     if tp is cst.BinaryOperation:
         return _renders_array(node.left) or _renders_array(node.right)
     if tp is cst.UnaryOperation:
-        return not type(node.operator) is cst.Not and _renders_array(node.expression)
+        return type(node.operator) is not cst.Not and _renders_array(node.expression)
     return False
 
 
@@ -627,7 +627,7 @@ def function_alias(record: Record) -> str | None:
     takes torch's arguments in torch's order, so the function itself can stand for torch's (F.relu passed as a
     value, nn.Linear in isinstance)."""
     expr, _, _ = parsed(record.templates[0]) if record.templates else (None, None, None)
-    if not type(expr) is cst.Call or dotted(expr.func) is None:
+    if type(expr) is not cst.Call or dotted(expr.func) is None:
         return None
     params = [("*" if p.kind == "var" else "") + p.name for p in record.params if p.kind != "kw"]
     positional = [a for a in expr.args if a.keyword is None]

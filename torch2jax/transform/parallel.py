@@ -297,7 +297,7 @@ class ParallelPass(Pass):
             if wrapped is None:
                 return None, None
             built = []
-            if not type(wrapped) is cst.Name:
+            if type(wrapped) is not cst.Name:
                 # model = DDP(Net().to(rank)): the model is built first under the wrapper's name (the training
                 # pass then sees a Net), and wrapped next
                 built = [self._carry(_stmt(f"{target.value} = {code_of(wrapped)}"), stmt)]
@@ -361,7 +361,7 @@ class ParallelPass(Pass):
         """all_reduce / reduce of a value computed on the global batch: what it becomes depends on whether the
         value is a per-sample mean or a sum over samples (reduction_kind.py)."""
         tensor = _arg(call, 0, "tensor")
-        if not type(tensor) is cst.Name:
+        if type(tensor) is not cst.Name:
             return self._left(stmt, "T2J617", "all_reduce of an expression: left as it is; reduce a named value "
                                               "computed on the global batch, or use jax.shard_map with "
                                               "t2j.parallel.all_reduce", rest)

@@ -516,7 +516,7 @@ class Analysis:
             if _mode_switch_of(v, f.value):  # `model = eqx.nn.inference_mode(model, True)`: still the parameter
                 k = self._model_param_key(f.value, s)
             else:
-                k = self._value_call_key(v, s, depth + 1) if not type(v) is cst.Name or v.value != f.value \
+                k = self._value_call_key(v, s, depth + 1) if type(v) is not cst.Name or v.value != f.value \
                     else None
             if k:
                 return k
@@ -553,7 +553,7 @@ class Analysis:
             positional = positional[1:]
         for cs in self.scopes:
             for call, _, _ in cs.cands:
-                if not type(call) is cst.Call or self._call_target(call, cs) is not fs:
+                if type(call) is not cst.Call or self._call_target(call, cs) is not fs:
                     continue
                 arg = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == param), None)
                 plain = [a.value for a in call.args if a.keyword is None and not a.star]
@@ -741,7 +741,7 @@ class Analysis:
         """The expressions `d['name']` stands for when d is built in this file as dict(name=...),
         nn.ModuleDict(dict(name=...)) or {'name': ...}."""
         index = e.slice[0].slice if len(e.slice) == 1 and type(e.slice[0].slice) is cst.Index else None
-        if index is None or not type(index.value) is cst.SimpleString:
+        if index is None or type(index.value) is not cst.SimpleString:
             return []
         name = index.value.evaluated_value
         if type(e.value) is cst.Attribute and type(e.value.value) is cst.Name and s.cls is not None \
@@ -1068,7 +1068,7 @@ class _Rewriter:
                 out.append(self.class_def(stmt))
             else:
                 out.append(self._class_body_stmt(stmt, counter))
-        if not type(node.body) is cst.IndentedBlock:
+        if type(node.body) is not cst.IndentedBlock:
             return node
         return node.with_changes(body=node.body.with_changes(body=out))
 
@@ -1356,7 +1356,7 @@ def _used_as_value(scope_node: cst.CSTNode, name: str) -> bool:
 
     class V(Visitor):
         def visit_Call(self, n: cst.Call) -> bool:
-            if not type(n.func) is cst.Name:
+            if type(n.func) is not cst.Name:
                 walk(n.func, self)
             forwarding = dotted(n.func) in KEY_FORWARDING_CALLS  # t2j.apply(model, fn) hands fn a key per call
             for i, a in enumerate(n.args):

@@ -207,7 +207,7 @@ class _Substitute(Transformer):
     def _unwrap(self, original, updated):
         value = updated.value
         if type(original.value) is cst.Name and original.value.value in self.values and value.lpar \
-                and not _had_parens(self.values[original.value.value]) and not type(value) is cst.Tuple:
+                and not _had_parens(self.values[original.value.value]) and type(value) is not cst.Tuple:
             return updated.with_changes(value=value.with_changes(lpar=[], rpar=[]))
         return updated
 
@@ -226,7 +226,7 @@ def carry_layout(original: cst.Call, out: cst.BaseExpression) -> cst.BaseExpress
     """A call written over several lines keeps its line breaks and comments once rendered: the break after `(`,
     each argument carried over keeps the comma (and the comment after it) it had, an argument the template adds
     goes on a line of its own, and the last argument keeps what stood before `)`."""
-    if not type(out) is cst.Call or not out.args or not _multiline(original):
+    if type(out) is not cst.Call or not out.args or not _multiline(original):
         return out
     sources = {id(a.value): a for a in original.args}
     last_source = original.args[-1] if original.args else None

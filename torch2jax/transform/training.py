@@ -135,7 +135,7 @@ def _loss_of(losses: list, taken: set[str]) -> tuple[cst.BaseExpression, str]:
 
 def _declare(fn: cst.FunctionDef, declare: dict[str, str]) -> cst.FunctionDef:
     """`nonlocal model` / `global model` first in `fn` (after its docstring) for the names in `declare`."""
-    if not declare or not type(fn.body) is cst.IndentedBlock:
+    if not declare or type(fn.body) is not cst.IndentedBlock:
         return fn
     lines = [_stmt(f"{kind} {', '.join(sorted(n for n, k in declare.items() if k == kind))}")
              for kind in ("nonlocal", "global") if kind in declare.values()]
@@ -530,7 +530,7 @@ class TrainingPass(Pass):
         return seen
 
     def _is_stateful_model_call(self, node) -> bool:
-        if not type(node) is cst.Call or self.class_depth:
+        if type(node) is not cst.Call or self.class_depth:
             return False
         owner = self._stateful_owner(node.func)
         return owner is not None and not _has_state_arg(node, self._state_var(owner))
@@ -588,7 +588,7 @@ class TrainingPass(Pass):
         threaded = ", ".join(trainer.model_params_trained + (["state"] if stateful else []) + state_params)
         fn = fn.with_changes(body=transform(fn.body, _ReturnThreader(threaded)))
         body = list(fn.body.body)
-        if not body or not type(body[-1]) is cst.SimpleStatementLine or not type(body[-1].body[0]) is cst.Return:
+        if not body or type(body[-1]) is not cst.SimpleStatementLine or type(body[-1].body[0]) is not cst.Return:
             body.append(_stmt(f"return {threaded}"))
         what = "model and optimizer state" if state_params else "model"
         self.report("T2J504", f"{fn.name.value} trained its model in place; it now returns the new {what}, and "
@@ -668,10 +668,10 @@ class TrainingPass(Pass):
         translating twice changes nothing."""
         def key(stmt):
             """(target, called function) of `target = f(...)`: what the inserted statement and its copy share."""
-            if not type(stmt) is cst.SimpleStatementLine or len(stmt.body) != 1:
+            if type(stmt) is not cst.SimpleStatementLine or len(stmt.body) != 1:
                 return None
             small = stmt.body[0]
-            if not type(small) is cst.Assign or len(small.targets) != 1 or not type(small.value) is cst.Call:
+            if type(small) is not cst.Assign or len(small.targets) != 1 or type(small.value) is not cst.Call:
                 return None
             return code_of(small.targets[0].target), code_of(small.value.func)
 
@@ -955,7 +955,7 @@ class TrainingPass(Pass):
         before the generator's loss): a later step's loss starts after it."""
         if id(stmt) in self._step_calls:
             return True
-        return not type(stmt) is cst.SimpleStatementLine and any(
+        return type(stmt) is not cst.SimpleStatementLine and any(
             id(s) in self._step_calls for s in iter_statements(stmt, enter=lambda s: type(s) is not cst.FunctionDef))
 
     def _function_name(self, prefix: str) -> str:
@@ -1195,8 +1195,8 @@ class TrainingPass(Pass):
                 continue
             k = next((k for k in range(r0 - 1, -1, -1) if name in _names([body[k]]).stores), None)
             if k is None or k in copies or id(body[k]) in self._step_calls \
-                    or not type(body[k]) is cst.SimpleStatementLine or len(body[k].body) != 1 \
-                    or not type(body[k].body[0]) is cst.Assign:
+                    or type(body[k]) is not cst.SimpleStatementLine or len(body[k].body) != 1 \
+                    or type(body[k].body[0]) is not cst.Assign:
                 continue
             n = _names([body[k]])
             if not set(n.loads) & models:
@@ -1314,7 +1314,7 @@ class TrainingPass(Pass):
         return names
 
     def _module_statements(self, body):
-        return [s for s in body if not type(s) in (cst.FunctionDef, cst.ClassDef)]
+        return [s for s in body if type(s) not in (cst.FunctionDef, cst.ClassDef)]
 
     def _names_after(self, body: list, i_step: int, fn: cst.FunctionDef | None, in_region: dict) -> set[str]:
         """Names read outside the region: after the step in this block, or elsewhere in the function."""
@@ -1645,7 +1645,7 @@ class _BatchHoister(Transformer):
 
     def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript):
         self.depth -= 1
-        if self.depth or not type(original.value) is cst.Name:
+        if self.depth or type(original.value) is not cst.Name:
             return updated
         names = _names([cst.SimpleStatementLine([cst.Expr(original)])])
         index_names = set(names.loads) - {original.value.value}
@@ -1819,7 +1819,7 @@ class _TrainerCallHoister(Transformer):
     def on_leave(self, original, updated):
         if isinstance(original, _GUARDS):
             self.guarded -= 1
-        if original not in self.calls or not type(updated) is cst.Call:
+        if original not in self.calls or type(updated) is not cst.Call:
             return super().on_leave(original, updated)
         name = dotted(original.func)
         if self.guarded:
@@ -1859,7 +1859,7 @@ def _movable(stmt) -> bool:
     course (timm's `if not math.isfinite(loss_value): sys.exit(1)`; an `if ...: continue` would skip torch's step)."""
     if type(stmt) is cst.SimpleStatementLine:
         return True
-    if not type(stmt) is cst.If:
+    if type(stmt) is not cst.If:
         return False
     found = []
 

@@ -179,7 +179,7 @@ class _Collector:
         if "optim" not in words(node, self.word_cache):
             return
         built: dict[str, cst.Call] = {}
-        for stmt in iter_statements(node, enter=lambda s: not type(s) in (cst.FunctionDef, cst.ClassDef)):
+        for stmt in iter_statements(node, enter=lambda s: type(s) not in (cst.FunctionDef, cst.ClassDef)):
             if type(stmt) is cst.Assign and len(stmt.targets) == 1 \
                     and type(stmt.targets[0].target) is cst.Name and self._builds_optimizer(stmt.value):
                 built[stmt.targets[0].target.value] = stmt.value
@@ -228,11 +228,11 @@ class _Collector:
         return dotted(arg) if arg is not None else None
 
     def visit_Assign(self, node: cst.Assign) -> None:
-        if len(node.targets) != 1 or not type(node.targets[0].target) is cst.Name:
+        if len(node.targets) != 1 or type(node.targets[0].target) is not cst.Name:
             return
         name = node.targets[0].target.value
         value = strip_module_chain(node.value)
-        if not type(value) is cst.Call:
+        if type(value) is not cst.Call:
             return
         qual = self.scopes.qualname(value.func)
         local = dotted(value.func)
@@ -312,15 +312,15 @@ def _find_trainers(facts: TrainingFacts, word_cache: dict) -> None:
 def manual_update_owner(stmt: cst.CSTNode) -> tuple[str, cst.For] | None:
     """`for p in model.parameters(): ... p.grad ...` (or over t2j.parameters(model), named_parameters): the model
     whose parameters the loop updates by hand from their gradients, and the loop."""
-    if not type(stmt) is cst.For:
+    if type(stmt) is not cst.For:
         return None
     target = stmt.target
     if type(target) is cst.Tuple and len(target.elements) == 2:
         target = target.elements[1].value  # for name, p in model.named_parameters()
-    if not type(target) is cst.Name:
+    if type(target) is not cst.Name:
         return None
     it = stmt.iter
-    if not type(it) is cst.Call:
+    if type(it) is not cst.Call:
         return None
     owner = None
     if type(it.func) is cst.Attribute and it.func.attr.value in ("parameters", "named_parameters") \

@@ -420,7 +420,7 @@ class TransformsPass(Pass):
             return None
         wrapped = _arg(value, 0, "model") or _arg(value, 0, "obj") or _arg(value, 0, "func") or \
             _arg(value, 0, "module")
-        if not type(wrapped) is cst.Name:
+        if type(wrapped) is not cst.Name:
             return None
         return target.value, wrapped.value
 
@@ -681,7 +681,7 @@ class TransformsPass(Pass):
 
     def _scaler_call(self, stmt, call: cst.Call):
         func = call.func
-        if not type(func) is cst.Attribute:
+        if type(func) is not cst.Attribute:
             return stmt
         # scaler.scale(loss).backward()
         if func.attr.value == "backward" and type(func.value) is cst.Call \
@@ -793,7 +793,7 @@ class AmpPass(Pass):
 
     def _policy(self, item: cst.WithItem):
         call = item.item
-        if not type(call) is cst.Call:
+        if type(call) is not cst.Call:
             return None
         qual = self.ctx.scopes.qualname(call.func)
         if qual not in AUTOCASTS:
