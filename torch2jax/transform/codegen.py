@@ -11,7 +11,7 @@ from __future__ import annotations
 import libcst as cst
 from libcst._nodes.internal import CodegenState
 
-from torch2jax.transform.walk import is_layout
+from torch2jax.transform.walk import NODE_CLASSES, is_layout
 
 
 class _NoPosition:
@@ -116,9 +116,8 @@ def _plain_parenthesize(parenthesize):
 
 # libcst calls each statement's _codegen from its block's; the statement classes' own is wrapped once here, and
 # behaves as before for any other code generation (one type test per statement)
-STATEMENT_TYPES = frozenset(tp for tp in vars(cst).values() if isinstance(tp, type) and (
-    tp is cst.SimpleStatementLine or issubclass(tp, cst.BaseCompoundStatement)) and not getattr(
-        tp, "__abstractmethods__", None))
+STATEMENT_TYPES = frozenset(tp for tp in NODE_CLASSES
+                            if tp is cst.SimpleStatementLine or issubclass(tp, cst.BaseCompoundStatement))
 for _tp in STATEMENT_TYPES:
     if "_copying_" not in _tp.__dict__:
         _tp._codegen = _copying_codegen(_tp._codegen)
@@ -151,12 +150,10 @@ def _whitespace_codegen(generate_node):
     return codegen
 
 
-_NODE_CODEGEN = getattr(getattr(cst, "_nodes").base.CSTNode, "_codegen", None)
+NODE_CODEGEN = getattr(getattr(cst, "_nodes").base.CSTNode, "_codegen", None)  # libcst's own, unwrapped
 _TOKEN_CODEGEN = getattr(cst.SimpleWhitespace, "_codegen_impl", None)  # add_token(self.value)
-_LAYOUT_CLASSES = [tp for tp in vars(cst).values() if isinstance(tp, type) and issubclass(tp, cst.CSTNode)
-                   and is_layout(tp) and not getattr(tp, "__abstractmethods__", None)]
-for _tp in _LAYOUT_CLASSES:
-    if _NODE_CODEGEN is not None and _tp._codegen is _NODE_CODEGEN and "_silent_" not in _tp.__dict__:
+for _tp in NODE_CLASSES:
+    if is_layout(_tp) and NODE_CODEGEN is not None and _tp._codegen is NODE_CODEGEN and "_silent_" not in _tp.__dict__:
         one_token = _tp._codegen_impl is _TOKEN_CODEGEN and hasattr(_tp, "value")
         _tp._codegen = (_whitespace_codegen if one_token else _layout_codegen)(_tp._codegen)
         _tp._silent_ = True

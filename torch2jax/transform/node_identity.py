@@ -8,10 +8,11 @@ import libcst as cst
 from libcst._nodes.base import CSTNode
 
 
-def _node_classes(cls: type):
-    yield cls
+def subclasses(cls: type):
+    """Every class below cls (not cls itself), abstract ones included."""
     for sub in cls.__subclasses__():
-        yield from _node_classes(sub)
+        yield sub
+        yield from subclasses(sub)
 
 
 def use_object_identity() -> None:
@@ -19,7 +20,7 @@ def use_object_identity() -> None:
     a, b = cst.Name("x"), cst.Name("x")
     if libcst_hash is None or hash(a) != id(a) or a == b or not a == a:
         return  # not the identity semantics this reproduces: left as it is
-    for cls in set(_node_classes(CSTNode)):
+    for cls in {CSTNode, *subclasses(CSTNode)}:
         if cls.__dict__.get("__hash__") is libcst_hash:
             cls.__hash__ = object.__hash__
         if cls.__dict__.get("__eq__") is libcst_eq:

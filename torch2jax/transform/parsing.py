@@ -15,6 +15,8 @@ import libcst as cst
 from libcst._nodes.base import CSTNode
 from libcst._nodes.expression import _BaseParenthesizedNode
 
+from torch2jax.transform.node_identity import subclasses
+
 # validators that check only what the tokenizer and the grammar already guarantee for parsed source: a token's
 # characters (whitespace, names, numbers, strings, comments, indents), paired parentheses, the space after a keyword
 # (`ifx` is a name), an `=` only with a keyword or default, a semicolon between statements on a line, at least one
@@ -28,14 +30,8 @@ _TOKEN_LEVEL_CHECKS = frozenset(cls.__dict__["_validate"] for cls in (
 _parsing_thread: int | None = None  # the thread inside parse_module, if any
 
 
-def _subclasses(cls: type):
-    for sub in cls.__subclasses__():
-        yield sub
-        yield from _subclasses(sub)
-
-
 # the node classes whose validation is token-level only (libcst defines all of its node classes on import)
-_UNCHECKED = frozenset(cls for cls in _subclasses(CSTNode) if cls._validate in _TOKEN_LEVEL_CHECKS)
+_UNCHECKED = frozenset(cls for cls in subclasses(CSTNode) if cls._validate in _TOKEN_LEVEL_CHECKS)
 
 
 def _post_init(self, _unchecked=_UNCHECKED, _thread=threading.get_ident) -> None:
@@ -48,7 +44,7 @@ def _install() -> bool:
     from the one this reproduces (a call of _validate and nothing else)."""
     libcst_post_init = CSTNode.__dict__.get("__post_init__")
     if libcst_post_init is None or libcst_post_init.__code__.co_names != ("_validate",) \
-            or any("__post_init__" in cls.__dict__ for cls in _subclasses(CSTNode)):
+            or any("__post_init__" in cls.__dict__ for cls in subclasses(CSTNode)):
         return False
     CSTNode.__post_init__ = _post_init
     return True

@@ -17,9 +17,9 @@ from libcst._nodes.internal import CodegenState
 from libcst.metadata import PositionProvider
 from libcst.metadata.position_provider import NEWLINE_RE
 
-from torch2jax.transform.codegen import (HOOKLESS_STATES, NO_POSITION, OWN_STATES, SILENT_LAYOUT_STATES, STATEMENT_TYPES,
-                                         code_of)
-from torch2jax.transform.walk import find_all, is_layout
+from torch2jax.transform.codegen import (HOOKLESS_STATES, NODE_CODEGEN, NO_POSITION, OWN_STATES, SILENT_LAYOUT_STATES,
+                                         STATEMENT_TYPES, code_of)
+from torch2jax.transform.walk import NODE_CLASSES, find_all, is_layout
 
 
 class Position(NamedTuple):
@@ -209,10 +209,9 @@ class _RecordedParens:
         return False
 
 
-# libcst's layout node types (all its node types are in its namespace), for a set lookup at every node; a layout type
-# missing here would only have its position recorded
-_LAYOUT_TYPES = frozenset(tp for tp in vars(cst).values()
-                          if isinstance(tp, type) and issubclass(tp, cst.CSTNode) and is_layout(tp))
+# libcst's layout node types, for a set lookup at every node; a layout type missing here would only have its
+# position recorded
+_LAYOUT_TYPES = frozenset(tp for tp in NODE_CLASSES if is_layout(tp))
 
 
 class _ContentOffsetState(_OffsetState):
@@ -268,11 +267,9 @@ def _content_codegen(generate_node):
     return codegen
 
 
-_NODE_CODEGEN = getattr(getattr(cst, "_nodes").base.CSTNode, "_codegen", None)
-for _tp in vars(cst).values():
-    if isinstance(_tp, type) and issubclass(_tp, cst.CSTNode) and not is_layout(_tp) \
-            and not getattr(_tp, "__abstractmethods__", None) and _NODE_CODEGEN is not None \
-            and _tp._codegen is _NODE_CODEGEN and "_content_" not in _tp.__dict__:
+for _tp in NODE_CLASSES:
+    if not is_layout(_tp) and NODE_CODEGEN is not None and _tp._codegen is NODE_CODEGEN \
+            and "_content_" not in _tp.__dict__:
         _tp._codegen = _content_codegen(_tp._codegen)
         _tp._content_ = True
 

@@ -35,6 +35,11 @@ def is_layout(tp: type) -> bool:
     return known
 
 
+# libcst's concrete node classes (all of them are in its namespace): what the tables and patches by class go over
+NODE_CLASSES = tuple(tp for tp in vars(cst).values() if isinstance(tp, type) and issubclass(tp, cst.CSTNode)
+                     and not getattr(tp, "__abstractmethods__", None))
+
+
 def _hook_names(cls: type) -> frozenset[str]:
     """The visit_/leave_ names that cls and its bases define outside libcst (libcst's own are no-op stubs). Kept
     on the class: visitors are made by the thousand, and most node types have no hook."""
