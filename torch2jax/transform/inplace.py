@@ -32,7 +32,7 @@ import libcst as cst
 
 from torch2jax.transform.base import Pass, add_marker
 from torch2jax.transform.codegen import code_of
-from torch2jax.transform.names import bound_in_function, dotted
+from torch2jax.transform.names import bound_in_function, dotted, self_calls
 from torch2jax.transform.ops import BUILTIN_CLASH
 from torch2jax.transform.positions import start_line
 from torch2jax.transform.templates import BindError, bind, paren
@@ -1835,9 +1835,7 @@ def init_helpers(cls: cst.ClassDef, word_cache: dict) -> set[str]:
         fn_words = words(fn, word_cache)
         if not any("." + m in fn_words for m in methods):
             continue  # calls no method (the words have `.m` for every attribute m)
-        calls[name] = {n.func.attr.value for n in find_all(fn, cst.Call)
-                       if type(n.func) is cst.Attribute and type(n.func.value) is cst.Name
-                       and n.func.value.value == "self" and n.func.attr.value in methods}
+        calls[name] = self_calls(fn) & methods.keys()
     reached, todo = set(), ["__init__"] if "__init__" in methods else []
     while todo:
         for callee in calls.get(todo.pop(), ()):

@@ -118,6 +118,8 @@ def bound_among(fn: cst.FunctionDef, names, word_cache: dict) -> frozenset[str]:
     """bound_in_function(fn) & names, without looking into the statements that hold none of those names (by their
     walk.words: a statement binds a name only where the name occurs in it)."""
     names = frozenset(names)
+    if names.isdisjoint(words(fn, word_cache)):
+        return frozenset()
     return frozenset(_bound(fn, lambda stmt: not names.isdisjoint(words(stmt, word_cache))) & names)
 
 
@@ -180,8 +182,6 @@ class Scopes:
         if where is None or where not in self._shadowed:
             if self.word_cache is None:
                 shadowed = bound_in_function(fn) & self.aliases.keys()
-            elif self.aliases.keys().isdisjoint(words(fn, self.word_cache)):
-                shadowed = frozenset()
             else:
                 shadowed = bound_among(fn, self.aliases.keys(), self.word_cache)
             if where is None:

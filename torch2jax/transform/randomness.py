@@ -207,10 +207,6 @@ def _clauses(comp) -> list[cst.CompFor]:
     return out
 
 
-def _expr(code: str) -> cst.BaseExpression:
-    return expression(code)  # a dotted name built directly (a parse costs more), anything else parsed
-
-
 def _split_statement(key: str, names: list[str], split: str, count: int | None) -> cst.SimpleStatementLine:
     """`key, subkey = jax.random.split(key)`, with `, count` when given: what the parse of that line gives, built
     directly (one per statement that draws: a parse costs more)."""
@@ -220,7 +216,7 @@ def _split_statement(key: str, names: list[str], split: str, count: int | None) 
 
 
 def _call(func: str, *args: cst.BaseExpression) -> cst.Call:
-    return cst.Call(_expr(func), [cst.Arg(a) for a in args])
+    return cst.Call(expression(func), [cst.Arg(a) for a in args])
 
 
 def _kwarg(name: str, value: cst.BaseExpression) -> cst.Arg:

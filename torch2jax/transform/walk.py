@@ -210,7 +210,7 @@ def content_children(node: cst.CSTNode) -> list[cst.CSTNode]:
         tv = type(value)
         if tv is tuple or tv is list:
             out.extend(value)
-        elif node_types.get(tv) or (tv not in node_types and is_node(tv)):
+        elif node_types[tv]:
             out.append(value)
     return out
 
@@ -248,7 +248,7 @@ def find_all(node: cst.CSTNode, *types: type) -> list:
             tv = type(value)
             if tv is tuple or tv is list:
                 stack.extend(reversed(value))
-            elif node_types.get(tv) or (tv not in node_types and is_node(tv)):
+            elif node_types[tv]:
                 stack.append(value)
     return out
 
@@ -288,7 +288,7 @@ def _walk_hooks(node: cst.CSTNode, visitor, visit_hooks: dict, leave_hooks: dict
             if tv is tuple or tv is list:
                 for child in value:
                     _walk_hooks(child, visitor, visit_hooks, leave_hooks, cls)
-            elif value is not None and (_IS_NODE.get(tv) or (tv not in _IS_NODE and is_node(tv))):
+            elif value is not None and _IS_NODE[tv]:
                 _walk_hooks(value, visitor, visit_hooks, leave_hooks, cls)
     try:
         fn = leave_hooks[tp]
@@ -313,7 +313,17 @@ def _walk(node: cst.CSTNode, visitor: cst.CSTVisitor, order) -> None:
 
 # --- the words of a subtree: what a pass tests before it walks a statement -------------------------------------
 _FIELDS: dict[type, tuple[str, ...]] = {}
-_IS_NODE: dict[type, bool] = {}
+
+
+class _NodeTypes(dict):
+    """type -> whether its values are libcst nodes, found on first lookup (a dict: hot loops read it directly)."""
+
+    def __missing__(self, tp: type) -> bool:
+        known = self[tp] = isinstance(tp, type) and issubclass(tp, cst.CSTNode)
+        return known
+
+
+_IS_NODE = _NodeTypes()
 _STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
 
 # markers for constructs a pass looks for that no identifier reveals (not identifiers, so they never clash)
@@ -347,10 +357,7 @@ def _fields(tp: type) -> tuple[str, ...]:
 
 def is_node(tp: type) -> bool:
     """isinstance(value, cst.CSTNode) by the value's type, cached (libcst's abstract classes make isinstance slow)."""
-    known = _IS_NODE.get(tp)
-    if known is None:
-        known = _IS_NODE[tp] = isinstance(tp, type) and issubclass(tp, cst.CSTNode)
-    return known
+    return _IS_NODE[tp]
 
 
 def _has_subscript(target) -> bool:
@@ -425,7 +432,7 @@ def words(node: cst.CSTNode, cache: dict) -> set[str]:
             tv = type(value)
             if tv is tuple or tv is list:
                 stack.extend(value)
-            elif node_types.get(tv) or (tv not in node_types and is_node(tv)):
+            elif node_types[tv]:
                 stack.append(value)
     cache[node] = out
     return out
@@ -484,7 +491,7 @@ def iter_statements(node: cst.CSTNode, enter=None):
     # a stack of the children lists being gone through (nested generators would pass each statement up through
     # every level of nesting)
     kinds = _STATEMENT_KIND
-    stack = [iter(_children(node))]
+    stack = [iter(content_children(node))]
     while stack:
         for child in stack[-1]:
             tp = type(child)
@@ -496,26 +503,13 @@ def iter_statements(node: cst.CSTNode, enter=None):
             elif kind == _STATEMENT:
                 yield child
                 if enter is None or enter(child):
-                    stack.append(iter(_children(child)))
+                    stack.append(iter(content_children(child)))
                     break
             elif kind == _BLOCK:
-                stack.append(iter(_children(child)))
+                stack.append(iter(content_children(child)))
                 break
         else:
             stack.pop()
-
-
-def _children(node: cst.CSTNode) -> list:
-    """The values of node's content fields that may hold nodes, sequences flattened, in libcst's order."""
-    out = []
-    names = _NODE_FIELDS.get(type(node))
-    for name in _node_fields(node) if names is None else names:
-        value = getattr(node, name)
-        if type(value) is tuple or type(value) is list:
-            out.extend(value)
-        else:
-            out.append(value)
-    return out
 
 
 _HOLDS_STATEMENTS: dict[type, bool] = {}
